@@ -1,0 +1,154 @@
+package patterns
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The scripts are standalone files: each starts with a header naming its
+// KEYS, ARGV and reply, and runs unchanged with
+//
+//	redis-cli --eval scripts/NAME.lua KEY1 KEY2 , ARG1 ARG2
+//
+//go:embed scripts/*.lua
+var scriptFiles embed.FS
+
+// script is one embedded Lua script, wrapped once in a redis.Script.
+type script struct {
+	name string
+	*redis.Script
+}
+
+// registry holds every script, by name, in the order they were declared.
+var registry = map[string]*script{}
+
+// newScript wraps scripts/NAME.lua; a missing file is a programming error.
+func newScript(name string) *script {
+	src, err := scriptFiles.ReadFile(path.Join("scripts", name+".lua"))
+	if err != nil {
+		panic("patterns: missing script " + name + ": " + err.Error())
+	}
+	s := &script{name: name, Script: redis.NewScript(string(src))}
+	registry[name] = s
+	return s
+}
+
+// ScriptInfo describes one embedded script.
+type ScriptInfo struct {
+	// Name is the file name without ".lua", e.g. "lock_obtain".
+	Name string
+	// SHA1 is the digest EVALSHA runs it by.
+	SHA1 string
+	// Source is the Lua text, header included.
+	Source string
+}
+
+// Scripts returns every embedded script, sorted by name.
+func Scripts() []ScriptInfo {
+	out := make([]ScriptInfo, 0, len(registry))
+	for _, s := range registry {
+		src, _ := scriptFiles.ReadFile(path.Join("scripts", s.name+".lua"))
+		out = append(out, ScriptInfo{Name: s.name, SHA1: s.Hash(), Source: string(src)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Load preloads every script with SCRIPT LOAD on every primary: each master
+// of a cluster, each shard of a ring, or the one server otherwise. Calls work
+// without it (a missing script is loaded on first use); Load saves that first
+// EVAL and surfaces a server that refuses scripts early.
+func (c *Client) Load(ctx context.Context) error {
+	load := func(ctx context.Context, rdb redis.Scripter) error {
+		for _, s := range registry {
+			if err := s.Load(ctx, rdb).Err(); err != nil {
+				return fmt.Errorf("patterns: SCRIPT LOAD %s: %w", s.name, err)
+			}
+		}
+		return nil
+	}
+	switch rdb := c.rdb.(type) {
+	case *redis.ClusterClient:
+		return rdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return load(ctx, n) })
+	case *redis.Ring:
+		return rdb.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { return load(ctx, n) })
+	default:
+		return load(ctx, rdb)
+	}
+}
+
+// isNoScript reports whether err says the server does not have a script in
+// its cache. It accepts the reply of Redis ("NOSCRIPT No matching script..."),
+// of servers and proxies that add an "ERR " or other prefix, and of those
+// that only say "No matching script".
+func isNoScript(err error) bool {
+	if err == nil {
+		return false
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.Contains(msg, "NOSCRIPT") || strings.Contains(strings.ToLower(msg), "no matching script")
+}
+
+// run runs the script with EVALSHA and, when the server lacks it, with EVAL
+// (which also caches it there for the next call).
+func (s *script) run(ctx context.Context, rdb redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	cmd := s.EvalSha(ctx, rdb, keys, args...)
+	if isNoScript(cmd.Err()) {
+		cmd = s.Eval(ctx, rdb, keys, args...)
+	}
+	return cmd
+}
+
+// call is one script invocation of a batch; runBatch sets cmd.
+type call struct {
+	script *script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+}
+
+// runBatch sends every call in one pipeline with EVALSHA. Calls answered
+// NOSCRIPT did not run; they are sent again with EVAL in a second pipeline
+// (go-redis's Script.Run does not fall back inside pipelines). It returns the
+// first error of the pipeline; each call's own result is in its cmd.
+func (c *Client) runBatch(ctx context.Context, calls []call) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	for i := range calls {
+		calls[i].cmd = calls[i].script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+	}
+	_, err := pipe.Exec(ctx)
+	var again []int
+	for i := range calls {
+		if isNoScript(calls[i].cmd.Err()) {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return err
+	}
+	pipe = c.rdb.Pipeline()
+	for _, i := range again {
+		calls[i].cmd = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i := range calls {
+		if e := calls[i].cmd.Err(); e != nil {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,418 @@
+// Package redisserver starts throwaway Redis servers for tests and the demo:
+// a redis-server process on a free loopback port, a container started through
+// dockertest, or a Redis Cluster of processes. Every server it starts is
+// removed by Close.
+package redisserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ory/dockertest/v3"
+	"github.com/ory/dockertest/v3/docker"
+	"github.com/redis/go-redis/v9"
+)
+
+// Environment variables read by Start.
+const (
+	// EnvURL names a Redis to use instead of starting one.
+	EnvURL = "REDIS_URL"
+	// EnvImage names the Docker image to run (default DefaultImage).
+	EnvImage = "PATTERNS_REDIS_IMAGE"
+	// EnvMode forces a way of starting Redis: "url", "docker" or "process".
+	// Unset, the first that works in the order url, docker, process is used.
+	EnvMode = "PATTERNS_REDIS_MODE"
+	// EnvServer names the redis-server binary (default: redis-server on PATH).
+	EnvServer = "PATTERNS_REDIS_SERVER"
+)
+
+// DefaultImage is the image run when EnvImage is unset.
+const DefaultImage = "redis:7"
+
+// Server is a Redis that Start made available.
+type Server struct {
+	// Addr is host:port of the server.
+	Addr string
+	// Kind is how it was provided: "url", "docker" or "process".
+	Kind string
+	// URL is the redis:// URL when Kind is "url".
+	URL string
+
+	closeFn func() error
+	once    sync.Once
+}
+
+// Close stops and removes what Start started (nothing for "url").
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		if s.closeFn != nil {
+			err = s.closeFn()
+		}
+	})
+	return err
+}
+
+// Options returns go-redis options for the server.
+func (s *Server) Options() (*redis.Options, error) {
+	if s.Kind == "url" {
+		return redis.ParseURL(s.URL)
+	}
+	return &redis.Options{Addr: s.Addr}, nil
+}
+
+// Start makes a Redis available, honouring EnvMode; logf (may be nil)
+// receives a line on why a way was skipped.
+func Start(ctx context.Context, logf func(format string, args ...any)) (*Server, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	mode := os.Getenv(EnvMode)
+	switch mode {
+	case "url":
+		u := os.Getenv(EnvURL)
+		if u == "" {
+			return nil, fmt.Errorf("redisserver: %s=url but %s is empty", EnvMode, EnvURL)
+		}
+		return &Server{Kind: "url", URL: u}, nil
+	case "docker":
+		return StartContainer(ctx)
+	case "process":
+		return StartProcess(ctx, nil)
+	case "":
+	default:
+		return nil, fmt.Errorf("redisserver: %s=%q: want url, docker or process", EnvMode, mode)
+	}
+	if u := os.Getenv(EnvURL); u != "" {
+		return &Server{Kind: "url", URL: u}, nil
+	}
+	if DockerAvailable() {
+		s, err := StartContainer(ctx)
+		if err == nil {
+			return s, nil
+		}
+		logf("redisserver: docker answers but no container started (%v); using a redis-server process", err)
+	}
+	return StartProcess(ctx, nil)
+}
+
+var (
+	poolOnce sync.Once
+	pool     *dockertest.Pool
+	poolErr  error
+)
+
+func dockerPool() (*dockertest.Pool, error) {
+	poolOnce.Do(func() {
+		pool, poolErr = dockertest.NewPool("")
+		if poolErr == nil {
+			pool.MaxWait = 30 * time.Second
+			poolErr = pool.Client.Ping()
+		}
+	})
+	return pool, poolErr
+}
+
+// DockerAvailable reports whether a Docker engine answers.
+func DockerAvailable() bool {
+	_, err := dockerPool()
+	return err == nil
+}
+
+// StartContainer runs the image named by EnvImage (default DefaultImage) with
+// dockertest and waits until it answers PING.
+func StartContainer(ctx context.Context) (*Server, error) {
+	p, err := dockerPool()
+	if err != nil {
+		return nil, fmt.Errorf("redisserver: docker: %w", err)
+	}
+	image := os.Getenv(EnvImage)
+	if image == "" {
+		image = DefaultImage
+	}
+	repo, tag := image, "latest"
+	if i := strings.LastIndex(image, ":"); i > 0 && !strings.Contains(image[i:], "/") {
+		repo, tag = image[:i], image[i+1:]
+	}
+	res, err := p.RunWithOptions(&dockertest.RunOptions{
+		Repository:   repo,
+		Tag:          tag,
+		Cmd:          []string{"redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"},
+		ExposedPorts: []string{"6379/tcp"},
+		PortBindings: map[docker.Port][]docker.PortBinding{"6379/tcp": {{HostIP: "127.0.0.1", HostPort: "0"}}},
+	}, func(hc *docker.HostConfig) {
+		hc.AutoRemove = true
+		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redisserver: run %s: %w", image, err)
+	}
+	_ = res.Expire(600) // a hard stop if the owner dies without Close
+	s := &Server{Addr: res.GetHostPort("6379/tcp"), Kind: "docker", closeFn: func() error { return p.Purge(res) }}
+	if err := waitPing(ctx, s.Addr, 30*time.Second); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ProcessConfig tunes StartProcess; nil means defaults.
+type ProcessConfig struct {
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// Args are extra redis-server arguments, e.g. "--cluster-enabled", "yes".
+	Args []string
+}
+
+// StartProcess starts a redis-server process on 127.0.0.1 with its own
+// temporary directory and waits until it answers PING.
+func StartProcess(ctx context.Context, cfg *ProcessConfig) (*Server, error) {
+	if cfg == nil {
+		cfg = &ProcessConfig{}
+	}
+	bin := os.Getenv(EnvServer)
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("redis-server"); err != nil {
+			return nil, fmt.Errorf("redisserver: redis-server not found (install redis-server, or set %s, %s or a Docker image): %w", EnvServer, EnvURL, err)
+		}
+	}
+	port := cfg.Port
+	if port == 0 {
+		var err error
+		if port, err = FreePort(cfg.needsBusPort()); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "patterns-redis-")
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"), "--daemonize", "no",
+	}, cfg.Args...)
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("redisserver: start %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Kind: "process"}
+	s.closeFn = func() error {
+		_ = cmd.Process.Kill()
+		<-exited
+		return os.RemoveAll(dir)
+	}
+	if err := waitPing(ctx, s.Addr, 10*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		_ = s.Close()
+		return nil, fmt.Errorf("%w; server log: %s", err, lastLines(string(log), 5))
+	}
+	return s, nil
+}
+
+func (c *ProcessConfig) needsBusPort() bool {
+	for i, a := range c.Args {
+		if a == "--cluster-enabled" && i+1 < len(c.Args) && c.Args[i+1] == "yes" {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+var portMu sync.Mutex
+var portsGiven = map[int]bool{}
+
+// FreePort returns a loopback port nobody listens on; with bus it also checks
+// port+10000, which a cluster node uses for its bus.
+func FreePort(bus bool) (int, error) {
+	portMu.Lock()
+	defer portMu.Unlock()
+	for i := 0; i < 200; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if portsGiven[port] || (bus && (port+10000 > 65535 || portsGiven[port+10000])) {
+			continue
+		}
+		if bus {
+			lb, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+			if err != nil {
+				continue
+			}
+			lb.Close()
+			portsGiven[port+10000] = true
+		}
+		portsGiven[port] = true
+		return port, nil
+	}
+	return 0, errors.New("redisserver: no free port found")
+}
+
+func waitPing(ctx context.Context, addr string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	var err error
+	for {
+		if err = c.Ping(ctx).Err(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redisserver: %s did not answer PING: %w", addr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Cluster is a Redis Cluster of redis-server processes on loopback.
+type Cluster struct {
+	// Nodes are the masters, in slot order.
+	Nodes []*Server
+}
+
+// Addrs returns host:port of every node.
+func (c *Cluster) Addrs() []string {
+	a := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		a[i] = n.Addr
+	}
+	return a
+}
+
+// Close stops every node.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// StartCluster starts masters redis-server processes (at least 3) in cluster
+// mode, splits the 16384 slots evenly between them, joins them and waits until
+// every node reports cluster_state:ok and agrees on the slots.
+func StartCluster(ctx context.Context, masters int) (*Cluster, error) {
+	if masters < 3 {
+		masters = 3
+	}
+	cl := &Cluster{}
+	for i := 0; i < masters; i++ {
+		n, err := StartProcess(ctx, &ProcessConfig{Args: []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "yes",
+		}})
+		if err != nil {
+			cl.Close()
+			return nil, err
+		}
+		cl.Nodes = append(cl.Nodes, n)
+	}
+	if err := cl.join(ctx, masters); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+func (cl *Cluster) join(ctx context.Context, masters int) error {
+	clients := make([]*redis.Client, len(cl.Nodes))
+	for i, n := range cl.Nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: n.Addr})
+		defer clients[i].Close()
+	}
+	per := 16384 / masters
+	for i, c := range clients {
+		lo, hi := i*per, (i+1)*per-1
+		if i == masters-1 {
+			hi = 16383
+		}
+		if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			return fmt.Errorf("redisserver: CLUSTER ADDSLOTSRANGE on %s: %w", cl.Nodes[i].Addr, err)
+		}
+	}
+	host, port0, _ := net.SplitHostPort(cl.Nodes[0].Addr)
+	for i := 1; i < len(clients); i++ {
+		if err := clients[i].ClusterMeet(ctx, host, port0).Err(); err != nil {
+			return fmt.Errorf("redisserver: CLUSTER MEET: %w", err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, c := range clients {
+			info, err := c.ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") || !knowsAll(info, len(clients)) {
+				ready = false
+				break
+			}
+		}
+		if ready {
+			// Every node must also route every slot to a master it knows.
+			for _, c := range clients {
+				slots, err := c.ClusterSlots(ctx).Result()
+				if err != nil || len(slots) != masters {
+					ready = false
+					break
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("redisserver: cluster did not become ready in 30s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func knowsAll(info string, n int) bool {
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "cluster_known_nodes:"); ok {
+			return v == strconv.Itoa(n)
+		}
+	}
+	return false
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// Port returns the port of Addr.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.Addr)
+	return mustAtoi(p)
+}

@@ -1,0 +1,347 @@
+package patterns
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Lock errors.
+var (
+	// ErrNotObtained is returned by Obtain when the lock is held by somebody
+	// else and the retry strategy (or the context) gave up.
+	ErrNotObtained = errors.New("patterns: lock not obtained")
+
+	// ErrNotHeld is returned by Release, Refresh and TTL when the caller no
+	// longer owns the lock: it expired, or somebody else has taken it since.
+	// Nothing was changed.
+	ErrNotHeld = errors.New("patterns: lock not held")
+)
+
+var (
+	scriptLockObtain  = newScript("lock_obtain")
+	scriptLockRelease = newScript("lock_release")
+	scriptLockTouch   = newScript("lock_touch")
+)
+
+// fenceTTL is how long a key's fencing counter outlives its last Obtain. After
+// it expires, tokens continue from the server's clock in microseconds.
+const fenceTTL = 7 * 24 * time.Hour
+
+// RetryStrategy decides how Obtain retries a lock that is held.
+type RetryStrategy interface {
+	// NextBackoff returns how long to wait before retry number attempt
+	// (1 for the first retry). Zero or less stops retrying. It must be safe
+	// for concurrent use: one strategy may serve many Obtain calls.
+	NextBackoff(attempt int) time.Duration
+}
+
+type retryFunc func(int) time.Duration
+
+func (f retryFunc) NextBackoff(attempt int) time.Duration { return f(attempt) }
+
+// NoRetry makes one attempt only.
+func NoRetry() RetryStrategy { return retryFunc(func(int) time.Duration { return 0 }) }
+
+// LinearBackoff retries every d, until the context is done.
+func LinearBackoff(d time.Duration) RetryStrategy {
+	return retryFunc(func(int) time.Duration { return d })
+}
+
+// ExponentialBackoff retries after min, 2*min, 4*min, ... capped at max, each
+// wait drawn at random from its upper half ("equal jitter") so that waiters
+// do not wake in step. It retries until the context is done.
+func ExponentialBackoff(min, max time.Duration) RetryStrategy {
+	if min <= 0 {
+		min = time.Millisecond
+	}
+	if max < min {
+		max = min
+	}
+	return retryFunc(func(attempt int) time.Duration {
+		d := max
+		if attempt <= 32 {
+			if e := min << (attempt - 1); e > 0 && e < max {
+				d = e
+			}
+		}
+		half := d / 2
+		return half + rand.N(d-half+1)
+	})
+}
+
+// LimitRetry wraps s so that it retries at most n times.
+func LimitRetry(s RetryStrategy, n int) RetryStrategy {
+	return retryFunc(func(attempt int) time.Duration {
+		if attempt > n {
+			return 0
+		}
+		return s.NextBackoff(attempt)
+	})
+}
+
+// LockOptions tune Obtain. A nil *LockOptions means all defaults.
+type LockOptions struct {
+	// RetryStrategy says whether and when to try again while the lock is
+	// held. Retrying always stops when the context is done.
+	//
+	// default: NoRetry()
+	RetryStrategy RetryStrategy
+}
+
+func (o *LockOptions) retryStrategy() RetryStrategy {
+	if o == nil || o.RetryStrategy == nil {
+		return NoRetry()
+	}
+	return o.RetryStrategy
+}
+
+// Lock is a lock held in Redis. Its methods are safe for concurrent use and
+// on a nil *Lock (they return ErrNotHeld).
+type Lock struct {
+	c     *Client
+	id    string
+	key   string
+	token string
+	fence int64
+}
+
+// Obtain takes the lock named key for ttl. It returns ErrNotObtained when the
+// lock stays held by somebody else for as long as opt's retry strategy and
+// ctx allow, and ErrInvalidArgument for an empty or too long key or a ttl
+// under a millisecond.
+//
+// Each successful Obtain issues a fencing token (Lock.Fence) greater than any
+// issued before for the key. Pass it to the resource the lock protects, and
+// have the resource refuse a token lower than one it has seen: that is what
+// makes a lock safe when its holder pauses past its TTL. One caveat: Redis
+// replicates asynchronously, so after a failover the new primary may lack the
+// last writes. The lock may then be granted twice; the token still rises as
+// long as the servers' clocks agree to within the time since the lost grant,
+// because it never falls below the server's clock in microseconds.
+//
+// Obtain costs one round trip per attempt.
+func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
+	if err := checkID("lock key", key); err != nil {
+		return nil, err
+	}
+	if err := checkTTL("lock ttl", ttl); err != nil {
+		return nil, err
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lock{c: c, id: key, key: c.key("lock", key), token: token}
+	keys := []string{l.key, l.key + ":fence"}
+	args := []any{token, ttl.Milliseconds(), fenceTTL.Milliseconds()}
+	retry := opt.retryStrategy()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for attempt := 1; ; attempt++ {
+		n, err := scriptLockObtain.run(ctx, c.rdb, keys, args...).Int64()
+		if err != nil {
+			return nil, fmt.Errorf("patterns: obtain lock %q: %w", key, err)
+		}
+		if n > 0 {
+			l.fence = n
+			return l, nil
+		}
+		backoff := retry.NextBackoff(attempt)
+		if backoff <= 0 {
+			return nil, ErrNotObtained
+		}
+		if timer == nil {
+			timer = time.NewTimer(backoff)
+		} else {
+			timer.Reset(backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNotObtained, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
+}
+
+// newToken returns 128 random bits from crypto/rand, URL-safe.
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("patterns: crypto/rand: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Key returns the name the lock was obtained with.
+func (l *Lock) Key() string {
+	if l == nil {
+		return ""
+	}
+	return l.id
+}
+
+// Token returns the random token that proves ownership of the lock.
+func (l *Lock) Token() string {
+	if l == nil {
+		return ""
+	}
+	return l.token
+}
+
+// Fence returns the lock's fencing token: greater than every token issued
+// before it for the same key (see Obtain).
+func (l *Lock) Fence() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.fence
+}
+
+// TTL returns how long the lock has left, or ErrNotHeld when the caller no
+// longer owns it.
+func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
+	return l.touch(ctx, 0)
+}
+
+// Refresh extends the lock to ttl from now, only if the caller still owns it;
+// ErrNotHeld otherwise (a lost lock is never taken again silently).
+func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
+	if err := checkTTL("lock ttl", ttl); err != nil {
+		return err
+	}
+	_, err := l.touch(ctx, ttl)
+	return err
+}
+
+func (l *Lock) touch(ctx context.Context, ttl time.Duration) (time.Duration, error) {
+	if l == nil {
+		return 0, ErrNotHeld
+	}
+	n, err := scriptLockTouch.run(ctx, l.c.rdb, []string{l.key}, l.token, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("patterns: lock %q: %w", l.id, err)
+	}
+	if n < 0 {
+		return 0, ErrNotHeld
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+// Release deletes the lock if the caller still owns it, and returns
+// ErrNotHeld otherwise (nothing is changed then). It reaches Redis even when
+// ctx is already done, on a context of its own bounded by
+// Options.ReleaseTimeout, so that a cancelled request does not leave the lock
+// held until its TTL.
+func (l *Lock) Release(ctx context.Context) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.c.releaseTimeout)
+		defer cancel()
+	}
+	n, err := scriptLockRelease.run(ctx, l.c.rdb, []string{l.key}, l.token).Int64()
+	if err != nil {
+		return fmt.Errorf("patterns: release lock %q: %w", l.id, err)
+	}
+	if n != 1 {
+		return ErrNotHeld
+	}
+	return nil
+}
+
+// WithLock obtains the lock named key for ttl, runs fn while holding it and
+// releases it. A watchdog refreshes the lock every ttl/3 (from absolute
+// deadlines, so slow refreshes do not drift) while fn runs. When the lock is
+// lost (a refresh finds another owner, or no refresh succeeded before the
+// lock's deadline) fn's context is cancelled at once with cause ErrNotHeld,
+// and WithLock returns an error matching ErrNotHeld along with fn's error.
+// Obtain errors (ErrNotObtained, ErrInvalidArgument) are returned as they are,
+// and fn is not called.
+func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, opt *LockOptions, fn func(ctx context.Context) error) error {
+	if fn == nil {
+		return invalidf("nil function")
+	}
+	start := time.Now()
+	lock, err := c.Obtain(ctx, key, ttl, opt)
+	if err != nil {
+		return err
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var lost error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lost = lock.watch(fctx, stop, start, ttl, cancel)
+	}()
+	ferr := fn(fctx)
+	close(stop)
+	wg.Wait()
+	rerr := lock.Release(ctx)
+	if lost != nil {
+		return errors.Join(ferr, lost)
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if rerr != nil && !errors.Is(rerr, ErrNotHeld) {
+		return rerr
+	}
+	return nil
+}
+
+// watch refreshes l until stop is closed, and cancels fn's context with
+// ErrNotHeld when the lock is lost. held is when the last successful grant or
+// refresh was sent: the lock is surely ours until held+ttl.
+func (l *Lock) watch(ctx context.Context, stop <-chan struct{}, held time.Time, ttl time.Duration, cancel context.CancelCauseFunc) error {
+	interval := ttl / 3
+	next := held.Add(interval)
+	timer := time.NewTimer(time.Until(next))
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-timer.C:
+		}
+		deadline := held.Add(ttl)
+		if !time.Now().Before(deadline) {
+			err := fmt.Errorf("%w: no refresh succeeded before the lock's TTL ran out", ErrNotHeld)
+			cancel(err)
+			return err
+		}
+		sent := time.Now()
+		rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		err := l.Refresh(rctx, ttl)
+		rcancel()
+		switch {
+		case err == nil:
+			held = sent
+			next = held.Add(interval)
+		case errors.Is(err, ErrNotHeld):
+			cancel(err)
+			return err
+		default:
+			// A transient failure: try again soon, but never past the deadline.
+			next = time.Now().Add(min(interval/4+time.Millisecond, time.Until(deadline)))
+			if retryAt := time.Now().Add(10 * time.Millisecond); next.Before(retryAt) {
+				next = retryAt
+			}
+		}
+		timer.Reset(time.Until(next))
+	}
+}

@@ -1,0 +1,238 @@
+// Package patterns is a library of atomic Redis primitives: the recipes web
+// back ends keep rewriting from blog posts (locks, rate limits, caches,
+// sessions, leaderboards, unique counters, queues), each done right.
+//
+// # Guarantees
+//
+//   - Atomic, one round trip: every multi-step operation is one Lua script,
+//     run with EVALSHA. A NOSCRIPT reply (after a restart, a failover or a
+//     SCRIPT FLUSH) is healed by itself, in pipelines too.
+//   - Server time: scripts read the clock with TIME on the Redis server; no
+//     decision depends on the clocks of the clients.
+//   - Cluster-safe: every key a script touches is passed in KEYS, and keys that
+//     must meet share a hash tag that the library owns. User input is escaped
+//     inside the tag, so it can neither move a key to another slot nor collide
+//     with another id.
+//   - Bounded memory: every key written has a TTL, except where a pattern is
+//     long-lived by nature and its doc says so.
+//   - Bad input is rejected before anything reaches Redis, with an error that
+//     matches ErrInvalidArgument.
+//
+// # Quick start
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	pc, err := patterns.New(rdb, nil)
+//	if err != nil { ... }
+//	lock, err := pc.Obtain(ctx, "invoice:42", 10*time.Second, nil)
+//	if errors.Is(err, patterns.ErrNotObtained) { ... } // somebody else holds it
+//	defer lock.Release(ctx)
+//
+// # Keys
+//
+// Every key has the shape
+//
+//	prefix:pattern:{id}:suffix
+//
+// where prefix is Options.Prefix, pattern names the primitive ("lock",
+// "rl", ...), id is the caller's key and suffix is chosen by the library.
+// Inside the braces the bytes '%', '{', '}' and the control bytes are
+// percent-encoded (so "a{b}" becomes "a%7Bb%7D"), which keeps the hash tag
+// exactly the caller's id: all keys of one id live in one slot, and two ids
+// never share a key. Ids are at most MaxIDLen bytes; an empty id is invalid.
+//
+// A *Client is safe for concurrent use.
+package patterns
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors shared by every pattern. Errors are wrapped with detail; test them
+// with errors.Is.
+var (
+	// ErrInvalidArgument reports input that was rejected before anything was
+	// sent to Redis: an empty or too long id, a non-positive TTL, an invalid
+	// option. Nothing was written.
+	ErrInvalidArgument = errors.New("patterns: invalid argument")
+
+	// ErrUnexpectedReply reports a reply from Redis that a script cannot have
+	// produced: a sign of a foreign value in one of the library's keys.
+	ErrUnexpectedReply = errors.New("patterns: unexpected reply from Redis")
+)
+
+// MaxIDLen is the largest id, in bytes, that any pattern accepts.
+const MaxIDLen = 512
+
+// DefaultPrefix is the key prefix used when Options.Prefix is empty.
+const DefaultPrefix = "patterns"
+
+// maxPrefixLen bounds Options.Prefix.
+const maxPrefixLen = 64
+
+// Options configure a Client. A nil *Options means all defaults.
+type Options struct {
+	// Prefix is the first segment of every key the client writes. It must not
+	// contain '{', '}', white space or control bytes.
+	//
+	// default: "patterns"
+	Prefix string
+
+	// ReleaseTimeout bounds the calls that must reach Redis even when the
+	// caller's context is already done (Lock.Release): they run on a context
+	// of their own with this timeout.
+	//
+	// default: 2 seconds
+	ReleaseTimeout time.Duration
+}
+
+// Client runs the patterns against one Redis deployment. Make it with New.
+type Client struct {
+	rdb            redis.UniversalClient
+	prefix         string
+	releaseTimeout time.Duration
+}
+
+// New returns a Client on rdb, which may be a *redis.Client, a
+// *redis.ClusterClient, a Sentinel failover client or a *redis.Ring. It
+// returns an error matching ErrInvalidArgument when rdb is nil or an option
+// is invalid.
+func New(rdb redis.UniversalClient, opt *Options) (*Client, error) {
+	if rdb == nil {
+		return nil, invalidf("nil redis client")
+	}
+	c := &Client{rdb: rdb, prefix: opt.prefix(), releaseTimeout: opt.releaseTimeout()}
+	if err := validPrefix(c.prefix); err != nil {
+		return nil, err
+	}
+	if c.releaseTimeout < 0 {
+		return nil, invalidf("negative ReleaseTimeout %v", c.releaseTimeout)
+	}
+	return c, nil
+}
+
+// Redis returns the client's go-redis client.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Prefix returns the key prefix in use.
+func (c *Client) Prefix() string { return c.prefix }
+
+func (o *Options) prefix() string {
+	if o == nil || o.Prefix == "" {
+		return DefaultPrefix
+	}
+	return o.Prefix
+}
+
+func (o *Options) releaseTimeout() time.Duration {
+	if o == nil || o.ReleaseTimeout == 0 {
+		return 2 * time.Second
+	}
+	return o.ReleaseTimeout
+}
+
+func validPrefix(p string) error {
+	if len(p) > maxPrefixLen {
+		return invalidf("prefix is %d bytes, over %d", len(p), maxPrefixLen)
+	}
+	for i := 0; i < len(p); i++ {
+		if b := p[i]; b == '{' || b == '}' || b <= ' ' || b == 0x7f {
+			return invalidf("prefix %q contains %q", p, b)
+		}
+	}
+	return nil
+}
+
+// invalidf returns an error wrapping ErrInvalidArgument.
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// checkID validates a caller's id; what names it in the error ("key", "user").
+func checkID(what, id string) error {
+	if id == "" {
+		return invalidf("empty %s", what)
+	}
+	if len(id) > MaxIDLen {
+		return invalidf("%s is %d bytes, over the cap of %d", what, len(id), MaxIDLen)
+	}
+	return nil
+}
+
+// checkTTL validates a positive TTL that Redis can hold in milliseconds.
+func checkTTL(what string, d time.Duration) error {
+	if d < time.Millisecond {
+		return invalidf("%s %v: want at least 1ms", what, d)
+	}
+	return nil
+}
+
+// key returns prefix:pattern:{id} followed by ":"+suffix for each suffix.
+// The id is escaped (see the package doc) and must have passed checkID;
+// suffixes are chosen by the library, or escaped with escapePart when they
+// hold caller input.
+func (c *Client) key(pattern, id string, suffixes ...string) string {
+	n := len(c.prefix) + len(pattern) + len(id) + 4
+	for _, s := range suffixes {
+		n += len(s) + 1
+	}
+	var b strings.Builder
+	b.Grow(n + escapedExtra(id, false))
+	b.WriteString(c.prefix)
+	b.WriteByte(':')
+	b.WriteString(pattern)
+	b.WriteString(":{")
+	writeEscaped(&b, id, false)
+	b.WriteByte('}')
+	for _, s := range suffixes {
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// escapePart escapes caller input placed after the hash tag, where ':' is a
+// separator and is escaped too.
+func escapePart(s string) string {
+	if escapedExtra(s, true) == 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + escapedExtra(s, true))
+	writeEscaped(&b, s, true)
+	return b.String()
+}
+
+func needsEscape(b byte, colon bool) bool {
+	return b == '%' || b == '{' || b == '}' || b < ' ' || b == 0x7f || (colon && b == ':')
+}
+
+// escapedExtra returns how many bytes escaping adds to s.
+func escapedExtra(s string, colon bool) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i], colon) {
+			n += 2
+		}
+	}
+	return n
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+func writeEscaped(b *strings.Builder, s string, colon bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c, colon) {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+}

@@ -1,0 +1,83 @@
+package patternstest_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redispatterns/patterns/internal/redisserver"
+	"github.com/redispatterns/patterns/patternstest"
+)
+
+func TestRedis(t *testing.T) {
+	rdb, kind := patternstest.Server(t)
+	t.Logf("server provided by %s", kind)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "patternstest:probe", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, "patternstest:probe").Result(); err != nil || v != "1" {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	rdb.Del(ctx, "patternstest:probe")
+}
+
+// TestDocker proves the dockertest path; it runs wherever an image is named.
+func TestDocker(t *testing.T) {
+	if os.Getenv(redisserver.EnvImage) == "" {
+		t.Skipf("%s is not set", redisserver.EnvImage)
+	}
+	t.Setenv(redisserver.EnvMode, "docker")
+	t.Setenv(redisserver.EnvURL, "")
+	rdb, kind := patternstest.Server(t)
+	if kind != "docker" {
+		t.Fatalf("kind = %q, want docker", kind)
+	}
+	info, err := rdb.Info(context.Background(), "server").Result()
+	if err != nil || !strings.Contains(info, "redis_version:") {
+		t.Fatalf("INFO = %.80q, %v", info, err)
+	}
+}
+
+// TestProcess proves the redis-server path and Restart.
+func TestProcess(t *testing.T) {
+	t.Setenv(redisserver.EnvMode, "process")
+	rdb, kind := patternstest.Server(t)
+	if kind != "process" {
+		t.Fatalf("kind = %q, want process", kind)
+	}
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c2, p := patternstest.Process(t)
+	c2.Set(ctx, "k", "v", 0)
+	p.Restart()
+	if n, err := c2.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("after Restart EXISTS = %d, %v; want an empty server", n, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	rdb := patternstest.Cluster(t)
+	ctx := context.Background()
+	masters := 0
+	slots, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := 0
+	for _, s := range slots {
+		masters++
+		covered += s.End - s.Start + 1
+	}
+	if masters < 3 || covered != 16384 {
+		t.Fatalf("masters = %d, slots covered = %d", masters, covered)
+	}
+	for _, k := range []string{"a", "b", "c", "{x}1", "{x}2"} {
+		if err := rdb.Set(ctx, k, k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,27 @@
+-- lock_obtain: take a lock if it is free, and issue a fencing token.
+--
+-- KEYS[1]  the lock key           prefix:lock:{id}
+-- KEYS[2]  the fencing counter    prefix:lock:{id}:fence   (same slot)
+-- ARGV[1]  the owner's random token
+-- ARGV[2]  the lock's TTL in milliseconds (> 0)
+-- ARGV[3]  the counter's TTL in milliseconds (> 0)
+--
+-- Returns the fencing token (>= 1) when the lock was taken, or the lock's
+-- remaining TTL in milliseconds, negated (<= 0), when somebody holds it.
+--
+-- A fencing token is strictly greater than every token issued before for the
+-- key: the counter goes up by one, and never falls below the server's clock in
+-- microseconds, so it keeps rising even after the counter key has expired.
+--
+-- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return -redis.call('PTTL', KEYS[1])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+if fence < now then
+  fence = now
+end
+redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[3])
+return fence
