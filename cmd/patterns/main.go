@@ -1,0 +1,193 @@
+// Command patterns runs the library's demo and manages its Lua scripts.
+//
+// Usage:
+//
+//	patterns demo [NAME...]    show each pattern working (all by default)
+//	patterns scripts           list the embedded scripts with their SHA1s
+//	patterns scripts NAME      print one script
+//	patterns load              preload every script into the server
+//
+// demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
+// redis://host1:6379,host2:6379 with -cluster). When REDIS_URL is unset, demo
+// starts a throwaway Redis (a container when Docker answers and
+// PATTERNS_REDIS_IMAGE names an image, else a redis-server process) and
+// removes it afterwards.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redispatterns/patterns"
+	"github.com/redispatterns/patterns/internal/redisserver"
+)
+
+// demo is one pattern's part of `patterns demo`.
+type demo struct {
+	name string
+	run  func(ctx context.Context, pc *patterns.Client, w io.Writer) error
+}
+
+// demos is filled by the init functions of the demo_*.go files.
+var demos []demo
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "patterns:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  patterns demo [-cluster] [NAME...]  show each pattern working
+  patterns scripts [NAME]             list the embedded scripts, or print one
+  patterns load [-cluster]            preload every script into REDIS_URL's server
+`)
+}
+
+func run(args []string, w io.Writer) error {
+	if len(args) == 0 {
+		usage(w)
+		return fmt.Errorf("no command")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	switch args[0] {
+	case "scripts":
+		return cmdScripts(args[1:], w)
+	case "load":
+		fs := flag.NewFlagSet("load", flag.ContinueOnError)
+		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		url := os.Getenv("REDIS_URL")
+		if url == "" {
+			return fmt.Errorf("load: set REDIS_URL")
+		}
+		rdb, err := connect(url, *cluster)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		pc, err := patterns.New(rdb, nil)
+		if err != nil {
+			return err
+		}
+		if err := pc.Load(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "loaded %d scripts\n", len(patterns.Scripts()))
+		return nil
+	case "demo":
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return cmdDemo(ctx, fs.Args(), *cluster, w)
+	case "help", "-h", "-help", "--help":
+		usage(w)
+		return nil
+	default:
+		usage(w)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func cmdScripts(args []string, w io.Writer) error {
+	all := patterns.Scripts()
+	if len(args) == 0 {
+		for _, s := range all {
+			fmt.Fprintf(w, "%-28s %s\n", s.Name, s.SHA1)
+		}
+		return nil
+	}
+	for _, s := range all {
+		if s.Name == strings.TrimSuffix(args[0], ".lua") {
+			_, err := io.WriteString(w, s.Source)
+			return err
+		}
+	}
+	return fmt.Errorf("no script %q (see `patterns scripts`)", args[0])
+}
+
+// connect parses a redis:// URL; with cluster, its comma-separated hosts are
+// the cluster's seed nodes.
+func connect(url string, cluster bool) (redis.UniversalClient, error) {
+	if cluster {
+		opt, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
+}
+
+func cmdDemo(ctx context.Context, names []string, cluster bool, w io.Writer) error {
+	var rdb redis.UniversalClient
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		var err error
+		if rdb, err = connect(url, cluster); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "Redis: %s\n", url)
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		srv, err := redisserver.Start(sctx, func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) })
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: no REDIS_URL and no throwaway Redis: %w", err)
+		}
+		defer srv.Close()
+		opt, err := srv.Options()
+		if err != nil {
+			return err
+		}
+		rdb = redis.NewClient(opt)
+		fmt.Fprintf(w, "Redis: a throwaway server (%s) at %s, removed at the end\n", srv.Kind, srv.Addr)
+	}
+	defer rdb.Close()
+	pc, err := patterns.New(rdb, &patterns.Options{Prefix: "demo"})
+	if err != nil {
+		return err
+	}
+	if err := pc.Load(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Loaded %d scripts.\n", len(patterns.Scripts()))
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	ran := 0
+	for _, d := range demos {
+		if len(want) > 0 && !want[d.name] {
+			continue
+		}
+		fmt.Fprintf(w, "\n== %s ==\n", d.name)
+		if err := d.run(ctx, pc, w); err != nil {
+			return fmt.Errorf("demo %s: %w", d.name, err)
+		}
+		ran++
+	}
+	if ran == 0 {
+		return fmt.Errorf("demo: no demo matches %v", names)
+	}
+	fmt.Fprintf(w, "\n%d demos ran.\n", ran)
+	return nil
+}
