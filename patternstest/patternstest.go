@@ -133,3 +133,40 @@ func Topologies(t *testing.T, fn func(t *testing.T, rdb redis.UniversalClient)) 
 	t.Run("standalone", func(t *testing.T) { fn(t, Redis(t)) })
 	t.Run("cluster", func(t *testing.T) { fn(t, Cluster(t)) })
 }
+
+// SentinelSet is a primary, a replica and a Sentinel started by Sentinel.
+type SentinelSet struct {
+	set *redisserver.SentinelSet
+}
+
+// Sentinel starts a primary, a replica of it and a Sentinel (redis-server
+// processes) and returns a failover client for the master, which follows
+// failovers, and the set, whose Failover method triggers one.
+func Sentinel(t testing.TB) (*redis.Client, *SentinelSet) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	set, err := redisserver.StartSentinel(ctx)
+	if err != nil {
+		t.Fatalf("patternstest: no sentinel set: %v", err)
+	}
+	t.Cleanup(func() { _ = set.Close() })
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    set.MasterName,
+		SentinelAddrs: []string{set.Sentinel.Addr},
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("patternstest: sentinel: %v", err)
+	}
+	return rdb, &SentinelSet{set: set}
+}
+
+// Failover makes the Sentinel promote the replica (SENTINEL FAILOVER) and
+// returns once the Sentinel names the new master.
+func (s *SentinelSet) Failover(ctx context.Context) error { return s.set.Failover(ctx) }
+
+// Addrs returns the addresses of the primary and the replica as started.
+func (s *SentinelSet) Addrs() (primary, replica string) {
+	return s.set.Primary.Addr, s.set.Replica.Addr
+}

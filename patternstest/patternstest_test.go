@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redispatterns/patterns/internal/redisserver"
 	"github.com/redispatterns/patterns/patternstest"
@@ -79,5 +80,35 @@ func TestCluster(t *testing.T) {
 		if err := rdb.Set(ctx, k, k, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	rdb, set := patternstest.Sentinel(t)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "before", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Wait(ctx, 1, 1000)
+	if err := set.Failover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, replica := set.Addrs()
+	// The failover client follows the new master (once the Sentinel has told
+	// it: until then writes may still reach the old one).
+	port := "tcp_port:" + replica[strings.LastIndex(replica, ":")+1:]
+	var info string
+	for i := 0; i < 100 && !strings.Contains(info, port); i++ {
+		time.Sleep(100 * time.Millisecond)
+		info, _ = rdb.Info(ctx, "server").Result()
+	}
+	if !strings.Contains(info, port) {
+		t.Fatalf("the client does not talk to the promoted replica %s", replica)
+	}
+	if err := rdb.Set(ctx, "after", "1", 0).Err(); err != nil {
+		t.Fatalf("no write after failover: %v", err)
+	}
+	if v, _ := rdb.Get(ctx, "before").Result(); v != "1" {
+		t.Fatalf("replicated key lost: %q", v)
 	}
 }

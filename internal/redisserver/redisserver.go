@@ -48,6 +48,7 @@ type Server struct {
 	// URL is the redis:// URL when Kind is "url".
 	URL string
 
+	pid     int // of a process, for Signal
 	closeFn func() error
 	once    sync.Once
 }
@@ -180,13 +181,6 @@ func StartProcess(ctx context.Context, cfg *ProcessConfig) (*Server, error) {
 	if cfg == nil {
 		cfg = &ProcessConfig{}
 	}
-	bin := os.Getenv(EnvServer)
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, fmt.Errorf("redisserver: redis-server not found (install redis-server, or set %s, %s or a Docker image): %w", EnvServer, EnvURL, err)
-		}
-	}
 	port := cfg.Port
 	if port == 0 {
 		var err error
@@ -194,14 +188,27 @@ func StartProcess(ctx context.Context, cfg *ProcessConfig) (*Server, error) {
 			return nil, err
 		}
 	}
+	return startProcess(ctx, port, nil, cfg.Args)
+}
+
+// startProcess runs redis-server with pre (e.g. a config file) first, then
+// the library's flags, then post.
+func startProcess(ctx context.Context, port int, pre, post []string) (*Server, error) {
+	bin := os.Getenv(EnvServer)
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("redis-server"); err != nil {
+			return nil, fmt.Errorf("redisserver: redis-server not found (install redis-server, or set %s, %s or a Docker image): %w", EnvServer, EnvURL, err)
+		}
+	}
 	dir, err := os.MkdirTemp("", "patterns-redis-")
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{
+	args := append(append([]string{}, pre...),
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"), "--daemonize", "no",
-	}, cfg.Args...)
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"), "--daemonize", "no")
+	args = append(args, post...)
 	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -209,7 +216,7 @@ func StartProcess(ctx context.Context, cfg *ProcessConfig) (*Server, error) {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Kind: "process"}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Kind: "process", pid: cmd.Process.Pid}
 	s.closeFn = func() error {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -415,4 +422,16 @@ func mustAtoi(s string) int {
 func (s *Server) Port() int {
 	_, p, _ := net.SplitHostPort(s.Addr)
 	return mustAtoi(p)
+}
+
+// Signal sends sig to a "process" server (e.g. SIGSTOP to stall it).
+func (s *Server) Signal(sig os.Signal) error {
+	if s.pid == 0 {
+		return errors.New("redisserver: not a process")
+	}
+	p, err := os.FindProcess(s.pid)
+	if err != nil {
+		return err
+	}
+	return p.Signal(sig)
 }
