@@ -23,6 +23,7 @@ var scriptFiles embed.FS
 // script is one embedded Lua script, wrapped once in a redis.Script.
 type script struct {
 	name string
+	src  string
 	*redis.Script
 }
 
@@ -35,7 +36,7 @@ func newScript(name string) *script {
 	if err != nil {
 		panic("patterns: missing script " + name + ": " + err.Error())
 	}
-	s := &script{name: name, Script: redis.NewScript(string(src))}
+	s := &script{name: name, src: string(src), Script: redis.NewScript(string(src))}
 	registry[name] = s
 	return s
 }
@@ -54,8 +55,7 @@ type ScriptInfo struct {
 func Scripts() []ScriptInfo {
 	out := make([]ScriptInfo, 0, len(registry))
 	for _, s := range registry {
-		src, _ := scriptFiles.ReadFile(path.Join("scripts", s.name+".lua"))
-		out = append(out, ScriptInfo{Name: s.name, SHA1: s.Hash(), Source: string(src)})
+		out = append(out, ScriptInfo{Name: s.name, SHA1: s.Hash(), Source: s.src})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -92,6 +92,9 @@ func isNoScript(err error) bool {
 	if err == nil {
 		return false
 	}
+	if errors.Is(err, redis.ErrNoScript) {
+		return true
+	}
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
 		return false
@@ -103,11 +106,58 @@ func isNoScript(err error) bool {
 // run runs the script with EVALSHA and, when the server lacks it, with EVAL
 // (which also caches it there for the next call).
 func (s *script) run(ctx context.Context, rdb redis.Scripter, keys []string, args ...any) *redis.Cmd {
-	cmd := s.EvalSha(ctx, rdb, keys, args...)
+	cmd := s.cmd(ctx, "evalsha", keys, args)
+	_ = process(ctx, rdb, cmd)
 	if isNoScript(cmd.Err()) {
-		cmd = s.Eval(ctx, rdb, keys, args...)
+		cmd = s.cmd(ctx, "eval", keys, args)
+		_ = process(ctx, rdb, cmd)
 	}
 	return cmd
+}
+
+// cmd builds EVALSHA sha or EVAL src with keys and args, as go-redis does,
+// with the first key marked for cluster routing.
+func (s *script) cmd(ctx context.Context, verb string, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	if verb == "eval" {
+		a = append(a, verb, s.src, len(keys))
+	} else {
+		a = append(a, verb, s.Hash(), len(keys))
+	}
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	cmd := redis.NewCmd(ctx, a...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	return cmd
+}
+
+// onceCmd is a script call that go-redis must not send a second time. By
+// default go-redis retries a command after some network errors (a reset
+// connection, EOF) even when the command may already have run; for a script
+// that is not idempotent (a limiter decision, an increment, a dequeue) that
+// would apply it twice. A onceCmd is sent at most once: a lost reply reaches
+// the caller as an error. Redirections that prove the script did not run
+// (MOVED, ASK, READONLY, NOSCRIPT) are still followed.
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to retry the command.
+func (onceCmd) NoRetry() bool { return true }
+
+// processor is what runs a command: a client or a pipeline.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
+	p, ok := rdb.(processor)
+	if !ok {
+		return fmt.Errorf("patterns: %T cannot run commands", rdb)
+	}
+	return p.Process(ctx, onceCmd{cmd})
 }
 
 // call is one script invocation of a batch; runBatch sets cmd.
@@ -128,7 +178,8 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe := c.rdb.Pipeline()
 	for i := range calls {
-		calls[i].cmd = calls[i].script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		calls[i].cmd = calls[i].script.cmd(ctx, "evalsha", calls[i].keys, calls[i].args)
+		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, err := pipe.Exec(ctx)
 	var again []int
@@ -142,7 +193,8 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe = c.rdb.Pipeline()
 	for _, i := range again {
-		calls[i].cmd = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+		calls[i].cmd = calls[i].script.cmd(ctx, "eval", calls[i].keys, calls[i].args)
+		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, _ = pipe.Exec(ctx)
 	for i := range calls {
