@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/redispatterns/patterns"
 	"github.com/redispatterns/patterns/internal/redisserver"
@@ -22,6 +23,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PATTERNS_TEST_CHILD") != "" {
 		os.Exit(m.Run())
 	}
+	ignore := goleak.IgnoreCurrent()
 	srv, err := redisserver.Start(context.Background(), nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "examples: no Redis:", err)
@@ -36,6 +38,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	exampleRedis.Close()
 	srv.Close()
+	// No goroutine may outlive its owner: once every test has cleaned up,
+	// nothing of the library's may still run.
+	if code == 0 {
+		if err := goleak.Find(ignore); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
