@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -203,4 +204,39 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 		}
 	}
 	return nil
+}
+
+// runReplicated runs the script and then WAIT replicas timeout on the same
+// connection, in one round trip, and returns the script's reply and the
+// number of replicas that acknowledged its writes. On a cluster the pair goes
+// to the master of keys[0]'s slot.
+func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, timeout time.Duration, keys []string, args ...any) (*redis.Cmd, int64, error) {
+	var node redis.UniversalClient = c.rdb
+	switch rdb := c.rdb.(type) {
+	case *redis.ClusterClient:
+		n, err := rdb.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, 0, err
+		}
+		node = n
+	case *redis.Ring:
+		return nil, 0, invalidf("replica acknowledgement (WAIT) is not supported on a Ring")
+	}
+	for _, verb := range []string{"evalsha", "eval"} {
+		pipe := node.Pipeline()
+		cmd := s.cmd(ctx, verb, keys, args)
+		_ = pipe.Process(ctx, onceCmd{cmd})
+		wait := redis.NewIntCmd(ctx, "wait", replicas, timeout.Milliseconds())
+		_ = pipe.Process(ctx, wait)
+		_, _ = pipe.Exec(ctx)
+		if isNoScript(cmd.Err()) {
+			continue
+		}
+		if err := cmd.Err(); err != nil {
+			return cmd, 0, err
+		}
+		n, err := wait.Result()
+		return cmd, n, err
+	}
+	return nil, 0, fmt.Errorf("patterns: script %s: NOSCRIPT after EVAL", s.name)
 }

@@ -21,6 +21,12 @@ var (
 	// longer owns the lock: it expired, or somebody else has taken it since.
 	// Nothing was changed.
 	ErrNotHeld = errors.New("patterns: lock not held")
+
+	// ErrNotReplicated is returned by Obtain and Refresh with
+	// LockOptions.Replicas set when fewer replicas than asked acknowledged the
+	// write in time. Obtain has released the lock again; after Refresh the lock
+	// is still held, with the new TTL on the primary only.
+	ErrNotReplicated = errors.New("patterns: lock write not acknowledged by enough replicas")
 )
 
 var (
@@ -92,6 +98,30 @@ type LockOptions struct {
 	//
 	// default: NoRetry()
 	RetryStrategy RetryStrategy
+
+	// Replicas, when above zero, makes Obtain and Refresh wait (with WAIT, in
+	// the same round trip) until that many replicas have the write, so that a
+	// failover right after a grant does not lose it. When fewer acknowledge
+	// within ReplicaTimeout they return ErrNotReplicated. Not supported on a
+	// Ring.
+	//
+	// default: 0 (do not wait)
+	Replicas int
+
+	// ReplicaTimeout bounds the wait for Replicas.
+	//
+	// default: 100 milliseconds
+	ReplicaTimeout time.Duration
+}
+
+func (o *LockOptions) replicas() (int, time.Duration) {
+	if o == nil || o.Replicas <= 0 {
+		return 0, 0
+	}
+	if o.ReplicaTimeout <= 0 {
+		return o.Replicas, 100 * time.Millisecond
+	}
+	return o.Replicas, o.ReplicaTimeout
 }
 
 func (o *LockOptions) retryStrategy() RetryStrategy {
@@ -109,6 +139,7 @@ type Lock struct {
 	key   string
 	token string
 	fence int64
+	opt   *LockOptions
 }
 
 // Obtain takes the lock named key for ttl. It returns ErrNotObtained when the
@@ -137,7 +168,10 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if err != nil {
 		return nil, err
 	}
-	l := &Lock{c: c, id: key, key: c.key("lock", key), token: token}
+	if opt != nil && opt.Replicas < 0 {
+		return nil, invalidf("negative Replicas %d", opt.Replicas)
+	}
+	l := &Lock{c: c, id: key, key: c.key("lock", key), token: token, opt: opt}
 	keys := []string{l.key, l.key + ":fence"}
 	args := []any{token, ttl.Milliseconds(), fenceTTL.Milliseconds()}
 	retry := opt.retryStrategy()
@@ -148,12 +182,16 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		n, err := scriptLockObtain.run(ctx, c.rdb, keys, args...).Int64()
+		n, acked, err := c.runLock(ctx, opt, scriptLockObtain, keys, args...)
 		if err != nil {
 			return nil, fmt.Errorf("patterns: obtain lock %q: %w", key, err)
 		}
 		if n > 0 {
 			l.fence = n
+			if want, _ := opt.replicas(); acked < int64(want) {
+				_ = l.Release(ctx)
+				return nil, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
+			}
 			return l, nil
 		}
 		backoff := retry.NextBackoff(attempt)
@@ -171,6 +209,22 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 		case <-timer.C:
 		}
 	}
+}
+
+// runLock runs a lock script, with WAIT for the replicas opt asks for, and
+// returns its integer reply and the number of replicas that acknowledged.
+func (c *Client) runLock(ctx context.Context, opt *LockOptions, s *script, keys []string, args ...any) (n, acked int64, err error) {
+	replicas, timeout := opt.replicas()
+	if replicas == 0 {
+		n, err = s.run(ctx, c.rdb, keys, args...).Int64()
+		return n, 0, err
+	}
+	cmd, acked, err := c.runReplicated(ctx, s, replicas, timeout, keys, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err = cmd.Int64()
+	return n, acked, err
 }
 
 // newToken returns 128 random bits from crypto/rand, URL-safe.
@@ -227,12 +281,19 @@ func (l *Lock) touch(ctx context.Context, ttl time.Duration) (time.Duration, err
 	if l == nil {
 		return 0, ErrNotHeld
 	}
-	n, err := scriptLockTouch.run(ctx, l.c.rdb, []string{l.key}, l.token, ttl.Milliseconds()).Int64()
+	var opt *LockOptions
+	if ttl > 0 {
+		opt = l.opt // a refresh writes: wait for replicas as Obtain did
+	}
+	n, acked, err := l.c.runLock(ctx, opt, scriptLockTouch, []string{l.key}, l.token, ttl.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("patterns: lock %q: %w", l.id, err)
 	}
 	if n < 0 {
 		return 0, ErrNotHeld
+	}
+	if want, _ := opt.replicas(); acked < int64(want) {
+		return 0, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }

@@ -96,9 +96,12 @@ func (set *SentinelSet) waitReplica(ctx context.Context) error {
 	return errors.New("redisserver: the Sentinel did not see a synced replica in 30s")
 }
 
-// Failover asks the Sentinel to fail the master over to the replica and waits
-// until the Sentinel names the new master.
+// Failover waits until the Sentinel sees a synced replica, asks it to fail
+// the master over to that replica, and waits until it names the new master.
 func (set *SentinelSet) Failover(ctx context.Context) error {
+	if err := set.waitReplica(ctx); err != nil {
+		return err
+	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: set.Sentinel.Addr})
 	defer sc.Close()
 	before, err := sc.GetMasterAddrByName(ctx, set.MasterName).Result()
