@@ -1,9 +1,11 @@
 package patterns
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,11 +41,8 @@ func childRedis(t testing.TB) redis.UniversalClient {
 	return rdb
 }
 
-// spawnChildren starts n copies of this test binary, each running only the
-// test named test (a regular expression anchored for you) against rdb's
-// server, with env added ("K=V"). It waits for them all and returns their
-// stdout; a child that fails fails t.
-func spawnChildren(t *testing.T, ctx context.Context, rdb redis.UniversalClient, n int, test string, env ...string) []string {
+// childEnv returns the environment that points a child at rdb's server.
+func childEnv(t *testing.T, rdb redis.UniversalClient, env ...string) []string {
 	t.Helper()
 	base := append(os.Environ(), envChild+"=1")
 	switch c := rdb.(type) {
@@ -52,15 +51,40 @@ func spawnChildren(t *testing.T, ctx context.Context, rdb redis.UniversalClient,
 	case *redis.Client:
 		base = append(base, envChildAddrs+"="+c.Options().Addr)
 	default:
-		t.Fatalf("spawnChildren: unsupported client %T", rdb)
+		t.Fatalf("children: unsupported client %T", rdb)
 	}
-	base = append(base, env...)
+	return append(base, env...)
+}
+
+// startChild starts one copy of this test binary running only the test named
+// test against rdb's server; the caller waits for (or signals) the process.
+// Its combined output goes to out.
+func startChild(t *testing.T, rdb redis.UniversalClient, test string, out *bytes.Buffer, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = childEnv(t, rdb, env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// spawnChildren starts n copies of this test binary, each running only the
+// test named test (a regular expression anchored for you) against rdb's
+// server, with env added ("K=V") and PATTERNS_TEST_CHILD_INDEX set to its
+// index. It waits for them all and returns their output; a child that fails
+// fails t.
+func spawnChildren(t *testing.T, ctx context.Context, rdb redis.UniversalClient, n int, test string, env ...string) []string {
+	t.Helper()
+	base := childEnv(t, rdb, env...)
 	outs := make([]string, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for i := 0; i < n; i++ {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
-		cmd.Env = append(base, "PATTERNS_TEST_CHILD_INDEX="+string(rune('0'+i)))
+		cmd.Env = append(base[:len(base):len(base)], "PATTERNS_TEST_CHILD_INDEX="+strconv.Itoa(i))
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()

@@ -68,6 +68,7 @@ func Process(t testing.TB) (*redis.Client, *Proc) {
 	t.Helper()
 	p := &Proc{t: t}
 	p.start(0)
+	t.Cleanup(func() { _ = p.srv.Close() })
 	rdb := redis.NewClient(&redis.Options{Addr: p.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb, p
@@ -89,7 +90,6 @@ func (p *Proc) start(port int) {
 		p.t.Fatalf("patternstest: %v", err)
 	}
 	p.srv, p.Addr = srv, srv.Addr
-	p.t.Cleanup(func() { _ = srv.Close() })
 }
 
 // Stop kills the server; its data is lost.
