@@ -25,6 +25,7 @@ var scriptFiles embed.FS
 type script struct {
 	name string
 	src  string
+	sha  any // the SHA1, boxed once
 	*redis.Script
 }
 
@@ -38,6 +39,7 @@ func newScript(name string) *script {
 		panic("patterns: missing script " + name + ": " + err.Error())
 	}
 	s := &script{name: name, src: string(src), Script: redis.NewScript(string(src))}
+	s.sha = s.Hash()
 	registry[name] = s
 	return s
 }
@@ -107,33 +109,55 @@ func isNoScript(err error) bool {
 // run runs the script with EVALSHA and, when the server lacks it, with EVAL
 // (which also caches it there for the next call).
 func (s *script) run(ctx context.Context, rdb redis.Scripter, keys []string, args ...any) *redis.Cmd {
-	cmd := s.cmd(ctx, "evalsha", keys, args)
+	return s.runArgs(ctx, rdb, s.args(keys, args))
+}
+
+// args returns the EVALSHA command line for keys and args:
+// evalsha SHA numkeys keys... args...
+func (s *script) args(keys []string, args []any) []any {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", s.sha, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return append(a, args...)
+}
+
+// runArgs runs an EVALSHA command line made by args (callers on a hot path
+// may build and keep it themselves), falling back to EVAL on NOSCRIPT.
+func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any) *redis.Cmd {
+	cmd := s.newCmd(ctx, evalsha)
 	_ = process(ctx, rdb, cmd)
 	if isNoScript(cmd.Err()) {
-		cmd = s.cmd(ctx, "eval", keys, args)
+		cmd = s.newCmd(ctx, s.evalArgs(evalsha))
 		_ = process(ctx, rdb, cmd)
 	}
 	return cmd
 }
 
-// cmd builds EVALSHA sha or EVAL src with keys and args, as go-redis does,
-// with the first key marked for cluster routing.
-func (s *script) cmd(ctx context.Context, verb string, keys []string, args []any) *redis.Cmd {
-	a := make([]any, 0, 3+len(keys)+len(args))
-	if verb == "eval" {
-		a = append(a, verb, s.src, len(keys))
-	} else {
-		a = append(a, verb, s.Hash(), len(keys))
-	}
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, args...)
-	cmd := redis.NewCmd(ctx, a...)
-	if len(keys) > 0 {
+// evalArgs turns an EVALSHA command line into the EVAL one.
+func (s *script) evalArgs(evalsha []any) []any {
+	a := append([]any{"eval", s.src}, evalsha[2:]...)
+	return a
+}
+
+// newCmd makes the command for a command line, with the first key marked for
+// cluster routing.
+func (s *script) newCmd(ctx context.Context, args []any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	if n, _ := args[2].(int); n > 0 {
 		cmd.SetFirstKeyPos(3)
 	}
 	return cmd
+}
+
+// cmd builds EVALSHA or EVAL (verb) with keys and args.
+func (s *script) cmd(ctx context.Context, verb string, keys []string, args []any) *redis.Cmd {
+	a := s.args(keys, args)
+	if verb == "eval" {
+		a = s.evalArgs(a)
+	}
+	return s.newCmd(ctx, a)
 }
 
 // onceCmd is a script call that go-redis must not send a second time. By

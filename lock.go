@@ -35,9 +35,13 @@ var (
 	scriptLockTouch   = newScript("lock_touch")
 )
 
-// fenceTTL is how long a key's fencing counter outlives its last Obtain. After
-// it expires, tokens continue from the server's clock in microseconds.
+// fenceTTL is how long a key's fencing counter lives after its creation.
+// After it expires, tokens start again from the server's clock in
+// microseconds, above every token issued before.
 const fenceTTL = 7 * 24 * time.Hour
+
+// fenceTTLArg is fenceTTL in milliseconds, boxed once.
+var fenceTTLArg any = fenceTTL.Milliseconds()
 
 // RetryStrategy decides how Obtain retries a lock that is held.
 type RetryStrategy interface {
@@ -136,10 +140,14 @@ func (o *LockOptions) retryStrategy() RetryStrategy {
 type Lock struct {
 	c     *Client
 	id    string
-	key   string
+	keys  [2]string // the lock, its fencing counter
 	token string
 	fence int64
 	opt   *LockOptions
+	// The EVALSHA command lines of lock_obtain and lock_release, built once:
+	// they share the boxed key and token, which keeps Obtain+Release cheap.
+	obtainCmd  [8]any
+	releaseCmd [5]any
 }
 
 // Obtain takes the lock named key for ttl. It returns ErrNotObtained when the
@@ -171,9 +179,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.Replicas < 0 {
 		return nil, invalidf("negative Replicas %d", opt.Replicas)
 	}
-	l := &Lock{c: c, id: key, key: c.key("lock", key), token: token, opt: opt}
-	keys := []string{l.key, l.key + ":fence"}
-	args := []any{token, ttl.Milliseconds(), fenceTTL.Milliseconds()}
+	l := c.newLock(key, token, ttl, opt)
 	retry := opt.retryStrategy()
 	var timer *time.Timer
 	defer func() {
@@ -182,7 +188,12 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		n, acked, err := c.runLock(ctx, opt, scriptLockObtain, keys, args...)
+		var n, acked int64
+		if replicas, timeout := opt.replicas(); replicas > 0 {
+			n, acked, err = c.runLockReplicated(ctx, scriptLockObtain, replicas, timeout, l.keys[:], l.obtainCmd[5:]...)
+		} else {
+			n, err = scriptLockObtain.runArgs(ctx, c.rdb, l.obtainCmd[:]).Int64()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("patterns: obtain lock %q: %w", key, err)
 		}
@@ -211,6 +222,18 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	}
 }
 
+// newLock builds a Lock and the command lines its hot path sends.
+func (c *Client) newLock(id, token string, ttl time.Duration, opt *LockOptions) *Lock {
+	// One allocation for both keys: the lock key is a prefix of the counter's.
+	fenceKey := c.key("lock", id, "fence")
+	l := &Lock{c: c, id: id, token: token, opt: opt}
+	l.keys = [2]string{fenceKey[:len(fenceKey)-len(":fence")], fenceKey}
+	var lockKey, tok any = l.keys[0], token
+	l.obtainCmd = [8]any{"evalsha", scriptLockObtain.sha, 2, lockKey, l.keys[1], tok, ttl.Milliseconds(), fenceTTLArg}
+	l.releaseCmd = [5]any{"evalsha", scriptLockRelease.sha, 1, lockKey, tok}
+	return l
+}
+
 // runLock runs a lock script, with WAIT for the replicas opt asks for, and
 // returns its integer reply and the number of replicas that acknowledged.
 func (c *Client) runLock(ctx context.Context, opt *LockOptions, s *script, keys []string, args ...any) (n, acked int64, err error) {
@@ -219,6 +242,10 @@ func (c *Client) runLock(ctx context.Context, opt *LockOptions, s *script, keys 
 		n, err = s.run(ctx, c.rdb, keys, args...).Int64()
 		return n, 0, err
 	}
+	return c.runLockReplicated(ctx, s, replicas, timeout, keys, args...)
+}
+
+func (c *Client) runLockReplicated(ctx context.Context, s *script, replicas int, timeout time.Duration, keys []string, args ...any) (n, acked int64, err error) {
 	cmd, acked, err := c.runReplicated(ctx, s, replicas, timeout, keys, args...)
 	if err != nil {
 		return 0, 0, err
@@ -233,7 +260,9 @@ func newToken() (string, error) {
 	if _, err := crand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("patterns: crypto/rand: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	var s [22]byte // base64.RawURLEncoding.EncodedLen(16)
+	base64.RawURLEncoding.Encode(s[:], b[:])
+	return string(s[:]), nil
 }
 
 // Key returns the name the lock was obtained with.
@@ -285,7 +314,7 @@ func (l *Lock) touch(ctx context.Context, ttl time.Duration) (time.Duration, err
 	if ttl > 0 {
 		opt = l.opt // a refresh writes: wait for replicas as Obtain did
 	}
-	n, acked, err := l.c.runLock(ctx, opt, scriptLockTouch, []string{l.key}, l.token, ttl.Milliseconds())
+	n, acked, err := l.c.runLock(ctx, opt, scriptLockTouch, l.keys[:1], l.releaseCmd[4], ttl.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("patterns: lock %q: %w", l.id, err)
 	}
@@ -312,7 +341,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.c.releaseTimeout)
 		defer cancel()
 	}
-	n, err := scriptLockRelease.run(ctx, l.c.rdb, []string{l.key}, l.token).Int64()
+	n, err := scriptLockRelease.runArgs(ctx, l.c.rdb, l.releaseCmd[:]).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: release lock %q: %w", l.id, err)
 	}

@@ -46,7 +46,7 @@ func TestLock(t *testing.T) {
 			t.Fatalf("TTL after Refresh(5s) = %v", ttl)
 		}
 		// Another owner's token changes nothing.
-		forged := &Lock{c: c, id: "res", key: a.key, token: "forged"}
+		forged := c.newLock("res", "forged", time.Second, nil)
 		if err := forged.Release(ctx); !errors.Is(err, ErrNotHeld) {
 			t.Fatalf("forged Release: %v", err)
 		}
@@ -67,7 +67,7 @@ func TestLock(t *testing.T) {
 			t.Fatalf("TTL after Release: %v", err)
 		}
 		// A lost lock is not re-obtained by Refresh.
-		if n, _ := rdb.Exists(ctx, a.key).Result(); n != 0 {
+		if n, _ := rdb.Exists(ctx, a.keys[0]).Result(); n != 0 {
 			t.Fatal("Refresh re-created a released lock")
 		}
 
@@ -85,7 +85,7 @@ func TestLock(t *testing.T) {
 			_ = l.Release(ctx)
 		}
 		// Even when the counter is gone (expired), the next token is higher.
-		rdb.Del(ctx, a.key+":fence")
+		rdb.Del(ctx, a.keys[0]+":fence")
 		l, err := c.Obtain(ctx, "res", time.Second, nil)
 		if err != nil || l.Fence() <= last {
 			t.Fatalf("fence after counter loss: %d after %d (%v)", l.Fence(), last, err)
@@ -133,7 +133,7 @@ func TestLockBadInput(t *testing.T) {
 			"sub-ms ttl":  func() error { _, err := c.Obtain(ctx, "k", time.Microsecond, nil); return err },
 			"replicas":    func() error { _, err := c.Obtain(ctx, "k", time.Second, &LockOptions{Replicas: -2}); return err },
 			"nil fn":      func() error { return c.WithLock(ctx, "k", time.Second, nil, nil) },
-			"bad refresh": func() error { return (&Lock{c: c, key: c.key("lock", "k"), token: "x"}).Refresh(ctx, 0) },
+			"bad refresh": func() error { return c.newLock("k", "x", time.Second, nil).Refresh(ctx, 0) },
 		} {
 			if err := call(); !errors.Is(err, ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "patterns: ") {
 				t.Errorf("%s: err = %v, want ErrInvalidArgument", name, err)
@@ -145,7 +145,7 @@ func TestLockBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = l.Release(ctx)
-		rdb.Del(ctx, l.key+":fence")
+		rdb.Del(ctx, l.keys[0]+":fence")
 		if n := countKeys(t, rdb, c.prefix); n != 0 {
 			t.Fatalf("rejected calls left %d keys", n)
 		}
@@ -187,7 +187,7 @@ func TestLockReleaseCancelledContext(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatalf("Release on a cancelled context: %v", err)
 	}
-	if n, _ := rdb.Exists(context.Background(), l.key).Result(); n != 0 {
+	if n, _ := rdb.Exists(context.Background(), l.keys[0]).Result(); n != 0 {
 		t.Fatal("the lock is still held")
 	}
 }
@@ -463,7 +463,7 @@ func TestLockPausedHolder(t *testing.T) {
 	if err := mine.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rdb.Del(ctx, prefix+":go", prefix+":obtained", mine.key+":fence")
+	rdb.Del(ctx, prefix+":go", prefix+":obtained", mine.keys[0]+":fence")
 }
 
 func TestLockPausedHolderChild(t *testing.T) {

@@ -10,18 +10,19 @@
 -- remaining TTL in milliseconds, negated (<= 0), when somebody holds it.
 --
 -- A fencing token is strictly greater than every token issued before for the
--- key: the counter goes up by one, and never falls below the server's clock in
--- microseconds, so it keeps rising even after the counter key has expired.
+-- key. The counter goes up by one per grant; when it is created (first use,
+-- or after it expired ARGV[3] ms after its creation) it starts from the
+-- server's clock in microseconds, which is above every token it issued
+-- before as long as the key saw fewer grants than microseconds passed.
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return -redis.call('PTTL', KEYS[1])
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
-if fence < now then
-  fence = now
+local fence = redis.call('INCR', KEYS[2])
+if fence == 1 then
+  local t = redis.call('TIME')
+  fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[3])
 end
-redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[3])
 return fence
