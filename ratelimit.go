@@ -1,0 +1,433 @@
+package patterns
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Algorithm selects how a Limiter counts.
+type Algorithm int
+
+const (
+	// FixedWindow counts events in windows of one period aligned to the
+	// server clock. Cheapest; allows up to twice the rate across a window
+	// boundary.
+	FixedWindow Algorithm = iota + 1
+
+	// SlidingWindowLog keeps one sorted-set member per admitted event of the
+	// last period: exact (no window of the period ever holds more than the
+	// rate), memory proportional to the rate.
+	SlidingWindowLog
+
+	// SlidingWindow weighs the previous fixed window by how much of it still
+	// overlaps the last period: constant memory, an estimate that assumes
+	// the previous window's events were spread evenly.
+	SlidingWindow
+
+	// TokenBucket holds up to Burst tokens, refilled continuously at Rate per
+	// Period, in whole-number arithmetic (no drift).
+	TokenBucket
+
+	// GCRA is the generic cell rate algorithm of
+	// github.com/go-redis/redis_rate/v10, wrapped: one limit per call,
+	// RetryAfter rounded up, n above the burst rejected (see Limiter.AllowN).
+	GCRA
+)
+
+var algorithmNames = map[Algorithm]string{
+	FixedWindow: "fixed-window", SlidingWindowLog: "sliding-log", SlidingWindow: "sliding-window",
+	TokenBucket: "token-bucket", GCRA: "gcra",
+}
+
+// String returns the algorithm's name, e.g. "token-bucket".
+func (a Algorithm) String() string {
+	if s, ok := algorithmNames[a]; ok {
+		return s
+	}
+	return "Algorithm(" + strconv.Itoa(int(a)) + ")"
+}
+
+var (
+	scriptRLFixedWindow   = newScript("rl_fixed_window")
+	scriptRLSlidingLog    = newScript("rl_sliding_log")
+	scriptRLSlidingWindow = newScript("rl_sliding_window")
+	scriptRLTokenBucket   = newScript("rl_token_bucket")
+)
+
+// maxScaled bounds Burst*Period(ms) for the token bucket, and Rate*Period(ms)
+// for the others, so that the scripts' arithmetic stays exact in Lua's
+// doubles.
+const maxScaled = 1 << 53
+
+// Limit is a rate: Rate events per Period, with bursts of up to Burst.
+type Limit struct {
+	// Rate is how many events a Period admits (>= 1).
+	Rate int
+	// Period is the length of the window, at least a millisecond and a whole
+	// number of milliseconds.
+	Period time.Duration
+	// Burst is the token bucket's capacity and GCRA's burst; the window
+	// algorithms ignore it.
+	//
+	// default: Rate
+	Burst int
+}
+
+// PerSecond returns a limit of rate events per second, burst rate.
+func PerSecond(rate int) Limit { return Limit{Rate: rate, Period: time.Second, Burst: rate} }
+
+// PerMinute returns a limit of rate events per minute, burst rate.
+func PerMinute(rate int) Limit { return Limit{Rate: rate, Period: time.Minute, Burst: rate} }
+
+// PerHour returns a limit of rate events per hour, burst rate.
+func PerHour(rate int) Limit { return Limit{Rate: rate, Period: time.Hour, Burst: rate} }
+
+// PerDay returns a limit of rate events per 24 hours, burst rate.
+func PerDay(rate int) Limit { return Limit{Rate: rate, Period: 24 * time.Hour, Burst: rate} }
+
+// String returns e.g. "10/1s (burst 10)".
+func (l Limit) String() string {
+	return fmt.Sprintf("%d/%v (burst %d)", l.Rate, l.Period, l.burst())
+}
+
+func (l Limit) burst() int {
+	if l.Burst <= 0 {
+		return l.Rate
+	}
+	return l.Burst
+}
+
+// capacity is the most a single request may ask for under the algorithm.
+func (l Limit) capacity(a Algorithm) int {
+	if a == TokenBucket || a == GCRA {
+		return l.burst()
+	}
+	return l.Rate
+}
+
+func (l Limit) validate(a Algorithm) error {
+	if l.Rate < 1 {
+		return invalidf("limit rate %d: want at least 1", l.Rate)
+	}
+	if l.Period < time.Millisecond || l.Period%time.Millisecond != 0 {
+		return invalidf("limit period %v: want a whole number of milliseconds, at least 1ms", l.Period)
+	}
+	if l.Burst < 0 {
+		return invalidf("limit burst %d: want 0 (the rate) or more", l.Burst)
+	}
+	ms := l.Period.Milliseconds()
+	if n := l.capacity(a); ms > maxScaled/int64(n) || ms > maxScaled/int64(l.Rate) {
+		return invalidf("limit %v: rate or burst times the period in ms is over 2^53", l)
+	}
+	return nil
+}
+
+// Result is a Limiter's decision.
+type Result struct {
+	// Allowed reports whether the request was admitted (for Peek: whether it
+	// would be).
+	Allowed bool
+	// Remaining is how many more events the most restrictive limit admits
+	// now, after this request.
+	Remaining int
+	// Limit is the most restrictive of the limits checked: the one with the
+	// least remaining.
+	Limit Limit
+	// RetryAfter is, when the request was denied, how long until it would be
+	// admitted if nothing else consumes meanwhile; rounded up to the
+	// millisecond, never down. Zero when it was admitted.
+	RetryAfter time.Duration
+	// ResetAfter is how long until every limit is back to its full capacity
+	// (if nothing else consumes meanwhile).
+	ResetAfter time.Duration
+}
+
+// Limiter makes rate-limit decisions with one algorithm. Each decision is one
+// script and one round trip, on the server's clock. Keys: every limit of an
+// id has a key of its own, prefix:rl:{id}:ALGO:RATE:PERIODms[:BURST], all in
+// the id's slot, each with a TTL of at most two periods.
+//
+// Decisions are not idempotent: like every script call of the library they
+// are sent at most once (see the package doc), so a lost reply is an error,
+// never a second consumption.
+type Limiter struct {
+	c    *Client
+	algo Algorithm
+	gcra *redis_rate.Limiter
+}
+
+// NewLimiter returns a Limiter using algo.
+func (c *Client) NewLimiter(algo Algorithm) (*Limiter, error) {
+	if _, ok := algorithmNames[algo]; !ok {
+		return nil, invalidf("unknown algorithm %d", int(algo))
+	}
+	l := &Limiter{c: c, algo: algo}
+	if algo == GCRA {
+		l.gcra = redis_rate.NewLimiter(c.rdb)
+	}
+	return l, nil
+}
+
+// Algorithm returns the limiter's algorithm.
+func (l *Limiter) Algorithm() Algorithm { return l.algo }
+
+// Allow is AllowN with n = 1.
+func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Result, error) {
+	return l.AllowN(ctx, key, 1, limits...)
+}
+
+// AllowN admits n events for key if every limit has room for all of them,
+// and consumes nothing otherwise (all or nothing). Several limits (say
+// PerSecond(10) and PerDay(1000)) are checked and consumed atomically.
+//
+// It returns ErrInvalidArgument, and writes nothing, for an empty or too long
+// key, no limit, an invalid limit, n < 1, or n above what a limit can ever
+// admit at once (its rate, or its burst for TokenBucket and GCRA): such a
+// request would otherwise be denied forever. GCRA takes exactly one limit.
+func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (Result, error) {
+	return l.decide(ctx, key, n, true, limits)
+}
+
+// Peek reports whether n events would be admitted now, consuming nothing.
+// For GCRA it is redis_rate's AllowN with n = 0, which consumes nothing but
+// may write the key.
+func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (Result, error) {
+	return l.decide(ctx, key, n, false, limits)
+}
+
+// Reset forgets what key consumed under limits, in one round trip.
+func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) error {
+	keys, err := l.keys(key, limits)
+	if err != nil {
+		return err
+	}
+	if l.algo == GCRA {
+		return l.gcra.Reset(ctx, keys[0])
+	}
+	if err := l.c.rdb.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("patterns: rate limit reset %q: %w", key, err)
+	}
+	return nil
+}
+
+func (l *Limiter) script() *script {
+	switch l.algo {
+	case FixedWindow:
+		return scriptRLFixedWindow
+	case SlidingWindowLog:
+		return scriptRLSlidingLog
+	case SlidingWindow:
+		return scriptRLSlidingWindow
+	default:
+		return scriptRLTokenBucket
+	}
+}
+
+// keys validates key and limits and returns one key per limit.
+func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
+	if err := checkID("rate limit key", key); err != nil {
+		return nil, err
+	}
+	if len(limits) == 0 {
+		return nil, invalidf("no limit")
+	}
+	if l.algo == GCRA && len(limits) > 1 {
+		return nil, invalidf("GCRA checks one limit per call, got %d", len(limits))
+	}
+	keys := make([]string, len(limits))
+	for i, lim := range limits {
+		if err := lim.validate(l.algo); err != nil {
+			return nil, err
+		}
+		suffix := algoSuffix[l.algo] + ":" + strconv.Itoa(lim.Rate) + ":" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
+		if l.algo == TokenBucket || l.algo == GCRA {
+			suffix += ":" + strconv.Itoa(lim.burst())
+		}
+		keys[i] = l.c.key("rl", key, suffix)
+	}
+	return keys, nil
+}
+
+var algoSuffix = map[Algorithm]string{
+	FixedWindow: "fw", SlidingWindowLog: "sl", SlidingWindow: "sw", TokenBucket: "tb", GCRA: "gcra",
+}
+
+// prepare validates a decision and returns its script call.
+func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call, error) {
+	keys, err := l.keys(key, limits)
+	if err != nil {
+		return call{}, err
+	}
+	if n < 1 {
+		return call{}, invalidf("n = %d: want at least 1", n)
+	}
+	args := make([]any, 2, 2+3*len(limits))
+	args[0] = n
+	args[1] = 0
+	if consume {
+		args[1] = 1
+	}
+	for _, lim := range limits {
+		if c := lim.capacity(l.algo); n > c {
+			return call{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, c)
+		}
+		args = append(args, lim.Rate, lim.Period.Milliseconds(), lim.burst())
+	}
+	return call{script: l.script(), keys: keys, args: args}, nil
+}
+
+func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
+	if l.algo == GCRA {
+		return l.decideGCRA(ctx, key, n, consume, limits)
+	}
+	cl, err := l.prepare(key, n, consume, limits)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := parseResult(cl.script.run(ctx, l.c.rdb, cl.keys, cl.args...), limits)
+	if err != nil {
+		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
+	}
+	return res, nil
+}
+
+// parseResult reads a script's {allowed, remaining, retry_ms, reset_ms,
+// index of the binding limit (1-based)}.
+func parseResult(cmd *redis.Cmd, limits []Limit) (Result, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return Result{}, err
+	}
+	if len(v) != 5 {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	var x [5]int64
+	for i := range x {
+		n, ok := v[i].(int64)
+		if !ok {
+			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		x[i] = n
+	}
+	if x[4] < 1 || int(x[4]) > len(limits) {
+		return Result{}, fmt.Errorf("%w: limit index %d", ErrUnexpectedReply, x[4])
+	}
+	return Result{
+		Allowed:    x[0] == 1,
+		Remaining:  int(x[1]),
+		RetryAfter: time.Duration(x[2]) * time.Millisecond,
+		ResetAfter: time.Duration(x[3]) * time.Millisecond,
+		Limit:      limits[x[4]-1],
+	}, nil
+}
+
+// decideGCRA wraps redis_rate. It rejects n above the burst (redis_rate would
+// deny such a request forever, reporting a RetryAfter that never comes true),
+// rounds RetryAfter up to the millisecond (redis_rate truncates a float of
+// seconds, so waiting exactly RetryAfter can still be denied), reports
+// RetryAfter 0, not -1, when admitted, and recomputes Remaining (redis_rate
+// truncates a float: one cell left can read as none).
+func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
+	keys, err := l.keys(key, limits)
+	if err != nil {
+		return Result{}, err
+	}
+	lim := limits[0]
+	if n < 1 {
+		return Result{}, invalidf("n = %d: want at least 1", n)
+	}
+	if n > lim.burst() {
+		return Result{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, lim.burst())
+	}
+	rl := redis_rate.Limit{Rate: lim.Rate, Burst: lim.burst(), Period: lim.Period}
+	cost := n
+	if !consume {
+		cost = 0
+	}
+	r, err := l.gcra.AllowN(ctx, keys[0], rl, cost)
+	if err != nil {
+		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
+	}
+	// redis_rate computes Remaining in floating point and truncates it
+	// (1 left can come back as 0.9999 -> 0): derive it from ResetAfter, the
+	// time the cells in use take to drain, instead.
+	interval := lim.Period / time.Duration(lim.Rate)
+	used := int(math.Ceil(float64(r.ResetAfter)/float64(interval) - 1e-3))
+	res := Result{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
+	if consume {
+		res.Allowed = r.Allowed == n
+	} else {
+		res.Allowed = res.Remaining >= n
+	}
+	if !res.Allowed {
+		res.RetryAfter = ceilMs(r.RetryAfter)
+		if !consume {
+			// Time until n more cells fit: one emission interval per missing one.
+			res.RetryAfter = ceilMs(time.Duration(n-res.Remaining) * interval)
+		}
+	}
+	if !res.Allowed && consume {
+		res.Remaining = 0
+	}
+	return res, nil
+}
+
+// ceilMs rounds d up to a whole millisecond, plus one to cover the
+// sub-microsecond error of redis_rate's float arithmetic.
+func ceilMs(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(float64(d)/float64(time.Millisecond))+1) * time.Millisecond
+}
+
+// RateRequest is one decision of a batch.
+type RateRequest struct {
+	// Key is the id limited, as for AllowN.
+	Key string
+	// N is the cost; 0 means 1.
+	N int
+	// Limits are checked together, as for AllowN.
+	Limits []Limit
+}
+
+// AllowBatch makes one decision per request, all in one pipelined round trip
+// (each decision is atomic on its own; the batch as a whole is not). Invalid
+// requests fail the whole batch with ErrInvalidArgument before anything is
+// sent. GCRA is not supported in batches.
+func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result, error) {
+	if l.algo == GCRA {
+		return nil, invalidf("GCRA decisions cannot be batched")
+	}
+	calls := make([]call, len(reqs))
+	for i, r := range reqs {
+		n := r.N
+		if n == 0 {
+			n = 1
+		}
+		cl, err := l.prepare(r.Key, n, true, r.Limits)
+		if err != nil {
+			return nil, fmt.Errorf("%w (batch request %d)", err, i)
+		}
+		calls[i] = cl
+	}
+	err := l.c.runBatch(ctx, calls)
+	out := make([]Result, len(reqs))
+	for i, cl := range calls {
+		res, rerr := parseResult(cl.cmd, reqs[i].Limits)
+		if rerr != nil {
+			if err == nil {
+				err = rerr
+			}
+			return nil, fmt.Errorf("patterns: rate limit batch: %w", err)
+		}
+		out[i] = res
+	}
+	return out, nil
+}

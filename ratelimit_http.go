@@ -1,0 +1,169 @@
+package patterns
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MiddlewareOptions configure Limiter.Middleware. Limits is required.
+type MiddlewareOptions struct {
+	// Limits are checked together for each request (all must admit it).
+	Limits []Limit
+
+	// Key returns the id a request is limited by. An error answers 400.
+	//
+	// default: ClientIP(r, TrustedProxies)
+	Key func(r *http.Request) (string, error)
+
+	// TrustedProxies are the networks of the reverse proxies in front of the
+	// server. The default Key believes X-Forwarded-For only when the
+	// connection comes from one of them, and then takes the right-most
+	// address of the header that is not itself a trusted proxy (the left
+	// part of the header is whatever the client chose to send).
+	//
+	// default: none (X-Forwarded-For is ignored; the peer address is used)
+	TrustedProxies []netip.Prefix
+
+	// FailClosed answers 503 when Redis cannot be reached, instead of letting
+	// the request through.
+	//
+	// default: false (fail open: an outage of Redis does not take the
+	// service down; OnError still sees every error)
+	FailClosed bool
+
+	// OnError is called with every error of a decision (Redis unreachable,
+	// a timeout). It must be safe for concurrent use.
+	//
+	// default: nil (errors are not reported)
+	OnError func(r *http.Request, err error)
+
+	// Policy names the policy in the IETF RateLimit-Policy and RateLimit
+	// headers.
+	//
+	// default: "default"
+	Policy string
+}
+
+// Middleware limits the requests next serves. Each request costs 1. Admitted
+// requests carry X-RateLimit-Limit, X-RateLimit-Remaining and
+// X-RateLimit-Reset (seconds), and the IETF RateLimit-Policy and RateLimit
+// headers (draft-ietf-httpapi-ratelimit-headers: `"default";q=100;w=60` and
+// `"default";r=42;t=30`); denied ones get 429 Too Many Requests with
+// Retry-After in seconds, rounded up. See MiddlewareOptions for the key, the
+// proxies trusted and what happens when Redis is unreachable.
+//
+// It returns ErrInvalidArgument when opt has no valid limit.
+func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Handler, error) {
+	if opt == nil || len(opt.Limits) == 0 {
+		return nil, invalidf("middleware: no limit")
+	}
+	if _, err := l.keys("probe", opt.Limits); err != nil {
+		return nil, err
+	}
+	o := *opt
+	if o.Policy == "" {
+		o.Policy = "default"
+	}
+	if o.Key == nil {
+		trusted := o.TrustedProxies
+		o.Key = func(r *http.Request) (string, error) { return ClientIP(r, trusted) }
+	}
+	policy := rateLimitPolicy(o.Policy, o.Limits)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, err := o.Key(r)
+		if err != nil {
+			http.Error(w, "rate limit: no client key", http.StatusBadRequest)
+			return
+		}
+		res, err := l.Allow(r.Context(), key, o.Limits...)
+		if err != nil {
+			if o.OnError != nil {
+				o.OnError(r, err)
+			}
+			if o.FailClosed {
+				http.Error(w, "rate limit unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		reset := seconds(res.ResetAfter)
+		h.Set("X-RateLimit-Limit", strconv.Itoa(res.Limit.Rate))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
+		h.Set("RateLimit-Policy", policy)
+		h.Set("RateLimit", `"`+o.Policy+`";r=`+strconv.Itoa(res.Remaining)+";t="+strconv.FormatInt(reset, 10))
+		if !res.Allowed {
+			h.Set("Retry-After", strconv.FormatInt(seconds(res.RetryAfter), 10))
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), nil
+}
+
+// rateLimitPolicy renders the limits as an IETF RateLimit-Policy value.
+func rateLimitPolicy(name string, limits []Limit) string {
+	parts := make([]string, len(limits))
+	for i, lim := range limits {
+		n := name
+		if len(limits) > 1 {
+			n += "-" + strconv.Itoa(i+1)
+		}
+		parts[i] = `"` + n + `";q=` + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.Period), 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// seconds rounds d up to whole seconds: a client that waits that long is
+// never early.
+func seconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// ClientIP returns the address of the client that sent r: the peer address,
+// or, when the peer is one of the trusted proxies, the right-most address of
+// X-Forwarded-For that is not a trusted proxy. Addresses are returned in
+// canonical form (IPv4-mapped IPv6 unmapped), so one client has one key.
+func ClientIP(r *http.Request, trusted []netip.Prefix) (string, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", invalidf("remote address %q", r.RemoteAddr)
+	}
+	peer = peer.Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(peer) {
+		return peer.String(), nil
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // garbage: stop believing the header here
+		}
+		a = a.Unmap()
+		if !isTrusted(a) {
+			return a.String(), nil
+		}
+	}
+	return peer.String(), nil
+}

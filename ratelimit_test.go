@@ -1,0 +1,480 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redispatterns/patterns/patternstest"
+)
+
+var allAlgorithms = []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA}
+
+func newLimiter(t testing.TB, c *Client, a Algorithm) *Limiter {
+	t.Helper()
+	l, err := c.NewLimiter(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// waitWindowStart sleeps until just after the next multiple of period on the
+// server's clock, so that window-aligned algorithms start a fresh window.
+func waitWindowStart(t testing.TB, rdb redis.UniversalClient, period time.Duration) {
+	t.Helper()
+	now, err := rdb.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := now.UnixMilli()
+	p := period.Milliseconds()
+	time.Sleep(time.Duration(p-ms%p+15) * time.Millisecond)
+}
+
+// TestRateLimitExactUnderConcurrency: 2 OS processes x 8 goroutines hammer
+// one key with a limit of L per hour; every algorithm admits exactly L.
+func TestRateLimitExactUnderConcurrency(t *testing.T) {
+	const L = 100
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		// Stay clear of an hour boundary (fixed windows align to the clock).
+		if now, _ := rdb.Time(ctx).Result(); now.Minute() == 59 && now.Second() > 50 {
+			time.Sleep(time.Duration(61-now.Second()) * time.Second)
+		}
+		for _, a := range allAlgorithms {
+			t.Run(a.String(), func(t *testing.T) {
+				prefix := uniquePrefix(t)
+				outs := spawnChildren(t, ctx, rdb, 2, "TestRateLimitConcurrencyChild",
+					"PATTERNS_TEST_PREFIX="+prefix, "PATTERNS_TEST_ALGO="+strconv.Itoa(int(a)), "PATTERNS_TEST_L="+strconv.Itoa(L))
+				total := 0
+				for _, out := range outs {
+					i := strings.Index(out, "admitted=")
+					if i < 0 {
+						t.Fatalf("child output: %s", out)
+					}
+					n, _ := strconv.Atoi(strings.Fields(out[i+len("admitted="):])[0])
+					total += n
+				}
+				if total != L {
+					t.Fatalf("%s admitted %d of 1280 attempts, want exactly %d", a, total, L)
+				}
+				c, _ := New(rdb, &Options{Prefix: prefix})
+				_ = newLimiter(t, c, a).Reset(ctx, "hot", PerHour(L))
+			})
+		}
+	})
+}
+
+func TestRateLimitConcurrencyChild(t *testing.T) {
+	if !isChild() {
+		t.Skip("run by TestRateLimitExactUnderConcurrency in a child process")
+	}
+	rdb := childRedis(t)
+	c, _ := New(rdb, &Options{Prefix: os.Getenv("PATTERNS_TEST_PREFIX")})
+	a, _ := strconv.Atoi(os.Getenv("PATTERNS_TEST_ALGO"))
+	L, _ := strconv.Atoi(os.Getenv("PATTERNS_TEST_L"))
+	l := newLimiter(t, c, Algorithm(a))
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 80; i++ {
+				res, err := l.Allow(context.Background(), "hot", PerHour(L))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Allowed {
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("admitted=%d\n", admitted.Load())
+}
+
+// step is one request of a scripted sequence: at ms after the start (a
+// window boundary on the server's clock), AllowN(n) must decide allowed and
+// leave remaining.
+type step struct {
+	at        int
+	n         int
+	allowed   bool
+	remaining int
+}
+
+// TestRateLimitSequences drives each algorithm through a scripted sequence of
+// requests in real time. Time is driven by sleeping on the client between
+// steps, with steps placed at least 50 ms away from any window edge or refill
+// instant, so that scheduling jitter cannot change a decision. Every denial
+// is then checked against its RetryAfter: a client that waits RetryAfter is
+// admitted.
+func TestRateLimitSequences(t *testing.T) {
+	const p = 400 * time.Millisecond
+	cases := []struct {
+		algo  Algorithm
+		limit Limit
+		steps []step
+	}{
+		{FixedWindow, Limit{Rate: 3, Period: p}, []step{
+			{0, 1, true, 2}, {0, 1, true, 1}, {0, 1, true, 0}, {0, 1, false, 0},
+			{150, 1, false, 0}, // same window
+			{450, 2, true, 1},  // next window
+			{450, 2, false, 1}, // all or nothing: 2 do not fit, nothing consumed
+			{460, 1, true, 0},
+		}},
+		{SlidingWindowLog, Limit{Rate: 3, Period: p}, []step{
+			{0, 2, true, 1}, {200, 1, true, 0}, {200, 1, false, 0},
+			{460, 1, true, 1},  // the two events at 0 left the window
+			{460, 2, false, 1}, // 200 and 460 still count
+			{660, 2, true, 0},  // 200 left
+		}},
+		{SlidingWindow, Limit{Rate: 4, Period: p}, []step{
+			{0, 4, true, 0}, {100, 1, false, 0},
+			{600, 2, true, 0}, // previous window weighs 4 * 0.5 = 2
+			{600, 1, false, 0},
+			{700, 1, true, 0}, // weighs ceil(4 * 0.25) = 1
+		}},
+		{TokenBucket, Limit{Rate: 2, Period: p, Burst: 4}, []step{
+			{0, 4, true, 0}, {0, 1, false, 0},
+			{250, 1, true, 0}, // refilled 1.25 tokens
+			{300, 1, false, 0},
+			{500, 1, true, 0}, // 0.25 + 1.25 = 1.5
+		}},
+		{GCRA, Limit{Rate: 2, Period: p, Burst: 2}, []step{
+			{0, 1, true, 1}, {0, 1, true, 0}, {0, 1, false, 0},
+			{250, 1, true, 0}, // one emission interval (200 ms) later
+			{300, 1, false, 0},
+		}},
+	}
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		for _, tc := range cases {
+			t.Run(tc.algo.String(), func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				l := newLimiter(t, c, tc.algo)
+				key := "seq-" + tc.algo.String()
+				waitWindowStart(t, rdb, p)
+				start := time.Now()
+				for i, s := range tc.steps {
+					time.Sleep(time.Until(start.Add(time.Duration(s.at) * time.Millisecond)))
+					res, err := l.AllowN(ctx, key, s.n, tc.limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.Allowed != s.allowed || res.Remaining != s.remaining {
+						t.Fatalf("step %d (%+v): got allowed=%t remaining=%d", i, s, res.Allowed, res.Remaining)
+					}
+					if res.Allowed && res.RetryAfter != 0 {
+						t.Fatalf("step %d: RetryAfter %v on an admitted request", i, res.RetryAfter)
+					}
+					if !res.Allowed && (res.RetryAfter <= 0 || res.RetryAfter > 2*p) {
+						t.Fatalf("step %d: RetryAfter %v", i, res.RetryAfter)
+					}
+					if res.Limit != tc.limit {
+						t.Fatalf("step %d: Limit %v", i, res.Limit)
+					}
+				}
+				// Waiting RetryAfter is enough.
+				for {
+					res, err := l.Allow(ctx, key, tc.limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !res.Allowed {
+						time.Sleep(res.RetryAfter)
+						if again, _ := l.Allow(ctx, key, tc.limit); !again.Allowed {
+							t.Fatalf("denied again after waiting RetryAfter %v: %+v", res.RetryAfter, again)
+						}
+						break
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestRateLimitMultipleLimits(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		for _, a := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket} {
+			l := newLimiter(t, c, a)
+			short, long := Limit{Rate: 2, Period: time.Minute}, Limit{Rate: 5, Period: time.Hour}
+			for i := 0; i < 2; i++ {
+				if res, err := l.Allow(ctx, "u", short, long); err != nil || !res.Allowed {
+					t.Fatalf("%s: request %d: %+v %v", a, i, res, err)
+				}
+			}
+			res, err := l.Allow(ctx, "u", short, long)
+			if err != nil || res.Allowed || res.Limit != short {
+				t.Fatalf("%s: third request: %+v %v; want denied by %v", a, res, err, short)
+			}
+			// The denied request consumed nothing from the long limit.
+			peek, err := l.Peek(ctx, "u", 1, long)
+			if err != nil || peek.Remaining != 2 || !peek.Allowed {
+				t.Fatalf("%s: long limit after a denial: %+v %v; want 3 left (2 after one more)", a, peek, err)
+			}
+			// Peek consumed nothing either.
+			if again, _ := l.Peek(ctx, "u", 1, long); again.Remaining != 2 {
+				t.Fatalf("%s: Peek consumed: %+v", a, again)
+			}
+			if err := l.Reset(ctx, "u", short, long); err != nil {
+				t.Fatal(err)
+			}
+			if res, _ := l.Allow(ctx, "u", short, long); !res.Allowed || res.Remaining != 1 {
+				t.Fatalf("%s: after Reset: %+v", a, res)
+			}
+			_ = l.Reset(ctx, "u", short, long)
+		}
+	})
+}
+
+func TestRateLimitKeysHaveTTL(t *testing.T) {
+	rdb := patternstest.Redis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	lim := Limit{Rate: 10, Period: 3 * time.Second, Burst: 20}
+	for _, a := range allAlgorithms {
+		l := newLimiter(t, c, a)
+		if _, err := l.AllowN(ctx, "k", 5, lim); err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := l.keys("k", []Limit{lim})
+		k := keys[0]
+		if a == GCRA {
+			k = "rate:" + k
+		}
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 || ttl > 2*lim.Period+time.Second {
+			t.Errorf("%s: key %s PTTL %v, %v; want within two periods", a, k, ttl, err)
+		}
+		rdb.Del(ctx, k)
+	}
+}
+
+func TestRateLimitBadInput(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		if _, err := c.NewLimiter(Algorithm(99)); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("unknown algorithm: %v", err)
+		}
+		for _, a := range allAlgorithms {
+			l := newLimiter(t, c, a)
+			ok := PerSecond(5)
+			for name, call := range map[string]func() error{
+				"zero rate":     func() error { _, err := l.Allow(ctx, "k", Limit{Rate: 0, Period: time.Second}); return err },
+				"negative rate": func() error { _, err := l.Allow(ctx, "k", Limit{Rate: -1, Period: time.Second}); return err },
+				"zero period":   func() error { _, err := l.Allow(ctx, "k", Limit{Rate: 1}); return err },
+				"sub-ms period": func() error { _, err := l.Allow(ctx, "k", Limit{Rate: 1, Period: 1500 * time.Microsecond}); return err },
+				"negative burst": func() error {
+					_, err := l.Allow(ctx, "k", Limit{Rate: 1, Period: time.Second, Burst: -1})
+					return err
+				},
+				"huge":        func() error { _, err := l.Allow(ctx, "k", Limit{Rate: 1 << 40, Period: 24 * time.Hour}); return err },
+				"n < 0":       func() error { _, err := l.AllowN(ctx, "k", -1, ok); return err },
+				"n = 0":       func() error { _, err := l.AllowN(ctx, "k", 0, ok); return err },
+				"n > limit":   func() error { _, err := l.AllowN(ctx, "k", 6, ok); return err },
+				"empty key":   func() error { _, err := l.Allow(ctx, "", ok); return err },
+				"long key":    func() error { _, err := l.Allow(ctx, strings.Repeat("k", MaxIDLen+1), ok); return err },
+				"no limit":    func() error { _, err := l.Allow(ctx, "k"); return err },
+				"peek n < 1":  func() error { _, err := l.Peek(ctx, "k", 0, ok); return err },
+				"reset empty": func() error { return l.Reset(ctx, "", ok) },
+			} {
+				if err := call(); !errors.Is(err, ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "patterns: ") {
+					t.Errorf("%s %s: err = %v, want ErrInvalidArgument", a, name, err)
+				}
+			}
+		}
+		if _, err := newLimiter(t, c, GCRA).Allow(ctx, "k", PerSecond(1), PerMinute(5)); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("GCRA with two limits: %v", err)
+		}
+		if n := countKeys(t, rdb, c.prefix); n != 0 {
+			t.Fatalf("rejected calls wrote %d keys", n)
+		}
+	})
+}
+
+func TestRateLimitBatch(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		l := newLimiter(t, c, TokenBucket)
+		var reqs []RateRequest
+		for i := 0; i < 50; i++ {
+			// Key i asks for i%3+1 tokens of a bucket of 3, twice.
+			reqs = append(reqs, RateRequest{Key: "user" + strconv.Itoa(i), N: i%3 + 1, Limits: []Limit{PerMinute(3)}})
+		}
+		for round := 0; round < 2; round++ {
+			res, err := l.AllowBatch(ctx, reqs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				n := i%3 + 1
+				wantAllowed := round == 0 || 2*n <= 3 // the second round has 3-n left
+				if r.Allowed != wantAllowed {
+					t.Fatalf("round %d request %d (n=%d): %+v", round, i, n, r)
+				}
+			}
+		}
+		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("bad batch: %v", err)
+		}
+		if _, err := newLimiter(t, c, GCRA).AllowBatch(ctx, reqs); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("GCRA batch: %v", err)
+		}
+	})
+}
+
+func TestRateLimitMiddleware(t *testing.T) {
+	rdb, proc := patternstest.Process(t)
+	c := newClient(t, rdb)
+	l := newLimiter(t, c, SlidingWindowLog)
+	var errs atomic.Int64
+	h, err := l.Middleware(&MiddlewareOptions{
+		Limits:         []Limit{PerMinute(2)},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		OnError:        func(*http.Request, error) { errs.Add(1) },
+	}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(remote, xff string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i, want := range []int{204, 204, 429} {
+		w := do("192.0.2.1:1234", "")
+		if w.Code != want {
+			t.Fatalf("request %d: %d, want %d", i, w.Code, want)
+		}
+		if i == 1 && (w.Header().Get("X-RateLimit-Remaining") != "0" || w.Header().Get("X-RateLimit-Limit") != "2") {
+			t.Fatalf("headers: %v", w.Header())
+		}
+		if i == 2 {
+			ra, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+			if ra < 59 || ra > 60 {
+				t.Fatalf("Retry-After %q", w.Header().Get("Retry-After"))
+			}
+			if got := w.Header().Get("RateLimit-Policy"); got != `"default";q=2;w=60` {
+				t.Fatalf("RateLimit-Policy %q", got)
+			}
+			if got := w.Header().Get("RateLimit"); !strings.HasPrefix(got, `"default";r=0;t=`) {
+				t.Fatalf("RateLimit %q", got)
+			}
+		}
+	}
+	// An untrusted peer's X-Forwarded-For is ignored: it is still 192.0.2.1.
+	if w := do("192.0.2.1:1", "198.51.100.7"); w.Code != 429 {
+		t.Fatalf("spoofed XFF got %d", w.Code)
+	}
+	// Through a trusted proxy the client is the right-most untrusted hop.
+	if w := do("10.1.1.1:1", "192.0.2.1, 198.51.100.9, 10.2.2.2"); w.Code != 204 {
+		t.Fatalf("via proxy: %d", w.Code)
+	}
+	// Redis down: fail open by default, errors reported.
+	proc.Stop()
+	if w := do("203.0.113.5:1", ""); w.Code != 204 || errs.Load() != 1 {
+		t.Fatalf("fail open: %d, errors %d", w.Code, errs.Load())
+	}
+	closed, _ := l.Middleware(&MiddlewareOptions{Limits: []Limit{PerMinute(2)}, FailClosed: true},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/", nil)
+	closed.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("fail closed: %d", w.Code)
+	}
+	if _, err := l.Middleware(&MiddlewareOptions{}, h); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("no limits: %v", err)
+	}
+	proc.Restart()
+}
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, tc := range []struct{ remote, xff, want string }{
+		{"192.0.2.1:5", "", "192.0.2.1"},
+		{"192.0.2.1:5", "1.2.3.4", "192.0.2.1"},
+		{"10.0.0.1:5", "1.2.3.4", "1.2.3.4"},
+		{"10.0.0.1:5", "6.6.6.6, 1.2.3.4, 10.0.0.9", "1.2.3.4"},
+		{"10.0.0.1:5", "10.0.0.7", "10.0.0.1"},
+		{"10.0.0.1:5", "garbage, 1.2.3.4", "1.2.3.4"},
+		{"10.0.0.1:5", "1.2.3.4, garbage", "10.0.0.1"},
+		{"[::ffff:192.0.2.1]:5", "", "192.0.2.1"},
+		{"[::1]:5", "2001:db8::1", "2001:db8::1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got, err := ClientIP(r, trusted); err != nil || got != tc.want {
+			t.Errorf("ClientIP(%s, %q) = %q, %v; want %q", tc.remote, tc.xff, got, err, tc.want)
+		}
+	}
+}
+
+// TestGCRACoversRedisRate shows, on raw redis_rate and on the wrapper side by
+// side, what the wrapper corrects.
+func TestGCRACoversRedisRate(t *testing.T) {
+	rdb := patternstest.Redis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	raw := redis_rate.NewLimiter(rdb)
+	lim := redis_rate.Limit{Rate: 2, Burst: 2, Period: 400 * time.Millisecond}
+	rawKey := c.prefix + ":raw"
+	t.Cleanup(func() { rdb.Del(ctx, "rate:"+rawKey) })
+
+	// 1. Remaining is truncated from a float: with a burst of 2, one request
+	// leaves 1, which redis_rate may report as 0.
+	r, err := raw.Allow(ctx, rawKey, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := newLimiter(t, c, GCRA).Allow(ctx, "k", Limit{Rate: 2, Burst: 2, Period: 400 * time.Millisecond})
+	if err != nil || ours.Remaining != 1 {
+		t.Fatalf("wrapper: %+v %v, want 1 remaining", ours, err)
+	}
+	t.Logf("redis_rate reports Remaining %d after 1 of 2; the wrapper reports %d", r.Remaining, ours.Remaining)
+
+	// 2. n above the burst: redis_rate denies it with a RetryAfter that never
+	// comes true; the wrapper rejects it up front.
+	r, err = raw.AllowN(ctx, rawKey, lim, 3)
+	if err != nil || r.Allowed != 0 || r.RetryAfter <= 0 {
+		t.Fatalf("raw n > burst: %+v %v", r, err)
+	}
+	time.Sleep(r.RetryAfter + 50*time.Millisecond)
+	if r2, _ := raw.AllowN(ctx, rawKey, lim, 3); r2.Allowed != 0 {
+		t.Fatal("redis_rate admitted n > burst after all")
+	}
+	if _, err := newLimiter(t, c, GCRA).AllowN(ctx, "k", 3, Limit{Rate: 2, Burst: 2, Period: 400 * time.Millisecond}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("wrapper n > burst: %v", err)
+	}
+}
