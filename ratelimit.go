@@ -245,11 +245,14 @@ func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
 		if err := lim.validate(l.algo); err != nil {
 			return nil, err
 		}
-		suffix := algoSuffix[l.algo] + ":" + strconv.Itoa(lim.Rate) + ":" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
+		var buf [64]byte
+		b := append(buf[:0], algoSuffix[l.algo]...)
+		b = strconv.AppendInt(append(b, ':'), int64(lim.Rate), 10)
+		b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
 		if l.algo == TokenBucket || l.algo == GCRA {
-			suffix += ":" + strconv.Itoa(lim.burst())
+			b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
 		}
-		keys[i] = l.c.key("rl", key, suffix)
+		keys[i] = l.c.key("rl", key, string(b))
 	}
 	return keys, nil
 }
