@@ -117,4 +117,3 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 		b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
 	})
 }
-
