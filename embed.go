@@ -151,15 +151,6 @@ func (s *script) newCmd(ctx context.Context, args []any) *redis.Cmd {
 	return cmd
 }
 
-// cmd builds EVALSHA or EVAL (verb) with keys and args.
-func (s *script) cmd(ctx context.Context, verb string, keys []string, args []any) *redis.Cmd {
-	a := s.args(keys, args)
-	if verb == "eval" {
-		a = s.evalArgs(a)
-	}
-	return s.newCmd(ctx, a)
-}
-
 // onceCmd is a script call that go-redis must not send a second time. By
 // default go-redis retries a command after some network errors (a reset
 // connection, EOF) even when the command may already have run; for a script
@@ -188,9 +179,13 @@ func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 // call is one script invocation of a batch; runBatch sets cmd.
 type call struct {
 	script *script
-	keys   []string
-	args   []any
+	line   []any // the EVALSHA command line (script.args)
 	cmd    *redis.Cmd
+}
+
+// call returns a batch entry running s with keys and args.
+func (s *script) call(keys []string, args ...any) call {
+	return call{script: s, line: s.args(keys, args)}
 }
 
 // runBatch sends every call in one pipeline with EVALSHA. Calls answered
@@ -203,7 +198,7 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe := c.rdb.Pipeline()
 	for i := range calls {
-		calls[i].cmd = calls[i].script.cmd(ctx, "evalsha", calls[i].keys, calls[i].args)
+		calls[i].cmd = calls[i].script.newCmd(ctx, calls[i].line)
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, err := pipe.Exec(ctx)
@@ -218,7 +213,7 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe = c.rdb.Pipeline()
 	for _, i := range again {
-		calls[i].cmd = calls[i].script.cmd(ctx, "eval", calls[i].keys, calls[i].args)
+		calls[i].cmd = calls[i].script.newCmd(ctx, calls[i].script.evalArgs(calls[i].line))
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, _ = pipe.Exec(ctx)
@@ -246,9 +241,14 @@ func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, tim
 	case *redis.Ring:
 		return nil, 0, invalidf("replica acknowledgement (WAIT) is not supported on a Ring")
 	}
+	line := s.args(keys, args)
 	for _, verb := range []string{"evalsha", "eval"} {
 		pipe := node.Pipeline()
-		cmd := s.cmd(ctx, verb, keys, args)
+		cmdLine := line
+		if verb == "eval" {
+			cmdLine = s.evalArgs(line)
+		}
+		cmd := s.newCmd(ctx, cmdLine)
 		_ = pipe.Process(ctx, onceCmd{cmd})
 		wait := redis.NewIntCmd(ctx, "wait", replicas, timeout.Milliseconds())
 		_ = pipe.Process(ctx, wait)

@@ -67,7 +67,7 @@ func TestNoScriptHealed(t *testing.T) {
 		var calls []call
 		for i := 0; i < 30; i++ {
 			k := c.key("lock", fmt.Sprint("batch", i))
-			calls = append(calls, call{script: scriptLockRelease, keys: []string{k}, args: []any{"nobody"}})
+			calls = append(calls, scriptLockRelease.call([]string{k}, "nobody"))
 		}
 		if err := c.runBatch(ctx, calls); err != nil {
 			t.Fatalf("batch after SCRIPT FLUSH: %v", err)

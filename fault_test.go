@@ -120,7 +120,7 @@ func TestScriptsAreNotRetried(t *testing.T) {
 	// Pipelines too.
 	arm()
 	c := &Client{rdb: rdb, prefix: "t"}
-	err = c.runBatch(ctx, []call{{script: incr, keys: []string{counter}}, {script: incr, keys: []string{counter}}})
+	err = c.runBatch(ctx, []call{incr.call([]string{counter}), incr.call([]string{counter})})
 	if err == nil {
 		n, _ := direct.Get(ctx, counter).Int()
 		t.Fatalf("want an error for the lost pipeline reply; counter %d, dropped %d", n, proxy.dropped.Load())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -160,14 +161,26 @@ type Limiter struct {
 	c    *Client
 	algo Algorithm
 	gcra *redis_rate.Limiter
+
+	mu     sync.RWMutex
+	limits map[Limit]*limitArgs // validated limits, their key suffix and boxed ARGV
 }
+
+// limitArgs is what a validated Limit contributes to a call, built once.
+type limitArgs struct {
+	suffix string // ALGO:RATE:PERIODms[:BURST]
+	argv   [3]any // rate, period in ms, burst
+}
+
+// maxCachedLimits bounds Limiter.limits: limits are usually a few constants.
+const maxCachedLimits = 1024
 
 // NewLimiter returns a Limiter using algo.
 func (c *Client) NewLimiter(algo Algorithm) (*Limiter, error) {
 	if _, ok := algorithmNames[algo]; !ok {
 		return nil, invalidf("unknown algorithm %d", int(algo))
 	}
-	l := &Limiter{c: c, algo: algo}
+	l := &Limiter{c: c, algo: algo, limits: map[Limit]*limitArgs{}}
 	if algo == GCRA {
 		l.gcra = redis_rate.NewLimiter(c.rdb)
 	}
@@ -229,30 +242,60 @@ func (l *Limiter) script() *script {
 	}
 }
 
-// keys validates key and limits and returns one key per limit.
-func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
-	if err := checkID("rate limit key", key); err != nil {
+// limitArgs validates lim and returns its suffix and ARGV, from the cache
+// when it has been seen before.
+func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
+	l.mu.RLock()
+	la := l.limits[lim]
+	l.mu.RUnlock()
+	if la != nil {
+		return la, nil
+	}
+	if err := lim.validate(l.algo); err != nil {
 		return nil, err
 	}
+	var buf [64]byte
+	b := append(buf[:0], algoSuffix[l.algo]...)
+	b = strconv.AppendInt(append(b, ':'), int64(lim.Rate), 10)
+	b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
+	if l.algo == TokenBucket || l.algo == GCRA {
+		b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
+	}
+	la = &limitArgs{suffix: string(b), argv: [3]any{lim.Rate, lim.Period.Milliseconds(), lim.burst()}}
+	l.mu.Lock()
+	if len(l.limits) < maxCachedLimits {
+		l.limits[lim] = la
+	}
+	l.mu.Unlock()
+	return la, nil
+}
+
+// check validates key and limits.
+func (l *Limiter) check(key string, limits []Limit) error {
+	if err := checkID("rate limit key", key); err != nil {
+		return err
+	}
 	if len(limits) == 0 {
-		return nil, invalidf("no limit")
+		return invalidf("no limit")
 	}
 	if l.algo == GCRA && len(limits) > 1 {
-		return nil, invalidf("GCRA checks one limit per call, got %d", len(limits))
+		return invalidf("GCRA checks one limit per call, got %d", len(limits))
+	}
+	return nil
+}
+
+// keys validates key and limits and returns one key per limit.
+func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
+	if err := l.check(key, limits); err != nil {
+		return nil, err
 	}
 	keys := make([]string, len(limits))
 	for i, lim := range limits {
-		if err := lim.validate(l.algo); err != nil {
+		la, err := l.limitArgs(lim)
+		if err != nil {
 			return nil, err
 		}
-		var buf [64]byte
-		b := append(buf[:0], algoSuffix[l.algo]...)
-		b = strconv.AppendInt(append(b, ':'), int64(lim.Rate), 10)
-		b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
-		if l.algo == TokenBucket || l.algo == GCRA {
-			b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
-		}
-		keys[i] = l.c.key("rl", key, string(b))
+		keys[i] = l.c.key("rl", key, la.suffix)
 	}
 	return keys, nil
 }
@@ -261,28 +304,36 @@ var algoSuffix = map[Algorithm]string{
 	FixedWindow: "fw", SlidingWindowLog: "sl", SlidingWindow: "sw", TokenBucket: "tb", GCRA: "gcra",
 }
 
-// prepare validates a decision and returns its script call.
+// prepare validates a decision and returns its script call, building the
+// EVALSHA command line in one go:
+// evalsha SHA N key1..keyN n mode rate1 period1 burst1 ... rateN periodN burstN.
 func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call, error) {
-	keys, err := l.keys(key, limits)
-	if err != nil {
+	if err := l.check(key, limits); err != nil {
 		return call{}, err
 	}
 	if n < 1 {
 		return call{}, invalidf("n = %d: want at least 1", n)
 	}
-	args := make([]any, 2, 2+3*len(limits))
-	args[0] = n
-	args[1] = 0
+	s := l.script()
+	line := make([]any, 3+len(limits), 5+4*len(limits))
+	line[0], line[1], line[2] = "evalsha", s.sha, len(limits)
+	mode := 0
 	if consume {
-		args[1] = 1
+		mode = 1
 	}
-	for _, lim := range limits {
+	line = append(line, n, mode)
+	for i, lim := range limits {
+		la, err := l.limitArgs(lim)
+		if err != nil {
+			return call{}, err
+		}
 		if c := lim.capacity(l.algo); n > c {
 			return call{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, c)
 		}
-		args = append(args, lim.Rate, lim.Period.Milliseconds(), lim.burst())
+		line[3+i] = l.c.key("rl", key, la.suffix)
+		line = append(line, la.argv[:]...)
 	}
-	return call{script: l.script(), keys: keys, args: args}, nil
+	return call{script: s, line: line}, nil
 }
 
 func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
@@ -293,7 +344,7 @@ func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, l
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := parseResult(cl.script.run(ctx, l.c.rdb, cl.keys, cl.args...), limits)
+	res, err := parseResult(cl.script.runArgs(ctx, l.c.rdb, cl.line), limits)
 	if err != nil {
 		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}

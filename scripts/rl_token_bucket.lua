@@ -8,8 +8,10 @@
 --
 -- Each key holds "T S": T the last update (server ms) and S the tokens scaled
 -- by the period in ms, a whole number, so refilling (elapsed ms * rate) never
--- drifts. A missing hash is a full bucket; the TTL is the time until the bucket
--- would be full again. A request is admitted only if every bucket holds n
+-- drifts. A missing key is a full bucket. The TTL is at least the time until
+-- the bucket would be full again and at most twice that: it is only set anew
+-- (PX) when it would fall short, else kept (KEEPTTL), which spares the
+-- server an expiry update on most calls. A request is admitted only if every bucket holds n
 -- tokens; a denied request consumes nothing.
 --
 -- Returns {allowed (0|1), remaining, retry_after_ms, reset_after_ms, index}
@@ -57,7 +59,12 @@ if allowed == 1 then
       local s = scaled[i]
       local ttl = math.ceil((ARGV[j + 2] * ARGV[j + 1] - s) / ARGV[j])
       if ttl < 1 then ttl = 1 end
-      redis.call('SET', KEYS[i], string.format('%d %d', now, s), 'PX', ttl)
+      local v = string.format('%d %d', now, s)
+      if redis.call('PTTL', KEYS[i]) >= ttl then
+        redis.call('SET', KEYS[i], v, 'KEEPTTL')
+      else
+        redis.call('SET', KEYS[i], v, 'PX', 2 * ttl)
+      end
     end
   end
 end
