@@ -1,0 +1,345 @@
+package patterns
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	scriptBucketAdd  = newScript("bucket_add")
+	scriptBitopCount = newScript("bitop_count")
+)
+
+// Bucket lengths for unique counters.
+const (
+	// Hourly buckets: counts per UTC hour.
+	Hourly = time.Hour
+	// Daily buckets: counts per UTC day.
+	Daily = 24 * time.Hour
+)
+
+// maxAddBatch bounds the items one bucket_add call carries.
+const maxAddBatch = 1000
+
+// UniquesOptions configure a Uniques counter. A nil *UniquesOptions means all
+// defaults.
+type UniquesOptions struct {
+	// Bucket is Hourly or Daily.
+	//
+	// default: Daily
+	Bucket time.Duration
+
+	// Retention is how long a bucket is kept after its last write.
+	//
+	// default: 35 days for Daily buckets, 48 hours for Hourly ones
+	Retention time.Duration
+}
+
+// Uniques counts distinct items (visitors, search terms) per time bucket
+// with HyperLogLog: 12 KB per bucket at most, a standard error of 0.81%.
+//
+// Keys: prefix:hll:{name}:d:N (N: days since 1970-01-01 UTC) or :h:N
+// (hours), each with the retention as TTL; merges go to prefix:hll:{name}:m:DEST
+// with the TTL given. All keys of a counter share the hash tag {name}: on a
+// Redis Cluster a counter lives on one slot, and counting many buckets at
+// once is one command; a very hot counter is a hot slot (split it by name,
+// e.g. per site, if one slot cannot take it).
+type Uniques struct {
+	c      *Client
+	name   string
+	bucket time.Duration
+	letter string
+	ret    time.Duration
+}
+
+// Uniques returns the unique counter named name.
+func (c *Client) Uniques(name string, opt *UniquesOptions) (*Uniques, error) {
+	if err := checkID("counter name", name); err != nil {
+		return nil, err
+	}
+	u := &Uniques{c: c, name: name, bucket: Daily, letter: "d"}
+	if opt != nil && opt.Bucket != 0 {
+		u.bucket = opt.Bucket
+	}
+	switch u.bucket {
+	case Daily:
+		u.ret = 35 * 24 * time.Hour
+	case Hourly:
+		u.letter, u.ret = "h", 48*time.Hour
+	default:
+		return nil, invalidf("bucket %v: want Hourly or Daily", u.bucket)
+	}
+	if opt != nil && opt.Retention != 0 {
+		if err := checkTTL("retention", opt.Retention); err != nil {
+			return nil, err
+		}
+		u.ret = opt.Retention
+	}
+	return u, nil
+}
+
+func (u *Uniques) key(index int64) string {
+	return u.c.key("hll", u.name, u.letter, strconv.FormatInt(index, 10))
+}
+
+func bucketIndex(t time.Time, bucket time.Duration) int64 {
+	return t.Unix() / int64(bucket/time.Second)
+}
+
+// bucketAdd runs bucket_add for the bucket of now on the server's clock,
+// naming the key from the local clock first and once more from the server's
+// answer when they differ.
+func (c *Client) bucketAdd(ctx context.Context, op string, bucket time.Duration, ret time.Duration, key func(int64) string, values []any) (bool, error) {
+	index := bucketIndex(time.Now(), bucket)
+	for attempt := 0; attempt < 3; attempt++ {
+		idx := strconv.FormatInt(index, 10)
+		args := append([]any{op, int64(bucket / time.Second), idx, ret.Milliseconds()}, values...)
+		v, err := scriptBucketAdd.run(ctx, c.rdb, []string{key(index)}, args...).Slice()
+		if err != nil {
+			return false, err
+		}
+		if len(v) == 2 && v[0] == "retry" {
+			s, _ := v[1].(string)
+			if index, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return false, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+			}
+			continue
+		}
+		if len(v) != 2 || v[0] != "ok" {
+			return false, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		n, _ := v[1].(int64)
+		return n == 1, nil
+	}
+	return false, fmt.Errorf("patterns: the server's time bucket kept changing")
+}
+
+// Add adds items to the current bucket (by the server's clock) and reports
+// whether the estimate changed. Items are sent 1,000 per script call.
+func (u *Uniques) Add(ctx context.Context, items ...string) (bool, error) {
+	if len(items) == 0 {
+		return false, invalidf("no item")
+	}
+	for _, it := range items {
+		if len(it) > MaxMemberLen {
+			return false, invalidf("item of %d bytes, over %d", len(it), MaxMemberLen)
+		}
+	}
+	changed := false
+	for len(items) > 0 {
+		n := min(len(items), maxAddBatch)
+		vals := make([]any, n)
+		for i, it := range items[:n] {
+			vals[i] = it
+		}
+		ch, err := u.c.bucketAdd(ctx, "pfadd", u.bucket, u.ret, u.key, vals)
+		if err != nil {
+			return changed, fmt.Errorf("patterns: uniques %q: %w", u.name, err)
+		}
+		changed = changed || ch
+		items = items[n:]
+	}
+	return changed, nil
+}
+
+// keys returns the keys of the n buckets ending with the one that holds last.
+func (u *Uniques) keys(last time.Time, n int) ([]string, error) {
+	if n < 1 || n > 1000 {
+		return nil, invalidf("%d buckets: want 1 to 1000", n)
+	}
+	end := bucketIndex(last, u.bucket)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = u.key(end - int64(i))
+	}
+	return keys, nil
+}
+
+// Count estimates the distinct items of the n buckets ending with the one
+// that holds last (pass the server's time, or any instant of the last
+// bucket wanted): one PFCOUNT over them all.
+func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (int64, error) {
+	keys, err := u.keys(last, n)
+	if err != nil {
+		return 0, err
+	}
+	c, err := u.c.rdb.PFCount(ctx, keys...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("patterns: uniques %q: %w", u.name, err)
+	}
+	return c, nil
+}
+
+// Merge merges the n buckets ending with the one that holds last into
+// prefix:hll:{name}:m:dest, kept for ttl, and returns its estimate. One round
+// trip (PFMERGE, PEXPIRE and PFCOUNT in a transaction).
+func (u *Uniques) Merge(ctx context.Context, dest string, last time.Time, n int, ttl time.Duration) (int64, error) {
+	if err := checkID("merge destination", dest); err != nil {
+		return 0, err
+	}
+	if err := checkTTL("merge ttl", ttl); err != nil {
+		return 0, err
+	}
+	keys, err := u.keys(last, n)
+	if err != nil {
+		return 0, err
+	}
+	dst := u.c.key("hll", u.name, "m", escapePart(dest))
+	var count *redis.IntCmd
+	_, err = u.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.PFMerge(ctx, dst, keys...)
+		p.PExpire(ctx, dst, ttl)
+		count = p.PFCount(ctx, dst)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("patterns: uniques %q: merge: %w", u.name, err)
+	}
+	return count.Val(), nil
+}
+
+// MaxActivityID is the largest id an Activity accepts: a day's bitmap is
+// at most MaxActivityID/8 bytes (32 MiB).
+const MaxActivityID = 1<<28 - 1
+
+// ActivityOptions configure an Activity. A nil *ActivityOptions means all
+// defaults.
+type ActivityOptions struct {
+	// Retention is how long a day's bitmap is kept after its last write.
+	//
+	// default: 90 days
+	Retention time.Duration
+
+	// TempTTL is the TTL of the temporary keys BITOP writes.
+	//
+	// default: 1 minute
+	TempTTL time.Duration
+}
+
+// Activity records which integer ids (users) were active on which UTC day,
+// one bit per id in a bitmap per day.
+//
+// Keys: prefix:bm:{name}:d:N (N: days since 1970-01-01 UTC) with the
+// retention as TTL, and temporary prefix:bm:{name}:tmp:... keys from BITOP
+// with TempTTL. All share the hash tag {name} (one slot; see Uniques for the
+// hot-slot trade-off).
+type Activity struct {
+	c    *Client
+	name string
+	ret  time.Duration
+	tmp  time.Duration
+}
+
+// Activity returns the activity bitmaps named name.
+func (c *Client) Activity(name string, opt *ActivityOptions) (*Activity, error) {
+	if err := checkID("activity name", name); err != nil {
+		return nil, err
+	}
+	a := &Activity{c: c, name: name, ret: 90 * 24 * time.Hour, tmp: time.Minute}
+	if opt != nil && opt.Retention != 0 {
+		if err := checkTTL("retention", opt.Retention); err != nil {
+			return nil, err
+		}
+		a.ret = opt.Retention
+	}
+	if opt != nil && opt.TempTTL != 0 {
+		if err := checkTTL("temp ttl", opt.TempTTL); err != nil {
+			return nil, err
+		}
+		a.tmp = opt.TempTTL
+	}
+	return a, nil
+}
+
+func (a *Activity) key(day int64) string {
+	return a.c.key("bm", a.name, "d", strconv.FormatInt(day, 10))
+}
+
+func checkActivityID(id int64) error {
+	if id < 0 || id > MaxActivityID {
+		return invalidf("id %d: want 0 to %d", id, MaxActivityID)
+	}
+	return nil
+}
+
+// Mark records id as active today (by the server's clock) and reports
+// whether it was not yet marked.
+func (a *Activity) Mark(ctx context.Context, id int64) (bool, error) {
+	if err := checkActivityID(id); err != nil {
+		return false, err
+	}
+	first, err := a.c.bucketAdd(ctx, "setbit", Daily, a.ret, a.key, []any{id})
+	if err != nil {
+		return false, fmt.Errorf("patterns: activity %q: %w", a.name, err)
+	}
+	return first, nil
+}
+
+// WasActive reports whether id was active on day (UTC).
+func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (bool, error) {
+	if err := checkActivityID(id); err != nil {
+		return false, err
+	}
+	b, err := a.c.rdb.GetBit(ctx, a.key(bucketIndex(day, Daily)), id).Result()
+	if err != nil {
+		return false, fmt.Errorf("patterns: activity %q: %w", a.name, err)
+	}
+	return b == 1, nil
+}
+
+// Count returns how many ids were active on day (UTC).
+func (a *Activity) Count(ctx context.Context, day time.Time) (int64, error) {
+	n, err := a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, Daily)), nil).Result()
+	if err != nil {
+		return 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
+	}
+	return n, nil
+}
+
+// ActiveOnAll returns how many ids were active on every one of days.
+func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (int64, error) {
+	n, _, err := a.combine(ctx, "AND", days)
+	return n, err
+}
+
+// ActiveOnAny returns how many ids were active on at least one of days.
+func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (int64, error) {
+	n, _, err := a.combine(ctx, "OR", days)
+	return n, err
+}
+
+// Retention returns the cohort active on day from, and how many of them were
+// active again on day to.
+func (a *Activity) Retention(ctx context.Context, from, to time.Time) (cohort, retained int64, err error) {
+	retained, cohort, err = a.combine(ctx, "AND", []time.Time{from, to})
+	return cohort, retained, err
+}
+
+func (a *Activity) combine(ctx context.Context, op string, days []time.Time) (result, first int64, err error) {
+	if len(days) < 1 || len(days) > 366 {
+		return 0, 0, invalidf("%d days: want 1 to 366", len(days))
+	}
+	keys := make([]string, 1, len(days)+1)
+	h := fnv.New64a()
+	for _, d := range days {
+		idx := bucketIndex(d, Daily)
+		keys = append(keys, a.key(idx))
+		fmt.Fprintf(h, "%d,", idx)
+	}
+	// The temporary key is named after the operation and the days, so that
+	// concurrent callers asking the same question share it.
+	keys[0] = a.c.key("bm", a.name, "tmp", op, strconv.FormatUint(h.Sum64(), 16))
+	v, err := scriptBitopCount.run(ctx, a.c.rdb, keys, op, a.tmp.Milliseconds()).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
+	}
+	if len(v) != 2 {
+		return 0, 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	return v[0], v[1], nil
+}
