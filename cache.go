@@ -1,0 +1,630 @@
+package patterns
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrNotFound is what a loader returns when the thing it loads does not
+// exist. The cache then remembers the absence for CacheOptions.NegativeTTL
+// and Get returns ErrNotFound, so a missing row is not looked up again on
+// every request.
+var ErrNotFound = errors.New("patterns: not found")
+
+var (
+	scriptCacheGet        = newScript("cache_get")
+	scriptCacheSet        = newScript("cache_set")
+	scriptCacheInvalidate = newScript("cache_invalidate")
+)
+
+// Codec turns values into bytes and back.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default Codec, encoding/json.
+var JSON Codec = jsonCodec{}
+
+// Msgpack is a Codec using github.com/vmihailenco/msgpack/v5: smaller and
+// faster than JSON for most values.
+var Msgpack Codec = msgpackCodec{}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
+func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+
+// CacheOptions configure a Cache. A nil *CacheOptions means all defaults.
+type CacheOptions struct {
+	// TTL is how long an entry lives, before jitter.
+	//
+	// default: 10 minutes
+	TTL time.Duration
+
+	// MaxTTL is the longest TTL a Set may ask for; it also bounds how long
+	// tag invalidations are remembered. A longer TTL is an error.
+	//
+	// default: 24 hours
+	MaxTTL time.Duration
+
+	// NegativeTTL is how long a "not found" (the loader returned
+	// ErrNotFound) is remembered.
+	//
+	// default: 30 seconds
+	NegativeTTL time.Duration
+
+	// Jitter spreads expiries: each TTL is shortened by a random fraction of
+	// it, up to Jitter, so that entries written together do not expire
+	// together. From 0 to 0.5.
+	//
+	// default: 0.1
+	Jitter float64
+
+	// StaleWhileRevalidate, when above zero, serves an entry that is older
+	// than its TTL for up to this long more, while one background load
+	// refreshes it. The entry's Redis TTL is TTL + StaleWhileRevalidate.
+	//
+	// default: 0 (an entry is served until its TTL, then loaded again)
+	StaleWhileRevalidate time.Duration
+
+	// Beta tunes probabilistic early refresh (XFetch): a Get refreshes an
+	// entry before it expires with a probability that grows as expiry nears
+	// and with how long the entry took to load. 0 turns it off; 1 is the
+	// usual value; above 1 refreshes earlier.
+	//
+	// default: 0 (off)
+	Beta float64
+
+	// LeaseTTL bounds how long one loader may hold the load of a missing key
+	// across all processes; LeaseWait is how long the others wait for its
+	// value before loading themselves.
+	//
+	// default: 5 seconds and 2 seconds
+	LeaseTTL, LeaseWait time.Duration
+
+	// Codec encodes values.
+	//
+	// default: JSON
+	Codec Codec
+
+	// CompressAbove, when above zero, deflates encoded values larger than
+	// this many bytes.
+	//
+	// default: 0 (no compression)
+	CompressAbove int
+
+	// FailClosed makes Get return Redis errors instead of falling back to
+	// the loader when Redis fails or times out.
+	//
+	// default: false (fail open: Get calls the loader and returns its value)
+	FailClosed bool
+
+	// OnError is called with every Redis error the cache absorbs or returns
+	// (op is "get", "set", "delete" or "invalidate"). It must be safe for
+	// concurrent use.
+	//
+	// default: nil
+	OnError func(op, key string, err error)
+}
+
+// CacheStats count what a Cache did since it was made.
+type CacheStats struct {
+	Hits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
+}
+
+// HitRate is Hits / (Hits + Misses), or 0 before any Get.
+func (s CacheStats) HitRate() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
+// SetOptions tune one Set (and the Set a Get makes after a load).
+type SetOptions struct {
+	// TTL overrides CacheOptions.TTL.
+	TTL time.Duration
+	// Tags invalidate the entry together with every other entry under the
+	// same tag (InvalidateTags).
+	Tags []string
+}
+
+// Cache is a typed read-through / cache-aside cache on Redis.
+//
+// Keys: every key of a cache shares the hash tag {name}:
+// prefix:cache:{name}:e:KEY (an entry, a hash with its TTL),
+// prefix:cache:{name}:l:KEY (the loader lease, a few seconds),
+// prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL).
+// A cache is therefore one slot of a Redis Cluster, which is what makes tag
+// checks atomic and a Get one round trip; spread load over several caches
+// (by entity type, by tenant) if one slot cannot carry it.
+//
+// Tags cost nothing on Set (no per-tag set of keys is kept, so nothing can
+// leak): InvalidateTags records the server time for each tag, and Get
+// serves an entry only if it was written after the last invalidation of each
+// of its tags. Invalidating a tag is O(1) however many entries carry it, and
+// its record is dropped once MaxTTL has passed (no entry written before can
+// still be alive then).
+type Cache[T any] struct {
+	c     *Client
+	name  string
+	opt   CacheOptions
+	tags  [2]string // tag versions hash and sorted set
+	group flightGroup
+
+	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
+	bg                                                       sync.WaitGroup
+}
+
+// NewCache returns the cache named name.
+func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], error) {
+	if c == nil {
+		return nil, invalidf("nil client")
+	}
+	if err := checkID("cache name", name); err != nil {
+		return nil, err
+	}
+	k := &Cache[T]{c: c, name: name}
+	if opt != nil {
+		k.opt = *opt
+	}
+	o := &k.opt
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.TTL, 10*time.Minute)
+	def(&o.MaxTTL, 24*time.Hour)
+	def(&o.NegativeTTL, 30*time.Second)
+	def(&o.LeaseTTL, 5*time.Second)
+	def(&o.LeaseWait, 2*time.Second)
+	if opt == nil || opt.Jitter == 0 {
+		o.Jitter = 0.1
+	}
+	if o.Codec == nil {
+		o.Codec = JSON
+	}
+	for name, d := range map[string]time.Duration{"TTL": o.TTL, "MaxTTL": o.MaxTTL, "NegativeTTL": o.NegativeTTL, "LeaseTTL": o.LeaseTTL, "LeaseWait": o.LeaseWait} {
+		if err := checkTTL(name, d); err != nil {
+			return nil, err
+		}
+	}
+	if o.TTL+o.StaleWhileRevalidate > o.MaxTTL || o.NegativeTTL > o.MaxTTL {
+		return nil, invalidf("TTL %v (+ stale %v) or NegativeTTL %v over MaxTTL %v", o.TTL, o.StaleWhileRevalidate, o.NegativeTTL, o.MaxTTL)
+	}
+	if o.Jitter < 0 || o.Jitter > 0.5 || o.Beta < 0 || o.StaleWhileRevalidate < 0 || o.CompressAbove < 0 {
+		return nil, invalidf("Jitter %v (0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
+	}
+	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
+	return k, nil
+}
+
+// Stats returns the counters so far.
+func (k *Cache[T]) Stats() CacheStats {
+	return CacheStats{Hits: k.hits.Load(), Misses: k.misses.Load(), Loads: k.loads.Load(),
+		LoadErrors: k.loadErrors.Load(), StaleServed: k.stale.Load(), EarlyRefreshes: k.early.Load(),
+		RedisErrors: k.redisErrs.Load()}
+}
+
+// Wait blocks until the background refreshes started by Get have ended.
+func (k *Cache[T]) Wait() { k.bg.Wait() }
+
+func (k *Cache[T]) entryKey(key string) string { return k.c.key("cache", k.name, "e", escapePart(key)) }
+func (k *Cache[T]) leaseKey(key string) string { return k.c.key("cache", k.name, "l", escapePart(key)) }
+
+func checkCacheKey(key string) error { return checkID("cache key", key) }
+
+func (k *Cache[T]) redisError(op, key string, err error) error {
+	k.redisErrs.Add(1)
+	if k.opt.OnError != nil {
+		k.opt.OnError(op, key, err)
+	}
+	return fmt.Errorf("patterns: cache %q: %s %q: %w", k.name, op, key, err)
+}
+
+// entry is what a lookup found.
+type entry struct {
+	hit, negative, stale bool
+	payload              string
+	delta                time.Duration // how long the value took to load
+	ttl                  time.Duration // left in Redis
+	lease                bool          // on a miss: the caller holds the load lease
+}
+
+func (k *Cache[T]) lookup(ctx context.Context, key, token string) (entry, error) {
+	keys := []string{k.entryKey(key), k.tags[0], k.leaseKey(key)}
+	v, err := scriptCacheGet.run(ctx, k.c.rdb, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
+	if err != nil {
+		return entry{}, err
+	}
+	if len(v) == 2 && v[0] == "miss" {
+		return entry{lease: v[1] == int64(1)}, nil
+	}
+	if len(v) != 6 || v[0] != "hit" {
+		return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	p, _ := v[1].(string)
+	neg, _ := v[2].(int64)
+	st, _ := v[3].(int64)
+	d, _ := v[4].(int64)
+	ttl, _ := v[5].(int64)
+	return entry{hit: true, payload: p, negative: neg == 1, stale: st == 1,
+		delta: time.Duration(d) * time.Microsecond, ttl: time.Duration(ttl) * time.Millisecond}, nil
+}
+
+// Lookup is the cache-aside read: the value if the cache holds it (ok), or
+// ok false on a miss. A cached "not found" is ErrNotFound.
+func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, err error) {
+	if err := checkCacheKey(key); err != nil {
+		return value, false, err
+	}
+	e, err := k.lookup(ctx, key, "")
+	if err != nil {
+		return value, false, k.redisError("get", key, err)
+	}
+	if !e.hit {
+		k.misses.Add(1)
+		return value, false, nil
+	}
+	k.hits.Add(1)
+	if e.negative {
+		return value, true, ErrNotFound
+	}
+	value, err = k.decode(e.payload)
+	return value, err == nil, err
+}
+
+// Get is the read-through read: the cached value, or load's, which it then
+// caches. For a missing key at most one load runs at a time across all
+// processes (a singleflight in the process, and a short owner-checked lease
+// in Redis); the others wait for its value (up to LeaseWait), then load
+// themselves. A load that returns ErrNotFound is cached as such. When Redis
+// fails, Get calls load and returns its value (the error goes to OnError),
+// unless FailClosed. opt may be nil.
+func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
+	var zero T
+	if err := checkCacheKey(key); err != nil {
+		return zero, err
+	}
+	if load == nil {
+		return zero, invalidf("nil loader")
+	}
+	if err := k.checkSet(opt); err != nil {
+		return zero, err
+	}
+	e, err := k.lookup(ctx, key, "")
+	if err != nil {
+		rerr := k.redisError("get", key, err)
+		if k.opt.FailClosed {
+			return zero, rerr
+		}
+		k.misses.Add(1)
+		return k.callLoad(ctx, load)
+	}
+	if e.hit {
+		k.hits.Add(1)
+		if e.stale {
+			k.stale.Add(1)
+			k.refreshInBackground(key, load, opt)
+		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
+			k.early.Add(1)
+			k.refreshInBackground(key, load, opt)
+		}
+		if e.negative {
+			return zero, ErrNotFound
+		}
+		return k.decode(e.payload)
+	}
+	k.misses.Add(1)
+	v, err, _ := k.group.do(key, func() (any, error) { return k.loadShared(ctx, key, load, opt) })
+	if err != nil {
+		return zero, err
+	}
+	return v.(T), nil
+}
+
+// xfetch decides an early refresh: now - delta*beta*ln(rand) >= expiry.
+func (k *Cache[T]) xfetch(e entry) bool {
+	gap := -float64(e.delta) * k.opt.Beta * math.Log(rand.Float64())
+	return time.Duration(gap) >= e.ttl
+}
+
+func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) (T, error)) (T, error) {
+	k.loads.Add(1)
+	v, err := load(ctx)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		k.loadErrors.Add(1)
+	}
+	return v, err
+}
+
+// loadShared runs once per key per process at a time: take the lease and
+// load, or wait for the holder's value.
+func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
+	var zero T
+	token, err := newToken()
+	if err != nil {
+		return zero, err
+	}
+	deadline := time.Now().Add(k.opt.LeaseWait)
+	wait := 5 * time.Millisecond
+	for {
+		e, err := k.lookup(ctx, key, token)
+		if err != nil {
+			rerr := k.redisError("get", key, err)
+			if k.opt.FailClosed {
+				return zero, rerr
+			}
+			return k.callLoad(ctx, load)
+		}
+		if e.hit {
+			if e.negative {
+				return zero, ErrNotFound
+			}
+			return k.decode(e.payload)
+		}
+		if e.lease || time.Now().After(deadline) {
+			return k.loadAndSet(ctx, key, load, opt, token)
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions, token string) (T, error) {
+	start := time.Now()
+	v, err := k.callLoad(ctx, load)
+	delta := time.Since(start)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = k.set(ctx, key, nil, true, opt, delta, token)
+		return v, err
+	case err != nil:
+		// Let the next caller load: release the lease (owner-checked, as a lock).
+		_ = scriptLockRelease.run(ctx, k.c.rdb, []string{k.leaseKey(key)}, token).Err()
+		return v, err
+	}
+	payload, perr := k.encode(v)
+	if perr == nil {
+		_ = k.set(ctx, key, payload, false, opt, delta, token)
+	}
+	return v, nil
+}
+
+func (k *Cache[T]) refreshInBackground(key string, load func(ctx context.Context) (T, error), opt *SetOptions) {
+	// One refresh per key per process at a time: the singleflight group.
+	k.bg.Add(1)
+	go func() {
+		defer k.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), k.opt.LeaseTTL)
+		defer cancel()
+		_, _, _ = k.group.do("refresh\x00"+key, func() (any, error) {
+			token, err := newToken()
+			if err != nil {
+				return nil, err
+			}
+			// Only one process refreshes: the lease.
+			ok, err := k.c.rdb.SetNX(ctx, k.leaseKey(key), token, k.opt.LeaseTTL).Result()
+			if err != nil || !ok {
+				return nil, err
+			}
+			v, err := k.loadAndSet(ctx, key, load, opt, token)
+			return v, err
+		})
+	}()
+}
+
+func (k *Cache[T]) checkSet(opt *SetOptions) error {
+	if opt == nil {
+		return nil
+	}
+	if opt.TTL != 0 {
+		if err := checkTTL("cache ttl", opt.TTL); err != nil {
+			return err
+		}
+		if opt.TTL+k.opt.StaleWhileRevalidate > k.opt.MaxTTL {
+			return invalidf("cache ttl %v over MaxTTL %v", opt.TTL, k.opt.MaxTTL)
+		}
+	}
+	if len(opt.Tags) > 64 {
+		return invalidf("%d tags: at most 64", len(opt.Tags))
+	}
+	for _, t := range opt.Tags {
+		if t == "" || len(t) > MaxIDLen || strings.ContainsRune(t, '\n') {
+			return invalidf("tag %q: want 1 to %d bytes, no newline", t, MaxIDLen)
+		}
+	}
+	return nil
+}
+
+// Set writes value under key (write-through: call it after writing the
+// source of truth). opt may be nil.
+func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *SetOptions) error {
+	if err := checkCacheKey(key); err != nil {
+		return err
+	}
+	if err := k.checkSet(opt); err != nil {
+		return err
+	}
+	payload, err := k.encode(value)
+	if err != nil {
+		return err
+	}
+	return k.set(ctx, key, payload, false, opt, 0, "")
+}
+
+func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *SetOptions, delta time.Duration, token string) error {
+	ttl := k.opt.TTL
+	var tags []string
+	if opt != nil {
+		if opt.TTL != 0 {
+			ttl = opt.TTL
+		}
+		tags = opt.Tags
+	}
+	neg := 0
+	if negative {
+		ttl, neg = k.opt.NegativeTTL, 1
+	}
+	if k.opt.Jitter > 0 {
+		ttl -= time.Duration(rand.Float64() * k.opt.Jitter * float64(ttl))
+	}
+	staleAfter := int64(0)
+	if k.opt.StaleWhileRevalidate > 0 && !negative {
+		staleAfter = ttl.Milliseconds()
+		ttl += k.opt.StaleWhileRevalidate
+	}
+	ttl = max(ttl, time.Millisecond)
+	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
+		payload, ttl.Milliseconds(), staleAfter, strings.Join(tags, "\n"), delta.Microseconds(), neg, token).Err()
+	if err != nil {
+		return k.redisError("set", key, err)
+	}
+	return nil
+}
+
+// Delete removes key's entry (invalidate on write: call it after writing the
+// source of truth; the next Get loads afresh).
+func (k *Cache[T]) Delete(ctx context.Context, key string) error {
+	if err := checkCacheKey(key); err != nil {
+		return err
+	}
+	if err := k.c.rdb.Del(ctx, k.entryKey(key)).Err(); err != nil {
+		return k.redisError("delete", key, err)
+	}
+	return nil
+}
+
+// InvalidateTags makes every entry written before it under any of tags
+// unservable, at once and atomically: once it returns, no Get returns such
+// an entry. One script, O(len(tags)).
+func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) error {
+	if len(tags) == 0 {
+		return invalidf("no tag")
+	}
+	if err := k.checkSet(&SetOptions{Tags: tags}); err != nil {
+		return err
+	}
+	args := make([]any, 0, len(tags)+1)
+	args = append(args, k.opt.MaxTTL.Milliseconds())
+	for _, t := range tags {
+		args = append(args, t)
+	}
+	if err := scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err(); err != nil {
+		return k.redisError("invalidate", strings.Join(tags, ","), err)
+	}
+	return nil
+}
+
+// Payload format: one byte of format (0 plain, 1 deflated), then the bytes.
+func (k *Cache[T]) encode(v T) ([]byte, error) {
+	b, err := k.opt.Codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("patterns: cache %q: encode: %w", k.name, err)
+	}
+	if k.opt.CompressAbove > 0 && len(b) > k.opt.CompressAbove {
+		var buf bytes.Buffer
+		buf.WriteByte(1)
+		w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+		_, _ = w.Write(b)
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	out := make([]byte, len(b)+1)
+	copy(out[1:], b)
+	return out, nil
+}
+
+func (k *Cache[T]) decode(p string) (T, error) {
+	var v T
+	if p == "" {
+		return v, fmt.Errorf("%w: empty cache payload", ErrUnexpectedReply)
+	}
+	data := []byte(p[1:])
+	if p[0] == 1 {
+		var err error
+		if data, err = io.ReadAll(flate.NewReader(strings.NewReader(p[1:]))); err != nil {
+			return v, fmt.Errorf("patterns: cache %q: inflate: %w", k.name, err)
+		}
+	}
+	if err := k.opt.Codec.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("patterns: cache %q: decode: %w", k.name, err)
+	}
+	return v, nil
+}
+
+// QueryKey returns a stable cache key for a query and its parameters: the
+// SHA-256 of a canonical JSON encoding (map keys sorted), hex. Equal queries
+// with equal parameters give equal keys; any difference gives another key.
+func QueryKey(query string, params ...any) (string, error) {
+	b, err := json.Marshal(append([]any{query}, params...))
+	if err != nil {
+		return "", invalidf("query parameters: %v", err)
+	}
+	sum := sha256.Sum256(b)
+	return "q:" + hex.EncodeToString(sum[:]), nil
+}
+
+// flightGroup runs one call per key at a time in the process and shares its
+// result with the callers that arrive meanwhile.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	val  any
+	err  error
+}
+
+func (g *flightGroup) do(key string, fn func() (any, error)) (any, error, bool) {
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = map[string]*flight{}
+	}
+	if f, ok := g.m[key]; ok {
+		g.mu.Unlock()
+		<-f.done
+		return f.val, f.err, true
+	}
+	f := &flight{done: make(chan struct{})}
+	g.m[key] = f
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.m, key)
+		g.mu.Unlock()
+		close(f.done)
+	}()
+	f.val, f.err = fn()
+	return f.val, f.err, false
+}
