@@ -12,11 +12,14 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -153,7 +156,8 @@ type SetOptions struct {
 // Cache is a typed read-through / cache-aside cache on Redis.
 //
 // Keys: every key of a cache shares the hash tag {name}:
-// prefix:cache:{name}:e:KEY (an entry, a hash with its TTL),
+// prefix:cache:{name}:e:KEY (an entry: a string, a short header then the
+// encoded value, with its TTL),
 // prefix:cache:{name}:l:KEY (the loader lease, a few seconds),
 // prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL).
 // A cache is therefore one slot of a Redis Cluster, which is what makes tag
@@ -166,6 +170,10 @@ type SetOptions struct {
 // of its tags. Invalidating a tag is O(1) however many entries carry it, and
 // its record is dropped once MaxTTL has passed (no entry written before can
 // still be alive then).
+//
+// Round trips: a hit is one GET (plus PTTL in the same round trip with
+// StaleWhileRevalidate or Beta), and one HMGET more when the entry has tags;
+// a miss adds one script (re-check, and take the load lease) and a Set.
 type Cache[T any] struct {
 	c     *Client
 	name  string
@@ -249,11 +257,88 @@ type entry struct {
 	hit, negative, stale bool
 	payload              string
 	delta                time.Duration // how long the value took to load
-	ttl                  time.Duration // left in Redis
+	ttl                  time.Duration // left in Redis, when asked for
 	lease                bool          // on a miss: the caller holds the load lease
 }
 
-func (k *Cache[T]) lookup(ctx context.Context, key, token string) (entry, error) {
+// parseEntry reads "1|WRITTEN|DELTA|NEG|TAGS\n" + payload (see cache_get).
+func parseEntry(v string) (e entry, written int64, tags []string, ok bool) {
+	nl := strings.IndexByte(v, '\n')
+	if nl < 0 || !strings.HasPrefix(v, "1|") {
+		return e, 0, nil, false
+	}
+	var f [4]string // written, delta, negative, tags
+	rest := v[2:nl]
+	for i := 0; i < 3; i++ {
+		j := strings.IndexByte(rest, '|')
+		if j < 0 {
+			return e, 0, nil, false
+		}
+		f[i], rest = rest[:j], rest[j+1:]
+	}
+	f[3] = rest
+	w, err1 := strconv.ParseInt(f[0], 10, 64)
+	d, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return e, 0, nil, false
+	}
+	if f[3] != "" {
+		tags = strings.Split(f[3], "\x1f")
+	}
+	return entry{hit: true, payload: v[nl+1:], negative: f[2] == "1", delta: time.Duration(d) * time.Microsecond}, w, tags, true
+}
+
+// lookup serves a hit with a plain GET (and PTTL, in the same round trip,
+// when stale-while-revalidate or early refresh need it); an entry with tags
+// costs one HMGET more, to check them. Reads in that order are enough: an
+// invalidation that returned before the lookup began is seen by the HMGET.
+func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
+	ek := k.entryKey(key)
+	var v string
+	var ttl time.Duration
+	var err error
+	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 {
+		var get *redis.StringCmd
+		var pttl *redis.DurationCmd
+		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get, pttl = p.Get(ctx, ek), p.PTTL(ctx, ek)
+			return nil
+		})
+		v, ttl = get.Val(), pttl.Val()
+	} else {
+		v, err = k.c.rdb.Get(ctx, ek).Result()
+	}
+	if err == redis.Nil {
+		return entry{}, nil
+	}
+	if err != nil {
+		return entry{}, err
+	}
+	e, written, tags, ok := parseEntry(v)
+	if !ok {
+		return entry{}, nil // not an entry of this library: a miss
+	}
+	if len(tags) > 0 {
+		versions, err := k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
+		if err != nil {
+			return entry{}, err
+		}
+		for _, ver := range versions {
+			if s, _ := ver.(string); s != "" {
+				if n, _ := strconv.ParseInt(s, 10, 64); n >= written {
+					return entry{}, nil
+				}
+			}
+		}
+	}
+	e.ttl = ttl
+	e.stale = !e.negative && k.opt.StaleWhileRevalidate > 0 && ttl >= 0 && ttl < k.opt.StaleWhileRevalidate
+	return e, nil
+}
+
+// lookupOrLease is the miss path: the entry if it landed meanwhile, else the
+// loader lease if it is free, in one script.
+func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry, error) {
 	keys := []string{k.entryKey(key), k.tags[0], k.leaseKey(key)}
 	v, err := scriptCacheGet.run(ctx, k.c.rdb, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
 	if err != nil {
@@ -262,16 +347,13 @@ func (k *Cache[T]) lookup(ctx context.Context, key, token string) (entry, error)
 	if len(v) == 2 && v[0] == "miss" {
 		return entry{lease: v[1] == int64(1)}, nil
 	}
-	if len(v) != 6 || v[0] != "hit" {
-		return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	if len(v) == 2 && v[0] == "hit" {
+		s, _ := v[1].(string)
+		if e, _, _, ok := parseEntry(s); ok {
+			return e, nil
+		}
 	}
-	p, _ := v[1].(string)
-	neg, _ := v[2].(int64)
-	st, _ := v[3].(int64)
-	d, _ := v[4].(int64)
-	ttl, _ := v[5].(int64)
-	return entry{hit: true, payload: p, negative: neg == 1, stale: st == 1,
-		delta: time.Duration(d) * time.Microsecond, ttl: time.Duration(ttl) * time.Millisecond}, nil
+	return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 }
 
 // Lookup is the cache-aside read: the value if the cache holds it (ok), or
@@ -280,7 +362,7 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
 	}
-	e, err := k.lookup(ctx, key, "")
+	e, err := k.lookup(ctx, key)
 	if err != nil {
 		return value, false, k.redisError("get", key, err)
 	}
@@ -314,7 +396,7 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
-	e, err := k.lookup(ctx, key, "")
+	e, err := k.lookup(ctx, key)
 	if err != nil {
 		rerr := k.redisError("get", key, err)
 		if k.opt.FailClosed {
@@ -371,7 +453,7 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 	deadline := time.Now().Add(k.opt.LeaseWait)
 	wait := 5 * time.Millisecond
 	for {
-		e, err := k.lookup(ctx, key, token)
+		e, err := k.lookupOrLease(ctx, key, token)
 		if err != nil {
 			rerr := k.redisError("get", key, err)
 			if k.opt.FailClosed {
@@ -456,8 +538,8 @@ func (k *Cache[T]) checkSet(opt *SetOptions) error {
 		return invalidf("%d tags: at most 64", len(opt.Tags))
 	}
 	for _, t := range opt.Tags {
-		if t == "" || len(t) > MaxIDLen || strings.ContainsRune(t, '\n') {
-			return invalidf("tag %q: want 1 to %d bytes, no newline", t, MaxIDLen)
+		if t == "" || len(t) > MaxIDLen || strings.ContainsAny(t, "\n\x1f") {
+			return invalidf("tag %q: want 1 to %d bytes, no newline or \\x1f", t, MaxIDLen)
 		}
 	}
 	return nil
@@ -495,14 +577,12 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 	if k.opt.Jitter > 0 {
 		ttl -= time.Duration(rand.Float64() * k.opt.Jitter * float64(ttl))
 	}
-	staleAfter := int64(0)
 	if k.opt.StaleWhileRevalidate > 0 && !negative {
-		staleAfter = ttl.Milliseconds()
-		ttl += k.opt.StaleWhileRevalidate
+		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
 	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
-		payload, ttl.Milliseconds(), staleAfter, strings.Join(tags, "\n"), delta.Microseconds(), neg, token).Err()
+		payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, token).Err()
 	if err != nil {
 		return k.redisError("set", key, err)
 	}
@@ -568,7 +648,8 @@ func (k *Cache[T]) decode(p string) (T, error) {
 	if p == "" {
 		return v, fmt.Errorf("%w: empty cache payload", ErrUnexpectedReply)
 	}
-	data := []byte(p[1:])
+	// A read-only view of the payload, not a copy: codecs only read it.
+	data := unsafe.Slice(unsafe.StringData(p[1:]), len(p)-1)
 	if p[0] == 1 {
 		var err error
 		if data, err = io.ReadAll(flate.NewReader(strings.NewReader(p[1:]))); err != nil {

@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-redis/cache/v9"
+
+	"github.com/redispatterns/patterns"
+)
+
+type benchUser struct {
+	ID    int
+	Name  string
+	Email string
+}
+
+var benchValue = benchUser{ID: 42, Name: "Ana Lima", Email: "ana@example.com"}
+
+// A cache hit and a Set, beside go-redis/cache (no local layer) and a raw GET
+// of the same bytes, on the same server.
+func BenchmarkCache(b *testing.B) {
+	ctx := context.Background()
+	b.Run("patterns-get-hit", func(b *testing.B) {
+		_, pc := benchRedis(b)
+		c, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+		if err := c.Set(ctx, "user:42", benchValue, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			v, ok, err := c.Lookup(ctx, "user:42")
+			if err != nil || !ok || v.ID != 42 {
+				b.Fatal(v, ok, err)
+			}
+		}
+	})
+	b.Run("go-redis-cache-get-hit", func(b *testing.B) {
+		rdb, _ := benchRedis(b)
+		c := cache.New(&cache.Options{Redis: rdb})
+		if err := c.Set(&cache.Item{Ctx: ctx, Key: "user:42", Value: benchValue, TTL: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			var v benchUser
+			if err := c.Get(ctx, "user:42", &v); err != nil || v.ID != 42 {
+				b.Fatal(v, err)
+			}
+		}
+	})
+	b.Run("raw-get", func(b *testing.B) {
+		rdb, _ := benchRedis(b)
+		rdb.Set(ctx, "user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := rdb.Get(ctx, "user:42").Bytes(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("patterns-set", func(b *testing.B) {
+		_, pc := benchRedis(b)
+		c, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := c.Set(ctx, "user:42", benchValue, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("go-redis-cache-set", func(b *testing.B) {
+		rdb, _ := benchRedis(b)
+		c := cache.New(&cache.Options{Redis: rdb})
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := c.Set(&cache.Item{Ctx: ctx, Key: "user:42", Value: benchValue, TTL: time.Hour}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCacheInterleaved alternates a patterns hit, a go-redis/cache hit
+// and a raw GET in one loop, so that the machine's noise falls on all alike,
+// and reports each one's mean latency and the ratios.
+func BenchmarkCacheInterleaved(b *testing.B) {
+	ctx := context.Background()
+	rdb, pc := benchRedis(b)
+	pcache, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+	gcache := cache.New(&cache.Options{Redis: rdb})
+	pcache.Set(ctx, "user:42", benchValue, nil)
+	gcache.Set(&cache.Item{Ctx: ctx, Key: "g:user:42", Value: benchValue, TTL: time.Hour})
+	rdb.Set(ctx, "raw:user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour)
+	var tp, tg, tr time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, ok, err := pcache.Lookup(ctx, "user:42"); !ok || err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		var v benchUser
+		if err := gcache.Get(ctx, "g:user:42", &v); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := rdb.Get(ctx, "raw:user:42").Err(); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		tp, tg, tr = tp+t1.Sub(t0), tg+t2.Sub(t1), tr+t3.Sub(t2)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tp.Nanoseconds())/n, "patterns-ns/op")
+	b.ReportMetric(float64(tg.Nanoseconds())/n, "go-redis-cache-ns/op")
+	b.ReportMetric(float64(tr.Nanoseconds())/n, "raw-get-ns/op")
+	b.ReportMetric(float64(tp)/float64(tr), "patterns/raw-get")
+}
