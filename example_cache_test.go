@@ -1,0 +1,56 @@
+package patterns_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redispatterns/patterns"
+)
+
+type Product struct {
+	ID    int
+	Name  string
+	Price int
+}
+
+func ExampleCache_Get() {
+	ctx := context.Background()
+	pc := exampleClient("cache")
+	products, err := patterns.NewCache[Product](pc, "products", &patterns.CacheOptions{TTL: 10 * time.Minute})
+	if err != nil {
+		panic(err)
+	}
+	defer products.Delete(ctx, "product:1")
+	defer products.Delete(ctx, "product:404")
+	loadFromDB := func(id int) func(context.Context) (Product, error) {
+		return func(context.Context) (Product, error) {
+			fmt.Println("  (loading product", id, "from the database)")
+			if id == 404 {
+				return Product{}, patterns.ErrNotFound // cached too, for NegativeTTL
+			}
+			return Product{ID: id, Name: "Lamp", Price: 4200}, nil
+		}
+	}
+	tagged := &patterns.SetOptions{Tags: []string{"catalog"}}
+	for i := 0; i < 2; i++ {
+		p, err := products.Get(ctx, "product:1", loadFromDB(1), tagged)
+		fmt.Println(p.Name, err)
+	}
+	_, err = products.Get(ctx, "product:404", loadFromDB(404), nil)
+	fmt.Println(errors.Is(err, patterns.ErrNotFound))
+
+	// A price change: invalidate every entry tagged "catalog" at once.
+	products.InvalidateTags(ctx, "catalog")
+	p, _ := products.Get(ctx, "product:1", loadFromDB(1), tagged)
+	fmt.Println(p.Name, products.Stats().Hits)
+	// Output:
+	//   (loading product 1 from the database)
+	// Lamp <nil>
+	// Lamp <nil>
+	//   (loading product 404 from the database)
+	// true
+	//   (loading product 1 from the database)
+	// Lamp 1
+}
