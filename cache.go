@@ -55,8 +55,24 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 
 type msgpackCodec struct{}
 
-func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
-func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
+
+// readers are reused by msgpackCodec.Unmarshal: msgpack.Unmarshal makes a
+// new bytes.Reader on every call.
+var readers = sync.Pool{New: func() any { return new(bytes.Reader) }}
+
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	r := readers.Get().(*bytes.Reader)
+	r.Reset(data)
+	dec := msgpack.GetDecoder()
+	dec.UsePreallocateValues(true)
+	dec.Reset(r)
+	err := dec.Decode(v)
+	msgpack.PutDecoder(dec)
+	r.Reset(nil)
+	readers.Put(r)
+	return err
+}
 
 // CacheOptions configure a Cache. A nil *CacheOptions means all defaults.
 type CacheOptions struct {
