@@ -251,10 +251,13 @@ func TestSessionBadInput(t *testing.T) {
 		s, _ := c.Sessions(&SessionOptions{MaxBytes: 100})
 		good, _ := newSessionID(nil)
 		for name, call := range map[string]func() error{
-			"empty id":     func() error { _, _, err := s.Get(ctx, ""); return err },
-			"short id":     func() error { _, _, err := s.Get(ctx, "abc"); return err },
-			"not base64":   func() error { _, _, err := s.Get(ctx, strings.Repeat("*", sessionIDLen)); return err },
-			"too big":      func() error { _, err := s.Create(ctx, "u", map[string]string{"x": strings.Repeat("v", 101)}); return err },
+			"empty id":   func() error { _, _, err := s.Get(ctx, ""); return err },
+			"short id":   func() error { _, _, err := s.Get(ctx, "abc"); return err },
+			"not base64": func() error { _, _, err := s.Get(ctx, strings.Repeat("*", sessionIDLen)); return err },
+			"too big": func() error {
+				_, err := s.Create(ctx, "u", map[string]string{"x": strings.Repeat("v", 101)})
+				return err
+			},
 			"set too big":  func() error { return s.Set(ctx, good, map[string]string{"x": strings.Repeat("v", 101)}) },
 			"empty field":  func() error { return s.Set(ctx, good, map[string]string{"": "v"}) },
 			"no field":     func() error { return s.Set(ctx, good, nil) },

@@ -1,0 +1,94 @@
+package patterns
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redispatterns/patterns/patternstest"
+)
+
+func TestSessionMiddleware(t *testing.T) {
+	rdb := patternstest.Redis(t)
+	c := newClient(t, rdb)
+	s, _ := c.Sessions(nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
+		h := SessionFrom(r.Context())
+		n, _ := strconv.Atoi(h.Get("visits"))
+		h.Set("visits", strconv.Itoa(n+1))
+		io.WriteString(w, h.User()+":"+strconv.Itoa(n+1))
+	})
+	mux.HandleFunc("/peek", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, SessionFrom(r.Context()).ID())
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Login("zoe") })
+	mux.HandleFunc("/rotate", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Rotate() })
+	mux.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Destroy() })
+	srv := httptest.NewServer(s.Middleware(&CookieOptions{Insecure: true}, mux))
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// Loading never creates a session.
+	if id := get("/peek"); id != "" {
+		t.Fatalf("a session was created by a read: %q", id)
+	}
+	if n := countKeys(t, rdb, c.prefix); n != 0 {
+		t.Fatalf("%d keys after a read-only request", n)
+	}
+	for i := 1; i <= 3; i++ {
+		if got := get("/visit"); got != ":"+strconv.Itoa(i) {
+			t.Fatalf("visit %d: %q", i, got)
+		}
+	}
+	before := get("/peek")
+	get("/login")
+	after := get("/peek")
+	if after == before || after == "" {
+		t.Fatal("login did not give a new ID")
+	}
+	if _, _, err := s.Get(t.Context(), before); err == nil {
+		t.Fatal("the pre-login ID still works")
+	}
+	if got := get("/visit"); got != "zoe:4" {
+		t.Fatalf("after login: %q (data must follow the login)", got)
+	}
+	get("/rotate")
+	if rotated := get("/peek"); rotated == after {
+		t.Fatal("rotate did not change the ID")
+	}
+	get("/logout")
+	if id := get("/peek"); id != "" {
+		t.Fatalf("after logout: %q", id)
+	}
+
+	// Cookie attributes by default: HttpOnly, Secure, SameSite=Lax.
+	h := s.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SessionFrom(r.Context()).Set("k", "v")
+		w.WriteHeader(204)
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	sc := rec.Header().Get("Set-Cookie")
+	for _, attr := range []string{"session=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/"} {
+		if !strings.Contains(sc, attr) {
+			t.Fatalf("Set-Cookie %q lacks %s", sc, attr)
+		}
+	}
+	id := strings.TrimPrefix(strings.Split(sc, ";")[0], "session=")
+	s.Destroy(t.Context(), id)
+}
