@@ -236,3 +236,23 @@ func writeEscaped(b *strings.Builder, s string, colon bool) {
 		b.WriteByte(c)
 	}
 }
+
+// Key returns a key in the library's layout, prefix:pattern:{id}:suffix...,
+// with id escaped inside the hash tag and each suffix escaped too: the key
+// builder the patterns use, for subpackages and for your own scripts that
+// must meet the library's keys in one slot. pattern must be a short
+// lower-case word of your own (not one of the library's: lock, rl, lb, hll,
+// bm, cache, sess, scs).
+func (c *Client) Key(pattern, id string, suffixes ...string) (string, error) {
+	if err := checkID("key id", id); err != nil {
+		return "", err
+	}
+	if pattern == "" || len(pattern) > 32 || strings.ContainsAny(pattern, "{}: \t\r\n") {
+		return "", invalidf("key pattern %q: want a short word without braces, colons or spaces", pattern)
+	}
+	esc := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		esc[i] = escapePart(s)
+	}
+	return c.key(pattern, id, esc...), nil
+}

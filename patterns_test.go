@@ -156,3 +156,16 @@ func TestNewOptions(t *testing.T) {
 		t.Fatalf("defaults: %v %v", c, err)
 	}
 }
+
+func TestExportedKey(t *testing.T) {
+	c := &Client{prefix: "p"}
+	k, err := c.Key("mine", "a{b}", "x:y")
+	if err != nil || k != "p:mine:{a%7Bb%7D}:x%3Ay" {
+		t.Fatalf("Key = %q, %v", k, err)
+	}
+	for _, bad := range [][2]string{{"", "id"}, {"a:b", "id"}, {"a{", "id"}, {"ok", ""}} {
+		if _, err := c.Key(bad[0], bad[1]); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Key(%q, %q): %v", bad[0], bad[1], err)
+		}
+	}
+}
