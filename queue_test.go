@@ -297,4 +297,3 @@ func TestQueueConsumerChild(t *testing.T) {
 	}
 	wg.Wait() // runs until killed
 }
-

@@ -1,0 +1,80 @@
+package patterns
+
+import (
+	"context"
+	"fmt"
+)
+
+// Topic publishes and receives typed events over Redis pub/sub (the channel
+// prefix:ps:{name}). Pub/sub is fire and forget: a subscriber that is
+// disconnected misses what is published meanwhile (use a Queue when every
+// event must be handled).
+type Topic[T any] struct {
+	c       *Client
+	name    string
+	channel string
+	codec   Codec
+}
+
+// NewTopic returns the topic named name, encoding events with codec (nil:
+// JSON).
+func NewTopic[T any](c *Client, name string, codec Codec) (*Topic[T], error) {
+	if c == nil {
+		return nil, invalidf("nil client")
+	}
+	if err := checkID("topic name", name); err != nil {
+		return nil, err
+	}
+	if codec == nil {
+		codec = JSON
+	}
+	return &Topic[T]{c: c, name: name, channel: c.key("ps", name), codec: codec}, nil
+}
+
+// Publish sends event and returns how many subscribers received it.
+func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
+	b, err := t.codec.Marshal(event)
+	if err != nil {
+		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)
+	}
+	n, err := t.c.rdb.Publish(ctx, t.channel, b).Result()
+	if err != nil {
+		return 0, fmt.Errorf("patterns: topic %q: %w", t.name, err)
+	}
+	return n, nil
+}
+
+// Subscribe calls handle for every event until ctx is done, and then
+// returns ctx's error. ready (may be nil) is closed once the subscription is
+// confirmed. After a lost connection go-redis reconnects and subscribes
+// again by itself; events published meanwhile are missed. An event that does
+// not decode goes to onError (may be nil) and is skipped.
+func (t *Topic[T]) Subscribe(ctx context.Context, ready chan<- struct{}, handle func(T), onError func(error)) error {
+	ps := t.c.rdb.Subscribe(ctx, t.channel)
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		return fmt.Errorf("patterns: topic %q: subscribe: %w", t.name, err)
+	}
+	if ready != nil {
+		close(ready)
+	}
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-ch:
+			if !ok {
+				return fmt.Errorf("patterns: topic %q: subscription closed", t.name)
+			}
+			var v T
+			if err := t.codec.Unmarshal([]byte(m.Payload), &v); err != nil {
+				if onError != nil {
+					onError(fmt.Errorf("patterns: topic %q: decode: %w", t.name, err))
+				}
+				continue
+			}
+			handle(v)
+		}
+	}
+}
