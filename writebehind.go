@@ -1,0 +1,141 @@
+package patterns
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WriteBehind puts a cache in front of a slow store: Set writes the value to
+// the cache and queues the write in one MULTI/EXEC transaction (one round
+// trip; the cache and its queue share the hash tag {name}, so both are on
+// one slot), and acknowledges once Redis holds both. Run hands queued writes
+// to persist, with retries and backoff; a write is acked only after persist
+// succeeded, so nothing acknowledged is lost when a process dies: the write
+// is delivered again once its lease expires. Delivery to persist is at least
+// once: make persist idempotent (e.g. an upsert).
+//
+// The queue is prefix:q:{name}:* (see Queue); the cache is the Cache named
+// name.
+type WriteBehind[T any] struct {
+	cache *Cache[T]
+	queue *Queue
+}
+
+// NewWriteBehind returns the write-behind cache named name. Either options
+// may be nil.
+func NewWriteBehind[T any](c *Client, name string, cacheOpt *CacheOptions, queueOpt *QueueOptions) (*WriteBehind[T], error) {
+	k, err := NewCache[T](c, name, cacheOpt)
+	if err != nil {
+		return nil, err
+	}
+	q, err := c.Queue(name, queueOpt)
+	if err != nil {
+		return nil, err
+	}
+	return &WriteBehind[T]{cache: k, queue: q}, nil
+}
+
+// Cache returns the cache, for reads.
+func (w *WriteBehind[T]) Cache() *Cache[T] { return w.cache }
+
+// Queue returns the queue of pending writes (for Stats and DeadLetters).
+func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
+
+// Set writes value under key to the cache and queues it for persist,
+// atomically.
+func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *SetOptions) error {
+	if err := checkCacheKey(key); err != nil {
+		return err
+	}
+	if err := w.cache.checkSet(opt); err != nil {
+		return err
+	}
+	payload, err := w.cache.encode(value)
+	if err != nil {
+		return err
+	}
+	ttl := w.cache.opt.TTL
+	var tags []string
+	if opt != nil {
+		if opt.TTL != 0 {
+			ttl = opt.TTL
+		}
+		tags = opt.Tags
+	}
+	body := make([]byte, 0, len(key)+1+len(payload))
+	body = append(append(append(body, key...), 0), payload...)
+	if len(body) > MaxMessageBytes {
+		return invalidf("write of %d bytes, over %d", len(body), MaxMessageBytes)
+	}
+	set := scriptCacheSet.args([]string{w.cache.entryKey(key), w.cache.leaseKey(key)},
+		[]any{payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0, ""})
+	enq := scriptQueue.args(w.queue.keys, []any{"enqueue", w.queue.opt.Retention.Milliseconds(), "", body, 0})
+	// EVAL, not EVALSHA: inside MULTI a NOSCRIPT would fail one command and
+	// not the other.
+	_, err = w.queue.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		_ = p.Process(ctx, onceCmd{scriptCacheSet.newCmd(ctx, scriptCacheSet.evalArgs(set))})
+		_ = p.Process(ctx, onceCmd{scriptQueue.newCmd(ctx, scriptQueue.evalArgs(enq))})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("patterns: write-behind %q: set %q: %w", w.cache.name, key, err)
+	}
+	return nil
+}
+
+// Run persists queued writes until ctx is done, with workers goroutines
+// (at least 1), and returns ctx's error. A write whose persist fails is
+// retried after the queue's backoff, and moves to the dead-letter list after
+// MaxDeliveries.
+func (w *WriteBehind[T]) Run(ctx context.Context, workers int, persist func(ctx context.Context, key string, value T) error) error {
+	if persist == nil {
+		return invalidf("nil persist function")
+	}
+	errs := make(chan error, max(workers, 1))
+	for i := 0; i < max(workers, 1); i++ {
+		go func() { errs <- w.work(ctx, persist) }()
+	}
+	var first error
+	for i := 0; i < max(workers, 1); i++ {
+		if err := <-errs; first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (w *WriteBehind[T]) work(ctx context.Context, persist func(ctx context.Context, key string, value T) error) error {
+	for {
+		m, err := w.queue.Dequeue(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			time.Sleep(100 * time.Millisecond) // Redis unreachable: try again
+			continue
+		}
+		i := bytes.IndexByte(m.Body, 0)
+		if i < 0 {
+			_ = m.Nack(ctx)
+			continue
+		}
+		v, err := w.cache.decode(string(m.Body[i+1:]))
+		if err == nil {
+			err = persist(ctx, string(m.Body[:i]), v)
+		}
+		if err != nil {
+			_ = m.Nack(ctx)
+			continue
+		}
+		// Persisted: the ack must reach Redis even if ctx was cancelled
+		// meanwhile, or the write would be persisted again.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.queue.c.releaseTimeout)
+		_ = m.Ack(actx)
+		cancel()
+	}
+}
