@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -214,7 +215,8 @@ func (q *Queue) Dequeue(ctx context.Context) (*Message, error) {
 		if wait < 10*time.Millisecond {
 			wait = 10 * time.Millisecond
 		}
-		err = q.c.rdb.BLPop(ctx, wait, q.keys[4]).Err()
+		// BLPOP with a fractional timeout (go-redis's BLPop rounds up to 1s).
+		err = q.c.rdb.Do(ctx, "blpop", q.keys[4], strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)).Err()
 		if err != nil && err != redis.Nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
