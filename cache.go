@@ -50,7 +50,10 @@ var Msgpack Codec = msgpackCodec{}
 
 type jsonCodec struct{}
 
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+// Marshal encodes v with encoding/json.
+func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal decodes data with encoding/json.
 func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 type msgpackCodec struct{}
@@ -61,6 +64,7 @@ func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
 // new bytes.Reader on every call.
 var readers = sync.Pool{New: func() any { return new(bytes.Reader) }}
 
+// Unmarshal decodes data with msgpack, reusing readers and decoders.
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
 	r := readers.Get().(*bytes.Reader)
 	r.Reset(data)

@@ -53,6 +53,7 @@ type RetryStrategy interface {
 
 type retryFunc func(int) time.Duration
 
+// NextBackoff calls f.
 func (f retryFunc) NextBackoff(attempt int) time.Duration { return f(attempt) }
 
 // NoRetry makes one attempt only.

@@ -204,11 +204,13 @@ type commitWriter struct {
 	commit func()
 }
 
+// WriteHeader commits the session, then writes the header.
 func (c *commitWriter) WriteHeader(code int) {
 	c.once.Do(c.commit)
 	c.ResponseWriter.WriteHeader(code)
 }
 
+// Write commits the session (once), then writes b.
 func (c *commitWriter) Write(b []byte) (int, error) {
 	c.once.Do(c.commit)
 	return c.ResponseWriter.Write(b)
