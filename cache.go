@@ -58,6 +58,7 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 
 type msgpackCodec struct{}
 
+// Marshal encodes v with msgpack.
 func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
 
 // readers are reused by msgpackCodec.Unmarshal: msgpack.Unmarshal makes a
