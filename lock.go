@@ -75,10 +75,12 @@ func ExponentialBackoff(min, max time.Duration) RetryStrategy {
 		max = min
 	}
 	return retryFunc(func(attempt int) time.Duration {
-		d := max
-		if attempt <= 32 {
-			if e := min << (attempt - 1); e > 0 && e < max {
-				d = e
+		d := min
+		for i := 1; i < attempt && d < max; i++ {
+			if d > max/2 {
+				d = max
+			} else {
+				d *= 2
 			}
 		}
 		half := d / 2
@@ -379,9 +381,24 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 		defer wg.Done()
 		lost = lock.watch(fctx, stop, start, ttl, cancel)
 	}()
+	// Stop the watchdog and release even if fn panics (and something up the
+	// stack recovers): the lock must not be refreshed for ever.
+	stopped := false
+	stopWatch := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer func() {
+		if !stopped {
+			stopWatch()
+			_ = lock.Release(ctx)
+		}
+	}()
 	ferr := fn(fctx)
-	close(stop)
-	wg.Wait()
+	stopWatch()
 	rerr := lock.Release(ctx)
 	if lost != nil {
 		return errors.Join(ferr, lost)
@@ -427,10 +444,11 @@ func (l *Lock) watch(ctx context.Context, stop <-chan struct{}, held time.Time, 
 			cancel(err)
 			return err
 		default:
-			// A transient failure: try again soon, but never past the deadline.
-			next = time.Now().Add(min(interval/4+time.Millisecond, time.Until(deadline)))
-			if retryAt := time.Now().Add(10 * time.Millisecond); next.Before(retryAt) {
-				next = retryAt
+			// A transient failure: try again soon, but never past the
+			// deadline, where the check above cancels fn at once.
+			next = time.Now().Add(max(interval/4, 10*time.Millisecond))
+			if next.After(deadline) {
+				next = deadline
 			}
 		}
 		timer.Reset(time.Until(next))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -112,6 +113,13 @@ func TestLock(t *testing.T) {
 			t.Fatalf("the new owner's lock was touched: %v", err)
 		}
 		_ = f.Release(ctx)
+
+		// A foreign value with no TTL under the lock's key is not a free lock.
+		rdb.Set(ctx, c.key("lock", "foreign"), "not ours", 0)
+		if _, err := c.Obtain(ctx, "foreign", time.Second, nil); !errors.Is(err, ErrNotObtained) {
+			t.Fatalf("Obtain over a key without TTL: %v, want ErrNotObtained", err)
+		}
+		rdb.Del(ctx, c.key("lock", "foreign"))
 
 		// A nil lock is safe.
 		var none *Lock
@@ -250,6 +258,14 @@ func TestLockRetry(t *testing.T) {
 			}
 		}
 	}
+	// Large durations do not overflow into short waits.
+	huge := ExponentialBackoff(10*time.Second, time.Duration(math.MaxInt64))
+	for attempt := 1; attempt <= 100; attempt++ {
+		cap := math.Min(float64(10*time.Second)*math.Pow(2, float64(attempt-1)), float64(math.MaxInt64))
+		if d := huge.NextBackoff(attempt); float64(d) < cap/2*0.999 || float64(d) > cap {
+			t.Fatalf("attempt %d: backoff %v outside [%v, %v]", attempt, d, time.Duration(cap/2), time.Duration(cap))
+		}
+	}
 	if NoRetry().NextBackoff(1) > 0 {
 		t.Fatal("NoRetry retries")
 	}
@@ -308,6 +324,15 @@ func TestWithLock(t *testing.T) {
 		t.Fatalf("WithLock touched another owner's lock: %q", v)
 	}
 	rdb.Del(ctx, c.key("lock", "job"))
+
+	// A panic in fn still stops the watchdog and releases the lock.
+	func() {
+		defer func() { _ = recover() }()
+		_ = c.WithLock(ctx, "panicky", ttl, nil, func(context.Context) error { panic("boom") })
+	}()
+	if n, _ := rdb.Exists(ctx, c.key("lock", "panicky")).Result(); n != 0 {
+		t.Fatal("a panicking fn left the lock held")
+	}
 
 	// Obtain errors come back as they are and fn does not run.
 	held, _ := c.Obtain(ctx, "busy", time.Minute, nil)

@@ -7,7 +7,8 @@
 -- ARGV[3]  the counter's TTL in milliseconds (> 0)
 --
 -- Returns the fencing token (>= 1) when the lock was taken, or the lock's
--- remaining TTL in milliseconds, negated (<= 0), when somebody holds it.
+-- remaining TTL in milliseconds, negated (<= 0), when somebody holds it (0
+-- when the key has no TTL: a value this script did not write).
 --
 -- A fencing token is strictly greater than every token issued before for the
 -- key. The counter goes up by one per grant; when it is created (first use,
@@ -17,7 +18,9 @@
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return -redis.call('PTTL', KEYS[1])
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl < 0 then pttl = 0 end
+  return -pttl
 end
 local fence = redis.call('INCR', KEYS[2])
 if fence == 1 then
