@@ -2,6 +2,7 @@ package patterns
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -61,9 +62,9 @@ var (
 	scriptRLTokenBucket   = newScript("rl_token_bucket")
 )
 
-// maxScaled bounds Burst*Period(ms) for the token bucket, and Rate*Period(ms)
-// for the others, so that the scripts' arithmetic stays exact in Lua's
-// doubles.
+// maxScaled bounds Burst*Period(ms) for the token bucket (twice it plus the
+// rate, in fact), and Rate*Period(ms) for the others, so that the scripts'
+// arithmetic stays exact in Lua's doubles.
 const maxScaled = 1 << 53
 
 // Limit is a rate: Rate events per Period, with bursts of up to Burst.
@@ -126,6 +127,10 @@ func (l Limit) validate(a Algorithm) error {
 	if n := l.capacity(a); ms > maxScaled/int64(n) || ms > maxScaled/int64(l.Rate) {
 		return invalidf("limit %v: rate or burst times the period in ms is over 2^53", l)
 	}
+	// The token bucket's script also holds twice the capacity plus the rate.
+	if a == TokenBucket && int64(l.burst())*ms > (maxScaled-int64(l.Rate))/2 {
+		return invalidf("limit %v: twice the burst times the period in ms, plus the rate, is over 2^53", l)
+	}
 	return nil
 }
 
@@ -152,7 +157,9 @@ type Result struct {
 // Limiter makes rate-limit decisions with one algorithm. Each decision is one
 // script and one round trip, on the server's clock. Keys: every limit of an
 // id has a key of its own, prefix:rl:{id}:ALGO:RATE:PERIODms[:BURST], all in
-// the id's slot, each with a TTL of at most two periods.
+// the id's slot, each with a TTL of at most two periods (the token bucket: at
+// least the time until the bucket is full, at most that plus one window of
+// Burst/Rate periods).
 //
 // Decisions are not idempotent: like every script call of the library they
 // are sent at most once (see the package doc), so a lost reply is an error,
@@ -170,6 +177,8 @@ type Limiter struct {
 type limitArgs struct {
 	suffix string // ALGO:RATE:PERIODms[:BURST]
 	argv   [3]any // rate, period in ms, burst
+	// tb is the token bucket's packed argument for n = 1 (see tbRecord).
+	tb any
 }
 
 // maxCachedLimits bounds Limiter.limits: limits are usually a few constants.
@@ -182,7 +191,7 @@ func (c *Client) NewLimiter(algo Algorithm) (*Limiter, error) {
 	}
 	l := &Limiter{c: c, algo: algo, limits: map[Limit]*limitArgs{}}
 	if algo == GCRA {
-		l.gcra = redis_rate.NewLimiter(c.rdb)
+		l.gcra = redis_rate.NewLimiter(onceScripter{c.rdb}) // decisions are sent at most once
 	}
 	return l, nil
 }
@@ -262,6 +271,9 @@ func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
 		b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
 	}
 	la = &limitArgs{suffix: string(b), argv: [3]any{lim.Rate, lim.Period.Milliseconds(), lim.burst()}}
+	if l.algo == TokenBucket {
+		la.tb = string(tbRecord(nil, lim, 1))
+	}
 	l.mu.Lock()
 	if len(l.limits) < maxCachedLimits {
 		l.limits[lim] = la
@@ -306,7 +318,9 @@ var algoSuffix = map[Algorithm]string{
 
 // prepare validates a decision and returns its script call, building the
 // EVALSHA command line in one go:
-// evalsha SHA N key1..keyN n mode rate1 period1 burst1 ... rateN periodN burstN.
+// evalsha SHA N key1..keyN n mode rate1 period1 burst1 ... rateN periodN burstN,
+// or for the token bucket (see rl_token_bucket.lua)
+// evalsha SHA N key1..keyN record1..recordN [peek].
 func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call, error) {
 	if err := l.check(key, limits); err != nil {
 		return call{}, err
@@ -315,13 +329,17 @@ func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call
 		return call{}, invalidf("n = %d: want at least 1", n)
 	}
 	s := l.script()
-	line := make([]any, 3+len(limits), 5+4*len(limits))
+	tb := l.algo == TokenBucket
+	line := make([]any, 3+len(limits), 6+4*len(limits))
 	line[0], line[1], line[2] = "evalsha", s.sha, len(limits)
-	mode := 0
-	if consume {
-		mode = 1
+	if !tb {
+		mode := 0
+		if consume {
+			mode = 1
+		}
+		line = append(line, n, mode)
 	}
-	line = append(line, n, mode)
+	var records []byte
 	for i, lim := range limits {
 		la, err := l.limitArgs(lim)
 		if err != nil {
@@ -331,9 +349,33 @@ func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call
 			return call{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, c)
 		}
 		line[3+i] = l.c.key("rl", key, la.suffix)
-		line = append(line, la.argv[:]...)
+		switch {
+		case !tb:
+			line = append(line, la.argv[:]...)
+		case n == 1 && len(limits) == 1:
+			line = append(line, la.tb)
+		default:
+			records = tbRecord(records, lim, n)
+		}
+	}
+	if records != nil {
+		line = append(line, string(records))
+	}
+	if tb && !consume {
+		line = append(line, "peek")
 	}
 	return call{script: s, line: line}, nil
+}
+
+// tbRecord appends the token bucket's argument for lim and a request of n:
+// the cost n * period in ms, the rate, and the capacity burst * period in ms,
+// as three little-endian float64 (exact: validate keeps them below 2^53).
+func tbRecord(b []byte, lim Limit, n int) []byte {
+	ms := lim.Period.Milliseconds()
+	for _, v := range [3]int64{int64(n) * ms, int64(lim.Rate), int64(lim.burst()) * ms} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
+	}
+	return b
 }
 
 func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
@@ -344,11 +386,111 @@ func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, l
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := parseResult(cl.script.runArgs(ctx, l.c.rdb, cl.line), limits)
+	res, err := l.parse(cl.script.runArgs(ctx, l.c.rdb, cl.line), limits, n)
 	if err != nil {
 		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
 	return res, nil
+}
+
+// parse reads the reply of the limiter's script for a request of n.
+func (l *Limiter) parse(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+	switch l.algo {
+	case TokenBucket:
+		return parseTokenBucket(cmd, limits, n)
+	case FixedWindow:
+		return parseFixedWindow(cmd, limits, n)
+	}
+	return parseResult(cmd, limits)
+}
+
+// parseFixedWindow reads rl_fixed_window's reply: per limit, the count after
+// the request (> 0) if it was admitted, or -(count + 1) as it is if it was
+// denied, and the ms left in the window.
+func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return Result{}, err
+	}
+	if len(v) != 2*len(limits) {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	var res Result
+	var retry, reset int64
+	for i, lim := range limits {
+		count, ok1 := v[2*i].(int64)
+		left, ok2 := v[2*i+1].(int64)
+		if !ok1 || !ok2 || count == 0 || left < 1 || (i > 0 && (count > 0) != res.Allowed) {
+			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		res.Allowed = count > 0
+		if count < 0 {
+			count = -count - 1
+			if count+int64(n) > int64(lim.Rate) {
+				retry = max(retry, left)
+			}
+		}
+		remaining := int(max(int64(lim.Rate)-count, 0))
+		if i == 0 || remaining < res.Remaining {
+			res.Remaining, res.Limit = remaining, lim
+		}
+		reset = max(reset, left)
+	}
+	res.RetryAfter = time.Duration(retry) * time.Millisecond
+	res.ResetAfter = time.Duration(reset) * time.Millisecond
+	return res, nil
+}
+
+// parseTokenBucket reads rl_token_bucket's reply: per limit, the distance
+// from full in 1/rate ms after the request (> 0) if it was admitted, or
+// minus the distance as it is (< 0) if it was denied; one integer for one
+// limit, a table otherwise. The arithmetic is whole-number, in int64.
+func parseTokenBucket(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return Result{}, err
+	}
+	vals, ok := v.([]any)
+	if !ok {
+		vals = []any{v}
+	}
+	if len(vals) != len(limits) {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	var res Result
+	var retry, reset int64
+	for i, x := range vals {
+		d, ok := x.(int64)
+		if !ok || d == 0 || (i > 0 && (d > 0) != res.Allowed) {
+			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		lim := limits[i]
+		ms, rate := lim.Period.Milliseconds(), int64(lim.Rate)
+		capacity := int64(lim.burst()) * ms
+		res.Allowed = d > 0
+		if d < 0 {
+			d = -d
+			if wait := ceilDiv(d+int64(n)*ms-capacity, rate); wait > retry {
+				retry = wait
+			}
+		}
+		left := int(max(capacity-d, 0) / ms)
+		if i == 0 || left < res.Remaining {
+			res.Remaining, res.Limit = left, lim
+		}
+		reset = max(reset, ceilDiv(d, rate))
+	}
+	res.RetryAfter = time.Duration(retry) * time.Millisecond
+	res.ResetAfter = time.Duration(reset) * time.Millisecond
+	return res, nil
+}
+
+// ceilDiv is a / b rounded up, for a >= 0 and b > 0.
+func ceilDiv(a, b int64) int64 {
+	if a <= 0 {
+		return 0
+	}
+	return (a + b - 1) / b
 }
 
 // parseResult reads a script's {allowed, remaining, retry_ms, reset_ms,
@@ -474,7 +616,7 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result,
 	err := l.c.runBatch(ctx, calls)
 	out := make([]Result, len(reqs))
 	for i, cl := range calls {
-		res, rerr := parseResult(cl.cmd, reqs[i].Limits)
+		res, rerr := l.parse(cl.cmd, reqs[i].Limits, max(reqs[i].N, 1))
 		if rerr != nil {
 			if err == nil {
 				err = rerr

@@ -264,11 +264,123 @@ func TestRateLimitKeysHaveTTL(t *testing.T) {
 			k = "rate:" + k
 		}
 		ttl, err := rdb.PTTL(ctx, k).Result()
-		if err != nil || ttl <= 0 || ttl > 2*lim.Period+time.Second {
+		if a == TokenBucket {
+			// At least the time until full (5 tokens at 300 ms each), at
+			// most that plus one window (20 tokens: 6 s) and a millisecond.
+			if err != nil || ttl < 1400*time.Millisecond || ttl > 7501*time.Millisecond {
+				t.Errorf("%s: key %s PTTL %v, %v; want 1.5 s to 7.5 s", a, k, ttl, err)
+			}
+		} else if err != nil || ttl <= 0 || ttl > 2*lim.Period+time.Second {
 			t.Errorf("%s: key %s PTTL %v, %v; want within two periods", a, k, ttl, err)
 		}
 		rdb.Del(ctx, k)
 	}
+}
+
+// TestRateLimitTokenBucketSustained hammers one token bucket for several
+// windows, so that its key's expiry has to move while the bucket is never
+// full: the number admitted is what the refill allows, to the token, and the
+// key's TTL stays between the time until full and that plus one window.
+func TestRateLimitTokenBucketSustained(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		l := newLimiter(t, c, TokenBucket)
+		lim := Limit{Rate: 5, Period: 100 * time.Millisecond, Burst: 20} // a window of 400 ms
+		const run = 1500 * time.Millisecond
+		t0, err := rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var admitted atomic.Int64
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Since(t0) < run {
+					res, err := l.Allow(ctx, "hot", lim)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if res.Allowed {
+						admitted.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		t1, err := rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A full bucket at t0, then 5 tokens per 100 ms.
+		// (The scripts count whole milliseconds of the server clock.)
+		most := int64(lim.Burst) + (t1.UnixMilli()-t0.UnixMilli())*int64(lim.Rate)/lim.Period.Milliseconds()
+		if got := admitted.Load(); got > most || got < most-3 {
+			t.Fatalf("admitted %d in %v; want %d, or at most 3 fewer", got, t1.Sub(t0), most)
+		}
+		start := time.Now()
+		peek, err := l.Peek(ctx, "hot", 1, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := l.keys("hot", []Limit{lim})
+		ttl, err := rdb.PTTL(ctx, keys[0]).Result()
+		took := time.Since(start)
+		if err != nil || ttl < peek.ResetAfter-took-2*time.Millisecond || ttl > peek.ResetAfter+400*time.Millisecond+2*time.Millisecond {
+			t.Fatalf("PTTL %v, %v; want from the time until full (%v) to 400 ms more", ttl, err, peek.ResetAfter)
+		}
+	})
+}
+
+// TestRateLimitTokenBucketWritesNothing: a denied request and a Peek leave
+// the key exactly as it was, value and expiry.
+func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		l := newLimiter(t, c, TokenBucket)
+		short, long := Limit{Rate: 2, Period: time.Hour}, Limit{Rate: 50, Period: 24 * time.Hour}
+		keys, _ := l.keys("w", []Limit{short, long})
+		state := func() string {
+			var b strings.Builder
+			for _, k := range keys {
+				v, err := rdb.Get(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				at, err := rdb.Do(ctx, "pexpiretime", k).Int64()
+				if err != nil || at <= 0 {
+					t.Fatalf("PEXPIRETIME %s: %d, %v", k, at, err)
+				}
+				fmt.Fprintf(&b, "%x@%d ", v, at)
+			}
+			return b.String()
+		}
+		for i := 0; i < 2; i++ {
+			if res, err := l.Allow(ctx, "w", short, long); err != nil || !res.Allowed {
+				t.Fatalf("request %d: %+v %v", i, res, err)
+			}
+		}
+		before := state()
+		for _, f := range []func() (Result, error){
+			func() (Result, error) { return l.Allow(ctx, "w", short, long) },
+			func() (Result, error) { return l.Allow(ctx, "w", short) },
+			func() (Result, error) { return l.Peek(ctx, "w", 1, short, long) },
+			func() (Result, error) { return l.Peek(ctx, "w", 1, short) },
+			func() (Result, error) { return l.Peek(ctx, "w", 40, long) },
+		} {
+			res, err := f()
+			if err != nil || res.Allowed && res.Remaining != 48-40 {
+				t.Fatalf("%+v %v", res, err)
+			}
+		}
+		if after := state(); after != before {
+			t.Fatalf("a denied request or a Peek wrote: %s -> %s", before, after)
+		}
+	})
 }
 
 func TestRateLimitBadInput(t *testing.T) {
@@ -476,5 +588,73 @@ func TestGCRACoversRedisRate(t *testing.T) {
 	}
 	if _, err := newLimiter(t, c, GCRA).AllowN(ctx, "k", 3, Limit{Rate: 2, Burst: 2, Period: 400 * time.Millisecond}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("wrapper n > burst: %v", err)
+	}
+}
+
+// TestRateLimitTokenBucketTextArgs: the script's text arguments (the
+// redis-cli form) decide as the packed ones the library sends.
+func TestRateLimitTokenBucketTextArgs(t *testing.T) {
+	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		l := newLimiter(t, c, TokenBucket)
+		lim := Limit{Rate: 3, Period: time.Hour}
+		keys, _ := l.keys("text", []Limit{lim})
+		cost, capacity := lim.Period.Milliseconds(), 3*lim.Period.Milliseconds()
+		text := func(extra ...any) int64 {
+			t.Helper()
+			args := append([]any{cost, lim.Rate, capacity}, extra...)
+			v, err := scriptRLTokenBucket.run(ctx, rdb, keys, args...).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		for i := 0; i < 3; i++ {
+			if v := text(); v < cost*int64(i) || v > cost*int64(i+1) {
+				t.Fatalf("request %d: %d, want admitted, %d to %d from full", i, v, cost*int64(i), cost*int64(i+1))
+			}
+			if v := text("peek"); (v > 0) != (i < 2) {
+				t.Fatalf("Peek after request %d: %d", i, v)
+			}
+		}
+		if v := text(); v >= 0 || -v < capacity-cost {
+			t.Fatalf("fourth request: %d, want denied", v)
+		}
+		// The library reads the same state: nothing left, one token in 20 minutes.
+		res, err := l.Peek(ctx, "text", 1, lim)
+		if err != nil || res.Allowed || res.Remaining != 0 || res.RetryAfter <= 19*time.Minute || res.RetryAfter > 20*time.Minute {
+			t.Fatalf("Peek: %+v %v", res, err)
+		}
+	})
+}
+
+// TestRateLimitWindowKeysAligned: the window algorithms' keys expire on
+// window boundaries of the server clock (their PTTL is their clock), also
+// after moving on to the next window.
+func TestRateLimitWindowKeysAligned(t *testing.T) {
+	rdb := patternstest.Redis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	lim := Limit{Rate: 100, Period: 200 * time.Millisecond}
+	for _, a := range []Algorithm{FixedWindow, SlidingWindow} {
+		l := newLimiter(t, c, a)
+		keys, _ := l.keys("aligned", []Limit{lim})
+		for w := 0; w < 3; w++ {
+			waitWindowStart(t, rdb, lim.Period)
+			if res, err := l.AllowN(ctx, "aligned", 10, lim); err != nil || !res.Allowed {
+				t.Fatalf("%s window %d: %+v %v", a, w, res, err)
+			}
+			at, err := rdb.Do(ctx, "pexpiretime", keys[0]).Int64()
+			now, _ := rdb.Time(ctx).Result()
+			ends := int64(1) // the window's end
+			if a == SlidingWindow {
+				ends = 2 // the next window's end
+			}
+			if err != nil || at%200 != 0 || at <= now.UnixMilli() || at > now.UnixMilli()+ends*200 {
+				t.Fatalf("%s window %d: expires at %d (%v), now %d", a, w, at, err, now.UnixMilli())
+			}
+		}
+		_ = l.Reset(ctx, "aligned", lim)
 	}
 }

@@ -3,10 +3,12 @@ package bench
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	sredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
@@ -116,4 +118,108 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "decisions/s")
 	})
+}
+
+// The server's cost per decision, token bucket beside redis_rate, each on a
+// server of its own (its own Lua state and garbage), measured in alternating
+// blocks of 100 calls so that the machine's load weighs on both alike. Each
+// op is one decision of each. Three cases, the
+// same for both: admitted on one hot key (calls in the same millisecond find
+// the bucket short of full), admitted on 1000 keys in turn (each bucket full
+// again by its next call), and denied (a limit of 1 per hour, spent).
+func BenchmarkRateLimitServerCost(b *testing.B) {
+	ctx := context.Background()
+	huge := patterns.Limit{Rate: 1 << 30, Period: time.Hour, Burst: 1 << 30}
+	one := patterns.Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	for _, bc := range []struct {
+		name    string
+		lim     patterns.Limit
+		keys    int
+		allowed bool
+	}{
+		{"admitted-hot-key", huge, 1, true},
+		{"admitted-full-buckets", huge, 1000, true},
+		{"denied", one, 1, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			tbRdb, pc := benchRedis(b)
+			tb, err := pc.NewLimiter(patterns.TokenBucket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rrRdb, _ := benchRedis(b)
+			rr := redis_rate.NewLimiter(rrRdb)
+			servers := []*redis.Client{tbRdb, rrRdb}
+			rrLim := redis_rate.Limit{Rate: bc.lim.Rate, Burst: bc.lim.Burst, Period: bc.lim.Period}
+			keys := make([]string, bc.keys)
+			for i := range keys {
+				keys[i] = "user:" + strconv.Itoa(i)
+			}
+			decide := []func(key string){
+				func(key string) {
+					if res, err := tb.Allow(ctx, key, bc.lim); err != nil || res.Allowed != bc.allowed {
+						b.Fatal(res, err)
+					}
+				},
+				func(key string) {
+					if res, err := rr.Allow(ctx, key, rrLim); err != nil || (res.Allowed == 1) != bc.allowed {
+						b.Fatal(res, err)
+					}
+				},
+			}
+			// Warm up: every key exists (and, for denied, is spent).
+			for _, key := range keys {
+				_, _ = tb.Allow(ctx, key, bc.lim)
+				_, _ = rr.Allow(ctx, key, rrLim)
+			}
+			const block = 100
+			var calls, usec [2]int64
+			next := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i += block {
+				for v, f := range decide {
+					c0, u0 := evalshaStats(b, servers[v])
+					for j := 0; j < block; j++ {
+						f(keys[(next+j)%len(keys)])
+					}
+					c1, u1 := evalshaStats(b, servers[v])
+					calls[v] += c1 - c0
+					usec[v] += u1 - u0
+				}
+				next += block
+			}
+			b.StopTimer()
+			tbUs := float64(usec[0]) / float64(calls[0])
+			rrUs := float64(usec[1]) / float64(calls[1])
+			b.ReportMetric(tbUs, "tb-srv-us/call")
+			b.ReportMetric(rrUs, "redis_rate-srv-us/call")
+			b.ReportMetric(tbUs/rrUs, "tb/redis_rate")
+		})
+	}
+}
+
+// evalshaStats returns the calls and microseconds INFO commandstats counts
+// for EVALSHA so far.
+func evalshaStats(b *testing.B, rdb *redis.Client) (calls, usec int64) {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "calls":
+				calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				usec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return calls, usec
 }

@@ -6,33 +6,47 @@
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
 -- ARGV[3*i], ARGV[3*i+1], ARGV[3*i+2]  limit i: rate, period in ms, burst (unused)
 --
--- Each hash holds w (the current window's start, ms, aligned to the server
--- clock), c (events in it) and p (events in the previous window). The count
--- over the last period is estimated as p * (period - elapsed) / period + c,
--- which assumes the previous window's events were spread evenly. A request is
+-- Windows are aligned to the server clock. Each key holds c (events in the
+-- window it was last written in) and p (events in the window before), packed
+-- as two little-endian doubles, and expires when the window after it ends, so
+-- that its PTTL tells the time: above one period, the same window, with
+-- 2 * period - PTTL ms elapsed; up to one period, the next window (c becomes
+-- p). Only a key missing or two windows old needs TIME. The count over the
+-- last period is estimated as p * (period - elapsed) / period + c, which
+-- assumes the previous window's events were spread evenly. A request is
 -- admitted only if every estimate plus n stays within its rate; a denied
--- request consumes nothing. TTL: two periods.
+-- request writes nothing. TTL: at most two periods.
 --
 -- Returns {allowed (0|1), remaining, retry_after_ms, reset_after_ms, index}
 -- (see rl_fixed_window).
 --
 -- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:sw:10:1000 , 1 1 10 1000 10
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
 local allowed, remaining, retry, reset, index = 1, nil, 0, 0, 1
+local now
 local state = {}
 for i = 1, #KEYS do
+  local k = KEYS[i]
   local rate, period = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  local start = now - (now % period)
-  local w, c, p = unpack(redis.call('HMGET', KEYS[i], 'w', 'c', 'p'))
-  w, c, p = tonumber(w), tonumber(c) or 0, tonumber(p) or 0
-  if w ~= start then
-    if w == start - period then p = c else p = 0 end
-    c = 0
+  local ttl = redis.call('PTTL', k)
+  -- pcall: a key of another type (or format) counts as missing.
+  local v = ttl > 0 and redis.pcall('GET', k)
+  local c, p, elapsed, mode = 0, 0, 0, 'new'
+  if type(v) == 'string' and #v == 16 then
+    local sc, sp = struct.unpack('<dd', v)
+    if ttl > period then
+      c, p, elapsed, mode = sc, sp, 2 * period - ttl, 'same'
+    else
+      p, elapsed, mode = sc, period - ttl, 'next'
+    end
+  else
+    if not now then
+      local t = redis.call('TIME')
+      now = t[1] * 1000 + math.floor(t[2] / 1000)
+    end
+    elapsed = now % period
   end
-  state[i] = {start, c, p}
-  local elapsed = now - start
+  state[i] = {c, p, mode, ttl, elapsed}
   -- The previous window's weight, as a count: ceil so that the estimate
   -- never undercounts.
   local prev = math.ceil(p * (period - elapsed) / period)
@@ -65,10 +79,23 @@ for i = 1, #KEYS do
 end
 if allowed == 1 and ARGV[2] == '1' then
   for i = 1, #KEYS do
-    local period = tonumber(ARGV[3 * i + 1])
+    local k, period = KEYS[i], tonumber(ARGV[3 * i + 1])
     local s = state[i]
-    redis.call('HSET', KEYS[i], 'w', s[1], 'c', s[2] + n, 'p', s[3])
-    redis.call('PEXPIRE', KEYS[i], 2 * period)
+    local v = struct.pack('<dd', s[1] + n, s[2])
+    if s[3] == 'same' then
+      redis.call('SET', k, v, 'KEEPTTL')
+    elseif s[3] == 'next' then
+      -- The key now ends one window later: from its absolute expiry where
+      -- the server has PEXPIRETIME (Redis 7), else from this command's clock.
+      local e = redis.pcall('PEXPIRETIME', k)
+      if type(e) == 'number' and e > 0 then
+        redis.call('SET', k, v, 'PXAT', e + period)
+      else
+        redis.call('SET', k, v, 'PX', s[4] + period)
+      end
+    else
+      redis.call('SET', k, v, 'PXAT', now - s[5] + 2 * period)
+    end
   end
 end
 if allowed == 1 then retry = 0 end

@@ -2,70 +2,123 @@
 -- continuously at rate per period) over one or more limits, atomically.
 --
 -- KEYS[i]  one string per limit (prefix:rl:{id}:tb:RATE:PERIODms:BURST), all in one slot
--- ARGV[1]  n, the cost of this request (>= 1)
--- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
--- ARGV[3*i], ARGV[3*i+1], ARGV[3*i+2]  limit i: rate, period in ms, burst
+-- ARGV     per limit i, three whole numbers: c, the cost of this request
+--          (n * period_ms); the rate; and the capacity (burst * period_ms).
+--          Either as text, ARGV[3i-2], ARGV[3i-1], ARGV[3i], or packed in
+--          ARGV[1] as three little-endian doubles per limit (24 bytes each,
+--          as the library sends them: one Lua string instead of three, and
+--          no decimal parsing).
+-- one more ARGV after those (any value)  only look (Peek): nothing is written
 --
--- Each key holds "T S": T the last update (server ms) and S the tokens scaled
--- by the period in ms, a whole number, so refilling (elapsed ms * rate) never
--- drifts. A missing key is a full bucket. The TTL is at least the time until
--- the bucket would be full again and at most twice that: it is only set anew
--- (PX) when it would fall short, else kept (KEEPTTL), which spares the
--- server an expiry update on most calls. A request is admitted only if every bucket holds n
--- tokens; a denied request consumes nothing.
+-- Time is counted per limit in units of 1/rate ms: a token is period_ms
+-- units, a full bucket capacity units, and every quantity is a whole number
+-- below 2^53 (checked by the caller), so exact in Lua's doubles. A key holds
+-- one such number X, packed as a little-endian double, and expires at E
+-- (absolute server ms). The bucket is full again at TAT = E - X/rate, so with
+-- p = PTTL (E - now, on the server's clock), d = p * rate - X is how far the
+-- bucket is from full, in units. No key, or d <= 0, is a full bucket (d = 0).
+-- A request is admitted if d + c fits in the capacity for every limit; a
+-- denied request writes nothing. An admitted one leaves d + c, keeping E
+-- (KEEPTTL) while TAT stays before it, else moving E to TAT plus one window
+-- (capacity / rate ms): a key's TTL is always at least the time until its
+-- bucket is full, and at most that plus one window and a millisecond.
 --
--- Returns {allowed (0|1), remaining, retry_after_ms, reset_after_ms, index}
--- (see rl_fixed_window).
+-- Returns, for one limit, an integer: d + c (> 0) if admitted (for Peek: if
+-- it would be), else -d (< 0); for several, a table of one such integer per
+-- limit, all of one sign. From it: remaining tokens floor((capacity - d) /
+-- period_ms), full again in ceil(d / rate) ms, and a denied request could
+-- pass in ceil((d + c - capacity) / rate) ms.
 --
--- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:tb:10:1000:20 , 1 1 10 1000 20
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local n = tonumber(ARGV[1])
-local allowed, remaining, retry, reset, index = 1, nil, 0, 0, 1
-local scaled = {}
-for i = 1, #KEYS do
-  local j = 3 * i
-  local rate, period = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
-  local full = ARGV[j + 2] * period
-  local s = full
-  local v = redis.call('GET', KEYS[i])
-  if v then
-    local sp = string.find(v, ' ', 1, true)
-    local elapsed = now - tonumber(string.sub(v, 1, sp - 1))
-    s = tonumber(string.sub(v, sp + 1))
-    if elapsed > 0 then
-      s = s + elapsed * rate
-      if s > full then s = full end
+-- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:tb:10:1000:20 , 1000 10 20000
+local nk = #KEYS
+if nk == 1 and #ARGV == 1 then
+  -- One limit, packed, consuming: the library's common call, inline.
+  local k = KEYS[1]
+  local c, r, cap = struct.unpack('<ddd', ARGV[1])
+  local p = redis.call('PTTL', k)
+  local pr, x, d = p * r, nil, 0
+  if p >= 0 then
+    local v = redis.call('GET', k)
+    if v and #v == 8 then
+      x = struct.unpack('<d', v)
+      d = pr - x
+      if d < 0 then
+        d = 0
+      elseif d + c > cap then
+        return -d
+      end
     end
   end
-  local after = s - n * period
-  scaled[i] = after
-  if after < 0 then
-    allowed = 0
-    local wait = math.ceil(-after / rate)
-    if wait > retry then retry = wait end
-    after = s
+  local d2 = d + c
+  if not x then
+    local ttl = math.ceil((d2 + cap) / r)
+    redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
+    return d2
   end
-  local left = math.floor(after / period)
-  if remaining == nil or left < remaining then remaining, index = left, i end
-  local r = math.ceil((full - after) / rate)
-  if r > reset then reset = r end
+  if pr >= d2 then
+    redis.call('SET', k, struct.pack('<d', pr - d2), 'KEEPTTL')
+    return d2
+  end
+  -- E has to move (once a window at most): below.
 end
-if allowed == 1 then
-  retry = 0
-  if ARGV[2] == '1' then
-    for i = 1, #KEYS do
-      local j = 3 * i
-      local s = scaled[i]
-      local ttl = math.ceil((ARGV[j + 2] * ARGV[j + 1] - s) / ARGV[j])
-      if ttl < 1 then ttl = 1 end
-      local v = string.format('%d %d', now, s)
-      if redis.call('PTTL', KEYS[i]) >= ttl then
-        redis.call('SET', KEYS[i], v, 'KEEPTTL')
+
+-- Several limits, Peek, text arguments, or a key whose expiry has to move:
+-- read every bucket, decide, then write.
+local cs, rs, caps, peek = {}, {}, {}, nil
+if #ARGV[1] == 24 * nk then
+  for i = 1, nk do
+    cs[i], rs[i], caps[i] = struct.unpack('<ddd', ARGV[1], 24 * i - 23)
+  end
+  peek = ARGV[2]
+else
+  for i = 1, nk do
+    cs[i], rs[i], caps[i] = ARGV[3 * i - 2] + 0, ARGV[3 * i - 1] + 0, ARGV[3 * i] + 0
+  end
+  peek = ARGV[3 * nk + 1]
+end
+local ps, xs, ds, out = {}, {}, {}, {}
+local ok = true
+for i = 1, nk do
+  local k = KEYS[i]
+  local p = redis.call('PTTL', k)
+  local x, d = nil, 0
+  if p >= 0 then
+    local v = redis.call('GET', k)
+    if v and #v == 8 then
+      x = struct.unpack('<d', v)
+      d = p * rs[i] - x
+      if d < 0 then d = 0 end
+    end
+  end
+  ps[i], xs[i], ds[i] = p, x, d
+  if d + cs[i] > caps[i] then ok = false end
+end
+for i = 1, nk do
+  if ok then out[i] = ds[i] + cs[i] else out[i] = -ds[i] end
+end
+if ok and not peek then
+  for i = 1, nk do
+    local k, p, x, d, d2, r = KEYS[i], ps[i], xs[i], ds[i], out[i], rs[i]
+    if x and p * r >= d2 then
+      redis.call('SET', k, struct.pack('<d', p * r - d2), 'KEEPTTL')
+    else
+      local ttl = math.ceil((d2 + caps[i]) / r)
+      local e = -1
+      if x and d > 0 then
+        -- The bucket is not full: E moves by exactly what TAT needs, from
+        -- the absolute E and the PTTL read above (E - p is that instant).
+        -- Before Redis 7 (no PEXPIRETIME), PX counts from the clock of this
+        -- command instead, which can only delay the refill by the
+        -- millisecond the clock may have ticked during this script.
+        e = redis.pcall('PEXPIRETIME', k)
+      end
+      if type(e) == 'number' and e > 0 then
+        redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PXAT', e - p + ttl)
       else
-        redis.call('SET', KEYS[i], v, 'PX', 2 * ttl)
+        redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
       end
     end
   end
 end
-return {allowed, remaining, retry, reset, index}
+if nk == 1 then return out[1] end
+return out
