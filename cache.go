@@ -145,24 +145,37 @@ type CacheOptions struct {
 	FailClosed bool
 
 	// OnError is called with every Redis error the cache absorbs or returns
-	// (op is "get", "set", "delete" or "invalidate"). It must be safe for
+	// (op is "get", "set", "delete" or "invalidate", or "local" for the loss
+	// of the local layer's invalidation connection). It must be safe for
 	// concurrent use.
 	//
 	// default: nil
 	OnError func(op, key string, err error)
+
+	// Local, when not nil, adds an in-process layer in front of Redis,
+	// bounded, and kept coherent across processes by Redis client tracking
+	// (see LocalOptions). It needs a *redis.Client (standalone or Sentinel)
+	// or a *redis.ClusterClient, and the cache must be closed with Close.
+	//
+	// default: nil (no local layer, no cost)
+	Local *LocalOptions
 }
 
-// CacheStats count what a Cache did since it was made.
+// CacheStats count what a Cache did since it was made. Hits are reads
+// served by Redis; LocalHits are reads served by the local layer (without a
+// round trip), counted apart.
 type CacheStats struct {
-	Hits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
+	Hits, LocalHits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
 }
 
-// HitRate is Hits / (Hits + Misses), or 0 before any Get.
+// HitRate is (Hits + LocalHits) / (Hits + LocalHits + Misses), or 0 before
+// any read.
 func (s CacheStats) HitRate() float64 {
-	if s.Hits+s.Misses == 0 {
+	hits := s.Hits + s.LocalHits
+	if hits+s.Misses == 0 {
 		return 0
 	}
-	return float64(s.Hits) / float64(s.Hits+s.Misses)
+	return float64(hits) / float64(hits+s.Misses)
 }
 
 // SetOptions tune one Set (and the Set a Get makes after a load).
@@ -180,7 +193,9 @@ type SetOptions struct {
 // prefix:cache:{name}:e:KEY (an entry: a string, a short header then the
 // encoded value, with its TTL),
 // prefix:cache:{name}:l:KEY (the loader lease, a few seconds),
-// prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL).
+// prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL);
+// with a local layer that falls back to pub/sub, the channel
+// prefix:cache:{name}:inv (see LocalOptions).
 // A cache is therefore one slot of a Redis Cluster, which is what makes tag
 // checks atomic and a Get one round trip; spread load over several caches
 // (by entity type, by tenant) if one slot cannot carry it.
@@ -193,17 +208,19 @@ type SetOptions struct {
 // still be alive then).
 //
 // Round trips: a hit is one GET (plus PTTL in the same round trip with
-// StaleWhileRevalidate or Beta), and one HMGET more when the entry has tags;
-// a miss adds one script (re-check, and take the load lease) and a Set.
+// StaleWhileRevalidate, Beta or a local layer), and one HMGET more when the
+// entry has tags; a miss adds one script (re-check, and take the load lease)
+// and a Set. A hit of the local layer (CacheOptions.Local) makes none.
 type Cache[T any] struct {
 	c     *Client
 	name  string
 	opt   CacheOptions
 	tags  [2]string // tag versions hash and sorted set
 	group flightGroup
+	local *localLayer[T] // nil without CacheOptions.Local
 
-	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
-	bg                                                       sync.WaitGroup
+	hits, localHits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
+	bg                                                                  sync.WaitGroup
 }
 
 // NewCache returns the cache named name.
@@ -247,12 +264,33 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 		return nil, invalidf("Jitter %v (0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
 	}
 	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
+	if o.Local != nil {
+		lo, err := checkLocal(*o.Local, o.MaxTTL)
+		if err != nil {
+			return nil, err
+		}
+		o.Local = &lo
+		if k.local, err = newLocalLayer[T](c, name, lo, o); err != nil {
+			return nil, err
+		}
+	}
 	return k, nil
+}
+
+// Close stops the local layer (its invalidation connection and goroutine)
+// and empties it, then waits for background refreshes like Wait. The cache
+// still works after Close, from Redis only. Without a local layer it is
+// Wait. Call it when the cache is no longer needed.
+func (k *Cache[T]) Close() {
+	if k.local != nil {
+		k.local.close()
+	}
+	k.bg.Wait()
 }
 
 // Stats returns the counters so far.
 func (k *Cache[T]) Stats() CacheStats {
-	return CacheStats{Hits: k.hits.Load(), Misses: k.misses.Load(), Loads: k.loads.Load(),
+	return CacheStats{Hits: k.hits.Load(), LocalHits: k.localHits.Load(), Misses: k.misses.Load(), Loads: k.loads.Load(),
 		LoadErrors: k.loadErrors.Load(), StaleServed: k.stale.Load(), EarlyRefreshes: k.early.Load(),
 		RedisErrors: k.redisErrs.Load()}
 }
@@ -280,6 +318,9 @@ type entry struct {
 	delta                time.Duration // how long the value took to load
 	ttl                  time.Duration // left in Redis, when asked for
 	lease                bool          // on a miss: the caller holds the load lease
+	tagged               bool          // the entry carries tags
+	size                 int           // bytes of the Redis value
+	snap                 localSnap     // the local layer's state before the GET
 }
 
 // parseEntry reads "1|WRITTEN|DELTA|NEG|TAGS\n" + payload (see cache_get).
@@ -318,7 +359,11 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 	var v string
 	var ttl time.Duration
 	var err error
-	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 {
+	var snap localSnap
+	if k.local != nil {
+		snap = k.local.begin(key)
+	}
+	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil {
 		var get *redis.StringCmd
 		var pttl *redis.DurationCmd
 		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -352,7 +397,7 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 			}
 		}
 	}
-	e.ttl = ttl
+	e.ttl, e.tagged, e.size, e.snap = ttl, len(tags) > 0, len(v), snap
 	e.stale = !e.negative && k.opt.StaleWhileRevalidate > 0 && ttl >= 0 && ttl < k.opt.StaleWhileRevalidate
 	return e, nil
 }
@@ -383,6 +428,15 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
 	}
+	if k.local != nil {
+		if le, ok := k.local.get(key); ok {
+			k.localHits.Add(1)
+			if le.negative {
+				return value, true, ErrNotFound
+			}
+			return le.v, true, nil
+		}
+	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
 		return value, false, k.redisError("get", key, err)
@@ -393,10 +447,21 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	}
 	k.hits.Add(1)
 	if e.negative {
+		k.keep(key, e, value)
 		return value, true, ErrNotFound
 	}
 	value, err = k.decode(e.payload)
+	if err == nil {
+		k.keep(key, e, value)
+	}
 	return value, err == nil, err
+}
+
+// keep stores a Redis hit in the local layer, if there is one.
+func (k *Cache[T]) keep(key string, e entry, v T) {
+	if k.local != nil && !e.stale {
+		k.local.put(e.snap, key, v, e.negative, e.tagged, e.ttl, e.size)
+	}
 }
 
 // Get is the read-through read: the cached value, or load's, which it then
@@ -417,6 +482,15 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
+	if k.local != nil {
+		if le, ok := k.local.get(key); ok {
+			k.localHits.Add(1)
+			if le.negative {
+				return zero, ErrNotFound
+			}
+			return le.v, nil
+		}
+	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
 		rerr := k.redisError("get", key, err)
@@ -436,9 +510,14 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 			k.refreshInBackground(key, load, opt)
 		}
 		if e.negative {
+			k.keep(key, e, zero)
 			return zero, ErrNotFound
 		}
-		return k.decode(e.payload)
+		v, err := k.decode(e.payload)
+		if err == nil {
+			k.keep(key, e, v)
+		}
+		return v, err
 	}
 	k.misses.Add(1)
 	v, err, _ := k.group.do(key, func() (any, error) { return k.loadShared(ctx, key, load, opt) })
@@ -493,7 +572,7 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 		}
 		select {
 		case <-ctx.Done():
-			return zero, ctx.Err()
+			return zero, fmt.Errorf("patterns: cache %q: waiting for %q: %w", k.name, key, ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)
@@ -602,12 +681,33 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
-	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
+	ek := k.entryKey(key)
+	err := scriptCacheSet.run(ctx, k.c.rdb, []string{ek, k.leaseKey(key)},
 		payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, token).Err()
+	k.wrote(ctx, "set", key, ek, err)
 	if err != nil {
 		return k.redisError("set", key, err)
 	}
 	return nil
+}
+
+// wrote runs after a write of key (Redis key rk), failed or not: the local
+// layer drops the key at once (the write may have landed), and, in the
+// pub/sub fallback, the other processes are told.
+func (k *Cache[T]) wrote(ctx context.Context, op, key, rk string, err error) {
+	if k.local == nil {
+		return
+	}
+	if rk == k.tags[0] {
+		k.local.invalidateTags()
+	} else {
+		k.local.invalidate(key)
+	}
+	if err == nil {
+		if perr := k.local.publish(ctx, rk); perr != nil {
+			_ = k.redisError(op, key, perr)
+		}
+	}
 }
 
 // Delete removes key's entry (invalidate on write: call it after writing the
@@ -616,7 +716,10 @@ func (k *Cache[T]) Delete(ctx context.Context, key string) error {
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
-	if err := k.c.rdb.Del(ctx, k.entryKey(key)).Err(); err != nil {
+	ek := k.entryKey(key)
+	err := k.c.rdb.Del(ctx, ek).Err()
+	k.wrote(ctx, "delete", key, ek, err)
+	if err != nil {
 		return k.redisError("delete", key, err)
 	}
 	return nil
@@ -637,7 +740,9 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) error {
 	for _, t := range tags {
 		args = append(args, t)
 	}
-	if err := scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err(); err != nil {
+	err := scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
+	k.wrote(ctx, "invalidate", strings.Join(tags, ","), k.tags[0], err)
+	if err != nil {
 		return k.redisError("invalidate", strings.Join(tags, ","), err)
 	}
 	return nil

@@ -129,15 +129,53 @@ func TestCacheCodecs(t *testing.T) {
 // Set had completed before InvalidateTags started.
 func TestCacheTagsNoStaleRead(t *testing.T) {
 	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
-		ctx := context.Background()
-		c := newClient(t, rdb)
-		k := newCache[int64](t, c, &CacheOptions{TTL: time.Minute})
-		var seq, completed, boundary atomic.Int64
-		var stale, reads, hits atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
+		for _, local := range []bool{false, true} {
+			t.Run(map[bool]string{false: "redis", true: "local"}[local], func(t *testing.T) {
+				testCacheTagsNoStaleRead(t, rdb, local)
+			})
+		}
+	})
+}
+
+// testCacheTagsNoStaleRead is TestCacheTagsNoStaleRead with or without a
+// local layer (in one process, its own writes and invalidations evict at
+// once).
+func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local bool) {
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	opt := &CacheOptions{TTL: time.Minute}
+	if local {
+		opt.Local = &LocalOptions{}
+	}
+	k := newCache[int64](t, c, opt)
+	if local {
+		t.Cleanup(k.Close)
+		waitLocalUp(t, k, 0)
+	}
+	var seq, completed, boundary atomic.Int64
+	var stale, reads, hits atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // one writer: completion order is seq order
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := seq.Add(1)
+			if err := k.Set(ctx, "k"+strconv.FormatInt(n%10, 10), n, &SetOptions{Tags: []string{"all", "t" + strconv.FormatInt(n%3, 10)}}); err != nil {
+				t.Error(err)
+				return
+			}
+			completed.Store(n)
+		}
+	}()
+	for r := 0; r < 3; r++ {
 		wg.Add(1)
-		go func() { // one writer: completion order is seq order
+		go func() {
 			defer wg.Done()
 			for {
 				select {
@@ -145,61 +183,42 @@ func TestCacheTagsNoStaleRead(t *testing.T) {
 					return
 				default:
 				}
-				n := seq.Add(1)
-				if err := k.Set(ctx, "k"+strconv.FormatInt(n%10, 10), n, &SetOptions{Tags: []string{"all", "t" + strconv.FormatInt(n%3, 10)}}); err != nil {
+				b := boundary.Load()
+				v, ok, err := k.Lookup(ctx, "k"+strconv.Itoa(rand.IntN(10)))
+				reads.Add(1)
+				if err != nil {
 					t.Error(err)
 					return
 				}
-				completed.Store(n)
-			}
-		}()
-		for r := 0; r < 3; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					b := boundary.Load()
-					v, ok, err := k.Lookup(ctx, "k"+strconv.Itoa(rand.IntN(10)))
-					reads.Add(1)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if ok {
-						hits.Add(1)
-						if v <= b {
-							stale.Add(1)
-						}
+				if ok {
+					hits.Add(1)
+					if v <= b {
+						stale.Add(1)
 					}
 				}
-			}()
-		}
-		for i := 0; i < 40; i++ {
-			time.Sleep(5 * time.Millisecond)
-			snap := completed.Load()
-			if err := k.InvalidateTags(ctx, "all"); err != nil {
-				t.Fatal(err)
 			}
-			boundary.Store(snap)
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		time.Sleep(5 * time.Millisecond)
+		snap := completed.Load()
+		if err := k.InvalidateTags(ctx, "all"); err != nil {
+			t.Fatal(err)
 		}
-		close(stop)
-		wg.Wait()
-		t.Logf("%d reads (%d hits) across 40 invalidations", reads.Load(), hits.Load())
-		if stale.Load() > 0 {
-			t.Fatalf("%d stale reads after InvalidateTags returned", stale.Load())
-		}
-		// Entries under another tag are untouched; one written after is served.
-		k.Set(ctx, "other", 1, &SetOptions{Tags: []string{"other"}})
-		k.InvalidateTags(ctx, "all")
-		if _, ok, _ := k.Lookup(ctx, "other"); !ok {
-			t.Fatal("an entry of another tag was invalidated")
-		}
-	})
+		boundary.Store(snap)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d reads (%d hits, %d of them local) across 40 invalidations", reads.Load(), hits.Load(), k.Stats().LocalHits)
+	if stale.Load() > 0 {
+		t.Fatalf("%d stale reads after InvalidateTags returned", stale.Load())
+	}
+	// Entries under another tag are untouched; one written after is served.
+	k.Set(ctx, "other", 1, &SetOptions{Tags: []string{"other"}})
+	k.InvalidateTags(ctx, "all")
+	if _, ok, _ := k.Lookup(ctx, "other"); !ok {
+		t.Fatal("an entry of another tag was invalidated")
+	}
 }
 
 // TestCacheTagBookkeeping writes 100,000 tagged entries (100 tenants x 7

@@ -54,3 +54,40 @@ func ExampleCache_Get() {
 	//   (loading product 1 from the database)
 	// Lamp 1
 }
+
+// A local layer in front of Redis: hot keys are served from memory, and a
+// write anywhere (here, through a second cache standing for another process)
+// evicts them from every layer.
+func ExampleLocalOptions() {
+	ctx := context.Background()
+	pc := exampleClient("cache-local")
+	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.LocalOptions{MaxEntries: 10_000, TTL: 30 * time.Second}}
+	here, err := patterns.NewCache[Product](pc, "products", opt)
+	if err != nil {
+		panic(err)
+	}
+	defer here.Close() // stops the layer's invalidation connection
+	elsewhere, _ := patterns.NewCache[Product](pc, "products", opt)
+	defer elsewhere.Close()
+	defer here.Delete(ctx, "product:1")
+
+	here.Set(ctx, "product:1", Product{ID: 1, Name: "Lamp", Price: 4200}, nil)
+	// The layer stores what it reads once its invalidation channel is up.
+	for i := 0; i < 5000 && here.Stats().LocalHits == 0; i++ {
+		here.Lookup(ctx, "product:1")
+		time.Sleep(time.Millisecond)
+	}
+	p, _, _ := here.Lookup(ctx, "product:1")
+	fmt.Println(p.Price, here.Stats().LocalHits > 0)
+
+	// Another process changes the price: the local copy goes at once.
+	elsewhere.Set(ctx, "product:1", Product{ID: 1, Name: "Lamp", Price: 3900}, nil)
+	for i := 0; i < 5000 && p.Price == 4200; i++ {
+		p, _, _ = here.Lookup(ctx, "product:1")
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println(p.Price)
+	// Output:
+	// 4200 true
+	// 3900
+}

@@ -123,3 +123,75 @@ func BenchmarkCacheInterleaved(b *testing.B) {
 	b.ReportMetric(float64(tr.Nanoseconds())/n, "raw-get-ns/op")
 	b.ReportMetric(float64(tp)/float64(tr), "patterns/raw-get")
 }
+
+// BenchmarkCacheLocal compares a hit of the local layer (CacheOptions.Local)
+// with a Redis hit of the same cache, on one server: each alone
+// (local-hit, redis-hit), then alternated in one loop so that the machine's
+// noise falls on both alike (interleaved: each one's mean latency and the
+// ratio). It fails if a local hit allocates more than twice.
+func BenchmarkCacheLocal(b *testing.B) {
+	ctx := context.Background()
+	_, pc := benchRedis(b)
+	redisOnly, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+	local, err := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour,
+		Local: &patterns.LocalOptions{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	if err := redisOnly.Set(ctx, "user:42", benchValue, nil); err != nil {
+		b.Fatal(err)
+	}
+	// The layer fills once its invalidation subscription is confirmed.
+	for deadline := time.Now().Add(10 * time.Second); local.Stats().LocalHits == 0; {
+		if time.Now().After(deadline) {
+			b.Fatal("no local hit after 10s")
+		}
+		local.Lookup(ctx, "user:42")
+		time.Sleep(time.Millisecond)
+	}
+	lookup := func(b *testing.B, c *patterns.Cache[benchUser]) {
+		if v, ok, err := c.Lookup(ctx, "user:42"); err != nil || !ok || v.ID != 42 {
+			b.Fatal(v, ok, err)
+		}
+	}
+	if a := testing.AllocsPerRun(1000, func() { lookup(b, local) }); a > 2 {
+		b.Fatalf("a local hit makes %v allocations, over 2", a)
+	}
+	localHitsOnly := func(b *testing.B, before patterns.CacheStats) {
+		if s := local.Stats(); s.LocalHits-before.LocalHits != int64(b.N) {
+			b.Fatalf("%d of %d reads were local hits", s.LocalHits-before.LocalHits, b.N)
+		}
+	}
+	b.Run("local-hit", func(b *testing.B) {
+		before := local.Stats()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			lookup(b, local)
+		}
+		localHitsOnly(b, before)
+	})
+	b.Run("redis-hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			lookup(b, redisOnly)
+		}
+	})
+	b.Run("interleaved", func(b *testing.B) {
+		before := local.Stats()
+		var tl, tr time.Duration
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			lookup(b, local)
+			t1 := time.Now()
+			lookup(b, redisOnly)
+			t2 := time.Now()
+			tl, tr = tl+t1.Sub(t0), tr+t2.Sub(t1)
+		}
+		localHitsOnly(b, before)
+		n := float64(b.N)
+		b.ReportMetric(float64(tl.Nanoseconds())/n, "local-ns/op")
+		b.ReportMetric(float64(tr.Nanoseconds())/n, "redis-ns/op")
+		b.ReportMetric(float64(tr)/float64(tl), "redis/local")
+	})
+}

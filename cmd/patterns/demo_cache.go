@@ -51,5 +51,48 @@ func demoCache(ctx context.Context, pc *patterns.Client, w io.Writer) error {
 	fmt.Fprintf(w, "after InvalidateTags(team:42): cached=%t (O(1), whatever the number of entries)\n", ok)
 	s := cache.Stats()
 	fmt.Fprintf(w, "stats: %d hits, %d misses, %d loads\n", s.Hits, s.Misses, s.Loads)
-	return cache.Delete(ctx, "profile:7")
+	if err := cache.Delete(ctx, "profile:7"); err != nil {
+		return err
+	}
+	return demoCacheLocal(ctx, pc, w)
+}
+
+// demoCacheLocal shows the in-process layer: a hot key served from memory,
+// and a write from elsewhere evicting it.
+func demoCacheLocal(ctx context.Context, pc *patterns.Client, w io.Writer) error {
+	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.LocalOptions{MaxEntries: 1000}}
+	hot, err := patterns.NewCache[string](pc, "hot", opt)
+	if err != nil {
+		return err
+	}
+	defer hot.Close()
+	other, err := patterns.NewCache[string](pc, "hot", opt) // stands for another process
+	if err != nil {
+		return err
+	}
+	defer other.Close()
+	if err := other.Set(ctx, "banner", "summer sale", nil); err != nil {
+		return err
+	}
+	for i := 0; i < 2000 && hot.Stats().LocalHits == 0; i++ { // until the layer is up
+		_, _, _ = hot.Lookup(ctx, "banner")
+		time.Sleep(time.Millisecond)
+	}
+	before := hot.Stats()
+	start := time.Now()
+	for i := 0; i < 10000; i++ {
+		_, _, _ = hot.Lookup(ctx, "banner")
+	}
+	s := hot.Stats()
+	fmt.Fprintf(w, "local layer: 10000 Lookups of a hot key in %v (%d from memory, %d from Redis)\n",
+		time.Since(start).Round(time.Microsecond), s.LocalHits-before.LocalHits, s.Hits-before.Hits)
+	if err := other.Set(ctx, "banner", "winter sale", nil); err != nil {
+		return err
+	}
+	start = time.Now()
+	v, _, _ := hot.Lookup(ctx, "banner")
+	for ; v != "winter sale" && time.Since(start) < 2*time.Second; v, _, _ = hot.Lookup(ctx, "banner") {
+	}
+	fmt.Fprintf(w, "another process wrote the key: this one read %q %v later\n", v, time.Since(start).Round(time.Microsecond))
+	return other.Delete(ctx, "banner")
 }
