@@ -176,6 +176,35 @@ func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 	return p.Process(ctx, onceCmd{cmd})
 }
 
+// onceScripter is rdb for a library that runs scripts of its own
+// (redis_rate, behind GCRA): its EVAL and EVALSHA are sent as onceCmds, at
+// most once, like the package's scripts; everything else goes to rdb as is.
+type onceScripter struct{ redis.UniversalClient }
+
+// Eval runs EVAL at most once.
+func (o onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return o.once(ctx, "eval", script, keys, args)
+}
+
+// EvalSha runs EVALSHA at most once.
+func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return o.once(ctx, "evalsha", sha1, keys, args)
+}
+
+func (o onceScripter) once(ctx context.Context, verb, body string, keys []string, args []any) *redis.Cmd {
+	line := make([]any, 0, 3+len(keys)+len(args))
+	line = append(line, verb, body, len(keys))
+	for _, k := range keys {
+		line = append(line, k)
+	}
+	cmd := redis.NewCmd(ctx, append(line, args...)...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	_ = o.UniversalClient.Process(ctx, onceCmd{cmd})
+	return cmd
+}
+
 // call is one script invocation of a batch; runBatch sets cmd.
 type call struct {
 	script *script

@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	exampleRedis = redis.NewClient(opt)
+	installSuiteAudit()
 	code := m.Run()
+	if !finishSuiteAudit(srv, exampleRedis) && code == 0 {
+		code = 1
+	}
 	exampleRedis.Close()
 	srv.Close()
 	// No goroutine may outlive its owner: once every test has cleaned up,

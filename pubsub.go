@@ -3,6 +3,8 @@ package patterns
 import (
 	"context"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Topic publishes and receives typed events over Redis pub/sub (the channel
@@ -37,7 +39,11 @@ func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)
 	}
-	n, err := t.c.rdb.Publish(ctx, t.channel, b).Result()
+	// At most once, as the scripts: a retry after a lost reply would
+	// deliver the event twice.
+	cmd := redis.NewCmd(ctx, "publish", t.channel, b)
+	_ = t.c.rdb.Process(ctx, onceCmd{cmd})
+	n, err := cmd.Int64()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: %w", t.name, err)
 	}

@@ -207,7 +207,7 @@ func (q *Queue) Dequeue(ctx context.Context) (*Message, error) {
 			return m, err
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
 		}
 		if wait < 0 || wait > time.Second {
 			wait = time.Second
@@ -219,7 +219,7 @@ func (q *Queue) Dequeue(ctx context.Context) (*Message, error) {
 		err = q.c.rdb.Do(ctx, "blpop", q.keys[4], strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)).Err()
 		if err != nil && err != redis.Nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
 			}
 			return nil, fmt.Errorf("patterns: queue %q: wait: %w", q.name, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/dockertest/v3"
@@ -53,15 +54,34 @@ type Server struct {
 	once    sync.Once
 }
 
-// Close stops and removes what Start started (nothing for "url").
+// Close stops and removes what Start started (nothing for "url"), after
+// running the function given to SetBeforeClose, if any.
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
 		if s.closeFn != nil {
+			if f := beforeClose.Load(); f != nil {
+				(*f)(s)
+			}
 			err = s.closeFn()
 		}
 	})
 	return err
+}
+
+var beforeClose atomic.Pointer[func(*Server)]
+
+// SetBeforeClose makes every Close of a server this package started (a
+// process or a container, not "url") first call f with the server, still
+// running: a test binary uses it to audit what its tests left in every server
+// before it goes. f must be safe for concurrent use and give up quickly on a
+// server that does not answer (it may be stalled or dead). nil removes it.
+func SetBeforeClose(f func(*Server)) {
+	if f == nil {
+		beforeClose.Store(nil)
+		return
+	}
+	beforeClose.Store(&f)
 }
 
 // Options returns go-redis options for the server.
@@ -299,15 +319,19 @@ func waitPing(ctx context.Context, addr string, limit time.Duration) error {
 
 // Cluster is a Redis Cluster of redis-server processes on loopback.
 type Cluster struct {
-	// Nodes are the masters, in slot order.
+	// Nodes are the masters as started, in slot order.
 	Nodes []*Server
+	// Replicas, when started with StartClusterWithReplicas, are the
+	// replicas as started: Replicas[i] replicates Nodes[i]. After a failover
+	// their roles are swapped.
+	Replicas []*Server
 }
 
-// Addrs returns host:port of every node.
+// Addrs returns host:port of every node, masters first.
 func (c *Cluster) Addrs() []string {
-	a := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
-		a[i] = n.Addr
+	var a []string
+	for _, n := range c.all() {
+		a = append(a, n.Addr)
 	}
 	return a
 }
@@ -315,7 +339,7 @@ func (c *Cluster) Addrs() []string {
 // Close stops every node.
 func (c *Cluster) Close() error {
 	var errs []error
-	for _, n := range c.Nodes {
+	for _, n := range c.all() {
 		errs = append(errs, n.Close())
 	}
 	return errors.Join(errs...)
@@ -330,10 +354,7 @@ func StartCluster(ctx context.Context, masters int) (*Cluster, error) {
 	}
 	cl := &Cluster{}
 	for i := 0; i < masters; i++ {
-		n, err := StartProcess(ctx, &ProcessConfig{Args: []string{
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "yes",
-		}})
+		n, err := StartProcess(ctx, &ProcessConfig{Args: clusterNodeArgs})
 		if err != nil {
 			cl.Close()
 			return nil, err
@@ -348,13 +369,14 @@ func StartCluster(ctx context.Context, masters int) (*Cluster, error) {
 }
 
 func (cl *Cluster) join(ctx context.Context, masters int) error {
-	clients := make([]*redis.Client, len(cl.Nodes))
-	for i, n := range cl.Nodes {
+	nodes := cl.all()
+	clients := make([]*redis.Client, len(nodes))
+	for i, n := range nodes {
 		clients[i] = redis.NewClient(&redis.Options{Addr: n.Addr})
 		defer clients[i].Close()
 	}
 	per := 16384 / masters
-	for i, c := range clients {
+	for i, c := range clients[:masters] {
 		lo, hi := i*per, (i+1)*per-1
 		if i == masters-1 {
 			hi = 16383

@@ -39,13 +39,19 @@ func (s *SentinelSet) Close() error {
 // StartSentinel starts a primary, a replica of it and a Sentinel with quorum
 // 1, and waits until the Sentinel reports the master with its replica.
 func StartSentinel(ctx context.Context) (*SentinelSet, error) {
+	return StartSentinelArgs(ctx, nil)
+}
+
+// StartSentinelArgs is StartSentinel with extra redis-server arguments for
+// both data nodes, e.g. "--min-replicas-to-write", "1".
+func StartSentinelArgs(ctx context.Context, args []string) (*SentinelSet, error) {
 	set := &SentinelSet{MasterName: "patterns"}
 	var err error
-	if set.Primary, err = StartProcess(ctx, nil); err != nil {
+	if set.Primary, err = StartProcess(ctx, &ProcessConfig{Args: args}); err != nil {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(set.Primary.Addr)
-	if set.Replica, err = StartProcess(ctx, &ProcessConfig{Args: []string{"--replicaof", host, port}}); err != nil {
+	if set.Replica, err = StartProcess(ctx, &ProcessConfig{Args: append([]string{"--replicaof", host, port}, args...)}); err != nil {
 		set.Close()
 		return nil, err
 	}
@@ -77,6 +83,11 @@ func StartSentinel(ctx context.Context) (*SentinelSet, error) {
 	}
 	return set, nil
 }
+
+// WaitReplica waits until the Sentinel reports a replica of the current
+// master with its link up: after a failover, the old primary has become a
+// synced replica of the new one.
+func (set *SentinelSet) WaitReplica(ctx context.Context) error { return set.waitReplica(ctx) }
 
 func (set *SentinelSet) waitReplica(ctx context.Context) error {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: set.Sentinel.Addr})

@@ -1,0 +1,461 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redispatterns/patterns/internal/redisserver"
+)
+
+// faultOp is one operation of one pattern, made of one or more calls, that a
+// fault test runs again and again. run returns the first error.
+type faultOp struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// faultOps returns one operation per pattern of c, writes and reads
+// together, pipelines and transactions included. Each op keeps the state it
+// needs between runs (a session, a queue) and starts afresh when a fault
+// lost it.
+func faultOps(t testing.TB, c *Client) []faultOp {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ops []faultOp
+	add := func(name string, run func(ctx context.Context) error) {
+		ops = append(ops, faultOp{name, run})
+	}
+
+	var lockN atomic.Int64
+	add("lock", func(ctx context.Context) error {
+		// A key per run: a grant whose reply was lost must not block the
+		// next run until its TTL.
+		l, err := c.Obtain(ctx, "fault-lock-"+strconv.FormatInt(lockN.Add(1), 10), 5*time.Second, nil)
+		if err != nil {
+			return err
+		}
+		if err := l.Refresh(ctx, 5*time.Second); err != nil {
+			return err
+		}
+		return l.Release(ctx)
+	})
+
+	big := Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
+	for _, algo := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA} {
+		lim, err := c.NewLimiter(algo)
+		must(err)
+		add("rl-"+algo.String(), func(ctx context.Context) error {
+			_, err := lim.Allow(ctx, "fault-rl", big)
+			return err
+		})
+	}
+	batch, err := c.NewLimiter(TokenBucket)
+	must(err)
+	add("rl-batch", func(ctx context.Context) error {
+		_, err := batch.AllowBatch(ctx, []RateRequest{
+			{Key: "fault-b1", Limits: []Limit{big}},
+			{Key: "fault-b2", N: 2, Limits: []Limit{big, PerHour(1_000_000)}},
+			{Key: "fault-b3", Limits: []Limit{big}},
+		})
+		return err
+	})
+
+	cache, err := NewCache[string](c, "fault-cache", &CacheOptions{FailClosed: true, TTL: time.Minute})
+	must(err)
+	var cacheN atomic.Int64
+	add("cache", func(ctx context.Context) error {
+		k := "k" + strconv.FormatInt(cacheN.Add(1)%64, 10)
+		if err := cache.Set(ctx, k, "v", &SetOptions{Tags: []string{"t"}}); err != nil {
+			return err
+		}
+		if _, err := cache.Get(ctx, k, func(context.Context) (string, error) { return "loaded", nil }, nil); err != nil {
+			return err
+		}
+		return cache.InvalidateTags(ctx, "t")
+	})
+
+	sess, err := c.Sessions(nil)
+	must(err)
+	add("session", func(ctx context.Context) error {
+		id, err := sess.Create(ctx, "fault-user", map[string]string{"a": "1"})
+		if err != nil {
+			return err
+		}
+		if _, _, err := sess.Get(ctx, id); err != nil {
+			return err
+		}
+		return sess.Destroy(ctx, id)
+	})
+
+	board, err := c.Board("fault-board", &BoardOptions{Policy: Increment, Daily: time.Hour})
+	must(err)
+	add("board", func(ctx context.Context) error {
+		if _, err := board.Submit(ctx, "m", 1); err != nil {
+			return err
+		}
+		_, err := board.Top(ctx, 3, Competition)
+		return err
+	})
+
+	uniq, err := c.Uniques("fault-uniq", &UniquesOptions{Retention: time.Hour})
+	must(err)
+	act, err := c.Activity("fault-act", &ActivityOptions{Retention: time.Hour})
+	must(err)
+	var uniqN atomic.Int64
+	add("uniques+activity", func(ctx context.Context) error {
+		n := uniqN.Add(1) % 1000
+		if _, err := uniq.Add(ctx, "item-"+strconv.FormatInt(n, 10)); err != nil {
+			return err
+		}
+		if _, err := uniq.Count(ctx, time.Now(), 2); err != nil {
+			return err
+		}
+		if _, err := act.Mark(ctx, n); err != nil {
+			return err
+		}
+		_, err := act.Count(ctx, time.Now())
+		return err
+	})
+
+	q, err := c.Queue("fault-queue", &QueueOptions{Visibility: time.Second, Retention: time.Hour})
+	must(err)
+	add("queue", func(ctx context.Context) error {
+		if _, _, err := q.Enqueue(ctx, []byte("job"), nil); err != nil {
+			return err
+		}
+		m, _, err := q.TryDequeue(ctx)
+		if err != nil || m == nil {
+			return err
+		}
+		return m.Ack(ctx)
+	})
+
+	wb, err := NewWriteBehind[string](c, "fault-wb", &CacheOptions{TTL: time.Minute}, &QueueOptions{Retention: time.Hour})
+	must(err)
+	add("write-behind", func(ctx context.Context) error {
+		return wb.Set(ctx, "k", "v", nil)
+	})
+	return ops
+}
+
+// faultKind classifies an error seen under faults: "sentinel" (one of the
+// package's errors that report a state, such as a lock or session the
+// restart lost), "context", "network" (connection refused or reset, EOF, a
+// net.Error, the pool's timeout), "loading" (Redis still loading its data),
+// or "other": an error nobody can test for, which fails the tests. Errors
+// matching ErrUnexpectedReply or ErrInvalidArgument are "other" too: no fault
+// may produce them.
+func faultKind(err error) string {
+	var nerr net.Error
+	var rerr redis.Error
+	switch {
+	case errors.Is(err, ErrUnexpectedReply), errors.Is(err, ErrInvalidArgument):
+		return "other"
+	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld), errors.Is(err, ErrSessionNotFound),
+		errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNotFound):
+		return "sentinel"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "context"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, redis.ErrPoolTimeout),
+		errors.As(err, &nerr):
+		return "network"
+	case errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "LOADING"):
+		return "loading"
+	default:
+		return "other"
+	}
+}
+
+// restartable is a redis-server process that a test shuts down (SHUTDOWN
+// NOSAVE) and starts again, empty, on the same port.
+type restartable struct {
+	t    testing.TB
+	srv  *redisserver.Server
+	addr string
+	port int
+}
+
+func startRestartable(t testing.TB) *restartable {
+	t.Helper()
+	r := &restartable{t: t}
+	r.start()
+	r.addr, r.port = r.srv.Addr, r.srv.Port()
+	t.Cleanup(func() { _ = r.srv.Close() })
+	return r
+}
+
+func (r *restartable) start() {
+	r.t.Helper()
+	srv, err := redisserver.StartProcess(context.Background(), &redisserver.ProcessConfig{Port: r.port})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.srv = srv
+}
+
+// shutdown stops the server with SHUTDOWN NOSAVE and waits for its exit.
+func (r *restartable) shutdown() {
+	admin := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1})
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := admin.ShutdownNoSave(ctx).Err(); err != nil && faultKind(err) != "network" {
+		r.t.Errorf("SHUTDOWN NOSAVE: %v", err)
+	}
+	_ = r.srv.Close() // reaps the process (kills it if SHUTDOWN did not)
+}
+
+// startAndWaitReady starts the server again and returns when it first
+// answered PING: a fresh connection every millisecond, in plain RESP, so that
+// no client-side dial backoff delays the moment.
+func (r *restartable) startAndWaitReady() time.Time {
+	r.t.Helper()
+	ready := make(chan time.Time, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if pingOnce(r.addr) {
+				ready <- time.Now()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
+	r.start()
+	select {
+	case at := <-ready:
+		return at
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("started server never answered the readiness PING")
+		return time.Time{}
+	}
+}
+
+// pingOnce dials addr, sends PING and reports whether +PONG came back.
+func pingOnce(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 7)
+	n, _ := io.ReadFull(conn, buf)
+	return string(buf[:n]) == "+PONG\r\n"
+}
+
+// faultEvent is one failed call of a fault test.
+type faultEvent struct {
+	op         string
+	start, end time.Time
+	err        error
+}
+
+// TestRestartBattery runs every pattern at once, each in a tight loop, while
+// the server alternately loses its script cache (SCRIPT FLUSH) and restarts
+// empty (SHUTDOWN NOSAVE, then a new process on the same port), every second
+// or so. It checks that no call panics, that every error is one a caller can
+// test for (faultKind), that a SCRIPT FLUSH costs no error at all, and that
+// every pattern succeeds again soon after the restarted server first answers
+// PING; it logs that recovery time per pattern (max and median).
+//
+// Restarts alternate a short outage (100 ms, shorter than go-redis's dial
+// retries) and a long one (1.2 s). After a long one go-redis's pool has seen
+// PoolSize dials fail and stops dialing: it probes the address once a second
+// and fails calls at once meanwhile, so recovery then takes up to about a
+// second whatever the library does. The bound is 1 s after a short outage,
+// and 1 s plus a 500 ms margin for the probe after a long one.
+//
+// It runs for 15 s; PATTERNS_SOAK=1 runs it for 2 minutes.
+func TestRestartBattery(t *testing.T) {
+	t.Parallel()
+	duration := 15 * time.Second
+	if os.Getenv("PATTERNS_SOAK") != "" {
+		duration = 2 * time.Minute
+	}
+	outages := []struct {
+		name       string
+		down, want time.Duration
+	}{{"short", 100 * time.Millisecond, time.Second}, {"long", 1200 * time.Millisecond, 1500 * time.Millisecond}}
+	srv := startRestartable(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
+	t.Cleanup(func() { rdb.Close() })
+	c := newClient(t, rdb, boardLongLived)
+	ops := faultOps(t, c)
+
+	var (
+		mu       sync.Mutex
+		failures []faultEvent
+		// downAt[i] is when restart i's server was gone; firstOK[i][op] the
+		// end of op's first success among calls started after it.
+		downAt  []time.Time
+		firstOK []map[string]time.Time
+		okCount = map[string]int{}
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, op := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				start := time.Now()
+				err := func() (err error) {
+					defer func() {
+						if p := recover(); p != nil {
+							err = fmt.Errorf("panic: %v", p)
+						}
+					}()
+					return op.run(ctx)
+				}()
+				end := time.Now()
+				cancel()
+				mu.Lock()
+				if err == nil {
+					okCount[op.name]++
+					if n := len(downAt); n > 0 && start.After(downAt[n-1]) {
+						if _, seen := firstOK[n-1][op.name]; !seen {
+							firstOK[n-1][op.name] = end
+						}
+					}
+				} else {
+					failures = append(failures, faultEvent{op.name, start, end, err})
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(2 * time.Millisecond) // the server is down: do not spin
+				}
+			}
+		}()
+	}
+
+	// flushWindows are the periods, from a SCRIPT FLUSH to the next shutdown,
+	// in which no call may fail.
+	type window struct{ from, to time.Time }
+	var flushWindows []window
+	var readyAt []time.Time
+	var outage []int // index in outages of each restart
+	allRecovered := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(firstOK[i]) == len(ops)
+	}
+	begin := time.Now()
+	for time.Since(begin) < duration {
+		// Lose the script cache, under load.
+		time.Sleep(500 * time.Millisecond)
+		from := time.Now()
+		if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+			t.Errorf("SCRIPT FLUSH: %v", err)
+		}
+		time.Sleep(time.Second)
+		flushWindows = append(flushWindows, window{from, time.Now()})
+
+		// Restart empty on the same port.
+		kind := len(readyAt) % len(outages)
+		srv.shutdown()
+		mu.Lock()
+		downAt = append(downAt, time.Now())
+		firstOK = append(firstOK, map[string]time.Time{})
+		i := len(downAt) - 1
+		mu.Unlock()
+		time.Sleep(outages[kind].down) // the patterns fail meanwhile
+		readyAt = append(readyAt, srv.startAndWaitReady())
+		outage = append(outage, kind)
+		for deadline := time.Now().Add(5 * time.Second); !allRecovered(i) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	kinds := map[string]int{}
+	unprefixed := map[string]string{}
+	for _, f := range failures {
+		k := faultKind(f.err)
+		kinds[k]++
+		if !strings.HasPrefix(f.err.Error(), "patterns: ") {
+			unprefixed[f.op] = f.err.Error()
+		}
+		if k == "other" {
+			t.Errorf("%s: error no caller can test for: %v (%T)", f.op, f.err, f.err)
+		}
+		for _, w := range flushWindows {
+			if f.start.After(w.from) && f.end.Before(w.to) {
+				t.Errorf("%s failed after SCRIPT FLUSH, with the server up: %v", f.op, f.err)
+			}
+		}
+	}
+	t.Logf("%d restarts, %d script flushes in %v; successful runs per op: %v; failed runs by kind: %v",
+		len(downAt), len(flushWindows), time.Since(begin).Round(time.Millisecond), okCount, kinds)
+	for op, msg := range unprefixed {
+		t.Errorf("%s: error without the package's prefix: %s", op, msg)
+	}
+	if len(downAt) < len(outages) {
+		t.Fatalf("only %d restarts: the run proves little", len(downAt))
+	}
+	for k, o := range outages {
+		for _, op := range ops {
+			var recov []time.Duration
+			for i := range downAt {
+				if outage[i] != k {
+					continue
+				}
+				end, ok := firstOK[i][op.name]
+				if !ok {
+					t.Errorf("%s: no success within 5 s of restart %d", op.name, i+1)
+					continue
+				}
+				recov = append(recov, max(end.Sub(readyAt[i]), 0))
+			}
+			if len(recov) == 0 {
+				continue
+			}
+			slices.Sort(recov)
+			worst, p50 := recov[len(recov)-1], recov[len(recov)/2]
+			t.Logf("recovery after a %s outage (%v), %-18s max %6.1f ms, p50 %6.1f ms (%d restarts)", o.name, o.down, op.name,
+				float64(worst.Microseconds())/1000, float64(p50.Microseconds())/1000, len(recov))
+			if worst > o.want {
+				t.Errorf("%s: first success %v after the server answered PING (%s outage), over %v", op.name, worst, o.name, o.want)
+			}
+		}
+	}
+}
