@@ -130,6 +130,7 @@ type localLayer[T any] struct {
 	ttl, ping   time.Duration
 	swr         time.Duration
 	minWeight   uint32
+	maxEntries  int // the count bound when not weighted
 	onError     func(op, key string, err error)
 
 	up       atomic.Bool  // the invalidation subscription is confirmed
@@ -198,8 +199,8 @@ func newLocalLayer[T any](c *Client, name string, o LocalOptions, copt *CacheOpt
 	l.entryPrefix = l.keyPrefix + "e:"
 	opt := &otter.Options[string, localEntry[T]]{
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, localEntry[T]]) time.Duration { return e.Value.ttl }),
-		// Maintenance on the writing goroutine: no goroutine per write, and
-		// the bound is enforced before Set returns.
+		// Maintenance on the writing goroutine: no goroutine per write (put
+		// waits for it when another goroutine holds it).
 		Executor: func(fn func()) { fn() },
 	}
 	switch {
@@ -214,6 +215,7 @@ func newLocalLayer[T any](c *Client, name string, o LocalOptions, copt *CacheOpt
 		opt.Weigher = func(_ string, e localEntry[T]) uint32 { return e.weight }
 	default:
 		opt.MaximumSize = o.MaxEntries
+		l.maxEntries = o.MaxEntries
 	}
 	store, err := otter.New(opt)
 	if err != nil {
@@ -276,6 +278,13 @@ func (l *localLayer[T]) put(s localSnap, key string, v T, negative, tagged bool,
 	w := uint32(min(int64(size)+int64(len(key))+localOverhead, math.MaxUint32))
 	w = max(w, l.minWeight)
 	l.store.Set(key, localEntry[T]{v: v, negative: negative, tagged: tagged, tagEpoch: s.tags, ttl: ttl, weight: w})
+	// otter evicts in the maintenance that follows a write, which this
+	// goroutine skips when another one (an invalidation, a concurrent put)
+	// is running it; wait for that, so that the layer is within its bound
+	// when put returns (and over it by at most the puts in flight meanwhile).
+	if l.maxEntries == 0 || l.store.EstimatedSize() > l.maxEntries {
+		l.store.CleanUp()
+	}
 	if l.epoch.Load() != s.epoch || l.stripes[s.stripe].Load() != s.seq {
 		l.store.Invalidate(key)
 	}

@@ -246,6 +246,16 @@ func newToxi(t testing.TB, upstream string) *toxi {
 	return &toxi{t: t, proxy: p}
 }
 
+// newToxiOps starts a Redis behind a toxi and returns the toxi and every
+// pattern's operation (faultOps) on a client that connects through it.
+func newToxiOps(t testing.TB) (*toxi, []faultOp) {
+	t.Helper()
+	x := newToxi(t, patternstest.Redis(t).Options().Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	return x, faultOps(t, newClient(t, rdb, boardLongLived))
+}
+
 // addr is where clients connect.
 func (x *toxi) addr() string { return x.proxy.Listen }
 
@@ -274,12 +284,7 @@ func (x *toxi) remove(name string) {
 // deadline shorter than the latency is honoured.
 func TestNetworkLatency(t *testing.T) {
 	t.Parallel()
-	direct := patternstest.Redis(t)
-	x := newToxi(t, direct.Options().Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { rdb.Close() })
-	c := newClient(t, rdb, boardLongLived)
-	ops := faultOps(t, c)
+	x, ops := newToxiOps(t)
 	ctx := context.Background()
 
 	x.add("latency", "latency", "downstream", 1, map[string]any{"latency": 20, "jitter": 10})
@@ -321,12 +326,7 @@ func TestNetworkLatency(t *testing.T) {
 // works again once the network does.
 func TestNetworkTimeout(t *testing.T) {
 	t.Parallel()
-	direct := patternstest.Redis(t)
-	x := newToxi(t, direct.Options().Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { rdb.Close() })
-	c := newClient(t, rdb, boardLongLived)
-	ops := faultOps(t, c)
+	x, ops := newToxiOps(t)
 	ctx := context.Background()
 	for _, op := range ops {
 		if err := op.run(ctx); err != nil {
