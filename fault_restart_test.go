@@ -298,12 +298,15 @@ type faultEvent struct {
 // second whatever the library does. The bound is 1 s after a short outage,
 // and 1 s plus a 500 ms margin for the probe after a long one.
 //
-// It runs for 15 s; PATTERNS_SOAK=1 runs it for 2 minutes.
+// It runs for 15 s; PATTERNS_SOAK=1 runs it for 2 minutes, -short for 6 s.
 func TestRestartBattery(t *testing.T) {
 	t.Parallel()
 	duration := 15 * time.Second
 	if os.Getenv("PATTERNS_SOAK") != "" {
 		duration = 2 * time.Minute
+	}
+	if testing.Short() {
+		duration = 6 * time.Second // still both kinds of outage
 	}
 	outages := []struct {
 		name       string
