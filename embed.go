@@ -115,8 +115,14 @@ func (s *script) run(ctx context.Context, rdb redis.Scripter, keys []string, arg
 // args returns the EVALSHA command line for keys and args:
 // evalsha SHA numkeys keys... args...
 func (s *script) args(keys []string, args []any) []any {
+	return evalLine("evalsha", s.sha, keys, args)
+}
+
+// evalLine returns the command line verb body numkeys keys... args..., where
+// verb is "eval" or "evalsha" and body the script or its SHA1.
+func evalLine(verb string, body any, keys []string, args []any) []any {
 	a := make([]any, 0, 3+len(keys)+len(args))
-	a = append(a, "evalsha", s.sha, len(keys))
+	a = append(a, verb, body, len(keys))
 	for _, k := range keys {
 		a = append(a, k)
 	}
@@ -126,10 +132,10 @@ func (s *script) args(keys []string, args []any) []any {
 // runArgs runs an EVALSHA command line made by args (callers on a hot path
 // may build and keep it themselves), falling back to EVAL on NOSCRIPT.
 func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any) *redis.Cmd {
-	cmd := s.newCmd(ctx, evalsha)
+	cmd := newEvalCmd(ctx, evalsha)
 	_ = process(ctx, rdb, cmd)
 	if isNoScript(cmd.Err()) {
-		cmd = s.newCmd(ctx, s.evalArgs(evalsha))
+		cmd = newEvalCmd(ctx, s.evalArgs(evalsha))
 		_ = process(ctx, rdb, cmd)
 	}
 	return cmd
@@ -141,9 +147,9 @@ func (s *script) evalArgs(evalsha []any) []any {
 	return a
 }
 
-// newCmd makes the command for a command line, with the first key marked for
-// cluster routing.
-func (s *script) newCmd(ctx context.Context, args []any) *redis.Cmd {
+// newEvalCmd makes the command for an EVAL or EVALSHA command line, with the
+// first key marked for cluster routing.
+func newEvalCmd(ctx context.Context, args []any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
 	if n, _ := args[2].(int); n > 0 {
 		cmd.SetFirstKeyPos(3)
@@ -168,6 +174,7 @@ type processor interface {
 	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
+// process sends cmd through rdb (a client or a pipeline) at most once.
 func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 	p, ok := rdb.(processor)
 	if !ok {
@@ -192,16 +199,8 @@ func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, a
 }
 
 func (o onceScripter) once(ctx context.Context, verb, body string, keys []string, args []any) *redis.Cmd {
-	line := make([]any, 0, 3+len(keys)+len(args))
-	line = append(line, verb, body, len(keys))
-	for _, k := range keys {
-		line = append(line, k)
-	}
-	cmd := redis.NewCmd(ctx, append(line, args...)...)
-	if len(keys) > 0 {
-		cmd.SetFirstKeyPos(3)
-	}
-	_ = o.UniversalClient.Process(ctx, onceCmd{cmd})
+	cmd := newEvalCmd(ctx, evalLine(verb, body, keys, args))
+	_ = process(ctx, o.UniversalClient, cmd)
 	return cmd
 }
 
@@ -227,7 +226,7 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe := c.rdb.Pipeline()
 	for i := range calls {
-		calls[i].cmd = calls[i].script.newCmd(ctx, calls[i].line)
+		calls[i].cmd = newEvalCmd(ctx, calls[i].line)
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, err := pipe.Exec(ctx)
@@ -242,7 +241,7 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	}
 	pipe = c.rdb.Pipeline()
 	for _, i := range again {
-		calls[i].cmd = calls[i].script.newCmd(ctx, calls[i].script.evalArgs(calls[i].line))
+		calls[i].cmd = newEvalCmd(ctx, calls[i].script.evalArgs(calls[i].line))
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, _ = pipe.Exec(ctx)
@@ -277,7 +276,7 @@ func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, tim
 		if verb == "eval" {
 			cmdLine = s.evalArgs(line)
 		}
-		cmd := s.newCmd(ctx, cmdLine)
+		cmd := newEvalCmd(ctx, cmdLine)
 		_ = pipe.Process(ctx, onceCmd{cmd})
 		wait := redis.NewIntCmd(ctx, "wait", replicas, timeout.Milliseconds())
 		_ = pipe.Process(ctx, wait)

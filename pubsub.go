@@ -42,7 +42,7 @@ func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
 	// At most once, as the scripts: a retry after a lost reply would
 	// deliver the event twice.
 	cmd := redis.NewCmd(ctx, "publish", t.channel, b)
-	_ = t.c.rdb.Process(ctx, onceCmd{cmd})
+	_ = process(ctx, t.c.rdb, cmd)
 	n, err := cmd.Int64()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: %w", t.name, err)

@@ -404,6 +404,37 @@ func (l *Limiter) parse(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 	return parseResult(cmd, limits)
 }
 
+// limitOutcome is one limit's part of a decision.
+type limitOutcome struct {
+	allowed      bool
+	remaining    int
+	retry, reset int64 // ms
+}
+
+// foldLimits makes the Result of a decision over limits from each limit's
+// outcome: every limit must agree on allowed (the scripts decide for all at
+// once); Remaining and Limit are the most restrictive limit's, RetryAfter
+// and ResetAfter the longest. It reports false when outcome does, or when
+// the limits disagree: a reply the library cannot read.
+func foldLimits(limits []Limit, outcome func(i int, lim Limit) (limitOutcome, bool)) (Result, bool) {
+	var res Result
+	var retry, reset int64
+	for i, lim := range limits {
+		o, ok := outcome(i, lim)
+		if !ok || (i > 0 && o.allowed != res.Allowed) {
+			return Result{}, false
+		}
+		res.Allowed = o.allowed
+		if i == 0 || o.remaining < res.Remaining {
+			res.Remaining, res.Limit = o.remaining, lim
+		}
+		retry, reset = max(retry, o.retry), max(reset, o.reset)
+	}
+	res.RetryAfter = time.Duration(retry) * time.Millisecond
+	res.ResetAfter = time.Duration(reset) * time.Millisecond
+	return res, true
+}
+
 // parseFixedWindow reads rl_fixed_window's reply: per limit, the count after
 // the request (> 0) if it was admitted, or -(count + 1) as it is if it was
 // denied, and the ms left in the window.
@@ -415,29 +446,25 @@ func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 	if len(v) != 2*len(limits) {
 		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	var res Result
-	var retry, reset int64
-	for i, lim := range limits {
+	res, ok := foldLimits(limits, func(i int, lim Limit) (limitOutcome, bool) {
 		count, ok1 := v[2*i].(int64)
 		left, ok2 := v[2*i+1].(int64)
-		if !ok1 || !ok2 || count == 0 || left < 1 || (i > 0 && (count > 0) != res.Allowed) {
-			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		if !ok1 || !ok2 || count == 0 || left < 1 {
+			return limitOutcome{}, false
 		}
-		res.Allowed = count > 0
+		o := limitOutcome{allowed: count > 0, reset: left}
 		if count < 0 {
 			count = -count - 1
 			if count+int64(n) > int64(lim.Rate) {
-				retry = max(retry, left)
+				o.retry = left
 			}
 		}
-		remaining := int(max(int64(lim.Rate)-count, 0))
-		if i == 0 || remaining < res.Remaining {
-			res.Remaining, res.Limit = remaining, lim
-		}
-		reset = max(reset, left)
+		o.remaining = int(max(int64(lim.Rate)-count, 0))
+		return o, true
+	})
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	res.RetryAfter = time.Duration(retry) * time.Millisecond
-	res.ResetAfter = time.Duration(reset) * time.Millisecond
 	return res, nil
 }
 
@@ -457,31 +484,25 @@ func parseTokenBucket(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 	if len(vals) != len(limits) {
 		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	var res Result
-	var retry, reset int64
-	for i, x := range vals {
-		d, ok := x.(int64)
-		if !ok || d == 0 || (i > 0 && (d > 0) != res.Allowed) {
-			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	res, ok := foldLimits(limits, func(i int, lim Limit) (limitOutcome, bool) {
+		d, ok := vals[i].(int64)
+		if !ok || d == 0 {
+			return limitOutcome{}, false
 		}
-		lim := limits[i]
 		ms, rate := lim.Period.Milliseconds(), int64(lim.Rate)
 		capacity := int64(lim.burst()) * ms
-		res.Allowed = d > 0
+		o := limitOutcome{allowed: d > 0}
 		if d < 0 {
 			d = -d
-			if wait := ceilDiv(d+int64(n)*ms-capacity, rate); wait > retry {
-				retry = wait
-			}
+			o.retry = ceilDiv(d+int64(n)*ms-capacity, rate)
 		}
-		left := int(max(capacity-d, 0) / ms)
-		if i == 0 || left < res.Remaining {
-			res.Remaining, res.Limit = left, lim
-		}
-		reset = max(reset, ceilDiv(d, rate))
+		o.remaining = int(max(capacity-d, 0) / ms)
+		o.reset = ceilDiv(d, rate)
+		return o, true
+	})
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	res.RetryAfter = time.Duration(retry) * time.Millisecond
-	res.ResetAfter = time.Duration(reset) * time.Millisecond
 	return res, nil
 }
 

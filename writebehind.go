@@ -78,8 +78,8 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *SetO
 	// EVAL, not EVALSHA: inside MULTI a NOSCRIPT would fail one command and
 	// not the other.
 	_, err = w.queue.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		_ = p.Process(ctx, onceCmd{scriptCacheSet.newCmd(ctx, scriptCacheSet.evalArgs(set))})
-		_ = p.Process(ctx, onceCmd{scriptQueue.newCmd(ctx, scriptQueue.evalArgs(enq))})
+		_ = p.Process(ctx, onceCmd{newEvalCmd(ctx, scriptCacheSet.evalArgs(set))})
+		_ = p.Process(ctx, onceCmd{newEvalCmd(ctx, scriptQueue.evalArgs(enq))})
 		return nil
 	})
 	if err != nil {
