@@ -270,7 +270,7 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 			return nil, err
 		}
 		o.Local = &lo
-		if k.local, err = newLocalLayer[T](c, name, lo, o); err != nil {
+		if k.local, err = newLocalLayer[T](c.rdb, k.entryKey(""), k.tags[0], c.key("cache", name, "inv"), lo, o); err != nil {
 			return nil, err
 		}
 	}
@@ -428,14 +428,11 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
 	}
-	if k.local != nil {
-		if le, ok := k.local.get(key); ok {
-			k.localHits.Add(1)
-			if le.negative {
-				return value, true, ErrNotFound
-			}
-			return le.v, true, nil
+	if le, ok := k.fromLocal(key); ok {
+		if le.negative {
+			return value, true, ErrNotFound
 		}
+		return le.v, true, nil
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
@@ -455,6 +452,19 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 		k.keep(key, e, value)
 	}
 	return value, err == nil, err
+}
+
+// fromLocal returns key's entry from the local layer, if there is one and
+// it holds the key, and counts the hit.
+func (k *Cache[T]) fromLocal(key string) (localEntry[T], bool) {
+	if k.local == nil {
+		return localEntry[T]{}, false
+	}
+	le, ok := k.local.get(key)
+	if ok {
+		k.localHits.Add(1)
+	}
+	return le, ok
 }
 
 // keep stores a Redis hit in the local layer, if there is one.
@@ -482,14 +492,11 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
-	if k.local != nil {
-		if le, ok := k.local.get(key); ok {
-			k.localHits.Add(1)
-			if le.negative {
-				return zero, ErrNotFound
-			}
-			return le.v, nil
+	if le, ok := k.fromLocal(key); ok {
+		if le.negative {
+			return zero, ErrNotFound
 		}
+		return le.v, nil
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
@@ -681,32 +688,30 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
-	ek := k.entryKey(key)
-	err := scriptCacheSet.run(ctx, k.c.rdb, []string{ek, k.leaseKey(key)},
-		payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, token).Err()
-	k.wrote(ctx, "set", key, ek, err)
+	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
+		payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, token, k.fanout()).Err()
+	k.evictLocal(key)
 	if err != nil {
 		return k.redisError("set", key, err)
 	}
 	return nil
 }
 
-// wrote runs after a write of key (Redis key rk), failed or not: the local
-// layer drops the key at once (the write may have landed), and, in the
-// pub/sub fallback, the other processes are told.
-func (k *Cache[T]) wrote(ctx context.Context, op, key, rk string, err error) {
-	if k.local == nil {
-		return
+// fanout is the channel on which writes announce the keys they change, for
+// the local layers of other processes that fall back to pub/sub; "" when
+// this cache has no local layer or its server tracks keys itself.
+func (k *Cache[T]) fanout() string {
+	if k.local == nil || k.local.tracking.Load() {
+		return ""
 	}
-	if rk == k.tags[0] {
-		k.local.invalidateTags()
-	} else {
+	return k.local.channel
+}
+
+// evictLocal drops key from the local layer, if any, after a write of it,
+// failed or not (the write may have landed).
+func (k *Cache[T]) evictLocal(key string) {
+	if k.local != nil {
 		k.local.invalidate(key)
-	}
-	if err == nil {
-		if perr := k.local.publish(ctx, rk); perr != nil {
-			_ = k.redisError(op, key, perr)
-		}
 	}
 }
 
@@ -717,8 +722,17 @@ func (k *Cache[T]) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	ek := k.entryKey(key)
-	err := k.c.rdb.Del(ctx, ek).Err()
-	k.wrote(ctx, "delete", key, ek, err)
+	var err error
+	if ch := k.fanout(); ch == "" {
+		err = k.c.rdb.Del(ctx, ek).Err()
+	} else {
+		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, ek)
+			p.Publish(ctx, ch, ek)
+			return nil
+		})
+	}
+	k.evictLocal(key)
 	if err != nil {
 		return k.redisError("delete", key, err)
 	}
@@ -735,13 +749,15 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if err := k.checkSet(&SetOptions{Tags: tags}); err != nil {
 		return err
 	}
-	args := make([]any, 0, len(tags)+1)
-	args = append(args, k.opt.MaxTTL.Milliseconds())
+	args := make([]any, 0, len(tags)+2)
+	args = append(args, k.opt.MaxTTL.Milliseconds(), k.fanout())
 	for _, t := range tags {
 		args = append(args, t)
 	}
 	err := scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
-	k.wrote(ctx, "invalidate", strings.Join(tags, ","), k.tags[0], err)
+	if k.local != nil {
+		k.local.invalidateTags()
+	}
 	if err != nil {
 		return k.redisError("invalidate", strings.Join(tags, ","), err)
 	}

@@ -39,9 +39,10 @@ import (
 //
 // When the server refuses CLIENT TRACKING (before Redis 6, a proxy, an ACL
 // that denies it), the layer falls back to pub/sub: every Set, Delete and
-// InvalidateTags of a cache that has a local layer PUBLISHes the key it
-// changed on prefix:cache:{name}:inv after its write, and the layers
-// subscribed there drop it. Writes that bypass such a cache (a cache
+// InvalidateTags of a cache that has a local layer (and every Set of a
+// WriteBehind over it) PUBLISHes the key it changed on
+// prefix:cache:{name}:inv, in the script that writes (Delete: in the same
+// round trip), and the layers subscribed there drop it. Writes that bypass such a cache (a cache
 // without a local layer, another program, an expiry) are then not seen, and
 // a changed entry may be served locally until its local TTL.
 //
@@ -177,26 +178,28 @@ func checkLocal(o LocalOptions, maxTTL time.Duration) (LocalOptions, error) {
 	return o, nil
 }
 
-// newLocalLayer makes the layer and starts its invalidation listener.
-func newLocalLayer[T any](c *Client, name string, o LocalOptions, copt *CacheOptions) (*localLayer[T], error) {
-	switch c.rdb.(type) {
+// newLocalLayer makes the layer and starts its invalidation listener. Its
+// cache's entries are Redis keys entryPrefix + escaped key, its tag record
+// tagsKey, and channel is the pub/sub fallback's.
+func newLocalLayer[T any](rdb redis.UniversalClient, entryPrefix, tagsKey, channel string, o LocalOptions, copt *CacheOptions) (*localLayer[T], error) {
+	switch rdb.(type) {
 	case *redis.Client, *redis.ClusterClient:
 	default:
-		return nil, invalidf("local layer: needs a *redis.Client or *redis.ClusterClient, not %T", c.rdb)
+		return nil, invalidf("local layer: needs a *redis.Client or *redis.ClusterClient, not %T", rdb)
 	}
 	l := &localLayer[T]{
-		rdb:       c.rdb,
-		keyPrefix: c.key("cache", name) + ":",
-		tagsKey:   c.key("cache", name, "tags"),
-		channel:   c.key("cache", name, "inv"),
-		ttl:       o.TTL,
-		ping:      o.PingInterval,
-		swr:       copt.StaleWhileRevalidate,
-		onError:   copt.OnError,
-		seed:      maphash.MakeSeed(),
-		done:      make(chan struct{}),
+		rdb:         rdb,
+		keyPrefix:   tagsKey[:strings.LastIndexByte(tagsKey, ':')+1], // prefix:cache:{name}:
+		entryPrefix: entryPrefix,
+		tagsKey:     tagsKey,
+		channel:     channel,
+		ttl:         o.TTL,
+		ping:        o.PingInterval,
+		swr:         copt.StaleWhileRevalidate,
+		onError:     copt.OnError,
+		seed:        maphash.MakeSeed(),
+		done:        make(chan struct{}),
 	}
-	l.entryPrefix = l.keyPrefix + "e:"
 	opt := &otter.Options[string, localEntry[T]]{
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, localEntry[T]]) time.Duration { return e.Value.ttl }),
 		// Maintenance on the writing goroutine: no goroutine per write (put
@@ -326,14 +329,6 @@ func (l *localLayer[T]) setUp(up bool) {
 	}
 	l.up.Store(false)
 	l.clear()
-}
-
-// publish is the pub/sub fallback: called after a write of redisKey.
-func (l *localLayer[T]) publish(ctx context.Context, redisKey string) error {
-	if l.tracking.Load() {
-		return nil
-	}
-	return l.rdb.Publish(ctx, l.channel, redisKey).Err()
 }
 
 // close stops the listener and empties the layer.

@@ -462,6 +462,25 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 	holdLocally(t, b, "k")
 	a.Delete(ctx, "k")
 	eventually(t, "published Delete", func() bool { _, ok, _ := b.Lookup(ctx, "k"); return !ok })
+
+	// A write-behind over the same cache: its Set evicts from its own layer
+	// at once and publishes to the others.
+	wb, err := NewWriteBehind[int](c, "n", &CacheOptions{Local: &LocalOptions{}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wb.Cache().Close)
+	waitLocalUp(t, wb.Cache(), 0)
+	a.Set(ctx, "k", 4, nil)
+	holdLocally(t, b, "k")
+	holdLocally(t, wb.Cache(), "k")
+	if err := wb.Set(ctx, "k", 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := wb.Cache().Lookup(ctx, "k"); v != 5 {
+		t.Fatalf("own layer after WriteBehind.Set: %d, want 5", v)
+	}
+	eventually(t, "published WriteBehind.Set", func() bool { v, _, _ := b.Lookup(ctx, "k"); return v == 5 })
 }
 
 // TestCacheLocalMemoryBound fills layers far past their bounds.

@@ -73,7 +73,7 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *SetO
 		return invalidf("write of %d bytes, over %d", len(body), MaxMessageBytes)
 	}
 	set := scriptCacheSet.args([]string{w.cache.entryKey(key), w.cache.leaseKey(key)},
-		[]any{payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0, ""})
+		[]any{payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0, "", w.cache.fanout()})
 	enq := scriptQueue.args(w.queue.keys, []any{"enqueue", w.queue.opt.Retention.Milliseconds(), "", body, 0})
 	// EVAL, not EVALSHA: inside MULTI a NOSCRIPT would fail one command and
 	// not the other.
@@ -82,6 +82,7 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *SetO
 		_ = p.Process(ctx, onceCmd{newEvalCmd(ctx, scriptQueue.evalArgs(enq))})
 		return nil
 	})
+	w.cache.evictLocal(key)
 	if err != nil {
 		return fmt.Errorf("patterns: write-behind %q: set %q: %w", w.cache.name, key, err)
 	}
