@@ -236,12 +236,7 @@ func (r *restartable) startAndWaitReady() time.Time {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
+		for !closed(done) {
 			if pingOnce(r.addr) {
 				ready <- time.Now()
 				return
@@ -315,17 +310,21 @@ func TestRestartBattery(t *testing.T) {
 	srv := startRestartable(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
 	t.Cleanup(func() { rdb.Close() })
-	c := newClient(t, rdb, boardLongLived)
+	c := newClient(t, rdb, allTimeBoard)
 	ops := faultOps(t, c)
 
+	// restart is one shutdown and start of the server.
+	type restart struct {
+		outage  int                  // index in outages
+		downAt  time.Time            // when the server was gone
+		readyAt time.Time            // when the new one first answered PING
+		firstOK map[string]time.Time // per op: the end of its first success among calls started after downAt
+	}
 	var (
 		mu       sync.Mutex
 		failures []faultEvent
-		// downAt[i] is when restart i's server was gone; firstOK[i][op] the
-		// end of op's first success among calls started after it.
-		downAt  []time.Time
-		firstOK []map[string]time.Time
-		okCount = map[string]int{}
+		restarts []*restart
+		okCount  = map[string]int{}
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -333,12 +332,7 @@ func TestRestartBattery(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !closed(stop) {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				start := time.Now()
 				err := func() (err error) {
@@ -354,9 +348,9 @@ func TestRestartBattery(t *testing.T) {
 				mu.Lock()
 				if err == nil {
 					okCount[op.name]++
-					if n := len(downAt); n > 0 && start.After(downAt[n-1]) {
-						if _, seen := firstOK[n-1][op.name]; !seen {
-							firstOK[n-1][op.name] = end
+					if n := len(restarts); n > 0 && start.After(restarts[n-1].downAt) {
+						if _, seen := restarts[n-1].firstOK[op.name]; !seen {
+							restarts[n-1].firstOK[op.name] = end
 						}
 					}
 				} else {
@@ -374,12 +368,10 @@ func TestRestartBattery(t *testing.T) {
 	// in which no call may fail.
 	type window struct{ from, to time.Time }
 	var flushWindows []window
-	var readyAt []time.Time
-	var outage []int // index in outages of each restart
-	allRecovered := func(i int) bool {
+	allRecovered := func(r *restart) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(firstOK[i]) == len(ops)
+		return len(r.firstOK) == len(ops)
 	}
 	begin := time.Now()
 	for time.Since(begin) < duration {
@@ -392,18 +384,17 @@ func TestRestartBattery(t *testing.T) {
 		time.Sleep(time.Second)
 		flushWindows = append(flushWindows, window{from, time.Now()})
 
-		// Restart empty on the same port.
-		kind := len(readyAt) % len(outages)
+		// Restart empty on the same port, short and long outages in turn.
+		r := &restart{outage: len(restarts) % len(outages), firstOK: map[string]time.Time{}}
 		srv.shutdown()
 		mu.Lock()
-		downAt = append(downAt, time.Now())
-		firstOK = append(firstOK, map[string]time.Time{})
-		i := len(downAt) - 1
+		r.downAt = time.Now()
+		restarts = append(restarts, r)
 		mu.Unlock()
-		time.Sleep(outages[kind].down) // the patterns fail meanwhile
-		readyAt = append(readyAt, srv.startAndWaitReady())
-		outage = append(outage, kind)
-		for deadline := time.Now().Add(5 * time.Second); !allRecovered(i) && time.Now().Before(deadline); {
+		time.Sleep(outages[r.outage].down) // the patterns fail meanwhile
+		// The op goroutines never read readyAt: no lock needed.
+		r.readyAt = srv.startAndWaitReady()
+		for deadline := time.Now().Add(5 * time.Second); !allRecovered(r) && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
@@ -428,26 +419,26 @@ func TestRestartBattery(t *testing.T) {
 		}
 	}
 	t.Logf("%d restarts, %d script flushes in %v; successful runs per op: %v; failed runs by kind: %v",
-		len(downAt), len(flushWindows), time.Since(begin).Round(time.Millisecond), okCount, kinds)
+		len(restarts), len(flushWindows), time.Since(begin).Round(time.Millisecond), okCount, kinds)
 	for op, msg := range unprefixed {
 		t.Errorf("%s: error without the package's prefix: %s", op, msg)
 	}
-	if len(downAt) < len(outages) {
-		t.Fatalf("only %d restarts: the run proves little", len(downAt))
+	if len(restarts) < len(outages) {
+		t.Fatalf("only %d restarts: the run proves little", len(restarts))
 	}
 	for k, o := range outages {
 		for _, op := range ops {
 			var recov []time.Duration
-			for i := range downAt {
-				if outage[i] != k {
+			for i, r := range restarts {
+				if r.outage != k {
 					continue
 				}
-				end, ok := firstOK[i][op.name]
+				end, ok := r.firstOK[op.name]
 				if !ok {
 					t.Errorf("%s: no success within 5 s of restart %d", op.name, i+1)
 					continue
 				}
-				recov = append(recov, max(end.Sub(readyAt[i]), 0))
+				recov = append(recov, max(end.Sub(r.readyAt), 0))
 			}
 			if len(recov) == 0 {
 				continue

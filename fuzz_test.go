@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -32,8 +35,9 @@ const maxKeyBytes = maxPrefixLen + 2*3*MaxIDLen + 128
 // fuzzClient is a Client for key building only: no Redis is ever reached.
 func fuzzClient() *Client { return &Client{prefix: DefaultPrefix, releaseTimeout: time.Second} }
 
-// checkKey fails t unless key starts with prefix:pattern:{ followed by the
-// escaped id, is in the id's slot and is at most maxKeyBytes long.
+// checkKey fails t unless key starts with prefix:pattern:{ followed by its
+// hash tag, that tag is the escaped id (so the key is in the id's slot) and
+// decodes back to the id, and key is at most maxKeyBytes long.
 func checkKey(t *testing.T, key, pattern, id string) {
 	t.Helper()
 	head := DefaultPrefix + ":" + pattern + ":{"
@@ -44,11 +48,11 @@ func checkKey(t *testing.T, key, pattern, id string) {
 	if !strings.HasPrefix(key, head+tag+"}") {
 		t.Fatalf("key %q: its hash tag %q is not right after %q", key, tag, head)
 	}
+	if want := escapeID(id); tag != want {
+		t.Fatalf("key %q: hash tag %q, want the escaped id %q", key, tag, want)
+	}
 	if got := unescape(t, tag); got != id {
 		t.Fatalf("key %q: hash tag decodes to %q, want the id %q", key, got, id)
-	}
-	if want := int(crc16(escapeID(id)) % 16384); keySlot(key) != want {
-		t.Fatalf("key %q in slot %d, the id's slot is %d", key, keySlot(key), want)
 	}
 	if len(key) > maxKeyBytes {
 		t.Fatalf("key of %d bytes, over the cap of %d", len(key), maxKeyBytes)
@@ -102,28 +106,71 @@ func FuzzClientKey(f *testing.F) {
 	})
 }
 
-// FuzzQueryKey: QueryKey for any query and parameters.
+// FuzzQueryKey: QueryKey for any query and parameters, against what its doc
+// promises: equal input gives an equal key, any difference another key.
+// Parameters are refused (ErrInvalidArgument) exactly when JSON cannot encode
+// them: here, a NaN or infinite float. Swapping two distinct strings is
+// checked only when both are valid UTF-8: JSON encodes every invalid byte as
+// the escape \ufffd, so that "\xff" and "\xfe" give one key.
 func FuzzQueryKey(f *testing.F) {
 	f.Add("SELECT * FROM t WHERE id = ?", "42", int64(42), 1.5)
 	f.Add("", "\xff", int64(-1), 0.0)
+	f.Add("q", "q", int64(math.MaxInt64), math.Inf(1))
+	f.Add("a", "b", int64(0), math.NaN())
+	f.Add("\u2028<>&", "\"}", int64(math.MinInt64), -0.5)
 	f.Fuzz(func(t *testing.T, query, s string, n int64, x float64) {
-		k1, err1 := QueryKey(query, s, n, x)
-		k2, err2 := QueryKey(query, map[string]any{"s": s, "n": n, "x": x})
-		for _, err := range []error{err1, err2} {
+		key := func(q string, params ...any) string {
+			t.Helper()
+			k, err := QueryKey(q, params...)
 			if err != nil {
-				wantInvalid(t, "QueryKey", err) // NaN and infinities do not encode
-				return
+				t.Fatalf("QueryKey(%q, %#v): %v", q, params, err)
 			}
+			if _, err := hex.DecodeString(strings.TrimPrefix(k, "q:")); err != nil || len(k) != len("q:")+64 || strings.ToLower(k) != k {
+				t.Fatalf("key %q: want q: and 64 lowercase hex digits", k)
+			}
+			// A query key is a cache key: it must be one the cache accepts.
+			if checkCacheKey(k) != nil {
+				t.Fatalf("cache refuses query key %q", k)
+			}
+			return k
 		}
-		if len(k1) != len("q:")+64 || len(k2) != len(k1) {
-			t.Fatalf("keys %q, %q: want q: and 64 hex digits", k1, k2)
+		_, err1 := QueryKey(query, s, n, x)
+		_, err2 := QueryKey(query, map[string]any{"s": s, "n": n, "x": x})
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			wantInvalid(t, "QueryKey with a NaN or infinite parameter", err1)
+			wantInvalid(t, "QueryKey with a NaN or infinite map value", err2)
+			x = 0 // the properties below need an x that encodes
 		}
-		if again, _ := QueryKey(query, s, n, x); again != k1 {
+		// Stable, whatever order a map's keys come out in.
+		k1, k2 := key(query, s, n, x), key(query, map[string]any{"s": s, "n": n, "x": x})
+		if key(query, s, n, x) != k1 || key(query, map[string]any{"x": x, "n": n, "s": s}) != k2 {
 			t.Fatal("QueryKey is not stable")
 		}
-		// A query key is a cache key: it must be one the cache accepts.
-		if checkCacheKey(k1) != nil {
-			t.Fatalf("cache refuses query key %q", k1)
+		// Any difference gives another key.
+		distinct := map[string]string{
+			"positional":    k1,
+			"map":           k2,
+			"no params":     key(query),
+			"without x":     key(query, s, n),
+			"query + space": key(query+" ", s, n, x),
+			"s + x":         key(query, s+"x", n, x),
+			"n + 1":         key(query, s, n+1, x),
+			"x + 1":         key(query, s, n, x+1),
+			"n as a string": key(query, s, strconv.FormatInt(n, 10), x),
+			"nested":        key(query, []any{s, n, x}),
+		}
+		if x+1 == x { // too large for +1 to change it
+			delete(distinct, "x + 1")
+		}
+		if query != s && utf8.ValidString(query) && utf8.ValidString(s) {
+			distinct["query and s swapped"] = key(s, query, n, x)
+		}
+		seen := map[string]string{}
+		for what, k := range distinct {
+			if prev, dup := seen[k]; dup {
+				t.Fatalf("query %q, params %q, %d, %v: %s and %s give one key %s", query, s, n, x, prev, what, k)
+			}
+			seen[k] = what
 		}
 	})
 }
@@ -359,14 +406,12 @@ func FuzzCounterKeys(f *testing.F) {
 // seeds; -fuzz runs it on fuzzed ids and members.
 func FuzzPatternsOnCluster(f *testing.F) {
 	for _, id := range fuzzIDs {
-		f.Add(id, "m:{1}")
+		if validID(id) { // the others are refused before Redis
+			f.Add(id, "m:{1}")
+		}
 	}
-	f.Add("board", "")
 	rdb := patternstest.Cluster(f)
-	allTime := func(k string) bool {
-		return strings.HasSuffix(k, "}:s") || strings.HasSuffix(k, "}:r") || strings.HasSuffix(k, "}:h")
-	}
-	c := newClient(f, rdb, allTime)
+	c := newClient(f, rdb, allTimeBoard)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, id, member string) {
 		if !validID(id) || !validID(member) {
@@ -459,7 +504,7 @@ func FuzzPatternsOnCluster(f *testing.F) {
 				if err != nil {
 					return err
 				}
-				if ttl == -1 && !allTime(k) {
+				if ttl == -1 && !allTimeBoard(k) {
 					t.Errorf("key %q has no TTL", k)
 				}
 				node.Unlink(ctx, k)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,24 +31,51 @@ import (
 // TTL: the all-time leaderboard, prefix:lb:{name}:s, :r and :h.
 var longLivedKey = regexp.MustCompile(`^[^{}]*:lb:\{[^{}]*\}:[srh]$`).MatchString
 
-// keyAudit collects the keys without a TTL found in the servers it scans.
+// keyAudit collects the keys without a TTL found in the servers it scans,
+// and the servers it could not scan.
 type keyAudit struct {
-	mu      sync.Mutex
-	found   map[string]string // key -> where
-	scanned int               // servers scanned
+	mu        sync.Mutex
+	found     map[string]string // key -> where
+	scanned   int               // servers scanned
+	sentinels int               // Sentinels skipped: they hold no keys
+	dead      int               // servers skipped: nothing listened any more
+	unscanned map[string]error  // where -> why, for the other servers not scanned
 }
 
-func newKeyAudit() *keyAudit { return &keyAudit{found: map[string]string{}} }
+func newKeyAudit() *keyAudit {
+	return &keyAudit{found: map[string]string{}, unscanned: map[string]error{}}
+}
 
 // scanServer audits every key matching match ("*" for all) on the server at
-// addr. A server that does not answer, or does not hold keys (a Sentinel),
-// is skipped: it can hold nothing to audit for this run.
+// addr. A server that refuses the connection (it is dead already) or does not
+// hold keys (a Sentinel) is skipped: it can hold nothing to audit for this
+// run. Any other error (a stalled server that times out) is returned and
+// recorded: the run's audit then fails.
 func (a *keyAudit) scanServer(addr, match string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
+		// A cluster replica answers reads of its master's slots only after
+		// READONLY; elsewhere Redis refuses the command, harmlessly. A
+		// network error (no reply read) fails the connection.
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error {
+			var rerr redis.Error
+			if err := cn.ReadOnly(ctx).Err(); err != nil && !errors.As(err, &rerr) {
+				return err
+			}
+			return nil
+		},
+	})
 	defer c.Close()
-	return a.scan(ctx, c, addr, match)
+	err := a.scan(ctx, c, addr, match)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		a.mu.Lock()
+		a.dead++
+		a.mu.Unlock()
+		return nil
+	}
+	return err
 }
 
 func (a *keyAudit) scan(ctx context.Context, c *redis.Client, where, match string) error {
@@ -54,9 +84,12 @@ func (a *keyAudit) scan(ctx context.Context, c *redis.Client, where, match strin
 		keys, next, err := c.Scan(ctx, cursor, match, 1000).Result()
 		if err != nil {
 			if strings.Contains(err.Error(), "unknown command") {
-				return nil // a Sentinel
+				a.mu.Lock()
+				a.sentinels++
+				a.mu.Unlock()
+				return nil
 			}
-			return err
+			return a.fail(where, err)
 		}
 		if len(keys) > 0 {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -66,7 +99,7 @@ func (a *keyAudit) scan(ctx context.Context, c *redis.Client, where, match strin
 				return nil
 			})
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
+				return a.fail(where, err)
 			}
 			for i, cmd := range cmds {
 				if d, err := cmd.(*redis.DurationCmd).Result(); err == nil && d == -1 && !longLivedKey(keys[i]) {
@@ -86,11 +119,36 @@ func (a *keyAudit) scan(ctx context.Context, c *redis.Client, where, match strin
 	return nil
 }
 
+// fail records that the server at where could not be scanned, unless it
+// refused the connection, and returns err.
+func (a *keyAudit) fail(where string, err error) error {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		a.mu.Lock()
+		a.unscanned[where] = err
+		a.mu.Unlock()
+	}
+	return err
+}
+
 // servers returns how many servers were scanned.
 func (a *keyAudit) servers() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.scanned
+}
+
+// counts returns one line on what was scanned and skipped, and one line per
+// server that could not be scanned, sorted.
+func (a *keyAudit) counts() (summary string, unscanned []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for where, err := range a.unscanned {
+		unscanned = append(unscanned, fmt.Sprintf("server %s: %v", where, err))
+	}
+	sort.Strings(unscanned)
+	summary = fmt.Sprintf("%d servers scanned, %d Sentinels and %d dead servers skipped, %d servers could not be scanned",
+		a.scanned, a.sentinels, a.dead, len(a.unscanned))
+	return summary, unscanned
 }
 
 // report returns one line per key without a TTL, sorted, or nil.
@@ -112,13 +170,14 @@ var suiteAudit = newKeyAudit()
 // goes.
 func installSuiteAudit() {
 	redisserver.SetBeforeClose(func(s *redisserver.Server) {
-		_ = suiteAudit.scanServer(s.Addr, "*") // a dead or stalled server holds nothing to report
+		_ = suiteAudit.scanServer(s.Addr, "*") // recorded in suiteAudit
 	})
 }
 
 // finishSuiteAudit audits the examples' server (on a shared server only the
-// examples' prefixes) and prints what the run left without a TTL; it reports
-// whether the audit passed.
+// examples' prefixes) and prints what the run left without a TTL and the
+// servers it could not scan; it reports whether the audit passed: every key
+// with a TTL or documented long-lived, every live server scanned.
 func finishSuiteAudit(srv *redisserver.Server, rdb *redis.Client) bool {
 	redisserver.SetBeforeClose(nil)
 	match := "*"
@@ -127,17 +186,19 @@ func finishSuiteAudit(srv *redisserver.Server, rdb *redis.Client) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := suiteAudit.scan(ctx, rdb, "examples", match); err != nil {
-		fmt.Printf("keyspace audit: examples' server: %v\n", err)
-	}
+	_ = suiteAudit.scan(ctx, rdb, "examples", match) // recorded in suiteAudit
 	lines := suiteAudit.report()
-	if len(lines) == 0 {
-		fmt.Printf("keyspace audit: %d servers scanned, every key has a TTL or is a documented long-lived key\n", suiteAudit.servers())
+	summary, unscanned := suiteAudit.counts()
+	if len(lines) == 0 && len(unscanned) == 0 {
+		fmt.Printf("keyspace audit: %s; every key has a TTL or is a documented long-lived key\n", summary)
 		return true
 	}
-	fmt.Printf("keyspace audit: %d keys without a TTL (not documented long-lived) in %d servers scanned:\n", len(lines), suiteAudit.servers())
+	fmt.Printf("keyspace audit: %s; %d keys without a TTL (not documented long-lived):\n", summary, len(lines))
 	for _, l := range lines {
 		fmt.Println("  " + l)
+	}
+	for _, l := range unscanned {
+		fmt.Println("  not scanned: " + l)
 	}
 	return false
 }
@@ -206,4 +267,35 @@ func TestKeyAudit(t *testing.T) {
 	suiteAudit.mu.Lock()
 	delete(suiteAudit.found, "left-behind")
 	suiteAudit.mu.Unlock()
+
+	// A server that does not answer cannot be audited: it is recorded, and
+	// fails the run's audit. One that refuses the connection is dead: it
+	// holds nothing, and is only counted.
+	stalled, err := redisserver.StartProcess(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if err := stalled.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	a = newKeyAudit()
+	err = a.scanServer(stalled.Addr, "*")
+	if cerr := stalled.Signal(syscall.SIGCONT); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err == nil {
+		t.Fatal("a stopped server was scanned")
+	}
+	port, err := redisserver.FreePort(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.scanServer(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "*"); err != nil {
+		t.Fatalf("a port nobody listens on: %v, want it skipped as dead", err)
+	}
+	summary, unscanned := a.counts()
+	if len(unscanned) != 1 || !strings.Contains(unscanned[0], stalled.Addr) || a.dead != 1 || a.servers() != 0 {
+		t.Fatalf("audit of a stopped and a dead server: %s: %v", summary, unscanned)
+	}
 }

@@ -528,12 +528,7 @@ func TestLockRecovery(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !closed(stop) {
 				cctx, cancel := context.WithTimeout(ctx, time.Second)
 				l, err := c.Obtain(cctx, "k"+strconv.Itoa(g), time.Second, nil)
 				if err == nil {
@@ -549,7 +544,7 @@ func TestLockRecovery(t *testing.T) {
 					t.Errorf("error not wrapped: %v", err)
 				}
 				mu.Lock()
-				kinds[classify(err)]++
+				kinds[faultKind(err)]++
 				mu.Unlock()
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -575,22 +570,5 @@ func TestLockRecovery(t *testing.T) {
 	t.Logf("%d calls succeeded, %d failed: %v", ok.Load(), failed.Load(), kinds)
 	if kinds["other"] > 0 {
 		t.Errorf("untyped errors: %v", kinds)
-	}
-}
-
-// classify names the kind of a lock error: one of the library's sentinels, a
-// network error, a context error, or "other".
-func classify(err error) string {
-	var nerr interface{ Timeout() bool }
-	switch {
-	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld):
-		return "sentinel"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "context"
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.As(err, &nerr), strings.Contains(err.Error(), "EOF"):
-		return "network"
-	default:
-		return "other"
 	}
 }

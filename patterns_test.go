@@ -29,6 +29,17 @@ func newClient(t testing.TB, rdb redis.UniversalClient, longLived ...func(key st
 	return c
 }
 
+// closed reports, without blocking, whether ch is closed: the test of a loop
+// that runs until a stop channel closes.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func uniquePrefix(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])

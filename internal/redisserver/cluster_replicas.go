@@ -174,11 +174,11 @@ func (cl *Cluster) MasterOf(ctx context.Context, slot int) (master, replica *Ser
 // slot, with mode "" (graceful: the replica first catches up with its
 // master), "FORCE" (no catching up) or "TAKEOVER" (no agreement from the
 // other masters either), and returns once every node routes slot to the
-// promoted replica. It returns the old master and the new one.
-func (cl *Cluster) Failover(ctx context.Context, slot int, mode string) (oldMaster, newMaster *Server, err error) {
-	oldMaster, newMaster, err = cl.MasterOf(ctx, slot)
+// promoted replica.
+func (cl *Cluster) Failover(ctx context.Context, slot int, mode string) error {
+	_, replica, err := cl.MasterOf(ctx, slot)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	args := []any{"CLUSTER", "FAILOVER"}
 	switch mode {
@@ -186,17 +186,17 @@ func (cl *Cluster) Failover(ctx context.Context, slot int, mode string) (oldMast
 	case "FORCE", "TAKEOVER":
 		args = append(args, mode)
 	default:
-		return nil, nil, fmt.Errorf("redisserver: failover mode %q: want \"\", FORCE or TAKEOVER", mode)
+		return fmt.Errorf("redisserver: failover mode %q: want \"\", FORCE or TAKEOVER", mode)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: newMaster.Addr})
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
 	defer rc.Close()
 	if err := rc.Do(ctx, args...).Err(); err != nil {
-		return nil, nil, fmt.Errorf("redisserver: %v on %s: %w", args, newMaster.Addr, err)
+		return fmt.Errorf("redisserver: %v on %s: %w", args, replica.Addr, err)
 	}
-	if err := cl.WaitMaster(ctx, slot, newMaster.Addr); err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("redisserver: after CLUSTER FAILOVER %s", mode), err)
+	if err := cl.WaitMaster(ctx, slot, replica.Addr); err != nil {
+		return errors.Join(fmt.Errorf("redisserver: after CLUSTER FAILOVER %s", mode), err)
 	}
-	return oldMaster, newMaster, nil
+	return nil
 }
 
 // WaitMaster returns once every node routes slot to the master at addr and

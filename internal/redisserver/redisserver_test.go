@@ -2,6 +2,7 @@ package redisserver
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,11 +13,17 @@ import (
 // answers, once, before it stops.
 func TestBeforeClose(t *testing.T) {
 	ctx := context.Background()
-	seen := map[string]error{}
+	var mu sync.Mutex
+	calls := map[string]int{}   // addr -> calls of the hook
+	pings := map[string]error{} // addr -> the PING's outcome in the last call
 	SetBeforeClose(func(s *Server) {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
 		defer c.Close()
-		seen[s.Addr] = c.Ping(ctx).Err()
+		err := c.Ping(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		calls[s.Addr]++
+		pings[s.Addr] = err
 	})
 	defer SetBeforeClose(nil)
 	s, err := StartProcess(ctx, nil)
@@ -25,8 +32,13 @@ func TestBeforeClose(t *testing.T) {
 	}
 	_ = s.Close()
 	_ = s.Close()
-	if err, ok := seen[s.Addr]; !ok || err != nil || len(seen) != 1 {
-		t.Fatalf("hook saw %v, want one answering server %s", seen, s.Addr)
+	mu.Lock()
+	defer mu.Unlock()
+	if calls[s.Addr] != 1 || len(calls) != 1 {
+		t.Fatalf("hook calls per server %v, want exactly 1, for %s only", calls, s.Addr)
+	}
+	if err := pings[s.Addr]; err != nil {
+		t.Fatalf("the server did not answer in the hook: %v", err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 	defer c.Close()

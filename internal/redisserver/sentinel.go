@@ -77,7 +77,7 @@ func StartSentinelArgs(ctx context.Context, args []string) (*SentinelSet, error)
 	inner := s.closeFn
 	s.closeFn = func() error { err := inner(); os.RemoveAll(dir); return err }
 	set.Sentinel = s
-	if err := set.waitReplica(ctx); err != nil {
+	if err := set.WaitReplica(ctx); err != nil {
 		set.Close()
 		return nil, err
 	}
@@ -87,9 +87,7 @@ func StartSentinelArgs(ctx context.Context, args []string) (*SentinelSet, error)
 // WaitReplica waits until the Sentinel reports a replica of the current
 // master with its link up: after a failover, the old primary has become a
 // synced replica of the new one.
-func (set *SentinelSet) WaitReplica(ctx context.Context) error { return set.waitReplica(ctx) }
-
-func (set *SentinelSet) waitReplica(ctx context.Context) error {
+func (set *SentinelSet) WaitReplica(ctx context.Context) error {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: set.Sentinel.Addr})
 	defer sc.Close()
 	deadline := time.Now().Add(30 * time.Second)
@@ -110,7 +108,7 @@ func (set *SentinelSet) waitReplica(ctx context.Context) error {
 // Failover waits until the Sentinel sees a synced replica, asks it to fail
 // the master over to that replica, and waits until it names the new master.
 func (set *SentinelSet) Failover(ctx context.Context) error {
-	if err := set.waitReplica(ctx); err != nil {
+	if err := set.WaitReplica(ctx); err != nil {
 		return err
 	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: set.Sentinel.Addr})
