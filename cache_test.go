@@ -143,28 +143,20 @@ func TestCacheTagsNoStaleRead(t *testing.T) {
 func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local bool) {
 	ctx := context.Background()
 	c := newClient(t, rdb)
-	opt := &CacheOptions{TTL: time.Minute}
+	var k *Cache[int64]
 	if local {
-		opt.Local = &LocalOptions{}
-	}
-	k := newCache[int64](t, c, opt)
-	if local {
-		t.Cleanup(k.Close)
-		waitLocalUp(t, k, 0)
+		k = newLocalCache[int64](t, c, "users", &CacheOptions{TTL: time.Minute})
+	} else {
+		k = newCache[int64](t, c, &CacheOptions{TTL: time.Minute})
 	}
 	var seq, completed, boundary atomic.Int64
 	var stale, reads, hits atomic.Int64
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // one writer: completion order is seq order
 		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for !stop.Load() {
 			n := seq.Add(1)
 			if err := k.Set(ctx, "k"+strconv.FormatInt(n%10, 10), n, &SetOptions{Tags: []string{"all", "t" + strconv.FormatInt(n%3, 10)}}); err != nil {
 				t.Error(err)
@@ -177,12 +169,7 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 				b := boundary.Load()
 				v, ok, err := k.Lookup(ctx, "k"+strconv.Itoa(rand.IntN(10)))
 				reads.Add(1)
@@ -207,11 +194,15 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 		}
 		boundary.Store(snap)
 	}
-	close(stop)
+	stop.Store(true)
 	wg.Wait()
-	t.Logf("%d reads (%d hits, %d of them local) across 40 invalidations", reads.Load(), hits.Load(), k.Stats().LocalHits)
+	localHits := k.Stats().LocalHits
+	t.Logf("%d reads (%d hits, %d of them local) across 40 invalidations", reads.Load(), hits.Load(), localHits)
 	if stale.Load() > 0 {
 		t.Fatalf("%d stale reads after InvalidateTags returned", stale.Load())
+	}
+	if local && localHits == 0 {
+		t.Fatal("the local layer served no read: the local variant ran the Redis path only")
 	}
 	// Entries under another tag are untouched; one written after is served.
 	k.Set(ctx, "other", 1, &SetOptions{Tags: []string{"other"}})
@@ -290,7 +281,10 @@ func TestCacheStampedeChild(t *testing.T) {
 	}
 	rdb := childRedis(t)
 	prefix := os.Getenv("PATTERNS_TEST_PREFIX")
-	c, _ := New(rdb, &Options{Prefix: prefix})
+	c, err := New(rdb, &Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := newCache[string](t, c, nil)
 	ctx := context.Background()
 	var wg sync.WaitGroup

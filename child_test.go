@@ -16,8 +16,8 @@ import (
 // Tests that need several OS processes re-run this test binary: the parent
 // calls spawnChildren, and each child runs one test function that starts with
 // `if !isChild() { t.Skip(...) }` and reaches the parent's Redis through
-// childRedis. Children report through stdout (t.Log is not shown; use
-// fmt.Println) and through Redis.
+// childRedis (or childClient). Children report through stdout (t.Log is not
+// shown; use fmt.Println) and through Redis.
 
 const (
 	envChild        = "PATTERNS_TEST_CHILD"
@@ -39,6 +39,17 @@ func childRedis(t testing.TB) redis.UniversalClient {
 	}
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// childClient returns a Client on the parent's Redis with the parent's
+// prefix (PATTERNS_TEST_PREFIX), in a child.
+func childClient(t testing.TB) *Client {
+	t.Helper()
+	c, err := New(childRedis(t), &Options{Prefix: os.Getenv("PATTERNS_TEST_PREFIX")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // childEnv returns the environment that points a child at rdb's server.

@@ -250,8 +250,7 @@ func TestQueueProducerChild(t *testing.T) {
 	if !isChild() {
 		t.Skip("run by TestQueueKilledConsumers")
 	}
-	rdb := childRedis(t)
-	c, _ := New(rdb, &Options{Prefix: os.Getenv("PATTERNS_TEST_PREFIX")})
+	c := childClient(t)
 	q, _ := c.Queue("work", &QueueOptions{Visibility: 500 * time.Millisecond, MaxDeliveries: 50})
 	n, _ := strconv.Atoi(os.Getenv("PATTERNS_TEST_N"))
 	var wg sync.WaitGroup

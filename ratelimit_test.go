@@ -72,8 +72,13 @@ func TestRateLimitExactUnderConcurrency(t *testing.T) {
 				if total != L {
 					t.Fatalf("%s admitted %d of 1280 attempts, want exactly %d", a, total, L)
 				}
-				c, _ := New(rdb, &Options{Prefix: prefix})
-				_ = newLimiter(t, c, a).Reset(ctx, "hot", PerHour(L))
+				c, err := New(rdb, &Options{Prefix: prefix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := newLimiter(t, c, a).Reset(ctx, "hot", PerHour(L)); err != nil {
+					t.Fatal(err)
+				}
 			})
 		}
 	})
@@ -83,8 +88,7 @@ func TestRateLimitConcurrencyChild(t *testing.T) {
 	if !isChild() {
 		t.Skip("run by TestRateLimitExactUnderConcurrency in a child process")
 	}
-	rdb := childRedis(t)
-	c, _ := New(rdb, &Options{Prefix: os.Getenv("PATTERNS_TEST_PREFIX")})
+	c := childClient(t)
 	a, _ := strconv.Atoi(os.Getenv("PATTERNS_TEST_ALGO"))
 	L, _ := strconv.Atoi(os.Getenv("PATTERNS_TEST_L"))
 	l := newLimiter(t, c, Algorithm(a))
@@ -243,7 +247,6 @@ func TestRateLimitMultipleLimits(t *testing.T) {
 			if res, _ := l.Allow(ctx, "u", short, long); !res.Allowed || res.Remaining != 1 {
 				t.Fatalf("%s: after Reset: %+v", a, res)
 			}
-			_ = l.Reset(ctx, "u", short, long)
 		}
 	})
 }
@@ -255,6 +258,7 @@ func TestRateLimitKeysHaveTTL(t *testing.T) {
 	lim := Limit{Rate: 10, Period: 3 * time.Second, Burst: 20}
 	for _, a := range allAlgorithms {
 		l := newLimiter(t, c, a)
+		start := time.Now()
 		if _, err := l.AllowN(ctx, "k", 5, lim); err != nil {
 			t.Fatal(err)
 		}
@@ -264,11 +268,14 @@ func TestRateLimitKeysHaveTTL(t *testing.T) {
 			k = "rate:" + k
 		}
 		ttl, err := rdb.PTTL(ctx, k).Result()
+		took := time.Since(start)
 		if a == TokenBucket {
-			// At least the time until full (5 tokens at 300 ms each), at
-			// most that plus one window (20 tokens: 6 s) and a millisecond.
-			if err != nil || ttl < 1400*time.Millisecond || ttl > 7501*time.Millisecond {
-				t.Errorf("%s: key %s PTTL %v, %v; want 1.5 s to 7.5 s", a, k, ttl, err)
+			// At least the time until full (5 tokens at 300 ms each) less
+			// the time since the request (and a millisecond of rounding),
+			// at most that plus one window (20 tokens: 6 s) and a
+			// millisecond.
+			if err != nil || ttl < 1500*time.Millisecond-took-time.Millisecond || ttl > 7501*time.Millisecond {
+				t.Errorf("%s: key %s PTTL %v, %v; want 1.5 s (less the %v since the request) to 7.5 s", a, k, ttl, err, took)
 			}
 		} else if err != nil || ttl <= 0 || ttl > 2*lim.Period+time.Second {
 			t.Errorf("%s: key %s PTTL %v, %v; want within two periods", a, k, ttl, err)
@@ -292,13 +299,14 @@ func TestRateLimitTokenBucketSustained(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now() // the loops' bound, on this clock (t0 is the server's)
 		var admitted atomic.Int64
 		var wg sync.WaitGroup
 		for g := 0; g < 4; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Since(t0) < run {
+				for time.Since(start) < run {
 					res, err := l.Allow(ctx, "hot", lim)
 					if err != nil {
 						t.Error(err)
@@ -321,7 +329,7 @@ func TestRateLimitTokenBucketSustained(t *testing.T) {
 		if got := admitted.Load(); got > most || got < most-3 {
 			t.Fatalf("admitted %d in %v; want %d, or at most 3 fewer", got, t1.Sub(t0), most)
 		}
-		start := time.Now()
+		start = time.Now()
 		peek, err := l.Peek(ctx, "hot", 1, lim)
 		if err != nil {
 			t.Fatal(err)
@@ -365,16 +373,21 @@ func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
 			}
 		}
 		before := state()
-		for _, f := range []func() (Result, error){
-			func() (Result, error) { return l.Allow(ctx, "w", short, long) },
-			func() (Result, error) { return l.Allow(ctx, "w", short) },
-			func() (Result, error) { return l.Peek(ctx, "w", 1, short, long) },
-			func() (Result, error) { return l.Peek(ctx, "w", 1, short) },
-			func() (Result, error) { return l.Peek(ctx, "w", 40, long) },
+		// short is spent (denied, 0 left); long has 48 left.
+		for i, tc := range []struct {
+			f         func() (Result, error)
+			allowed   bool
+			remaining int
+		}{
+			{func() (Result, error) { return l.Allow(ctx, "w", short, long) }, false, 0},
+			{func() (Result, error) { return l.Allow(ctx, "w", short) }, false, 0},
+			{func() (Result, error) { return l.Peek(ctx, "w", 1, short, long) }, false, 0},
+			{func() (Result, error) { return l.Peek(ctx, "w", 1, short) }, false, 0},
+			{func() (Result, error) { return l.Peek(ctx, "w", 40, long) }, true, 48 - 40},
 		} {
-			res, err := f()
-			if err != nil || res.Allowed && res.Remaining != 48-40 {
-				t.Fatalf("%+v %v", res, err)
+			res, err := tc.f()
+			if err != nil || res.Allowed != tc.allowed || res.Remaining != tc.remaining {
+				t.Fatalf("call %d: %+v %v; want allowed=%t remaining=%d", i, res, err, tc.allowed, tc.remaining)
 			}
 		}
 		if after := state(); after != before {
@@ -651,10 +664,10 @@ func TestRateLimitWindowKeysAligned(t *testing.T) {
 			if a == SlidingWindow {
 				ends = 2 // the next window's end
 			}
-			if err != nil || at%200 != 0 || at <= now.UnixMilli() || at > now.UnixMilli()+ends*200 {
+			p := lim.Period.Milliseconds()
+			if err != nil || at%p != 0 || at <= now.UnixMilli() || at > now.UnixMilli()+ends*p {
 				t.Fatalf("%s window %d: expires at %d (%v), now %d", a, w, at, err, now.UnixMilli())
 			}
 		}
-		_ = l.Reset(ctx, "aligned", lim)
 	}
 }

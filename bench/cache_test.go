@@ -18,13 +18,24 @@ type benchUser struct {
 
 var benchValue = benchUser{ID: 42, Name: "Ana Lima", Email: "ana@example.com"}
 
+// newBenchCache returns the cache every benchmark uses (Msgpack, a TTL of an
+// hour) on pc, with a local layer when local is not nil.
+func newBenchCache(b *testing.B, pc *patterns.Client, local *patterns.LocalOptions) *patterns.Cache[benchUser] {
+	b.Helper()
+	c, err := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour, Local: local})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
 // A cache hit and a Set, beside go-redis/cache (no local layer) and a raw GET
 // of the same bytes, on the same server.
 func BenchmarkCache(b *testing.B) {
 	ctx := context.Background()
 	b.Run("patterns-get-hit", func(b *testing.B) {
 		_, pc := benchRedis(b)
-		c, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+		c := newBenchCache(b, pc, nil)
 		if err := c.Set(ctx, "user:42", benchValue, nil); err != nil {
 			b.Fatal(err)
 		}
@@ -54,7 +65,9 @@ func BenchmarkCache(b *testing.B) {
 	})
 	b.Run("raw-get", func(b *testing.B) {
 		rdb, _ := benchRedis(b)
-		rdb.Set(ctx, "user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour)
+		if err := rdb.Set(ctx, "user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -65,7 +78,7 @@ func BenchmarkCache(b *testing.B) {
 	})
 	b.Run("patterns-set", func(b *testing.B) {
 		_, pc := benchRedis(b)
-		c, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+		c := newBenchCache(b, pc, nil)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -93,11 +106,17 @@ func BenchmarkCache(b *testing.B) {
 func BenchmarkCacheInterleaved(b *testing.B) {
 	ctx := context.Background()
 	rdb, pc := benchRedis(b)
-	pcache, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
+	pcache := newBenchCache(b, pc, nil)
 	gcache := cache.New(&cache.Options{Redis: rdb})
-	pcache.Set(ctx, "user:42", benchValue, nil)
-	gcache.Set(&cache.Item{Ctx: ctx, Key: "g:user:42", Value: benchValue, TTL: time.Hour})
-	rdb.Set(ctx, "raw:user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour)
+	if err := pcache.Set(ctx, "user:42", benchValue, nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := gcache.Set(&cache.Item{Ctx: ctx, Key: "g:user:42", Value: benchValue, TTL: time.Hour}); err != nil {
+		b.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "raw:user:42", "\x00\x83\xa2ID*\xa4Name\xa8Ana Lima\xa5Email\xafana@example.com", time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
 	var tp, tg, tr time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -132,12 +151,8 @@ func BenchmarkCacheInterleaved(b *testing.B) {
 func BenchmarkCacheLocal(b *testing.B) {
 	ctx := context.Background()
 	_, pc := benchRedis(b)
-	redisOnly, _ := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour})
-	local, err := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour,
-		Local: &patterns.LocalOptions{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	redisOnly := newBenchCache(b, pc, nil)
+	local := newBenchCache(b, pc, &patterns.LocalOptions{})
 	defer local.Close()
 	if err := redisOnly.Set(ctx, "user:42", benchValue, nil); err != nil {
 		b.Fatal(err)

@@ -30,9 +30,21 @@ func benchRedis(b *testing.B) (*redis.Client, *patterns.Client) {
 
 // serverUsecPerCall reads INFO commandstats and returns the server-side cost,
 // in microseconds per call, of the named command (e.g. "evalsha"), after
-// CONFIG RESETSTAT was called by the benchmark. It is reported with
-// b.ReportMetric as "srv-us/call".
+// CONFIG RESETSTAT was called by the benchmark; 0 when the command was not
+// called. It is reported with b.ReportMetric as "srv-us/call".
 func serverUsecPerCall(b *testing.B, rdb *redis.Client, command string) float64 {
+	b.Helper()
+	calls, usec := commandStats(b, rdb, command)
+	if calls == 0 {
+		return 0
+	}
+	return float64(usec) / float64(calls)
+}
+
+// commandStats returns the calls and microseconds INFO commandstats counts for
+// the named command (e.g. "evalsha") since the last CONFIG RESETSTAT; 0, 0
+// when the command was not called.
+func commandStats(b *testing.B, rdb *redis.Client, command string) (calls, usec int64) {
 	b.Helper()
 	info, err := rdb.Info(context.Background(), "commandstats").Result()
 	if err != nil {
@@ -44,13 +56,20 @@ func serverUsecPerCall(b *testing.B, rdb *redis.Client, command string) float64 
 			continue
 		}
 		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "usec_per_call="); ok {
-				x, _ := strconv.ParseFloat(v, 64)
-				return x
+			k, v, _ := strings.Cut(f, "=")
+			var err error
+			switch k {
+			case "calls":
+				calls, err = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				usec, err = strconv.ParseInt(v, 10, 64)
+			}
+			if err != nil {
+				b.Fatalf("INFO commandstats: %q: %v", line, err)
 			}
 		}
 	}
-	return 0
+	return calls, usec
 }
 
 // baselineEvalSha is the floor every benchmark is compared with: one EVALSHA

@@ -78,6 +78,10 @@ func demoCacheLocal(ctx context.Context, pc *patterns.Client, w io.Writer) error
 		_, _, _ = hot.Lookup(ctx, "banner")
 		time.Sleep(time.Millisecond)
 	}
+	if hot.Stats().LocalHits == 0 {
+		_ = other.Delete(ctx, "banner")
+		return fmt.Errorf("local layer: no read served from memory after 2000 tries")
+	}
 	before := hot.Stats()
 	start := time.Now()
 	for i := 0; i < 10000; i++ {
@@ -93,6 +97,11 @@ func demoCacheLocal(ctx context.Context, pc *patterns.Client, w io.Writer) error
 	v, _, _ := hot.Lookup(ctx, "banner")
 	for ; v != "winter sale" && time.Since(start) < 2*time.Second; v, _, _ = hot.Lookup(ctx, "banner") {
 	}
-	fmt.Fprintf(w, "another process wrote the key: this one read %q %v later\n", v, time.Since(start).Round(time.Microsecond))
+	took := time.Since(start)
+	if v != "winter sale" {
+		_ = other.Delete(ctx, "banner")
+		return fmt.Errorf("another process wrote the key, but this one still read %q %v later: the invalidation did not arrive", v, took.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "another process wrote the key: this one read %q %v later\n", v, took.Round(time.Microsecond))
 	return other.Delete(ctx, "banner")
 }
