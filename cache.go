@@ -219,8 +219,8 @@ type Cache[T any] struct {
 	group flightGroup
 	local *localLayer[T] // nil without CacheOptions.Local
 
-	hits, localHits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
-	bg                                                                  sync.WaitGroup
+	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
+	bg                                                       sync.WaitGroup
 }
 
 // NewCache returns the cache named name.
@@ -290,7 +290,11 @@ func (k *Cache[T]) Close() {
 
 // Stats returns the counters so far.
 func (k *Cache[T]) Stats() CacheStats {
-	return CacheStats{Hits: k.hits.Load(), LocalHits: k.localHits.Load(), Misses: k.misses.Load(), Loads: k.loads.Load(),
+	var localHits int64
+	if k.local != nil {
+		localHits = k.local.hits.Load()
+	}
+	return CacheStats{Hits: k.hits.Load(), LocalHits: localHits, Misses: k.misses.Load(), Loads: k.loads.Load(),
 		LoadErrors: k.loadErrors.Load(), StaleServed: k.stale.Load(), EarlyRefreshes: k.early.Load(),
 		RedisErrors: k.redisErrs.Load()}
 }
@@ -428,11 +432,13 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
 	}
-	if le, ok := k.fromLocal(key); ok {
-		if le.negative {
-			return value, true, ErrNotFound
+	if k.local != nil {
+		if le, ok := k.local.get(key); ok {
+			if le.negative {
+				return value, true, ErrNotFound
+			}
+			return le.v, true, nil
 		}
-		return le.v, true, nil
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
@@ -452,19 +458,6 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 		k.keep(key, e, value)
 	}
 	return value, err == nil, err
-}
-
-// fromLocal returns key's entry from the local layer, if there is one and
-// it holds the key, and counts the hit.
-func (k *Cache[T]) fromLocal(key string) (localEntry[T], bool) {
-	if k.local == nil {
-		return localEntry[T]{}, false
-	}
-	le, ok := k.local.get(key)
-	if ok {
-		k.localHits.Add(1)
-	}
-	return le, ok
 }
 
 // keep stores a Redis hit in the local layer, if there is one.
@@ -492,11 +485,13 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
-	if le, ok := k.fromLocal(key); ok {
-		if le.negative {
-			return zero, ErrNotFound
+	if k.local != nil {
+		if le, ok := k.local.get(key); ok {
+			if le.negative {
+				return zero, ErrNotFound
+			}
+			return le.v, nil
 		}
-		return le.v, nil
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {

@@ -134,6 +134,7 @@ type localLayer[T any] struct {
 	maxEntries  int // the count bound when not weighted
 	onError     func(op, key string, err error)
 
+	hits     atomic.Int64 // reads served (CacheStats.LocalHits)
 	up       atomic.Bool  // the invalidation subscription is confirmed
 	ups      atomic.Int64 // how many times it was confirmed
 	tracking atomic.Bool  // the server accepted CLIENT TRACKING on it
@@ -255,7 +256,8 @@ func (l *localLayer[T]) begin(key string) localSnap {
 	return s
 }
 
-// get returns the entry held for key, if any is servable.
+// get returns the entry held for key, if any is servable, and counts the
+// hit.
 func (l *localLayer[T]) get(key string) (localEntry[T], bool) {
 	e, ok := l.store.GetIfPresent(key)
 	if !ok {
@@ -265,6 +267,7 @@ func (l *localLayer[T]) get(key string) (localEntry[T], bool) {
 		l.store.Invalidate(key)
 		return e, false
 	}
+	l.hits.Add(1)
 	return e, true
 }
 
