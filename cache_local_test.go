@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // newLocalCache returns a cache with a local layer (opt's, else a default
@@ -107,7 +105,7 @@ func settle[T any](t testing.TB, k *Cache[T], avoid ...string) {
 }
 
 func TestCacheLocal(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		// a and b are two independent layers on the same cache, as in two
@@ -220,7 +218,7 @@ func TestCacheLocal(t *testing.T) {
 // a value read from Redis before a write must not be stored after the
 // write's invalidation was handled.
 func TestCacheLocalStaleStoreRace(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	k := newLocalCache[int](t, c, "race", nil)
@@ -275,7 +273,7 @@ func TestCacheLocalStaleStoreRace(t *testing.T) {
 // from a write's return to the reader seeing it (or a newer value) is
 // measured and logged.
 func TestCacheLocalTwoProcesses(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		n := 10_000
@@ -381,7 +379,7 @@ func TestCacheLocalReaderChild(t *testing.T) {
 // TestCacheLocalOtherProcess: Set, Delete and InvalidateTags run by another
 // OS process evict this process's local entries.
 func TestCacheLocalOtherProcess(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	k := newLocalCache[string](t, c, "docs", nil)
@@ -425,7 +423,7 @@ func TestCacheLocalWriterChild(t *testing.T) {
 // cleared, and once the reader's layer is back no read returns a value of
 // before the restart.
 func TestCacheLocalRedisRestart(t *testing.T) {
-	rdb, proc := patternstest.Process(t)
+	rdb, proc := testProcess(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	var lost atomic.Int64
@@ -478,7 +476,7 @@ func TestCacheLocalRedisRestart(t *testing.T) {
 // TestCacheLocalPubSubFallback denies CLIENT TRACKING by ACL: the layers
 // fall back to pub/sub invalidations published by the writers.
 func TestCacheLocalPubSubFallback(t *testing.T) {
-	rdb, _ := patternstest.Process(t)
+	rdb, _ := testProcess(t)
 	ctx := context.Background()
 	if err := rdb.Do(ctx, "ACL", "SETUSER", "default", "-client|tracking").Err(); err != nil {
 		t.Fatal(err)
@@ -522,7 +520,7 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 
 // TestCacheLocalMemoryBound fills layers far past their bounds.
 func TestCacheLocalMemoryBound(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	value := strings.Repeat("x", 1000)
@@ -574,7 +572,7 @@ func TestCacheLocalMemoryBound(t *testing.T) {
 }
 
 func TestCacheLocalBadOptions(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": rdb.Options().Addr}})
 	t.Cleanup(func() { ring.Close() })
@@ -613,7 +611,7 @@ func TestUnescapePart(t *testing.T) {
 // reader: its layer leaves the old master (cleared) and tracks the new one,
 // so a write after the move still reaches it.
 func TestCacheLocalSlotMove(t *testing.T) {
-	rdb := patternstest.Cluster(t)
+	rdb := ownCluster(t) // moves a slot
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	r := newLocalCache[string](t, c, "moving", &CacheOptions{Local: &LocalOptions{PingInterval: 50 * time.Millisecond}})
@@ -677,7 +675,7 @@ func TestCacheLocalSlotMove(t *testing.T) {
 // Sentinel failover client): a write on the new master still reaches the
 // reader's layer.
 func TestCacheLocalSentinelFailover(t *testing.T) {
-	rdb, set := patternstest.Sentinel(t)
+	rdb, set := testSentinel(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	r := newLocalCache[string](t, c, "failover", &CacheOptions{Local: &LocalOptions{PingInterval: 100 * time.Millisecond}})
@@ -714,7 +712,7 @@ func TestCacheLocalSentinelFailover(t *testing.T) {
 // TestCacheLocalQuietConnection: a quiet invalidation connection is pinged,
 // answers, and stays up (no clear, no reconnect).
 func TestCacheLocalQuietConnection(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	var errs atomic.Int64
 	k := newLocalCache[int](t, c, "quiet", &CacheOptions{

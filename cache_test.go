@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 type user struct {
@@ -33,7 +31,7 @@ func newCache[T any](t testing.TB, c *Client, opt *CacheOptions) *Cache[T] {
 }
 
 func TestCacheReadThrough(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		k := newCache[user](t, c, &CacheOptions{TTL: time.Minute, Jitter: 0.2})
@@ -103,7 +101,7 @@ func TestCacheReadThrough(t *testing.T) {
 }
 
 func TestCacheCodecs(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	big := strings.Repeat("compressible ", 1000)
@@ -128,7 +126,7 @@ func TestCacheCodecs(t *testing.T) {
 // Lookup that starts after InvalidateTags returned never sees a value whose
 // Set had completed before InvalidateTags started.
 func TestCacheTagsNoStaleRead(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		for _, local := range []bool{false, true} {
 			t.Run(map[bool]string{false: "redis", true: "local"}[local], func(t *testing.T) {
 				testCacheTagsNoStaleRead(t, rdb, local)
@@ -217,7 +215,7 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 // bookkeeping is two keys whatever the number of entries), and once the
 // entries expired and MaxTTL passed, nothing of the cache is left.
 func TestCacheTagBookkeeping(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := ownRedis(t) // counts every key of the server
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	n := 100_000
@@ -264,7 +262,7 @@ func TestCacheTagBookkeeping(t *testing.T) {
 // TestCacheStampede: 64 goroutines in 2 OS processes Get one missing key
 // whose loader takes 200 ms; the loader runs once (counted in Redis).
 func TestCacheStampede(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	outs := spawnChildren(t, ctx, rdb, 2, "TestCacheStampedeChild", "PATTERNS_TEST_PREFIX="+prefix)
@@ -306,7 +304,7 @@ func TestCacheStampedeChild(t *testing.T) {
 }
 
 func TestCacheEarlyRefresh(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	var version atomic.Int64
@@ -347,7 +345,7 @@ func TestCacheEarlyRefresh(t *testing.T) {
 // TestCacheDegradation stops Redis mid-run: Gets return the loader's values,
 // errors reach the hook; Redis back, caching resumes by itself.
 func TestCacheDegradation(t *testing.T) {
-	rdb, proc := patternstest.Process(t)
+	rdb, proc := testProcess(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	var hookErrs atomic.Int64
@@ -381,7 +379,7 @@ func TestCacheDegradation(t *testing.T) {
 }
 
 func TestCacheBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		k := newCache[int](t, c, nil)

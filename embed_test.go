@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestIsNoScript(t *testing.T) {
@@ -26,7 +24,7 @@ func TestIsNoScript(t *testing.T) {
 	}
 	// What servers and proxies really say, through a real server: a missing
 	// SHA1 gives the server's own NOSCRIPT reply.
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	err := rdb.EvalSha(context.Background(), "ffffffffffffffffffffffffffffffffffffffff", nil).Err()
 	if !isNoScript(err) {
 		t.Fatalf("server reply %v not recognised as NOSCRIPT", err)
@@ -37,7 +35,7 @@ func TestIsNoScript(t *testing.T) {
 // and pipelined batches reload the scripts by themselves, on standalone and
 // on cluster (where each master has a cache of its own).
 func TestNoScriptHealed(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	ownTopologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		flush := func() {
@@ -81,7 +79,7 @@ func TestNoScriptHealed(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		if err := c.Load(ctx); err != nil {

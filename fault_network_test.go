@@ -1,9 +1,7 @@
 package patterns
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"slices"
@@ -14,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/redispatterns/patterns/internal/redisserver"
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // isTimeout reports whether err says the call gave up on its deadline: the
@@ -134,7 +129,7 @@ func untilOK(t *testing.T, op faultOp, when string, check func(error)) time.Dura
 // SIGSTOP of the process) and runs every pattern meanwhile with a 100 ms
 // deadline, on a client with ContextTimeoutEnabled. Every call must return
 // before the stall ends, with an error saying it timed out; afterwards every
-// pattern works again. Goroutines are checked by TestMain (goleak).
+// pattern works again. Goroutines are checked by TestMain .
 func TestStall(t *testing.T) {
 	t.Parallel()
 	const stall = time.Second
@@ -277,87 +272,47 @@ func TestStallWithoutContextTimeout(t *testing.T) {
 	}
 }
 
-// toxi is an in-process Toxiproxy between the clients of a test and a Redis.
-type toxi struct {
-	t     testing.TB
-	proxy *toxiproxy.Proxy
-}
-
-func newToxi(t testing.TB, upstream string) *toxi {
+// newProxyOps puts a faultProxy in front of the shared Redis and returns it
+// and every pattern's operation (faultOps) on a client that connects
+// through it.
+func newProxyOps(t testing.TB) (*faultProxy, []faultOp) {
 	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "redis", "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	return &toxi{t: t, proxy: p}
-}
-
-// newToxiOps starts a Redis behind a toxi and returns the toxi and every
-// pattern's operation (faultOps) on a client that connects through it.
-func newToxiOps(t testing.TB) (*toxi, []faultOp) {
-	t.Helper()
-	x := newToxi(t, patternstest.Redis(t).Options().Addr)
+	x := newFaultProxy(t, testRedis(t).Options().Addr)
 	rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	return x, faultOps(t, newClient(t, rdb, allTimeBoard))
-}
-
-// addr is where clients connect.
-func (x *toxi) addr() string { return x.proxy.Listen }
-
-// add installs a toxic, on the replies (stream "downstream") or the commands
-// ("upstream"), on a share of the connections (toxicity, 0 to 1, drawn per
-// connection when the toxic is added or the connection made).
-func (x *toxi) add(name, typ, stream string, toxicity float64, attrs map[string]any) {
-	x.t.Helper()
-	b, err := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "toxicity": toxicity, "attributes": attrs})
-	if err != nil {
-		x.t.Fatal(err)
-	}
-	if _, err := x.proxy.Toxics.AddToxicJson(bytes.NewReader(b)); err != nil {
-		x.t.Fatalf("toxic %s: %v", name, err)
-	}
-}
-
-func (x *toxi) remove(name string) {
-	x.t.Helper()
-	if err := x.proxy.Toxics.RemoveToxic(context.Background(), name); err != nil {
-		x.t.Fatalf("remove toxic %s: %v", name, err)
-	}
 }
 
 // TestNetworkLatency puts latency on every reply: calls succeed, and a
 // deadline shorter than the latency is honoured.
 func TestNetworkLatency(t *testing.T) {
 	t.Parallel()
-	x, ops := newToxiOps(t)
+	x, ops := newProxyOps(t)
 
-	x.add("latency", "latency", "downstream", 1, map[string]any{"latency": 20, "jitter": 10})
+	x.set(&netFault{latency: 20 * time.Millisecond, jitter: 10 * time.Millisecond})
 	mustRunAll(t, ops, "under 20 ms latency")
-	x.remove("latency")
+	x.set(nil)
 
 	const latency, deadline = 500 * time.Millisecond, 100 * time.Millisecond
-	x.add("latency", "latency", "downstream", 1, map[string]any{"latency": latency.Milliseconds()})
+	x.set(&netFault{latency: latency})
 	worst := expectTimeouts(t, ops, deadline, latency, "under "+latency.String()+" latency")
-	x.remove("latency")
+	x.set(nil)
 	t.Logf("%v latency, %v deadline: slowest call returned after %v", latency, deadline, worst.Round(time.Millisecond))
 	mustRunAll(t, ops, "once the latency is gone")
 }
 
-// TestNetworkTimeout drops every reply (Toxiproxy's timeout toxic) for a
+// TestNetworkTimeout drops every reply (the proxy drops them) for a
 // while: calls honour their deadline with a timeout error, and every pattern
 // works again once the network does.
 func TestNetworkTimeout(t *testing.T) {
 	t.Parallel()
-	x, ops := newToxiOps(t)
+	x, ops := newProxyOps(t)
 	mustRunAll(t, ops, "before the replies are dropped")
 
 	const deadline = 100 * time.Millisecond
-	x.add("blackhole", "timeout", "downstream", 1, map[string]any{"timeout": 0})
+	x.set(&netFault{drop: true})
 	worst := expectTimeouts(t, ops, deadline, 10*deadline, "with replies dropped")
-	x.remove("blackhole")
+	x.set(nil)
 	t.Logf("replies dropped, %v deadline: slowest call returned after %v", deadline, worst.Round(time.Millisecond))
 
 	var recov []time.Duration
@@ -568,8 +523,8 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 const onceCalls = 30
 
 // TestNetworkResetsApplyOnce resets connections between client and Redis
-// right after a command went out (Toxiproxy's reset_peer on the replies, on
-// half the connections), on a go-redis client with its default retries, and
+// right after a command went out (the proxy resets half the connections at
+// their next reply), on a go-redis client with its default retries, and
 // counts on the server how many times each non-idempotent call was applied:
 // never more than once per call (a retry would apply a lost-reply call
 // twice), and at least once per success. Errors must be typed. A plain
@@ -577,7 +532,7 @@ const onceCalls = 30
 // retries it, and the count shows it.
 func TestNetworkResetsApplyOnce(t *testing.T) {
 	t.Parallel()
-	direct := patternstest.Redis(t)
+	direct := testRedis(t)
 	// Names only: each subtest makes its own proxy and clients. Building the
 	// ops writes nothing (their setup does, and is not run here).
 	nc, err := New(direct, nil)
@@ -588,7 +543,7 @@ func TestNetworkResetsApplyOnce(t *testing.T) {
 	for i := range names {
 		t.Run(names[i].name, func(t *testing.T) {
 			t.Parallel()
-			x := newToxi(t, direct.Options().Addr)
+			x := newFaultProxy(t, direct.Options().Addr)
 			rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true}) // MaxRetries: 3
 			t.Cleanup(func() { rdb.Close() })
 			c := newClient(t, rdb, allTimeBoard)
@@ -611,11 +566,11 @@ func TestNetworkResetsApplyOnce(t *testing.T) {
 			before := op.applied(ctx)
 			succeeded, failed := 0, 0
 			for i := 0; i < onceCalls; i++ {
-				x.add("reset", "reset_peer", "downstream", 0.5, map[string]any{"timeout": 0})
+				x.set(&netFault{resetShare: 0.5})
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				err := op.run(cctx)
 				cancel()
-				x.remove("reset")
+				x.set(nil)
 				if err == nil {
 					succeeded++
 					continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,35 +12,87 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
-// faultProxy forwards TCP between clients and a real Redis. While armed, the
-// next integer reply (the scripts under test return integers; connection
-// handshakes do not) is dropped and its connection reset: the command ran,
-// but its reply never reaches the client.
+// faultProxy forwards TCP between clients and a real Redis and breaks the
+// replies on demand: the network faults of the fault battery. It is written
+// here rather than taken from Toxiproxy because a test dependency of the root
+// module would enter the module graph of every user of the library.
+//
+// While armed, the next integer reply (the scripts under test return
+// integers; connection handshakes do not) is dropped and its connection
+// reset: the command ran, but its reply never reaches the client. set
+// installs a standing fault on every reply: latency, drop, or a reset of a
+// share of the connections.
 type faultProxy struct {
 	ln       net.Listener
 	upstream string
 	armed    atomic.Bool
 	dropped  atomic.Int64
+	fault    atomic.Pointer[netFault]
 	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	stopped  bool
 }
 
-func newFaultProxy(t *testing.T, upstream string) *faultProxy {
+// netFault is a standing fault on the replies.
+type netFault struct {
+	latency, jitter time.Duration // each reply chunk is delayed by latency ± jitter
+	drop            bool          // replies are discarded
+	resetShare      float64       // share of connections, drawn per connection, reset at their next reply
+}
+
+func newFaultProxy(t testing.TB, upstream string) *faultProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, upstream: upstream}
+	p := &faultProxy{ln: ln, upstream: upstream, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	t.Cleanup(p.close)
 	return p
 }
 
 func (p *faultProxy) addr() string { return p.ln.Addr().String() }
+
+// set installs f on every reply from now on; nil removes it.
+func (p *faultProxy) set(f *netFault) { p.fault.Store(f) }
+
+// close stops accepting, cuts every connection and waits for the copies.
+func (p *faultProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	p.stopped = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// track records c so that close can cut it; false once the proxy is closed.
+func (p *faultProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = true
+	}
+	return true
+}
+
+func (p *faultProxy) untrack(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		delete(p.conns, c)
+		c.Close()
+	}
+}
 
 func (p *faultProxy) serve() {
 	defer p.wg.Done()
@@ -53,32 +106,62 @@ func (p *faultProxy) serve() {
 			c.Close()
 			continue
 		}
+		if !p.track(c, u) {
+			c.Close()
+			u.Close()
+			return
+		}
 		p.wg.Add(2)
 		go func() { defer p.wg.Done(); _, _ = io.Copy(u, c); u.Close() }()
-		go func() {
-			defer p.wg.Done()
-			defer c.Close()
-			defer u.Close()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := u.Read(buf)
-				if n > 0 && buf[0] == ':' && p.armed.CompareAndSwap(true, false) {
-					p.dropped.Add(1)
-					if tc, ok := c.(*net.TCPConn); ok {
-						_ = tc.SetLinger(0) // RST, not FIN
-					}
-					return
-				}
-				if n > 0 {
-					if _, werr := c.Write(buf[:n]); werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
+		go func() { defer p.wg.Done(); p.replies(c, u); p.untrack(c, u) }()
+	}
+}
+
+// replies copies the server's replies to the client, applying the faults.
+func (p *faultProxy) replies(c, u net.Conn) {
+	defer c.Close()
+	defer u.Close()
+	reset := func() {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // RST, not FIN
+		}
+	}
+	var drawnFor *netFault
+	doomed := false
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := u.Read(buf)
+		if n > 0 && buf[0] == ':' && p.armed.CompareAndSwap(true, false) {
+			p.dropped.Add(1)
+			reset()
+			return
+		}
+		if f := p.fault.Load(); n > 0 && f != nil {
+			if f != drawnFor {
+				drawnFor, doomed = f, mrand.Float64() < f.resetShare
 			}
-		}()
+			switch {
+			case doomed:
+				reset()
+				return
+			case f.drop:
+				n = 0
+			case f.latency > 0:
+				d := f.latency
+				if f.jitter > 0 {
+					d += time.Duration(mrand.Int64N(int64(2*f.jitter))) - f.jitter
+				}
+				time.Sleep(d)
+			}
+		}
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -86,7 +169,7 @@ func (p *faultProxy) serve() {
 // sent again by go-redis's retry logic (which would apply a non-idempotent
 // script twice), while the caller gets a typed error.
 func TestScriptsAreNotRetried(t *testing.T) {
-	direct := patternstest.Redis(t)
+	direct := testRedis(t)
 	proxy := newFaultProxy(t, direct.Options().Addr)
 	// A client with go-redis's default retries (3) through the proxy.
 	rdb := redis.NewClient(&redis.Options{Addr: proxy.addr()})
@@ -139,7 +222,7 @@ func TestScriptsAreNotRetried(t *testing.T) {
 func TestLockReplicas(t *testing.T) {
 	ctx := context.Background()
 	t.Run("no replica", func(t *testing.T) {
-		c := newClient(t, patternstest.Redis(t))
+		c := newClient(t, testRedis(t))
 		_, err := c.Obtain(ctx, "k", time.Second, &LockOptions{Replicas: 1, ReplicaTimeout: 20 * time.Millisecond})
 		if !errors.Is(err, ErrNotReplicated) {
 			t.Fatalf("err = %v, want ErrNotReplicated", err)
@@ -155,7 +238,7 @@ func TestLockReplicas(t *testing.T) {
 		}
 	})
 	t.Run("cluster", func(t *testing.T) {
-		c := newClient(t, patternstest.Cluster(t))
+		c := newClient(t, testCluster(t))
 		for _, key := range []string{"a", "b", "c", "d"} {
 			_, err := c.Obtain(ctx, key, time.Second, &LockOptions{Replicas: 1, ReplicaTimeout: 10 * time.Millisecond})
 			if !errors.Is(err, ErrNotReplicated) {
@@ -164,7 +247,7 @@ func TestLockReplicas(t *testing.T) {
 		}
 	})
 	t.Run("sentinel", func(t *testing.T) {
-		rdb, _ := patternstest.Sentinel(t)
+		rdb, _ := testSentinel(t)
 		c := newClient(t, rdb)
 		opt := &LockOptions{Replicas: 1, ReplicaTimeout: time.Second}
 		l, err := c.Obtain(ctx, "k", time.Second, opt)

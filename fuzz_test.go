@@ -13,8 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // Fuzz targets for every public function family that turns caller input into
@@ -410,7 +408,7 @@ func FuzzPatternsOnCluster(f *testing.F) {
 			f.Add(id, "m:{1}")
 		}
 	}
-	rdb := patternstest.Cluster(f)
+	rdb := testCluster(f)
 	c := newClient(f, rdb, allTimeBoard)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, id, member string) {

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // TestUniquesAccuracy adds 1,000,000 distinct items and checks the estimate
@@ -20,7 +18,7 @@ import (
 // window whose older buckets are filled directly (a past day cannot be
 // written through Add, which uses the server's clock).
 func TestUniquesAccuracy(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		u, err := c.Uniques("visitors", nil)
@@ -106,7 +104,7 @@ func TestUniquesAccuracy(t *testing.T) {
 // TestActivity compares DAU, AND, OR and retention with a reference computed
 // in Go on the same random data.
 func TestActivity(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		a, err := c.Activity("app", &ActivityOptions{TempTTL: 30 * time.Second})
@@ -194,7 +192,7 @@ func anyKey(m map[int64]bool) int64 {
 }
 
 func TestUniquesAndActivityBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		u, _ := c.Uniques("u", nil)

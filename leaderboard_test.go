@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // allTimeBoard marks the all-time board's keys as the documented exception
@@ -22,7 +20,7 @@ func allTimeBoard(key string) bool {
 }
 
 func TestBoard(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb, allTimeBoard)
 		b, err := c.Board("game", &BoardOptions{Daily: time.Hour, Weekly: time.Hour, Monthly: time.Hour})
@@ -134,7 +132,7 @@ func TestBoard(t *testing.T) {
 }
 
 func TestBoardPolicies(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb, allTimeBoard)
 	latest, _ := c.Board("latest", &BoardOptions{Policy: KeepLatest})
@@ -158,7 +156,7 @@ func TestBoardPolicies(t *testing.T) {
 // TestBoardIncrementsExact: 8 goroutines x 10,000 increments; the total is
 // exact, and ties are ordered by the time the score was reached.
 func TestBoardIncrementsExact(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb, allTimeBoard)
 		b, _ := c.Board("clicks", &BoardOptions{Policy: Increment, Daily: time.Hour})
@@ -200,7 +198,7 @@ func TestBoardIncrementsExact(t *testing.T) {
 }
 
 func TestBoardBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb, allTimeBoard)
 		b, _ := c.Board("bad", &BoardOptions{Daily: time.Hour})

@@ -17,12 +17,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestLock(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 
@@ -130,7 +128,7 @@ func TestLock(t *testing.T) {
 }
 
 func TestLockBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		for name, call := range map[string]func() error{
@@ -184,7 +182,7 @@ func countKeys(t testing.TB, rdb redis.UniversalClient, prefix string) int {
 }
 
 func TestLockReleaseCancelledContext(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	l, err := c.Obtain(context.Background(), "k", time.Minute, nil)
 	if err != nil {
@@ -212,7 +210,7 @@ func (r *countingRetry) NextBackoff(attempt int) time.Duration {
 }
 
 func TestLockRetry(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
 	held, err := c.Obtain(ctx, "k", time.Minute, nil)
@@ -272,7 +270,7 @@ func TestLockRetry(t *testing.T) {
 }
 
 func TestWithLock(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
 
@@ -356,7 +354,7 @@ func TestLockContention(t *testing.T) {
 	if testing.Short() {
 		d = 3 * time.Second
 	}
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	spawnChildren(t, ctx, rdb, 2, "TestLockContentionChild",
@@ -452,7 +450,7 @@ func TestLockContentionChild(t *testing.T) {
 // its lock's TTL while the parent takes the lock; resumed, the child's
 // Refresh and Release must return ErrNotHeld and leave the parent's lock be.
 func TestLockPausedHolder(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	c, err := New(rdb, &Options{Prefix: prefix})
@@ -516,7 +514,7 @@ func TestLockPausedHolderChild(t *testing.T) {
 // goroutines obtain and release locks: no panic, no manual step, errors typed
 // and wrapped, and calls succeed again once the server is back.
 func TestLockRecovery(t *testing.T) {
-	rdb, proc := patternstest.Process(t)
+	rdb, proc := testProcess(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
 	var ok, failed atomic.Int64

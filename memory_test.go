@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // usedMemory returns INFO memory's used_memory.
@@ -45,7 +43,7 @@ func TestMemoryShortTTLKeys(t *testing.T) {
 		// A TTL longer than the writes take: the peak holds every key.
 		n, ttl = 1_000_000, 30*time.Second
 	}
-	rdb, _ := patternstest.Process(t)
+	rdb, _ := testProcess(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
 	lim, err := c.NewLimiter(FixedWindow)

@@ -2,89 +2,13 @@ package patterns
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
-// newClient returns a Client on rdb with a prefix unique to the test, so that
-// tests never see each other's keys, and a check at cleanup that every key
-// under that prefix has a TTL (the library's rule), except those for which
-// longLived returns true.
-func newClient(t testing.TB, rdb redis.UniversalClient, longLived ...func(key string) bool) *Client {
-	t.Helper()
-	prefix := uniquePrefix(t)
-	c, err := New(rdb, &Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { auditKeys(t, rdb, prefix, longLived...) })
-	return c
-}
-
-// closed reports, without blocking, whether ch is closed: the test of a loop
-// that runs until a stop channel closes.
-func closed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-func uniquePrefix(t testing.TB) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "t" + hex.EncodeToString(b[:])
-}
-
-// auditKeys fails the test if a key under prefix has no TTL, then deletes the
-// keys (never FLUSHDB: the server may be shared through REDIS_URL).
-func auditKeys(t testing.TB, rdb redis.UniversalClient, prefix string, longLived ...func(string) bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			k := iter.Val()
-			ttl, err := c.PTTL(ctx, k).Result()
-			if err != nil {
-				return err
-			}
-			exempt := false
-			for _, f := range longLived {
-				exempt = exempt || f(k)
-			}
-			if ttl == -1 && !exempt {
-				t.Errorf("key %q has no TTL", k)
-			}
-			c.Unlink(ctx, k)
-		}
-		return iter.Err()
-	}
-	var err error
-	switch c := rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		err = scan(ctx, c)
-	}
-	if err != nil && !strings.Contains(err.Error(), "closed") {
-		t.Logf("key audit: %v", err)
-	}
-}
-
 func TestKeyEscaping(t *testing.T) {
-	c, err := New(patternstest.Redis(t), &Options{Prefix: "p"})
+	c, err := New(testRedis(t), &Options{Prefix: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +41,7 @@ func TestKeyEscaping(t *testing.T) {
 // of the escaped id alone, whatever braces the id holds, and that distinct ids
 // give distinct keys.
 func TestKeySlots(t *testing.T) {
-	rdb := patternstest.Cluster(t)
+	rdb := testCluster(t)
 	ctx := context.Background()
 	c, err := New(rdb, nil)
 	if err != nil {
@@ -150,7 +74,7 @@ func TestKeySlots(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	for _, p := range []string{"a{b", "a}b", "has space", strings.Repeat("p", 65), "tab\t"} {
 		if _, err := New(rdb, &Options{Prefix: p}); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("prefix %q: err = %v, want ErrInvalidArgument", p, err)

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 type priceChange struct {
@@ -17,7 +15,7 @@ type priceChange struct {
 }
 
 func TestTopic(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		c := newClient(t, rdb)
 		topic, err := NewTopic[priceChange](c, "prices", nil)
 		if err != nil {
@@ -58,7 +56,7 @@ func TestTopic(t *testing.T) {
 // TestTopicReconnect: the subscriber's server restarts; go-redis subscribes
 // again and later events arrive.
 func TestTopicReconnect(t *testing.T) {
-	rdb, proc := patternstest.Process(t)
+	rdb, proc := testProcess(t)
 	c := newClient(t, rdb)
 	topic, _ := NewTopic[int](c, "ticks", nil)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestQueue(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		q, err := c.Queue("jobs", &QueueOptions{Visibility: 300 * time.Millisecond, MaxDeliveries: 2,
@@ -113,7 +111,7 @@ func TestQueue(t *testing.T) {
 }
 
 func TestQueueBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		q, _ := c.Queue("jobs", nil)
@@ -141,7 +139,7 @@ func TestQueueBadInput(t *testing.T) {
 // TestQueueLatency reports how long a waiting consumer takes to get a
 // message after Enqueue returns (measured, not asserted).
 func TestQueueLatency(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	q, _ := c.Queue("lat", nil)
@@ -178,7 +176,7 @@ func TestQueueKilledConsumers(t *testing.T) {
 	if testing.Short() {
 		n = 3000
 	}
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	env := []string{"PATTERNS_TEST_PREFIX=" + prefix, "PATTERNS_TEST_N=" + strconv.Itoa(n)}

@@ -17,8 +17,6 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 var allAlgorithms = []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA}
@@ -49,7 +47,7 @@ func waitWindowStart(t testing.TB, rdb redis.UniversalClient, period time.Durati
 // one key with a limit of L per hour; every algorithm admits exactly L.
 func TestRateLimitExactUnderConcurrency(t *testing.T) {
 	const L = 100
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		// Stay clear of an hour boundary (fixed windows align to the clock).
 		if now, _ := rdb.Time(ctx).Result(); now.Minute() == 59 && now.Second() > 50 {
@@ -168,7 +166,7 @@ func TestRateLimitSequences(t *testing.T) {
 			{300, 1, false, 0},
 		}},
 	}
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		c := newClient(t, rdb)
 		for _, tc := range cases {
 			t.Run(tc.algo.String(), func(t *testing.T) {
@@ -217,7 +215,7 @@ func TestRateLimitSequences(t *testing.T) {
 }
 
 func TestRateLimitMultipleLimits(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		for _, a := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket} {
@@ -252,7 +250,7 @@ func TestRateLimitMultipleLimits(t *testing.T) {
 }
 
 func TestRateLimitKeysHaveTTL(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	lim := Limit{Rate: 10, Period: 3 * time.Second, Burst: 20}
@@ -289,7 +287,7 @@ func TestRateLimitKeysHaveTTL(t *testing.T) {
 // full: the number admitted is what the refill allows, to the token, and the
 // key's TTL stays between the time until full and that plus one window.
 func TestRateLimitTokenBucketSustained(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		l := newLimiter(t, c, TokenBucket)
@@ -346,7 +344,7 @@ func TestRateLimitTokenBucketSustained(t *testing.T) {
 // TestRateLimitTokenBucketWritesNothing: a denied request and a Peek leave
 // the key exactly as it was, value and expiry.
 func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		l := newLimiter(t, c, TokenBucket)
@@ -397,7 +395,7 @@ func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
 }
 
 func TestRateLimitBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		if _, err := c.NewLimiter(Algorithm(99)); !errors.Is(err, ErrInvalidArgument) {
@@ -440,7 +438,7 @@ func TestRateLimitBadInput(t *testing.T) {
 }
 
 func TestRateLimitBatch(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		l := newLimiter(t, c, TokenBucket)
@@ -472,7 +470,7 @@ func TestRateLimitBatch(t *testing.T) {
 }
 
 func TestRateLimitMiddleware(t *testing.T) {
-	rdb, proc := patternstest.Process(t)
+	rdb, proc := testProcess(t)
 	c := newClient(t, rdb)
 	l := newLimiter(t, c, SlidingWindowLog)
 	var errs atomic.Int64
@@ -569,7 +567,7 @@ func TestClientIP(t *testing.T) {
 // TestGCRACoversRedisRate shows, on raw redis_rate and on the wrapper side by
 // side, what the wrapper corrects.
 func TestGCRACoversRedisRate(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	raw := redis_rate.NewLimiter(rdb)
@@ -607,7 +605,7 @@ func TestGCRACoversRedisRate(t *testing.T) {
 // TestRateLimitTokenBucketTextArgs: the script's text arguments (the
 // redis-cli form) decide as the packed ones the library sends.
 func TestRateLimitTokenBucketTextArgs(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		l := newLimiter(t, c, TokenBucket)
@@ -646,7 +644,7 @@ func TestRateLimitTokenBucketTextArgs(t *testing.T) {
 // window boundaries of the server clock (their PTTL is their clock), also
 // after moving on to the next window.
 func TestRateLimitWindowKeysAligned(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	lim := Limit{Rate: 100, Period: 200 * time.Millisecond}

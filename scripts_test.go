@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 // TestScriptFiles checks that every file in scripts/ is registered, has a
@@ -25,7 +23,7 @@ func TestScriptFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("redis-cli is needed (apt-get install redis-tools): %v", err)
 	}
-	rdb := patternstest.Redis(t)
+	rdb := ownRedis(t) // the examples write under the default prefix
 	host, port, err := net.SplitHostPort(rdb.Options().Addr)
 	if err != nil {
 		t.Fatal(err)

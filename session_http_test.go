@@ -8,12 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestSessionMiddleware(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	s, _ := c.Sessions(nil)
 	mux := http.NewServeMux()

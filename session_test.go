@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestSessionIDsUnique(t *testing.T) {
@@ -36,7 +34,7 @@ func TestSessionIDsUnique(t *testing.T) {
 }
 
 func TestSessions(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		s, err := c.Sessions(nil)
@@ -131,7 +129,7 @@ func countKeysContaining(t *testing.T, rdb redis.UniversalClient, prefix, s stri
 }
 
 func TestSessionTimeouts(t *testing.T) {
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	s, _ := c.Sessions(&SessionOptions{IdleTimeout: 700 * time.Millisecond, AbsoluteTimeout: 2500 * time.Millisecond})
@@ -184,7 +182,7 @@ func TestSessionTimeouts(t *testing.T) {
 // TestSessionConcurrentFields: 8 goroutines update different fields of one
 // session at once; no update is lost.
 func TestSessionConcurrentFields(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		s, _ := c.Sessions(nil)
@@ -218,7 +216,7 @@ func TestSessionConcurrentFields(t *testing.T) {
 
 // TestSessionDestroyAll1000: a user with 1,000 sessions; one call ends them all.
 func TestSessionDestroyAll1000(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		s, _ := c.Sessions(nil)
@@ -245,7 +243,7 @@ func TestSessionDestroyAll1000(t *testing.T) {
 }
 
 func TestSessionBadInput(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		s, _ := c.Sessions(&SessionOptions{MaxBytes: 100})

@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redispatterns/patterns/patternstest"
 )
 
 func TestWriteBehind(t *testing.T) {
-	patternstest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		wb, err := NewWriteBehind[int](c, "counters", nil, &QueueOptions{Visibility: time.Second,
@@ -75,7 +73,7 @@ func TestWriteBehindKilledWorker(t *testing.T) {
 	if testing.Short() {
 		n = 2000
 	}
-	rdb := patternstest.Redis(t)
+	rdb := testRedis(t)
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
 	c, _ := New(rdb, &Options{Prefix: prefix})

@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redispatterns/patterns"
-	"github.com/redispatterns/patterns/patternstest"
+	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
 // benchRedis returns a client for a fresh redis-server process on loopback
@@ -17,7 +17,13 @@ import (
 // patterns Client on it.
 func benchRedis(b *testing.B) (*redis.Client, *patterns.Client) {
 	b.Helper()
-	rdb, _ := patternstest.Process(b)
+	srv, err := redisserver.StartProcess(context.Background(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { _ = rdb.Close() })
 	pc, err := patterns.New(rdb, nil)
 	if err != nil {
 		b.Fatal(err)

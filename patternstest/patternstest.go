@@ -1,18 +1,23 @@
-// Package patternstest gives a test a real Redis: a fresh, isolated server
-// (standalone) or a Redis Cluster of three masters, removed when the test
-// ends. No fake of Redis is involved.
+// Package patternstest gives a test a real Redis (or Valkey): a fresh,
+// isolated server (standalone), a Redis Cluster of three masters or a
+// Sentinel set, removed when the test ends. No fake of Redis is involved.
+//
+// It is a module of its own, so that its dependencies (dockertest and the
+// Docker client) reach only the test builds of those who import it:
+//
+//	go get github.com/redispatterns/patterns/patternstest
 //
 // Redis chooses the server in this order:
 //
 //  1. REDIS_URL, when set (a shared server: use unique keys; nothing is flushed);
-//  2. a container started through github.com/ory/dockertest/v3 when a Docker
-//     engine answers, running the image named by PATTERNS_REDIS_IMAGE
-//     (default "redis:7");
-//  3. a redis-server process on a free loopback port (the binary on PATH, or
-//     the one named by PATTERNS_REDIS_SERVER).
+//  2. a container started through github.com/ory/dockertest/v3 when
+//     PATTERNS_REDIS_IMAGE names an image and a Docker engine answers;
+//  3. a server process on a free loopback port: the binary named by
+//     PATTERNS_REDIS_SERVER (a path, or a name on PATH such as
+//     "valkey-server"), redis-server by default.
 //
 // PATTERNS_REDIS_MODE=url|docker|process forces one of the three and fails the
-// test if it cannot be had. Cluster always runs redis-server processes.
+// test if it cannot be had. Cluster and Sentinel always run processes.
 //
 // Use it in your own tests:
 //
@@ -25,13 +30,25 @@ package patternstest
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ory/dockertest/v3"
+	"github.com/ory/dockertest/v3/docker"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redispatterns/patterns/internal/redisserver"
 )
+
+// EnvImage names the Docker image that Redis runs in a container.
+const EnvImage = "PATTERNS_REDIS_IMAGE"
+
+// startTimeout bounds the start of a server, a cluster or a Sentinel set.
+const startTimeout = time.Minute
 
 // Redis returns a client for a fresh Redis (see the package doc for how it is
 // chosen). The server and the client are removed by t.Cleanup.
@@ -45,9 +62,9 @@ func Redis(t testing.TB) *redis.Client {
 // "docker" or "process".
 func Server(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	srv, err := redisserver.Start(ctx, t.Logf)
+	srv, err := start(ctx, t)
 	if err != nil {
 		t.Fatalf("patternstest: no Redis: %v", err)
 	}
@@ -61,9 +78,81 @@ func Server(t testing.TB) (*redis.Client, string) {
 	return rdb, srv.Kind
 }
 
-// Process returns a client for a fresh redis-server process, whatever
-// PATTERNS_REDIS_MODE says, and the address of the server; stop, restart or
-// pause it through the returned *Proc.
+func start(ctx context.Context, t testing.TB) (*redisserver.Server, error) {
+	mode := os.Getenv(redisserver.EnvMode)
+	image := os.Getenv(EnvImage)
+	switch {
+	case mode == "docker":
+		if image == "" {
+			return nil, fmt.Errorf("%s=docker but %s is empty", redisserver.EnvMode, EnvImage)
+		}
+		return startContainer(ctx, image)
+	case mode == "" && os.Getenv(redisserver.EnvURL) == "" && image != "":
+		srv, err := startContainer(ctx, image)
+		if err == nil {
+			return srv, nil
+		}
+		t.Logf("patternstest: no container of %s (%v); using a server process", image, err)
+		return redisserver.StartProcess(ctx, nil)
+	default:
+		return redisserver.Start(ctx)
+	}
+}
+
+var (
+	poolOnce sync.Once
+	pool     *dockertest.Pool
+	poolErr  error
+)
+
+func dockerPool() (*dockertest.Pool, error) {
+	poolOnce.Do(func() {
+		pool, poolErr = dockertest.NewPool("")
+		if poolErr == nil {
+			pool.MaxWait = 30 * time.Second
+			poolErr = pool.Client.Ping()
+		}
+	})
+	return pool, poolErr
+}
+
+// startContainer runs image (which must hold redis-server or valkey-server on
+// its PATH; the image's own command is used) and waits until it answers PING.
+// The container lives until the test's cleanup removes it: no timer stops it
+// while the test runs.
+func startContainer(ctx context.Context, image string) (*redisserver.Server, error) {
+	p, err := dockerPool()
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	repo, tag := image, "latest"
+	if i := strings.LastIndex(image, ":"); i > 0 && !strings.Contains(image[i:], "/") {
+		repo, tag = image[:i], image[i+1:]
+	}
+	res, err := p.RunWithOptions(&dockertest.RunOptions{
+		Repository:   repo,
+		Tag:          tag,
+		ExposedPorts: []string{"6379/tcp"},
+		PortBindings: map[docker.Port][]docker.PortBinding{"6379/tcp": {{HostIP: "127.0.0.1", HostPort: "0"}}},
+		Labels:       map[string]string{"patternstest": "1"},
+	}, func(hc *docker.HostConfig) {
+		hc.AutoRemove = true
+		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", image, err)
+	}
+	srv := redisserver.NewServer(res.GetHostPort("6379/tcp"), "docker", func() error { return p.Purge(res) })
+	if err := redisserver.WaitPing(ctx, srv.Addr, 30*time.Second); err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	return srv, nil
+}
+
+// Process returns a client for a fresh server process, whatever
+// PATTERNS_REDIS_MODE says, and the process; stop or restart it through the
+// returned *Proc.
 func Process(t testing.TB) (*redis.Client, *Proc) {
 	t.Helper()
 	p := &Proc{t: t}
@@ -74,18 +163,19 @@ func Process(t testing.TB) (*redis.Client, *Proc) {
 	return rdb, p
 }
 
-// Proc is a redis-server process started by Process.
+// Proc is a server process started by Process.
 type Proc struct {
 	// Addr is host:port of the server; it stays the same across Restart.
 	Addr string
 	t    testing.TB
 	srv  *redisserver.Server
-	port int
 }
 
 func (p *Proc) start(port int) {
 	p.t.Helper()
-	srv, err := redisserver.StartProcess(context.Background(), &redisserver.ProcessConfig{Port: port})
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Port: port})
 	if err != nil {
 		p.t.Fatalf("patternstest: %v", err)
 	}
@@ -93,23 +183,20 @@ func (p *Proc) start(port int) {
 }
 
 // Stop kills the server; its data is lost.
-func (p *Proc) Stop() {
-	_ = p.srv.Close()
-}
+func (p *Proc) Stop() { _ = p.srv.Close() }
 
 // Restart stops the server and starts an empty one on the same address.
 func (p *Proc) Restart() {
 	p.t.Helper()
 	_ = p.srv.Close()
-	port := p.srv.Port()
-	p.start(port)
+	p.start(p.srv.Port())
 }
 
-// Cluster starts a Redis Cluster of three masters (redis-server processes)
-// and returns a client for it. Everything is removed by t.Cleanup.
+// Cluster starts a Redis Cluster of three masters (server processes) and
+// returns a client for it. Everything is removed by t.Cleanup.
 func Cluster(t testing.TB) *redis.ClusterClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	cl, err := redisserver.StartCluster(ctx, 3)
 	if err != nil {
@@ -139,12 +226,12 @@ type SentinelSet struct {
 	set *redisserver.SentinelSet
 }
 
-// Sentinel starts a primary, a replica of it and a Sentinel (redis-server
+// Sentinel starts a primary, a replica of it and a Sentinel (server
 // processes) and returns a failover client for the master, which follows
 // failovers, and the set, whose Failover method triggers one.
 func Sentinel(t testing.TB) (*redis.Client, *SentinelSet) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	set, err := redisserver.StartSentinel(ctx)
 	if err != nil {

@@ -26,8 +26,8 @@ func TestRedis(t *testing.T) {
 
 // TestDocker proves the dockertest path; it runs wherever an image is named.
 func TestDocker(t *testing.T) {
-	if os.Getenv(redisserver.EnvImage) == "" {
-		t.Skipf("%s is not set", redisserver.EnvImage)
+	if os.Getenv(patternstest.EnvImage) == "" {
+		t.Skipf("%s is not set", patternstest.EnvImage)
 	}
 	t.Setenv(redisserver.EnvMode, "docker")
 	t.Setenv(redisserver.EnvURL, "")

@@ -148,7 +148,7 @@ func cmdDemo(ctx context.Context, names []string, cluster bool, w io.Writer) err
 		fmt.Fprintf(w, "Redis: %s\n", url)
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		srv, err := redisserver.Start(sctx, func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) })
+		srv, err := redisserver.Start(sctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("demo: no REDIS_URL and no throwaway Redis: %w", err)

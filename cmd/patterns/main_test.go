@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redispatterns/patterns"
-	"github.com/redispatterns/patterns/patternstest"
+	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
 // TestDemo runs every demo against a throwaway Redis started by the command
@@ -21,6 +23,12 @@ func TestDemo(t *testing.T) {
 	for _, d := range demos {
 		if !strings.Contains(out.String(), "== "+d.name+" ==") {
 			t.Errorf("demo %s did not run", d.name)
+		}
+	}
+	// A newcomer's first command prints no warning: no registry, no image.
+	for _, bad := range []string{"docker", "no such host", "warning", "error"} {
+		if strings.Contains(strings.ToLower(out.String()), bad) {
+			t.Errorf("the demo's output mentions %q", bad)
 		}
 	}
 	t.Log(out.String())
@@ -43,7 +51,13 @@ func TestScriptsAndLoad(t *testing.T) {
 		t.Fatal("want an error for an unknown script")
 	}
 
-	rdb := patternstest.Redis(t)
+	srv, err := redisserver.StartProcess(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
 	t.Setenv("REDIS_URL", "redis://"+rdb.Options().Addr)
 	out.Reset()
 	if err := run([]string{"load"}, &out); err != nil {

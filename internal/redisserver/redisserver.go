@@ -1,7 +1,9 @@
 // Package redisserver starts throwaway Redis servers for tests and the demo:
-// a redis-server process on a free loopback port, a container started through
-// dockertest, or a Redis Cluster of processes. Every server it starts is
-// removed by Close.
+// a redis-server (or valkey-server) process on a free loopback port, a Redis
+// Cluster or a Sentinel set of such processes. Every server it starts is
+// removed by Close. It needs nothing beyond go-redis, so that the root
+// module's tests add no dependency to its users' builds; containers are
+// patternstest's business.
 package redisserver
 
 import (
@@ -19,8 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ory/dockertest/v3"
-	"github.com/ory/dockertest/v3/docker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -28,17 +28,13 @@ import (
 const (
 	// EnvURL names a Redis to use instead of starting one.
 	EnvURL = "REDIS_URL"
-	// EnvImage names the Docker image to run (default DefaultImage).
-	EnvImage = "PATTERNS_REDIS_IMAGE"
-	// EnvMode forces a way of starting Redis: "url", "docker" or "process".
-	// Unset, the first that works in the order url, docker, process is used.
+	// EnvMode forces a way of getting Redis: "url" or "process" (patternstest
+	// adds "docker"). Unset: REDIS_URL when set, else a process.
 	EnvMode = "PATTERNS_REDIS_MODE"
-	// EnvServer names the redis-server binary (default: redis-server on PATH).
+	// EnvServer names the server binary: a path, or a name on PATH such as
+	// "valkey-server" (default: redis-server).
 	EnvServer = "PATTERNS_REDIS_SERVER"
 )
-
-// DefaultImage is the image run when EnvImage is unset.
-const DefaultImage = "redis:7"
 
 // Server is a Redis that Start made available.
 type Server struct {
@@ -92,99 +88,37 @@ func (s *Server) Options() (*redis.Options, error) {
 	return &redis.Options{Addr: s.Addr}, nil
 }
 
-// Start makes a Redis available, honouring EnvMode; logf (may be nil)
-// receives a line on why a way was skipped.
-func Start(ctx context.Context, logf func(format string, args ...any)) (*Server, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	mode := os.Getenv(EnvMode)
-	switch mode {
+// Start makes a Redis available, honouring EnvMode and EnvURL: the server at
+// REDIS_URL, or else a fresh process.
+func Start(ctx context.Context) (*Server, error) {
+	switch mode := os.Getenv(EnvMode); mode {
 	case "url":
 		u := os.Getenv(EnvURL)
 		if u == "" {
 			return nil, fmt.Errorf("redisserver: %s=url but %s is empty", EnvMode, EnvURL)
 		}
 		return &Server{Kind: "url", URL: u}, nil
-	case "docker":
-		return StartContainer(ctx)
 	case "process":
 		return StartProcess(ctx, nil)
-	case "":
+	case "", "docker": // docker: patternstest's; the library's own tests use processes
 	default:
-		return nil, fmt.Errorf("redisserver: %s=%q: want url, docker or process", EnvMode, mode)
+		return nil, fmt.Errorf("redisserver: %s=%q: want url, process or docker", EnvMode, mode)
 	}
 	if u := os.Getenv(EnvURL); u != "" {
 		return &Server{Kind: "url", URL: u}, nil
 	}
-	if DockerAvailable() {
-		s, err := StartContainer(ctx)
-		if err == nil {
-			return s, nil
-		}
-		logf("redisserver: docker answers but no container started (%v); using a redis-server process", err)
-	}
 	return StartProcess(ctx, nil)
 }
 
-var (
-	poolOnce sync.Once
-	pool     *dockertest.Pool
-	poolErr  error
-)
-
-func dockerPool() (*dockertest.Pool, error) {
-	poolOnce.Do(func() {
-		pool, poolErr = dockertest.NewPool("")
-		if poolErr == nil {
-			pool.MaxWait = 30 * time.Second
-			poolErr = pool.Client.Ping()
-		}
-	})
-	return pool, poolErr
+// NewServer wraps a server started elsewhere (a container) so that it is
+// audited and stopped like the others: closeFn stops it.
+func NewServer(addr, kind string, closeFn func() error) *Server {
+	return &Server{Addr: addr, Kind: kind, closeFn: closeFn}
 }
 
-// DockerAvailable reports whether a Docker engine answers.
-func DockerAvailable() bool {
-	_, err := dockerPool()
-	return err == nil
-}
-
-// StartContainer runs the image named by EnvImage (default DefaultImage) with
-// dockertest and waits until it answers PING.
-func StartContainer(ctx context.Context) (*Server, error) {
-	p, err := dockerPool()
-	if err != nil {
-		return nil, fmt.Errorf("redisserver: docker: %w", err)
-	}
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		image = DefaultImage
-	}
-	repo, tag := image, "latest"
-	if i := strings.LastIndex(image, ":"); i > 0 && !strings.Contains(image[i:], "/") {
-		repo, tag = image[:i], image[i+1:]
-	}
-	res, err := p.RunWithOptions(&dockertest.RunOptions{
-		Repository:   repo,
-		Tag:          tag,
-		Cmd:          []string{"redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"},
-		ExposedPorts: []string{"6379/tcp"},
-		PortBindings: map[docker.Port][]docker.PortBinding{"6379/tcp": {{HostIP: "127.0.0.1", HostPort: "0"}}},
-	}, func(hc *docker.HostConfig) {
-		hc.AutoRemove = true
-		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("redisserver: run %s: %w", image, err)
-	}
-	_ = res.Expire(600) // a hard stop if the owner dies without Close
-	s := &Server{Addr: res.GetHostPort("6379/tcp"), Kind: "docker", closeFn: func() error { return p.Purge(res) }}
-	if err := waitPing(ctx, s.Addr, 30*time.Second); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	return s, nil
+// WaitPing waits up to limit until the server at addr answers PING.
+func WaitPing(ctx context.Context, addr string, limit time.Duration) error {
+	return waitPing(ctx, addr, limit)
 }
 
 // ProcessConfig tunes StartProcess; nil means defaults.
@@ -214,12 +148,9 @@ func StartProcess(ctx context.Context, cfg *ProcessConfig) (*Server, error) {
 // startProcess runs redis-server with pre (e.g. a config file) first, then
 // the library's flags, then post.
 func startProcess(ctx context.Context, port int, pre, post []string) (*Server, error) {
-	bin := os.Getenv(EnvServer)
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, fmt.Errorf("redisserver: redis-server not found (install redis-server, or set %s, %s or a Docker image): %w", EnvServer, EnvURL, err)
-		}
+	bin, err := ServerBinary()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "patterns-redis-")
 	if err != nil {
@@ -248,6 +179,20 @@ func startProcess(ctx context.Context, port int, pre, post []string) (*Server, e
 		return nil, fmt.Errorf("%w; server log: %s", err, lastLines(string(log), 5))
 	}
 	return s, nil
+}
+
+// ServerBinary returns the path of the server binary: EnvServer (a path or a
+// name on PATH), or redis-server.
+func ServerBinary() (string, error) {
+	name := os.Getenv(EnvServer)
+	if name == "" {
+		name = "redis-server"
+	}
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("redisserver: %s not found (install redis-server or valkey-server, or set %s or %s): %w", name, EnvServer, EnvURL, err)
+	}
+	return bin, nil
 }
 
 func (c *ProcessConfig) needsBusPort() bool {

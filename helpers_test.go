@@ -1,0 +1,319 @@
+package patterns
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redispatterns/patterns/internal/redisserver"
+)
+
+// The servers of a test binary. Most tests share one standalone server and
+// one cluster, started on first use and stopped by TestMain after the last
+// test (never on a timer); each test isolates itself with a key prefix of its
+// own (newClient). A test that changes what the whole server sees (SCRIPT
+// FLUSH, CONFIG SET, ACL, DBSIZE, INFO counters, a restart, a slot move)
+// takes a server of its own with ownRedis, testProcess or ownCluster.
+
+var shared struct {
+	mu         sync.Mutex
+	standalone *redisserver.Server
+	cluster    *redisserver.Cluster
+}
+
+// serverStartTimeout bounds the start of a server or cluster.
+const serverStartTimeout = time.Minute
+
+// sharedStandalone returns the binary's standalone server, starting it once.
+func sharedStandalone(t testing.TB) *redisserver.Server {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.standalone == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+		defer cancel()
+		srv, err := redisserver.Start(ctx)
+		if err != nil {
+			t.Fatalf("no Redis: %v", err)
+		}
+		shared.standalone = srv
+	}
+	return shared.standalone
+}
+
+// sharedCluster returns the binary's three-master cluster, starting it once.
+func sharedCluster(t testing.TB) *redisserver.Cluster {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.cluster == nil {
+		cl := startCluster(t)
+		shared.cluster = cl
+	}
+	return shared.cluster
+}
+
+func startCluster(t testing.TB) *redisserver.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+	defer cancel()
+	cl, err := redisserver.StartCluster(ctx, 3)
+	if err != nil {
+		t.Fatalf("no cluster: %v", err)
+	}
+	return cl
+}
+
+// CloseTestServers stops the shared servers (each audited first by the
+// before-close hook). TestMain calls it once every test has run.
+func CloseTestServers() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.standalone != nil {
+		_ = shared.standalone.Close()
+		shared.standalone = nil
+	}
+	if shared.cluster != nil {
+		_ = shared.cluster.Close()
+		shared.cluster = nil
+	}
+}
+
+// SharedRedisOptions returns the go-redis options of the binary's shared
+// standalone server, for the examples (which isolate themselves by prefix
+// too); it panics when no server can be had.
+func SharedRedisOptions() *redis.Options {
+	opt, err := sharedStandalone(panicTB{}).Options()
+	if err != nil {
+		panic(err)
+	}
+	return opt
+}
+
+// panicTB is the testing.TB of code that runs outside a test (an example).
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()                        {}
+func (panicTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+
+// testRedis returns a client on the shared standalone server, closed when the
+// test ends.
+func testRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	return clientFor(t, sharedStandalone(t))
+}
+
+func clientFor(t testing.TB, srv *redisserver.Server) *redis.Client {
+	t.Helper()
+	opt, err := srv.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// testCluster returns a client on the shared cluster, closed when the test
+// ends.
+func testCluster(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	return clusterClient(t, sharedCluster(t))
+}
+
+func clusterClient(t testing.TB, cl *redisserver.Cluster) *redis.ClusterClient {
+	t.Helper()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+		return c.Ping(ctx).Err()
+	}); err != nil {
+		t.Fatalf("cluster: %v", err)
+	}
+	return rdb
+}
+
+// ownCluster returns a client on a cluster of the test's own, removed when
+// the test ends.
+func ownCluster(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	cl := startCluster(t)
+	t.Cleanup(func() { _ = cl.Close() })
+	return clusterClient(t, cl)
+}
+
+// ownRedis returns a client on a standalone server of the test's own,
+// removed when the test ends.
+func ownRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	rdb, _ := testProcess(t)
+	return rdb
+}
+
+// topologies runs fn as a subtest on the shared standalone server
+// ("standalone") and the shared cluster ("cluster").
+func topologies(t *testing.T, fn func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Helper()
+	t.Run("standalone", func(t *testing.T) { fn(t, testRedis(t)) })
+	t.Run("cluster", func(t *testing.T) { fn(t, testCluster(t)) })
+}
+
+// ownTopologies is topologies on servers of the test's own.
+func ownTopologies(t *testing.T, fn func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Helper()
+	t.Run("standalone", func(t *testing.T) { fn(t, ownRedis(t)) })
+	t.Run("cluster", func(t *testing.T) { fn(t, ownCluster(t)) })
+}
+
+// proc is a server process of a test's own that it may stop and restart.
+type proc struct {
+	// Addr is host:port of the server; it stays the same across Restart.
+	Addr string
+	t    testing.TB
+	srv  *redisserver.Server
+}
+
+// testProcess starts a server process of the test's own and returns a client
+// for it; both are removed when the test ends.
+func testProcess(t testing.TB) (*redis.Client, *proc) {
+	t.Helper()
+	p := &proc{t: t}
+	p.start(0)
+	t.Cleanup(func() { _ = p.srv.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb, p
+}
+
+func (p *proc) start(port int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+	defer cancel()
+	srv, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Port: port})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.srv, p.Addr = srv, srv.Addr
+}
+
+// Stop kills the server; its data is lost.
+func (p *proc) Stop() { _ = p.srv.Close() }
+
+// Restart stops the server and starts an empty one on the same address.
+func (p *proc) Restart() {
+	p.t.Helper()
+	_ = p.srv.Close()
+	p.start(p.srv.Port())
+}
+
+// sentinelSet is a primary, a replica and a Sentinel of a test's own.
+type sentinelSet struct{ *redisserver.SentinelSet }
+
+// testSentinel starts a Sentinel set of the test's own and returns a failover
+// client for its master; everything is removed when the test ends.
+func testSentinel(t testing.TB) (*redis.Client, sentinelSet) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+	defer cancel()
+	set, err := redisserver.StartSentinel(ctx)
+	if err != nil {
+		t.Fatalf("no sentinel set: %v", err)
+	}
+	t.Cleanup(func() { _ = set.Close() })
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    set.MasterName,
+		SentinelAddrs: []string{set.Sentinel.Addr},
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("sentinel: %v", err)
+	}
+	return rdb, sentinelSet{set}
+}
+
+// Addrs returns the addresses of the primary and the replica as started.
+func (s sentinelSet) Addrs() (primary, replica string) { return s.Primary.Addr, s.Replica.Addr }
+
+// serverIsValkey reports whether the servers under test are Valkey's.
+func serverIsValkey() bool {
+	return strings.Contains(os.Getenv(redisserver.EnvServer), "valkey")
+}
+
+// newClient returns a Client on rdb with a prefix unique to the test, so that
+// tests never see each other's keys, and a check at cleanup that every key
+// under that prefix has a TTL (the library's rule), except those for which
+// longLived returns true.
+func newClient(t testing.TB, rdb redis.UniversalClient, longLived ...func(key string) bool) *Client {
+	t.Helper()
+	prefix := uniquePrefix(t)
+	c, err := New(rdb, &Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auditKeys(t, rdb, prefix, longLived...) })
+	return c
+}
+
+// closed reports, without blocking, whether ch is closed: the test of a loop
+// that runs until a stop channel closes.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func uniquePrefix(t testing.TB) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// auditKeys fails the test if a key under prefix has no TTL, then deletes the
+// keys (never FLUSHDB: the server may be shared through REDIS_URL).
+func auditKeys(t testing.TB, rdb redis.UniversalClient, prefix string, longLived ...func(string) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			ttl, err := c.PTTL(ctx, k).Result()
+			if err != nil {
+				return err
+			}
+			exempt := false
+			for _, f := range longLived {
+				exempt = exempt || f(k)
+			}
+			if ttl == -1 && !exempt {
+				t.Errorf("key %q has no TTL", k)
+			}
+			c.Unlink(ctx, k)
+		}
+		return iter.Err()
+	}
+	var err error
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		err = scan(ctx, c)
+	}
+	if err != nil && !strings.Contains(err.Error(), "closed") {
+		t.Logf("key audit: %v", err)
+	}
+}
