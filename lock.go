@@ -156,7 +156,9 @@ type Lock struct {
 // Obtain takes the lock named key for ttl. It returns ErrNotObtained when the
 // lock stays held by somebody else for as long as opt's retry strategy and
 // ctx allow, and ErrInvalidArgument for an empty or too long key or a ttl
-// under a millisecond.
+// under a millisecond. When ctx ends after an attempt found the lock held,
+// the error matches both ErrNotObtained and ctx's error, whether the end
+// came during a backoff or during the next attempt.
 //
 // Each successful Obtain issues a fencing token (Lock.Fence) greater than any
 // issued before for the key. Pass it to the resource the lock protects, and
@@ -198,6 +200,11 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 			n, err = scriptLockObtain.runArgs(ctx, c.rdb, l.obtainCmd[:]).Int64()
 		}
 		if err != nil {
+			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
+				// The lock was held at the last attempt and the time ran
+				// out during this one: the caller's retries are spent.
+				return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, key, cerr)
+			}
 			return nil, fmt.Errorf("patterns: obtain lock %q: %w", key, err)
 		}
 		if n > 0 {
@@ -219,7 +226,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrNotObtained, context.Cause(ctx))
+			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, key, context.Cause(ctx))
 		case <-timer.C:
 		}
 	}

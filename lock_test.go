@@ -235,6 +235,28 @@ func TestLockRetry(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotObtained and DeadlineExceeded", err)
 	}
 
+	// The same when the deadline fires during an attempt rather than during
+	// a backoff: every reply comes 40 ms late, the backoff is 1 ms.
+	slow := newFaultProxy(t, rdb.Options().Addr)
+	slow.set(&netFault{latency: 40 * time.Millisecond})
+	srdb := redis.NewClient(&redis.Options{Addr: slow.addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { srdb.Close() })
+	sc, err := New(srdb, &Options{Prefix: c.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srdb.Ping(ctx).Err(); err != nil { // the connection is made before the clock starts
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		dctx, cancel := context.WithTimeout(ctx, 130*time.Millisecond)
+		_, err = sc.Obtain(dctx, "k", time.Second, &LockOptions{RetryStrategy: LinearBackoff(time.Millisecond)})
+		cancel()
+		if !errors.Is(err, ErrNotObtained) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("deadline during an attempt: err = %v, want ErrNotObtained and DeadlineExceeded", err)
+		}
+	}
+
 	// A retry succeeds once the holder lets go.
 	go func() { time.Sleep(30 * time.Millisecond); _ = held.Release(ctx) }()
 	l, err := c.Obtain(ctx, "k", time.Second, &LockOptions{RetryStrategy: LimitRetry(ExponentialBackoff(time.Millisecond, 20*time.Millisecond), 50)})

@@ -44,8 +44,10 @@
 package patterns
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -161,6 +163,21 @@ func checkID(what, id string) error {
 	}
 	if len(id) > MaxIDLen {
 		return invalidf("%s is %d bytes, over the cap of %d", what, len(id), MaxIDLen)
+	}
+	return nil
+}
+
+// ctxEnded returns ctx's error when err came from ctx's end: ctx is done, or
+// err is a network timeout at or past ctx's deadline (go-redis sets the
+// socket deadline from the context, so the read may time out a moment before
+// the context reports it). Otherwise nil.
+func ctxEnded(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	var nerr net.Error
+	if dl, ok := ctx.Deadline(); ok && errors.As(err, &nerr) && nerr.Timeout() && !time.Now().Add(time.Millisecond).Before(dl) {
+		return context.DeadlineExceeded
 	}
 	return nil
 }
