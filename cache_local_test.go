@@ -273,6 +273,7 @@ func TestCacheLocalStaleStoreRace(t *testing.T) {
 // from a write's return to the reader seeing it (or a newer value) is
 // measured and logged.
 func TestCacheLocalTwoProcesses(t *testing.T) {
+	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
@@ -520,6 +521,7 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 
 // TestCacheLocalMemoryBound fills layers far past their bounds.
 func TestCacheLocalMemoryBound(t *testing.T) {
+	t.Parallel()
 	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
@@ -611,6 +613,7 @@ func TestUnescapePart(t *testing.T) {
 // reader: its layer leaves the old master (cleared) and tracks the new one,
 // so a write after the move still reaches it.
 func TestCacheLocalSlotMove(t *testing.T) {
+	t.Parallel()
 	rdb := ownCluster(t) // moves a slot
 	ctx := context.Background()
 	c := newClient(t, rdb)
@@ -675,6 +678,7 @@ func TestCacheLocalSlotMove(t *testing.T) {
 // Sentinel failover client): a write on the new master still reaches the
 // reader's layer.
 func TestCacheLocalSentinelFailover(t *testing.T) {
+	t.Parallel()
 	rdb, set := testSentinel(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)

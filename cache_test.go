@@ -210,15 +210,19 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 	}
 }
 
-// TestCacheTagBookkeeping writes 100,000 tagged entries (100 tenants x 7
-// types) and invalidates tags meanwhile: tags add no key per entry (the
+// TestCacheTagBookkeeping writes 30,000 tagged entries (100 tenants x 7
+// types; 100,000 entries with PATTERNS_SOAK) and invalidates tags meanwhile: tags add no key per entry (the
 // bookkeeping is two keys whatever the number of entries), and once the
 // entries expired and MaxTTL passed, nothing of the cache is left.
 func TestCacheTagBookkeeping(t *testing.T) {
+	t.Parallel()
 	rdb := ownRedis(t) // counts every key of the server
 	ctx := context.Background()
 	c := newClient(t, rdb)
-	n := 100_000
+	n := 30_000
+	if os.Getenv("PATTERNS_SOAK") != "" {
+		n = 100_000
+	}
 	if testing.Short() {
 		n = 10_000
 	}
@@ -345,6 +349,7 @@ func TestCacheEarlyRefresh(t *testing.T) {
 // TestCacheDegradation stops Redis mid-run: Gets return the loader's values,
 // errors reach the hook; Redis back, caching resumes by itself.
 func TestCacheDegradation(t *testing.T) {
+	t.Parallel()
 	rdb, proc := testProcess(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)

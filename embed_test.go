@@ -35,6 +35,7 @@ func TestIsNoScript(t *testing.T) {
 // and pipelined batches reload the scripts by themselves, on standalone and
 // on cluster (where each master has a cache of its own).
 func TestNoScriptHealed(t *testing.T) {
+	t.Parallel()
 	ownTopologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)

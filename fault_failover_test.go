@@ -280,6 +280,7 @@ func logFailoverFigures(t *testing.T, name string, f failoverFigures) {
 // data nodes (the old primary refuses writes once its replica has left it,
 // and the new one until the old one replicates it).
 func TestFailoverSentinel(t *testing.T) {
+	t.Parallel()
 	onceInCI(t)
 	modes := []struct {
 		name string
@@ -352,6 +353,7 @@ func clientFollows(ctx context.Context, rdb *redis.ClusterClient, key, master st
 // graceful (the replica catches up first), FORCE (it does not), and a
 // TAKEOVER while the master hangs (SIGSTOP) with calls in flight.
 func TestFailoverCluster(t *testing.T) {
+	t.Parallel()
 	onceInCI(t)
 	for _, mode := range []string{"graceful", "FORCE", "hung-master TAKEOVER"} {
 		t.Run(mode, func(t *testing.T) {

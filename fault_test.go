@@ -220,6 +220,7 @@ func TestScriptsAreNotRetried(t *testing.T) {
 }
 
 func TestLockReplicas(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("no replica", func(t *testing.T) {
 		c := newClient(t, testRedis(t))

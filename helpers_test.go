@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -243,11 +242,6 @@ func testSentinel(t testing.TB) (*redis.Client, sentinelSet) {
 
 // Addrs returns the addresses of the primary and the replica as started.
 func (s sentinelSet) Addrs() (primary, replica string) { return s.Primary.Addr, s.Replica.Addr }
-
-// serverIsValkey reports whether the servers under test are Valkey's.
-func serverIsValkey() bool {
-	return strings.Contains(os.Getenv(redisserver.EnvServer), "valkey")
-}
 
 // newClient returns a Client on rdb with a prefix unique to the test, so that
 // tests never see each other's keys, and a check at cleanup that every key

@@ -18,6 +18,7 @@ import (
 // window whose older buckets are filled directly (a past day cannot be
 // written through Add, which uses the server's clock).
 func TestUniquesAccuracy(t *testing.T) {
+	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)

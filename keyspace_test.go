@@ -198,6 +198,7 @@ func finishSuiteAudit() bool {
 // TestKeyAudit proves the audit catches a key without a TTL, and lets keys
 // with a TTL and the documented long-lived ones pass.
 func TestKeyAudit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv, err := redisserver.StartProcess(ctx, nil)
 	if err != nil {

@@ -37,6 +37,7 @@ func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
 // writes with a 30 s TTL, longer than the writes take, so that the peak
 // holds every key.
 func TestMemoryShortTTLKeys(t *testing.T) {
+	t.Parallel()
 	onceInCI(t)
 	n, ttl := 100_000, 2*time.Second
 	if os.Getenv("PATTERNS_SOAK") != "" {

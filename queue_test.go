@@ -19,6 +19,7 @@ import (
 )
 
 func TestQueue(t *testing.T) {
+	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
@@ -169,6 +170,7 @@ func TestQueueLatency(t *testing.T) {
 // dead, none is lost, and duplicates (processed more than once) are counted:
 // each comes from a kill between processing and ack.
 func TestQueueKilledConsumers(t *testing.T) {
+	t.Parallel()
 	n := 20_000
 	if os.Getenv("PATTERNS_SOAK") != "" {
 		n = 100_000

@@ -46,6 +46,7 @@ func waitWindowStart(t testing.TB, rdb redis.UniversalClient, period time.Durati
 // TestRateLimitExactUnderConcurrency: 2 OS processes x 8 goroutines hammer
 // one key with a limit of L per hour; every algorithm admits exactly L.
 func TestRateLimitExactUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	const L = 100
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
@@ -129,6 +130,7 @@ type step struct {
 // is then checked against its RetryAfter: a client that waits RetryAfter is
 // admitted.
 func TestRateLimitSequences(t *testing.T) {
+	t.Parallel()
 	const p = 400 * time.Millisecond
 	cases := []struct {
 		algo  Algorithm
@@ -287,6 +289,7 @@ func TestRateLimitKeysHaveTTL(t *testing.T) {
 // full: the number admitted is what the refill allows, to the token, and the
 // key's TTL stays between the time until full and that plus one window.
 func TestRateLimitTokenBucketSustained(t *testing.T) {
+	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)

@@ -129,6 +129,7 @@ func countKeysContaining(t *testing.T, rdb redis.UniversalClient, prefix, s stri
 }
 
 func TestSessionTimeouts(t *testing.T) {
+	t.Parallel()
 	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)

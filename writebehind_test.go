@@ -69,6 +69,7 @@ func TestWriteBehind(t *testing.T) {
 // with SIGKILL while it persists them, and starts another: every
 // acknowledged write reaches persist at least once.
 func TestWriteBehindKilledWorker(t *testing.T) {
+	t.Parallel()
 	n := 10_000
 	if testing.Short() {
 		n = 2000

@@ -64,14 +64,18 @@ func TestCluster(t *testing.T) {
 	rdb := patternstest.Cluster(t)
 	ctx := context.Background()
 	masters := 0
-	slots, err := rdb.ClusterSlots(ctx).Result()
+	shards, err := rdb.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	covered := 0
-	for _, s := range slots {
-		masters++
-		covered += s.End - s.Start + 1
+	for _, sh := range shards {
+		if len(sh.Slots) > 0 {
+			masters++
+		}
+		for _, r := range sh.Slots {
+			covered += int(r.End - r.Start + 1)
+		}
 	}
 	if masters < 3 || covered != 16384 {
 		t.Fatalf("masters = %d, slots covered = %d", masters, covered)

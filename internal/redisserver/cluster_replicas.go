@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,7 +91,7 @@ func (cl *Cluster) all() []*Server {
 // waitTopology waits until every node reports cluster_state:ok and routes
 // every slot range to a master with one synced replica, and until ok (when
 // not nil) accepts what every node reports.
-func (cl *Cluster) waitTopology(ctx context.Context, limit time.Duration, ok func([]redis.ClusterSlot) bool) error {
+func (cl *Cluster) waitTopology(ctx context.Context, limit time.Duration, ok func([]slotRange) bool) error {
 	nodes := cl.all()
 	clients := make([]*redis.Client, len(nodes))
 	for i, n := range nodes {
@@ -106,14 +108,14 @@ func (cl *Cluster) waitTopology(ctx context.Context, limit time.Duration, ok fun
 				why = fmt.Sprintf("%s: state not ok (%v)", nodes[i].Addr, err)
 				break
 			}
-			slots, err := c.ClusterSlots(ctx).Result()
+			slots, err := slotRanges(ctx, c)
 			if err != nil || len(slots) != len(cl.Nodes) {
 				why = fmt.Sprintf("%s: %d slot ranges (%v)", nodes[i].Addr, len(slots), err)
 				break
 			}
 			for _, s := range slots {
-				if len(s.Nodes) != 2 {
-					why = fmt.Sprintf("%s: slots %d-%d served by %d nodes", nodes[i].Addr, s.Start, s.End, len(s.Nodes))
+				if len(s.Addrs) != 2 {
+					why = fmt.Sprintf("%s: slots %d-%d served by %d nodes", nodes[i].Addr, s.Start, s.End, len(s.Addrs))
 					break
 				}
 			}
@@ -154,7 +156,7 @@ func (cl *Cluster) waitTopology(ctx context.Context, limit time.Duration, ok fun
 func (cl *Cluster) MasterOf(ctx context.Context, slot int) (master, replica *Server, err error) {
 	c := redis.NewClient(&redis.Options{Addr: cl.Nodes[0].Addr})
 	defer c.Close()
-	slots, err := c.ClusterSlots(ctx).Result()
+	slots, err := slotRanges(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,8 +165,8 @@ func (cl *Cluster) MasterOf(ctx context.Context, slot int) (master, replica *Ser
 		byAddr[n.Addr] = n
 	}
 	for _, s := range slots {
-		if slot >= s.Start && slot <= s.End && len(s.Nodes) == 2 {
-			return byAddr[s.Nodes[0].Addr], byAddr[s.Nodes[1].Addr], nil
+		if slot >= s.Start && slot <= s.End && len(s.Addrs) == 2 {
+			return byAddr[s.Addrs[0]], byAddr[s.Addrs[1]], nil
 		}
 	}
 	return nil, nil, fmt.Errorf("redisserver: no master with a replica serves slot %d", slot)
@@ -202,12 +204,44 @@ func (cl *Cluster) Failover(ctx context.Context, slot int, mode string) error {
 // WaitMaster returns once every node routes slot to the master at addr and
 // every slot range has a master and a replica again.
 func (cl *Cluster) WaitMaster(ctx context.Context, slot int, addr string) error {
-	return cl.waitTopology(ctx, 30*time.Second, func(slots []redis.ClusterSlot) bool {
+	return cl.waitTopology(ctx, 30*time.Second, func(slots []slotRange) bool {
 		for _, s := range slots {
 			if slot >= s.Start && slot <= s.End {
-				return s.Nodes[0].Addr == addr
+				return s.Addrs[0] == addr
 			}
 		}
 		return false
 	})
+}
+
+// slotRange is a range of slots and the nodes that serve it, master first:
+// CLUSTER SLOTS's view, read from CLUSTER SHARDS.
+type slotRange struct {
+	Start, End int
+	Addrs      []string // host:port, the master first, then the replicas not failed
+}
+
+// slotRanges returns every slot range the node c knows, from CLUSTER SHARDS.
+func slotRanges(ctx context.Context, c *redis.Client) ([]slotRange, error) {
+	shards, err := c.ClusterShards(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []slotRange
+	for _, sh := range shards {
+		var addrs []string
+		for _, n := range sh.Nodes {
+			addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			switch {
+			case n.Role == "master":
+				addrs = append([]string{addr}, addrs...)
+			case n.Health != "fail":
+				addrs = append(addrs, addr)
+			}
+		}
+		for _, r := range sh.Slots {
+			out = append(out, slotRange{Start: int(r.Start), End: int(r.End), Addrs: addrs})
+		}
+	}
+	return out, nil
 }

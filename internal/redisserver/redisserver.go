@@ -349,7 +349,7 @@ func (cl *Cluster) join(ctx context.Context, masters int) error {
 		if ready {
 			// Every node must also route every slot to a master it knows.
 			for _, c := range clients {
-				slots, err := c.ClusterSlots(ctx).Result()
+				slots, err := slotRanges(ctx, c)
 				if err != nil || len(slots) != masters {
 					ready = false
 					break
