@@ -18,19 +18,31 @@ type Topic[T any] struct {
 	codec   Codec
 }
 
-// NewTopic returns the topic named name, encoding events with codec (nil:
-// JSON).
-func NewTopic[T any](c *Client, name string, codec Codec) (*Topic[T], error) {
+// TopicOptions configure a Topic. A nil *TopicOptions means all defaults.
+type TopicOptions struct {
+	// Codec encodes events.
+	//
+	// default: JSON
+	Codec Codec
+}
+
+func (o *TopicOptions) codec() Codec {
+	if o == nil || o.Codec == nil {
+		return JSON
+	}
+	return o.Codec
+}
+
+// NewTopic returns the topic named name. It returns ErrInvalidArgument for a
+// nil client or an empty or too long name.
+func NewTopic[T any](c *Client, name string, opt *TopicOptions) (*Topic[T], error) {
 	if c == nil {
 		return nil, invalidf("nil client")
 	}
 	if err := checkID("topic name", name); err != nil {
 		return nil, err
 	}
-	if codec == nil {
-		codec = JSON
-	}
-	return &Topic[T]{c: c, name: name, channel: c.key("ps", name), codec: codec}, nil
+	return &Topic[T]{c: c, name: name, channel: c.key("ps", name), codec: opt.codec()}, nil
 }
 
 // Publish sends event and returns how many subscribers received it.
@@ -40,8 +52,12 @@ func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
 		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)
 	}
 	// At most once, as the scripts: a retry after a lost reply would
-	// deliver the event twice.
+	// deliver the event twice. On a cluster the channel routes like a key:
+	// publisher and subscribers meet on the node of its slot, so events
+	// from one publisher arrive in the order they were published (a node
+	// picked at random would pass them over the cluster bus, reordered).
 	cmd := redis.NewCmd(ctx, "publish", t.channel, b)
+	cmd.SetFirstKeyPos(1)
 	_ = process(ctx, t.c.rdb, cmd)
 	n, err := cmd.Int64()
 	if err != nil {
