@@ -41,13 +41,7 @@ func TestNoScriptHealed(t *testing.T) {
 		c := newClient(t, rdb)
 		flush := func() {
 			t.Helper()
-			var err error
-			if cc, ok := rdb.(*redis.ClusterClient); ok {
-				err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.ScriptFlush(ctx).Err() })
-			} else {
-				err = rdb.ScriptFlush(ctx).Err()
-			}
-			if err != nil {
+			if err := forEachPrimary(ctx, rdb, func(ctx context.Context, n *redis.Client) error { return n.ScriptFlush(ctx).Err() }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -102,13 +96,7 @@ func TestLoad(t *testing.T) {
 			}
 			return nil
 		}
-		var err error
-		if cc, ok := rdb.(*redis.ClusterClient); ok {
-			err = cc.ForEachMaster(ctx, check)
-		} else {
-			err = check(ctx, rdb.(*redis.Client))
-		}
-		if err != nil {
+		if err := forEachPrimary(ctx, rdb, check); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -31,21 +31,24 @@ var shared struct {
 // serverStartTimeout bounds the start of a server or cluster.
 const serverStartTimeout = time.Minute
 
+func startCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), serverStartTimeout)
+}
+
 // sharedStandalone returns the binary's standalone server, starting it once.
-func sharedStandalone(t testing.TB) *redisserver.Server {
-	t.Helper()
+func sharedStandalone() (*redisserver.Server, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.standalone == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+		ctx, cancel := startCtx()
 		defer cancel()
 		srv, err := redisserver.Start(ctx)
 		if err != nil {
-			t.Fatalf("no Redis: %v", err)
+			return nil, fmt.Errorf("no Redis: %w", err)
 		}
 		shared.standalone = srv
 	}
-	return shared.standalone
+	return shared.standalone, nil
 }
 
 // sharedCluster returns the binary's three-master cluster, starting it once.
@@ -54,15 +57,14 @@ func sharedCluster(t testing.TB) *redisserver.Cluster {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.cluster == nil {
-		cl := startCluster(t)
-		shared.cluster = cl
+		shared.cluster = startCluster(t)
 	}
 	return shared.cluster
 }
 
 func startCluster(t testing.TB) *redisserver.Cluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+	ctx, cancel := startCtx()
 	defer cancel()
 	cl, err := redisserver.StartCluster(ctx, 3)
 	if err != nil {
@@ -90,33 +92,29 @@ func CloseTestServers() {
 // standalone server, for the examples (which isolate themselves by prefix
 // too); it panics when no server can be had.
 func SharedRedisOptions() *redis.Options {
-	opt, err := sharedStandalone(panicTB{}).Options()
+	srv, err := sharedStandalone()
+	if err != nil {
+		panic(err)
+	}
+	opt, err := srv.Options()
 	if err != nil {
 		panic(err)
 	}
 	return opt
 }
 
-// panicTB is the testing.TB of code that runs outside a test (an example).
-type panicTB struct{ testing.TB }
-
-func (panicTB) Helper()                        {}
-func (panicTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
-
 // testRedis returns a client on the shared standalone server, closed when the
 // test ends.
 func testRedis(t testing.TB) *redis.Client {
 	t.Helper()
-	return clientFor(t, sharedStandalone(t))
-}
-
-func clientFor(t testing.TB, srv *redisserver.Server) *redis.Client {
-	t.Helper()
-	opt, err := srv.Options()
+	srv, err := sharedStandalone()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(opt)
+	rdb, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -130,15 +128,13 @@ func testCluster(t testing.TB) *redis.ClusterClient {
 
 func clusterClient(t testing.TB, cl *redisserver.Cluster) *redis.ClusterClient {
 	t.Helper()
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
-	t.Cleanup(func() { _ = rdb.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := rdb.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
-		return c.Ping(ctx).Err()
-	}); err != nil {
-		t.Fatalf("cluster: %v", err)
+	rdb, err := cl.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
 
@@ -186,23 +182,20 @@ type proc struct {
 // for it; both are removed when the test ends.
 func testProcess(t testing.TB) (*redis.Client, *proc) {
 	t.Helper()
-	p := &proc{t: t}
-	p.start(0)
+	ctx, cancel := startCtx()
+	defer cancel()
+	srv, err := redisserver.StartProcess(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{Addr: srv.Addr, t: t, srv: srv}
 	t.Cleanup(func() { _ = p.srv.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: p.Addr})
+	rdb, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb, p
-}
-
-func (p *proc) start(port int) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
-	defer cancel()
-	srv, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Port: port})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.srv, p.Addr = srv, srv.Addr
 }
 
 // Stop kills the server; its data is lost.
@@ -211,8 +204,13 @@ func (p *proc) Stop() { _ = p.srv.Close() }
 // Restart stops the server and starts an empty one on the same address.
 func (p *proc) Restart() {
 	p.t.Helper()
-	_ = p.srv.Close()
-	p.start(p.srv.Port())
+	ctx, cancel := startCtx()
+	defer cancel()
+	srv, err := p.srv.Restart(ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.srv = srv
 }
 
 // sentinelSet is a primary, a replica and a Sentinel of a test's own.
@@ -222,26 +220,35 @@ type sentinelSet struct{ *redisserver.SentinelSet }
 // client for its master; everything is removed when the test ends.
 func testSentinel(t testing.TB) (*redis.Client, sentinelSet) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), serverStartTimeout)
+	ctx, cancel := startCtx()
 	defer cancel()
 	set, err := redisserver.StartSentinel(ctx)
 	if err != nil {
 		t.Fatalf("no sentinel set: %v", err)
 	}
 	t.Cleanup(func() { _ = set.Close() })
-	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:    set.MasterName,
-		SentinelAddrs: []string{set.Sentinel.Addr},
-	})
-	t.Cleanup(func() { _ = rdb.Close() })
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("sentinel: %v", err)
+	rdb, err := set.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb, sentinelSet{set}
 }
 
 // Addrs returns the addresses of the primary and the replica as started.
 func (s sentinelSet) Addrs() (primary, replica string) { return s.Primary.Addr, s.Replica.Addr }
+
+// forEachPrimary runs fn on every master of a cluster client, or on the one
+// server of a standalone client.
+func forEachPrimary(ctx context.Context, rdb redis.UniversalClient, fn func(ctx context.Context, c *redis.Client) error) error {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("unsupported client %T", rdb)
+}
 
 // newClient returns a Client on rdb with a prefix unique to the test, so that
 // tests never see each other's keys, and a check at cleanup that every key
@@ -300,13 +307,7 @@ func auditKeys(t testing.TB, rdb redis.UniversalClient, prefix string, longLived
 		}
 		return iter.Err()
 	}
-	var err error
-	switch c := rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		err = scan(ctx, c)
-	}
+	err := forEachPrimary(ctx, rdb, scan)
 	if err != nil && !strings.Contains(err.Error(), "closed") {
 		t.Logf("key audit: %v", err)
 	}

@@ -168,14 +168,7 @@ func countKeys(t testing.TB, rdb redis.UniversalClient, prefix string) int {
 		n.Add(int64(len(keys)))
 		return err
 	}
-	var err error
-	switch c := rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, count)
-	case *redis.Client:
-		err = count(ctx, c)
-	}
-	if err != nil {
+	if err := forEachPrimary(ctx, rdb, count); err != nil {
 		t.Fatal(err)
 	}
 	return int(n.Load())

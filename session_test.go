@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,23 +110,18 @@ func TestSessions(t *testing.T) {
 
 func countKeysContaining(t *testing.T, rdb redis.UniversalClient, prefix, s string) int {
 	t.Helper()
-	n := 0
+	var n atomic.Int64 // ForEachMaster scans the masters at once
 	scan := func(ctx context.Context, c *redis.Client) error {
 		keys, _, err := c.Scan(ctx, 0, prefix+":*", 10000).Result()
 		for _, k := range keys {
 			if strings.Contains(k, s) {
-				n++
+				n.Add(1)
 			}
 		}
 		return err
 	}
-	ctx := context.Background()
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		_ = cc.ForEachMaster(ctx, scan)
-	} else {
-		_ = scan(ctx, rdb.(*redis.Client))
-	}
-	return n
+	_ = forEachPrimary(context.Background(), rdb, scan)
+	return int(n.Load())
 }
 
 func TestSessionTimeouts(t *testing.T) {

@@ -22,7 +22,10 @@ func benchRedis(b *testing.B) (*redis.Client, *patterns.Client) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = srv.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	rdb, err := srv.Client()
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Cleanup(func() { _ = rdb.Close() })
 	pc, err := patterns.New(rdb, nil)
 	if err != nil {

@@ -69,13 +69,7 @@ func Server(t testing.TB) (*redis.Client, string) {
 		t.Fatalf("patternstest: no Redis: %v", err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	opt, err := srv.Options()
-	if err != nil {
-		t.Fatalf("patternstest: %v", err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb, srv.Kind
+	return client(t, srv), srv.Kind
 }
 
 func start(ctx context.Context, t testing.TB) (*redisserver.Server, error) {
@@ -155,12 +149,25 @@ func startContainer(ctx context.Context, image string) (*redisserver.Server, err
 // returned *Proc.
 func Process(t testing.TB) (*redis.Client, *Proc) {
 	t.Helper()
-	p := &Proc{t: t}
-	p.start(0)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv, err := redisserver.StartProcess(ctx, nil)
+	if err != nil {
+		t.Fatalf("patternstest: %v", err)
+	}
+	p := &Proc{Addr: srv.Addr, t: t, srv: srv}
 	t.Cleanup(func() { _ = p.srv.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: p.Addr})
+	return client(t, srv), p
+}
+
+func client(t testing.TB, srv *redisserver.Server) *redis.Client {
+	t.Helper()
+	rdb, err := srv.Client()
+	if err != nil {
+		t.Fatalf("patternstest: %v", err)
+	}
 	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb, p
+	return rdb
 }
 
 // Proc is a server process started by Process.
@@ -171,25 +178,19 @@ type Proc struct {
 	srv  *redisserver.Server
 }
 
-func (p *Proc) start(port int) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	srv, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Port: port})
-	if err != nil {
-		p.t.Fatalf("patternstest: %v", err)
-	}
-	p.srv, p.Addr = srv, srv.Addr
-}
-
 // Stop kills the server; its data is lost.
 func (p *Proc) Stop() { _ = p.srv.Close() }
 
 // Restart stops the server and starts an empty one on the same address.
 func (p *Proc) Restart() {
 	p.t.Helper()
-	_ = p.srv.Close()
-	p.start(p.srv.Port())
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv, err := p.srv.Restart(ctx)
+	if err != nil {
+		p.t.Fatalf("patternstest: %v", err)
+	}
+	p.srv = srv
 }
 
 // Cluster starts a Redis Cluster of three masters (server processes) and
@@ -203,13 +204,11 @@ func Cluster(t testing.TB) *redis.ClusterClient {
 		t.Fatalf("patternstest: no cluster: %v", err)
 	}
 	t.Cleanup(func() { _ = cl.Close() })
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	if err := rdb.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
-		return c.Ping(ctx).Err()
-	}); err != nil {
-		t.Fatalf("patternstest: cluster: %v", err)
+	rdb, err := cl.Client(ctx)
+	if err != nil {
+		t.Fatalf("patternstest: %v", err)
 	}
+	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
 
@@ -238,14 +237,11 @@ func Sentinel(t testing.TB) (*redis.Client, *SentinelSet) {
 		t.Fatalf("patternstest: no sentinel set: %v", err)
 	}
 	t.Cleanup(func() { _ = set.Close() })
-	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:    set.MasterName,
-		SentinelAddrs: []string{set.Sentinel.Addr},
-	})
-	t.Cleanup(func() { _ = rdb.Close() })
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("patternstest: sentinel: %v", err)
+	rdb, err := set.Client(ctx)
+	if err != nil {
+		t.Fatalf("patternstest: %v", err)
 	}
+	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb, &SentinelSet{set: set}
 }
 

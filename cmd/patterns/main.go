@@ -154,11 +154,9 @@ func cmdDemo(ctx context.Context, names []string, cluster bool, w io.Writer) err
 			return fmt.Errorf("demo: no REDIS_URL and no throwaway Redis: %w", err)
 		}
 		defer srv.Close()
-		opt, err := srv.Options()
-		if err != nil {
+		if rdb, err = srv.Client(); err != nil {
 			return err
 		}
-		rdb = redis.NewClient(opt)
 		fmt.Fprintf(w, "Redis: a throwaway server (%s) at %s, removed at the end\n", srv.Kind, srv.Addr)
 	}
 	defer rdb.Close()

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redispatterns/patterns"
 	"github.com/redispatterns/patterns/internal/redisserver"
 )
@@ -56,7 +54,10 @@ func TestScriptsAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	rdb, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	t.Setenv("REDIS_URL", "redis://"+rdb.Options().Addr)
 	out.Reset()

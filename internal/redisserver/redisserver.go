@@ -402,3 +402,32 @@ func (s *Server) Signal(sig os.Signal) error {
 	}
 	return p.Signal(sig)
 }
+
+// Client returns a go-redis client for the server; the caller closes it.
+func (s *Server) Client() (*redis.Client, error) {
+	opt, err := s.Options()
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
+}
+
+// Restart stops a "process" server and starts an empty one on the same port
+// (an old client reconnects to it by itself).
+func (s *Server) Restart(ctx context.Context) (*Server, error) {
+	_ = s.Close()
+	return StartProcess(ctx, &ProcessConfig{Port: s.Port()})
+}
+
+// Client returns a cluster client for the nodes, after every shard answered
+// PING; the caller closes it.
+func (c *Cluster) Client(ctx context.Context) (*redis.ClusterClient, error) {
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	if err := rdb.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+		return n.Ping(ctx).Err()
+	}); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redisserver: cluster: %w", err)
+	}
+	return rdb, nil
+}

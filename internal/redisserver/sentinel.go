@@ -139,3 +139,17 @@ func startWithConfig(ctx context.Context, conf string, args ...string) (*Server,
 	}
 	return startProcess(ctx, port, append([]string{conf}, args...), nil)
 }
+
+// Client returns a failover client for the set's master, after it answered
+// PING; it follows failovers. The caller closes it.
+func (s *SentinelSet) Client(ctx context.Context) (*redis.Client, error) {
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    s.MasterName,
+		SentinelAddrs: []string{s.Sentinel.Addr},
+	})
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redisserver: sentinel: %w", err)
+	}
+	return rdb, nil
+}
