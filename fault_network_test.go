@@ -516,8 +516,15 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 			return n
 		}
 	}, perRun: 1})
+	for _, more := range moreOnceOps {
+		ops = append(ops, more(t, c, dc, direct)...)
+	}
 	return ops
 }
+
+// moreOnceOps lets a pattern's own test file add its non-idempotent calls
+// to onceOps (from an init function).
+var moreOnceOps []func(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp
 
 // onceCalls is how many calls TestNetworkResetsApplyOnce makes per pattern.
 const onceCalls = 30

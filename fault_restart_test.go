@@ -154,8 +154,15 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 	add("write-behind", func(ctx context.Context) error {
 		return wb.Set(ctx, "k", "v", nil)
 	})
+	for _, more := range moreFaultOps {
+		ops = append(ops, more(t, c)...)
+	}
 	return ops
 }
+
+// moreFaultOps lets a pattern's own test file add its operations to
+// faultOps (from an init function), so every fault battery runs them.
+var moreFaultOps []func(t testing.TB, c *Client) []faultOp
 
 // faultKind classifies an error seen under faults: "sentinel" (one of the
 // package's errors that report a state, such as a lock or session the
