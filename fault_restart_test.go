@@ -178,7 +178,7 @@ func faultKind(err error) string {
 	case errors.Is(err, ErrUnexpectedReply), errors.Is(err, ErrInvalidArgument):
 		return "other"
 	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld), errors.Is(err, ErrSessionNotFound),
-		errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNotFound):
+		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNotFound):
 		return "sentinel"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "context"
@@ -297,8 +297,10 @@ type faultEvent struct {
 // retries) and a long one (1.2 s). After a long one go-redis's pool has seen
 // PoolSize dials fail and stops dialing: it probes the address once a second
 // and fails calls at once meanwhile, so recovery then takes up to about a
-// second whatever the library does. The bound is 1 s after a short outage,
-// and 1 s plus a 500 ms margin for the probe after a long one.
+// second whatever the library does. Idle, every pattern is back within
+// about 1 s of either kind of outage; the bounds (2.5 s and 3 s) leave room
+// for a loaded machine and still fail a pattern that waits for a timeout
+// (go-redis's read timeout is 3 s) or stays broken.
 //
 // It runs for 15 s; PATTERNS_SOAK=1 runs it for 2 minutes, -short for 6 s.
 func TestRestartBattery(t *testing.T) {
@@ -313,7 +315,7 @@ func TestRestartBattery(t *testing.T) {
 	outages := []struct {
 		name       string
 		down, want time.Duration
-	}{{"short", 100 * time.Millisecond, time.Second}, {"long", 1200 * time.Millisecond, 1500 * time.Millisecond}}
+	}{{"short", 100 * time.Millisecond, 2500 * time.Millisecond}, {"long", 1200 * time.Millisecond, 3 * time.Second}}
 	srv := startRestartable(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
 	t.Cleanup(func() { rdb.Close() })

@@ -361,7 +361,7 @@ func FuzzCounterKeys(f *testing.F) {
 	c := fuzzClient()
 	f.Fuzz(func(t *testing.T, name string, id int64, msgID string) {
 		ctx := context.Background()
-		u, uerr := c.Uniques(name, &UniquesOptions{Bucket: Hourly})
+		u, uerr := c.Uniques(name, &UniquesOptions{Bucket: HourBuckets})
 		a, aerr := c.Activity(name, nil)
 		q, qerr := c.Queue(name, nil)
 		_, terr := NewTopic[string](c, name, nil)

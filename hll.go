@@ -17,10 +17,10 @@ var (
 
 // Bucket lengths for unique counters.
 const (
-	// Hourly buckets: counts per UTC hour.
-	Hourly = time.Hour
-	// Daily buckets: counts per UTC day.
-	Daily = 24 * time.Hour
+	// HourBuckets buckets: counts per UTC hour.
+	HourBuckets = time.Hour
+	// DayBuckets buckets: counts per UTC day.
+	DayBuckets = 24 * time.Hour
 )
 
 // maxAddBatch bounds the items one bucket_add call carries.
@@ -62,14 +62,14 @@ func (c *Client) Uniques(name string, opt *UniquesOptions) (*Uniques, error) {
 	if err := checkID("counter name", name); err != nil {
 		return nil, err
 	}
-	u := &Uniques{c: c, name: name, bucket: Daily, letter: "d"}
+	u := &Uniques{c: c, name: name, bucket: DayBuckets, letter: "d"}
 	if opt != nil && opt.Bucket != 0 {
 		u.bucket = opt.Bucket
 	}
 	switch u.bucket {
-	case Daily:
+	case DayBuckets:
 		u.ret = 35 * 24 * time.Hour
-	case Hourly:
+	case HourBuckets:
 		u.letter, u.ret = "h", 48*time.Hour
 	default:
 		return nil, invalidf("bucket %v: want Hourly or Daily", u.bucket)
@@ -273,7 +273,7 @@ func (a *Activity) Mark(ctx context.Context, id int64) (bool, error) {
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
-	first, err := a.c.bucketAdd(ctx, "setbit", Daily, a.ret, a.key, []any{id})
+	first, err := a.c.bucketAdd(ctx, "setbit", DayBuckets, a.ret, a.key, []any{id})
 	if err != nil {
 		return false, fmt.Errorf("patterns: activity %q: %w", a.name, err)
 	}
@@ -285,7 +285,7 @@ func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (bool
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
-	b, err := a.c.rdb.GetBit(ctx, a.key(bucketIndex(day, Daily)), id).Result()
+	b, err := a.c.rdb.GetBit(ctx, a.key(bucketIndex(day, DayBuckets)), id).Result()
 	if err != nil {
 		return false, fmt.Errorf("patterns: activity %q: %w", a.name, err)
 	}
@@ -294,7 +294,7 @@ func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (bool
 
 // Count returns how many ids were active on day (UTC).
 func (a *Activity) Count(ctx context.Context, day time.Time) (int64, error) {
-	n, err := a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, Daily)), nil).Result()
+	n, err := a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, DayBuckets)), nil).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
 	}
@@ -327,7 +327,7 @@ func (a *Activity) combine(ctx context.Context, op string, days []time.Time) (re
 	keys := make([]string, 1, len(days)+1)
 	h := fnv.New64a()
 	for _, d := range days {
-		idx := bucketIndex(d, Daily)
+		idx := bucketIndex(d, DayBuckets)
 		keys = append(keys, a.key(idx))
 		fmt.Fprintf(h, "%d,", idx)
 	}

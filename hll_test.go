@@ -57,7 +57,7 @@ func TestUniquesAccuracy(t *testing.T) {
 
 		// Six earlier days, each with total/10 items of which half repeat
 		// today's: the 7-day window holds total + 6 * total/20 distinct items.
-		today := bucketIndex(now, Daily)
+		today := bucketIndex(now, DayBuckets)
 		perDay := total / 10
 		for d := int64(1); d <= 6; d++ {
 			key := u.key(today - d)
@@ -113,7 +113,7 @@ func TestActivity(t *testing.T) {
 			t.Fatal(err)
 		}
 		now, _ := rdb.Time(ctx).Result()
-		today := bucketIndex(now, Daily)
+		today := bucketIndex(now, DayBuckets)
 		rng := rand.New(rand.NewPCG(1, 2))
 		const days, ids = 4, 5000
 		active := make([]map[int64]bool, days) // day 0 is today

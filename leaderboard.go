@@ -101,8 +101,8 @@ type Board struct {
 	keys []string
 }
 
-// Entry is a member's place on a board.
-type Entry struct {
+// BoardEntry is a member's place on a board.
+type BoardEntry struct {
 	Member string
 	Score  float64
 	// Rank is 1-based, in the RankMode asked for.
@@ -166,15 +166,15 @@ func checkScore(score float64) error {
 // score is the increment) on the all-time board and on the current windowed
 // boards, in one script, and returns the member's all-time score and ordinal
 // rank. NaN and infinite scores are ErrInvalidArgument.
-func (b *Board) Submit(ctx context.Context, member string, score float64) (Entry, error) {
+func (b *Board) Submit(ctx context.Context, member string, score float64) (BoardEntry, error) {
 	if b.view != "" {
-		return Entry{}, invalidf("board view %q is read-only", b.view)
+		return BoardEntry{}, invalidf("board view %q is read-only", b.view)
 	}
 	if err := checkMember(member); err != nil {
-		return Entry{}, err
+		return BoardEntry{}, err
 	}
 	if err := checkScore(score); err != nil {
-		return Entry{}, err
+		return BoardEntry{}, err
 	}
 	policy := [...]string{"best", "latest", "incr"}[b.opt.Policy]
 	// Name the window keys from the local clock; the script checks the
@@ -198,24 +198,24 @@ func (b *Board) Submit(ctx context.Context, member string, score float64) (Entry
 		}
 		v, err := scriptLBSubmit.run(ctx, b.c.rdb, keys, args...).Slice()
 		if err != nil {
-			return Entry{}, fmt.Errorf("patterns: board %q: submit: %w", b.name, err)
+			return BoardEntry{}, fmt.Errorf("patterns: board %q: submit: %w", b.name, err)
 		}
 		if len(v) == 4 && v[0] == "retry" {
 			buckets["day"], buckets["week"], buckets["month"] = v[1].(string), v[2].(string), v[3].(string)
 			continue
 		}
 		if len(v) != 3 || v[0] != "ok" {
-			return Entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+			return BoardEntry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 		}
 		s, _ := v[1].(string)
 		f, err := strconv.ParseFloat(s, 64)
 		rank, ok := v[2].(int64)
 		if err != nil || !ok {
-			return Entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+			return BoardEntry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 		}
-		return Entry{Member: member, Score: f, Rank: int(rank)}, nil
+		return BoardEntry{Member: member, Score: f, Rank: int(rank)}, nil
 	}
-	return Entry{}, fmt.Errorf("patterns: board %q: the server's day kept changing", b.name)
+	return BoardEntry{}, fmt.Errorf("patterns: board %q: the server's day kept changing", b.name)
 }
 
 // Day returns a read-only view of the daily board of day (its UTC date).
@@ -289,24 +289,24 @@ func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, er
 }
 
 // Rank returns member's score and rank, or ErrNotOnBoard.
-func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (Entry, error) {
+func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (BoardEntry, error) {
 	if err := checkMember(member); err != nil {
-		return Entry{}, err
+		return BoardEntry{}, err
 	}
 	v, err := b.read(ctx, mode, "member", member)
 	if err != nil {
-		return Entry{}, err
+		return BoardEntry{}, err
 	}
 	if len(v) != 2 {
-		return Entry{}, ErrNotOnBoard
+		return BoardEntry{}, ErrNotOnBoard
 	}
 	s, _ := v[0].(string)
 	f, ferr := strconv.ParseFloat(s, 64)
 	r, ok := v[1].(int64)
 	if ferr != nil || !ok {
-		return Entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return BoardEntry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	return Entry{Member: member, Score: f, Rank: int(r)}, nil
+	return BoardEntry{Member: member, Score: f, Rank: int(r)}, nil
 }
 
 // Score returns member's score, or ErrNotOnBoard.
@@ -316,7 +316,7 @@ func (b *Board) Score(ctx context.Context, member string) (float64, error) {
 }
 
 // Top returns the n best entries.
-func (b *Board) Top(ctx context.Context, n int, mode RankMode) ([]Entry, error) {
+func (b *Board) Top(ctx context.Context, n int, mode RankMode) ([]BoardEntry, error) {
 	if n < 1 {
 		return nil, invalidf("top %d: want at least 1", n)
 	}
@@ -324,7 +324,7 @@ func (b *Board) Top(ctx context.Context, n int, mode RankMode) ([]Entry, error) 
 }
 
 // Page returns page number page (from 1) of size entries.
-func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) ([]Entry, error) {
+func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) ([]BoardEntry, error) {
 	if page < 1 || size < 1 || size > 1000 {
 		return nil, invalidf("page %d of size %d: want page >= 1 and size 1 to 1000", page, size)
 	}
@@ -334,7 +334,7 @@ func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) ([]Entr
 
 // Around returns member's entry with up to n entries above and n below it;
 // none when member is not on the board.
-func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) ([]Entry, error) {
+func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) ([]BoardEntry, error) {
 	if err := checkMember(member); err != nil {
 		return nil, err
 	}
@@ -344,11 +344,11 @@ func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode)
 	return b.entries(b.read(ctx, mode, "around", member, n))
 }
 
-func (b *Board) entries(v []any, err error) ([]Entry, error) {
+func (b *Board) entries(v []any, err error) ([]BoardEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Entry, 0, len(v)/3)
+	out := make([]BoardEntry, 0, len(v)/3)
 	for i := 0; i+2 < len(v); i += 3 {
 		m, _ := v[i].(string)
 		s, _ := v[i+1].(string)
@@ -357,7 +357,7 @@ func (b *Board) entries(v []any, err error) ([]Entry, error) {
 		if ferr != nil || !ok {
 			return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v[i:i+3])
 		}
-		out = append(out, Entry{Member: m, Score: f, Rank: int(r)})
+		out = append(out, BoardEntry{Member: m, Score: f, Rank: int(r)})
 	}
 	return out, nil
 }

@@ -28,7 +28,7 @@ func TestBoard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		submit := func(m string, s float64) Entry {
+		submit := func(m string, s float64) BoardEntry {
 			t.Helper()
 			e, err := b.Submit(ctx, m, s)
 			if err != nil {
@@ -49,7 +49,7 @@ func TestBoard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Entry{{"carol", 70, 1}, {"alice", 50, 2}, {"bob", 50, 3}, {"dave", 10, 4}}
+		want := []BoardEntry{{"carol", 70, 1}, {"alice", 50, 2}, {"bob", 50, 3}, {"dave", 10, 4}}
 		if !equalEntries(top, want) {
 			t.Fatalf("Top ordinal = %v, want %v", top, want)
 		}
@@ -72,11 +72,11 @@ func TestBoard(t *testing.T) {
 			t.Fatalf("nobody: %v", err)
 		}
 		page2, _ := b.Page(ctx, 2, 2, Ordinal)
-		if !equalEntries(page2, []Entry{{"alice", 50, 3}, {"dave", 10, 4}}) {
+		if !equalEntries(page2, []BoardEntry{{"alice", 50, 3}, {"dave", 10, 4}}) {
 			t.Fatalf("page 2: %v", page2)
 		}
 		around, _ := b.Around(ctx, "bob", 1, Competition)
-		if !equalEntries(around, []Entry{{"carol", 70, 1}, {"bob", 60, 2}, {"alice", 50, 3}}) {
+		if !equalEntries(around, []BoardEntry{{"carol", 70, 1}, {"bob", 60, 2}, {"alice", 50, 3}}) {
 			t.Fatalf("around bob: %v", around)
 		}
 		if n, _ := b.Count(ctx); n != 4 {
@@ -146,7 +146,7 @@ func TestBoardPolicies(t *testing.T) {
 	golf.Submit(ctx, "b", 68)
 	golf.Submit(ctx, "a", 75) // worse: kept at 72
 	top, _ := golf.Top(ctx, 2, Ordinal)
-	if !equalEntries(top, []Entry{{"b", 68, 1}, {"a", 72, 2}}) {
+	if !equalEntries(top, []BoardEntry{{"b", 68, 1}, {"a", 72, 2}}) {
 		t.Fatalf("lower is better: %v", top)
 	}
 	for _, b := range []*Board{latest, golf} {
@@ -231,7 +231,7 @@ func TestBoardBadInput(t *testing.T) {
 	})
 }
 
-func equalEntries(a, b []Entry) bool {
+func equalEntries(a, b []BoardEntry) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -243,7 +243,7 @@ func equalEntries(a, b []Entry) bool {
 	return true
 }
 
-func ranks(es []Entry) string {
+func ranks(es []BoardEntry) string {
 	var s []string
 	for _, e := range es {
 		s = append(s, strconv.Itoa(e.Rank))

@@ -10,10 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrLeaseLost is returned by Message.Ack, Nack and Extend when the
+// ErrQueueLeaseLost is returned by Message.Ack, Nack and Extend when the
 // message's visibility timeout ran out (it may be delivered again, to
 // another consumer) or it was acked already.
-var ErrLeaseLost = errors.New("patterns: message lease lost")
+var ErrQueueLeaseLost = errors.New("patterns: message lease lost")
 
 var scriptQueue = newScript("queue")
 
@@ -106,9 +106,9 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 	return q, nil
 }
 
-// Message is a delivered message. Ack it when done, or Nack it to have it
+// QueueMessage is a delivered message. Ack it when done, or Nack it to have it
 // delivered again after the backoff.
-type Message struct {
+type QueueMessage struct {
 	// ID is the message's id (given to Enqueue, or generated).
 	ID string
 	// Body is what was enqueued.
@@ -171,7 +171,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 
 // TryDequeue returns the next due message, or nil when none is due, and how
 // long until one is (-1: the queue is empty).
-func (q *Queue) TryDequeue(ctx context.Context) (*Message, time.Duration, error) {
+func (q *Queue) TryDequeue(ctx context.Context) (*QueueMessage, time.Duration, error) {
 	token, err := newToken()
 	if err != nil {
 		return nil, 0, err
@@ -193,14 +193,14 @@ func (q *Queue) TryDequeue(ctx context.Context) (*Message, time.Duration, error)
 	id, _ := v[0].(string)
 	body, _ := v[1].(string)
 	n, _ := v[2].(int64)
-	return &Message{ID: id, Body: []byte(body), Deliveries: int(n), q: q, token: token}, 0, nil
+	return &QueueMessage{ID: id, Body: []byte(body), Deliveries: int(n), q: q, token: token}, 0, nil
 }
 
 // Dequeue waits for the next message, without polling: between attempts it
 // blocks on the queue's signal list (BLPOP), woken by every Enqueue and Nack,
 // for at most the time until the next delayed message or lease expiry, and
 // at most a second, so that ctx is honoured promptly.
-func (q *Queue) Dequeue(ctx context.Context) (*Message, error) {
+func (q *Queue) Dequeue(ctx context.Context) (*QueueMessage, error) {
 	for {
 		m, wait, err := q.TryDequeue(ctx)
 		if err != nil || m != nil {
@@ -226,34 +226,34 @@ func (q *Queue) Dequeue(ctx context.Context) (*Message, error) {
 	}
 }
 
-func (m *Message) lease(ctx context.Context, op string, extra ...any) error {
+func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error {
 	if m == nil || m.q == nil {
-		return ErrLeaseLost
+		return ErrQueueLeaseLost
 	}
 	v, err := m.q.run(ctx, append([]any{op, m.ID, m.token}, extra...)...)
 	if err != nil {
 		return err
 	}
 	if len(v) != 1 || v[0] != int64(1) {
-		return ErrLeaseLost
+		return ErrQueueLeaseLost
 	}
 	return nil
 }
 
 // Ack removes the message for good.
-func (m *Message) Ack(ctx context.Context) error { return m.lease(ctx, "ack") }
+func (m *QueueMessage) Ack(ctx context.Context) error { return m.lease(ctx, "ack") }
 
 // Nack gives the message back, to be delivered again after the backoff (or
 // moved to the dead-letter list after MaxDeliveries).
-func (m *Message) Nack(ctx context.Context) error {
+func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
-		return ErrLeaseLost
+		return ErrQueueLeaseLost
 	}
 	return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
 }
 
 // Extend keeps the message hidden for d more from now.
-func (m *Message) Extend(ctx context.Context, d time.Duration) error {
+func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	if err := checkTTL("extension", d); err != nil {
 		return err
 	}

@@ -3,12 +3,13 @@ package patterns
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 )
 
-// CookieOptions configure Sessions.Middleware. A nil *CookieOptions means
-// all defaults.
-type CookieOptions struct {
+// SessionMiddlewareOptions configure Sessions.Middleware. A nil
+// *SessionMiddlewareOptions means all defaults.
+type SessionMiddlewareOptions struct {
 	// Name of the cookie.
 	//
 	// default: "session"
@@ -101,9 +102,14 @@ func (h *SessionHandle) Destroy() { h.mu.Lock(); h.destroy = true; h.mu.Unlock()
 // expired or malformed ID is treated as no session), puts a *SessionHandle
 // in the request context (SessionFrom), and commits its changes before the
 // response's header is written: field updates, rotation, login, destroy,
-// and the cookie (HttpOnly, Secure and SameSite=Lax by default).
-func (s *Sessions) Middleware(opt *CookieOptions, next http.Handler) http.Handler {
-	o := CookieOptions{Name: "session", Path: "/", SameSite: http.SameSiteLaxMode}
+// and the cookie (HttpOnly, Secure and SameSite=Lax by default). A cookie
+// name that is not an RFC 6265 token, or a path or domain holding ';' or a
+// control byte, is ErrInvalidArgument.
+func (s *Sessions) Middleware(opt *SessionMiddlewareOptions, next http.Handler) (http.Handler, error) {
+	if next == nil {
+		return nil, invalidf("session middleware: nil handler")
+	}
+	o := SessionMiddlewareOptions{Name: "session", Path: "/", SameSite: http.SameSiteLaxMode}
 	if opt != nil {
 		o.Insecure, o.Domain = opt.Insecure, opt.Domain
 		if opt.Name != "" {
@@ -116,6 +122,14 @@ func (s *Sessions) Middleware(opt *CookieOptions, next http.Handler) http.Handle
 			o.SameSite = opt.SameSite
 		}
 	}
+	if !isCookieToken(o.Name) {
+		return nil, invalidf("session middleware: cookie name %q is not a token", o.Name)
+	}
+	for _, v := range []string{o.Path, o.Domain} {
+		if strings.IndexFunc(v, func(r rune) bool { return r == ';' || r < 0x20 || r == 0x7f }) >= 0 {
+			return nil, invalidf("session middleware: cookie path or domain %q holds ';' or a control byte", v)
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := &SessionHandle{set: map[string]string{}, unset: map[string]bool{}}
 		if c, err := r.Cookie(o.Name); err == nil {
@@ -126,13 +140,28 @@ func (s *Sessions) Middleware(opt *CookieOptions, next http.Handler) http.Handle
 		cw := &commitWriter{ResponseWriter: w, commit: func() { s.commit(r.Context(), w, h, &o) }}
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, h)))
 		cw.once.Do(cw.commit)
-	})
+	}), nil
+}
+
+// isCookieToken reports whether name is an RFC 6265 cookie-name (an RFC 7230
+// token).
+func isCookieToken(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // commit writes the handle's changes and sets the cookie. Errors leave the
 // session as it was; the response goes on (the next request sees the old
 // state).
-func (s *Sessions) commit(ctx context.Context, w http.ResponseWriter, h *SessionHandle, o *CookieOptions) {
+func (s *Sessions) commit(ctx context.Context, w http.ResponseWriter, h *SessionHandle, o *SessionMiddlewareOptions) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cookie := func(value string, maxAge int) {

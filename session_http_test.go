@@ -1,6 +1,7 @@
 package patterns
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -27,7 +28,11 @@ func TestSessionMiddleware(t *testing.T) {
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Login("zoe") })
 	mux.HandleFunc("/rotate", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Rotate() })
 	mux.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) { SessionFrom(r.Context()).Destroy() })
-	srv := httptest.NewServer(s.Middleware(&CookieOptions{Insecure: true}, mux))
+	mw, err := s.Middleware(&SessionMiddlewareOptions{Insecure: true}, mux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mw)
 	defer srv.Close()
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
@@ -75,10 +80,13 @@ func TestSessionMiddleware(t *testing.T) {
 	}
 
 	// Cookie attributes by default: HttpOnly, Secure, SameSite=Lax.
-	h := s.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, err := s.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		SessionFrom(r.Context()).Set("k", "v")
 		w.WriteHeader(204)
 	}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	sc := rec.Header().Get("Set-Cookie")
@@ -89,4 +97,14 @@ func TestSessionMiddleware(t *testing.T) {
 	}
 	id := strings.TrimPrefix(strings.Split(sc, ";")[0], "session=")
 	s.Destroy(t.Context(), id)
+
+	// Cookie attributes that cannot be carried are rejected.
+	for _, o := range []*SessionMiddlewareOptions{{Name: "my session"}, {Name: "a;b"}, {Name: "café"}, {Path: "/a;b"}, {Domain: "x\ny"}} {
+		if _, err := s.Middleware(o, http.NotFoundHandler()); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Middleware(%+v) = %v, want ErrInvalidArgument", o, err)
+		}
+	}
+	if _, err := s.Middleware(nil, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Middleware(nil handler) = %v, want ErrInvalidArgument", err)
+	}
 }
