@@ -12,7 +12,7 @@ import (
 func ExampleSessions() {
 	ctx := context.Background()
 	pc := exampleClient("sessions")
-	sessions, err := pc.Sessions(&patterns.SessionOptions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour})
+	sessions, err := pc.Sessions("web", &patterns.SessionOptions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour})
 	if err != nil {
 		panic(err)
 	}

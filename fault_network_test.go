@@ -446,9 +446,9 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 		return s.InFlight
 	}, perRun: 1})
 
-	sess, err := c.Sessions(nil)
+	sess, err := c.Sessions("web", nil)
 	must(err)
-	dsess, err := dc.Sessions(nil)
+	dsess, err := dc.Sessions("web", nil)
 	must(err)
 	ops = append(ops, onceOp{name: "session create", run: func(ctx context.Context) error {
 		_, err := sess.Create(ctx, "once-user", nil)

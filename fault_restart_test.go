@@ -93,7 +93,7 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 		return cache.InvalidateTags(ctx, "t")
 	})
 
-	sess, err := c.Sessions(nil)
+	sess, err := c.Sessions("web", nil)
 	must(err)
 	add("session", func(ctx context.Context) error {
 		id, err := sess.Create(ctx, "fault-user", map[string]string{"a": "1"})

@@ -270,7 +270,7 @@ func FuzzSessionIDs(f *testing.F) {
 	f.Add("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "{bob}", "f", "")
 	f.Add(strings.Repeat("A", sessionIDLen), strings.Repeat("u", MaxIDLen+1), strings.Repeat("f", 257), "v")
 	c := fuzzClient()
-	s, err := c.Sessions(nil)
+	s, err := c.Sessions("web", nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func FuzzPatternsOnCluster(f *testing.F) {
 		must("cache Get", err)
 		must("InvalidateTags", cache.InvalidateTags(ctx, member))
 		cache.Wait()
-		sess, err := c.Sessions(nil)
+		sess, err := c.Sessions("web", nil)
 		must("Sessions", err)
 		sid, err := sess.Create(ctx, id, map[string]string{member: "x"})
 		must("session Create", err)

@@ -52,7 +52,7 @@ func TestMemoryShortTTLKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	rate := Limit{Rate: 10, Period: ttl} // its key lives until the end of its window
-	sess, err := c.Sessions(&SessionOptions{IdleTimeout: ttl, AbsoluteTimeout: ttl})
+	sess, err := c.Sessions("web", &SessionOptions{IdleTimeout: ttl, AbsoluteTimeout: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -48,7 +49,8 @@ type SessionOptions struct {
 	// default: 0 (the old ID stops at once)
 	RotateGrace time.Duration
 
-	// MaxBytes caps the data one Create or Set writes (names and values).
+	// MaxBytes caps the data one Create or Set writes (names and values);
+	// -1 removes the cap.
 	//
 	// default: 64 KiB
 	MaxBytes int
@@ -61,9 +63,9 @@ type SessionOptions struct {
 // IDs are 54 characters of base64url: 192 random bits from crypto/rand and a
 // 128-bit routing tag (the user's, the first half of a SHA-256 of the user
 // id, or random for anonymous sessions). Keys hold only a SHA-256 of the ID,
-// never the ID: prefix:sess:{TAG}:HASH, a hash with the remaining idle or
+// never the ID: prefix:sess:{TAG}:NAME:HASH, a hash with the remaining idle or
 // absolute time as TTL, whichever is shorter. A user's index is
-// prefix:sess:{TAG}:u, a sorted set pruned of expired sessions, with the
+// prefix:sess:{TAG}:NAME:u, a sorted set pruned of expired sessions, with the
 // latest absolute deadline as TTL. A user's sessions and index share the
 // tag, so on a Redis Cluster every operation on them is one script on one
 // slot (a user is one slot: fine for sessions).
@@ -71,13 +73,18 @@ type SessionOptions struct {
 // IDs the store did not issue find no session: a forged ID would have to
 // guess 192 random bits. Malformed IDs are ErrInvalidArgument.
 type Sessions struct {
-	c   *Client
-	opt SessionOptions
+	c    *Client
+	name string // escaped
+	opt  SessionOptions
 }
 
-// Sessions returns the session store.
-func (c *Client) Sessions(opt *SessionOptions) (*Sessions, error) {
-	s := &Sessions{c: c}
+// Sessions returns the session store named name (stores of different names
+// share no session).
+func (c *Client) Sessions(name string, opt *SessionOptions) (*Sessions, error) {
+	if err := checkID("session store name", name); err != nil {
+		return nil, err
+	}
+	s := &Sessions{c: c, name: escapePart(name)}
 	if opt != nil {
 		s.opt = *opt
 	}
@@ -96,6 +103,9 @@ func (c *Client) Sessions(opt *SessionOptions) (*Sessions, error) {
 	}
 	if err := checkTTL("absolute timeout", o.AbsoluteTimeout); err != nil {
 		return nil, err
+	}
+	if o.MaxBytes == -1 {
+		o.MaxBytes = math.MaxInt
 	}
 	if o.RotateGrace < 0 || o.RotateGrace > time.Minute || o.MaxBytes < 0 {
 		return nil, invalidf("RotateGrace %v (0 to 1m) or MaxBytes %d out of range", o.RotateGrace, o.MaxBytes)
@@ -141,11 +151,11 @@ func parseID(id string) ([]byte, error) {
 
 func (s *Sessions) sessionKey(tag []byte, id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return s.c.key("sess", hex.EncodeToString(tag), hex.EncodeToString(sum[:16]))
+	return s.c.key("sess", hex.EncodeToString(tag), s.name, hex.EncodeToString(sum[:16]))
 }
 
 func (s *Sessions) indexKey(tag []byte) string {
-	return s.c.key("sess", hex.EncodeToString(tag), "u")
+	return s.c.key("sess", hex.EncodeToString(tag), s.name, "u")
 }
 
 // keys returns the session key and its user's index key (for anonymous

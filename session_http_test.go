@@ -14,7 +14,7 @@ import (
 func TestSessionMiddleware(t *testing.T) {
 	rdb := testRedis(t)
 	c := newClient(t, rdb)
-	s, _ := c.Sessions(nil)
+	s, _ := c.Sessions("web", nil)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
 		h := SessionFrom(r.Context())

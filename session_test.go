@@ -38,7 +38,7 @@ func TestSessions(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		s, err := c.Sessions(nil)
+		s, err := c.Sessions("web", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestSessionTimeouts(t *testing.T) {
 	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
-	s, _ := c.Sessions(&SessionOptions{IdleTimeout: 700 * time.Millisecond, AbsoluteTimeout: 2500 * time.Millisecond})
+	s, _ := c.Sessions("web", &SessionOptions{IdleTimeout: 700 * time.Millisecond, AbsoluteTimeout: 2500 * time.Millisecond})
 	// Used every 300 ms: the idle timeout never ends it, the absolute one does.
 	id, _ := s.Create(ctx, "bob", nil)
 	start := time.Now()
@@ -157,7 +157,7 @@ func TestSessionTimeouts(t *testing.T) {
 		t.Fatalf("idle session: %v", err)
 	}
 	// Rotate keeps the absolute deadline; with a grace, the old ID lives a little.
-	g, _ := c.Sessions(&SessionOptions{RotateGrace: 300 * time.Millisecond})
+	g, _ := c.Sessions("web", &SessionOptions{RotateGrace: 300 * time.Millisecond})
 	old, _ := g.Create(ctx, "carol", nil)
 	nw, err := g.Rotate(ctx, old)
 	if err != nil {
@@ -182,7 +182,7 @@ func TestSessionConcurrentFields(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		s, _ := c.Sessions(nil)
+		s, _ := c.Sessions("web", nil)
 		id, _ := s.Create(ctx, "dan", nil)
 		var wg sync.WaitGroup
 		for g := 0; g < 8; g++ {
@@ -216,7 +216,7 @@ func TestSessionDestroyAll1000(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		s, _ := c.Sessions(nil)
+		s, _ := c.Sessions("web", nil)
 		ids := make([]string, 1000)
 		for i := range ids {
 			var err error
@@ -239,11 +239,38 @@ func TestSessionDestroyAll1000(t *testing.T) {
 	})
 }
 
+// TestSessionStoreNames: stores of different names share no session, and
+// MaxBytes -1 lifts the cap.
+func TestSessionStoreNames(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		a, _ := c.Sessions("a", nil)
+		b, _ := c.Sessions("b", &SessionOptions{MaxBytes: -1})
+		id, err := a.Create(ctx, "alice", map[string]string{"k": "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.Get(ctx, id); !errors.Is(err, ErrSessionNotFound) {
+			t.Fatalf("store b sees store a's session: %v", err)
+		}
+		if list, _ := b.List(ctx, "alice"); len(list) != 0 {
+			t.Fatalf("store b lists store a's sessions: %v", list)
+		}
+		big, err := b.Create(ctx, "bob", map[string]string{"x": strings.Repeat("v", 128<<10)})
+		if err != nil {
+			t.Fatalf("MaxBytes -1: %v", err)
+		}
+		_ = a.Destroy(ctx, id)
+		_ = b.Destroy(ctx, big)
+	})
+}
+
 func TestSessionBadInput(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		s, _ := c.Sessions(&SessionOptions{MaxBytes: 100})
+		s, _ := c.Sessions("web", &SessionOptions{MaxBytes: 100})
 		good, _ := newSessionID(nil)
 		for name, call := range map[string]func() error{
 			"empty id":   func() error { _, _, err := s.Get(ctx, ""); return err },
@@ -258,7 +285,9 @@ func TestSessionBadInput(t *testing.T) {
 			"no field":     func() error { return s.Set(ctx, good, nil) },
 			"rotate":       func() error { _, err := s.Rotate(ctx, "nope"); return err },
 			"list no user": func() error { _, err := s.List(ctx, ""); return err },
-			"options":      func() error { _, err := c.Sessions(&SessionOptions{RotateGrace: time.Hour}); return err },
+			"options":      func() error { _, err := c.Sessions("web", &SessionOptions{RotateGrace: time.Hour}); return err },
+			"no name":      func() error { _, err := c.Sessions("", nil); return err },
+			"max bytes":    func() error { _, err := c.Sessions("web", &SessionOptions{MaxBytes: -2}); return err },
 		} {
 			if err := call(); !errors.Is(err, ErrInvalidArgument) {
 				t.Errorf("%s: %v, want ErrInvalidArgument", name, err)

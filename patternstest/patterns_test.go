@@ -93,7 +93,7 @@ func passEveryPattern(t *testing.T, rdb redis.UniversalClient) {
 	}
 	must("cache delete", cache.Delete(ctx, "home"))
 
-	sessions, err := pc.Sessions(nil)
+	sessions, err := pc.Sessions("web", nil)
 	must("sessions", err)
 	id, err := sessions.Create(ctx, "ann", map[string]string{"cart": "3"})
 	must("session create", err)

@@ -13,7 +13,7 @@ import (
 func init() { demos = append(demos, demo{"session", demoSession}) }
 
 func demoSession(ctx context.Context, pc *patterns.Client, w io.Writer) error {
-	s, err := pc.Sessions(&patterns.SessionOptions{IdleTimeout: 500 * time.Millisecond, AbsoluteTimeout: time.Hour})
+	s, err := pc.Sessions("web", &patterns.SessionOptions{IdleTimeout: 500 * time.Millisecond, AbsoluteTimeout: time.Hour})
 	if err != nil {
 		return err
 	}
