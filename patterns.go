@@ -40,6 +40,24 @@
 // exactly the caller's id: all keys of one id live in one slot, and two ids
 // never share a key. Ids are at most MaxIDLen bytes; an empty id is invalid.
 //
+// # Conventions
+//
+// Constructors: every pattern is made from a *Client with a name, the
+// namespace of its keys, and a *XOptions: a method for plain types
+// (pc.Board(name, opt), pc.Queue(name, opt), pc.Limiter(name, opt)), a
+// function for generic ones (NewCache[T](pc, name, opt)), since Go methods
+// cannot have type parameters. Constructors return a concrete type and
+// ErrInvalidArgument for bad options. Calls that act on one key at once
+// (Obtain, WithLock) take the key instead of a name.
+//
+// Options: a nil *XOptions means all defaults, and a zero field its default,
+// which the field's doc states ("default: 30s"). A feature that is on by
+// default is switched off with -1, never with 0.
+//
+// Names: an exported name says which pattern it belongs to (BoardEntry,
+// QueueMessage, LimitResult, ErrCacheMiss); the errors above and the lock's
+// are shared by every pattern that reports the same condition.
+//
 // A *Client is safe for concurrent use.
 package patterns
 
