@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +17,6 @@ import (
 	"unsafe"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // ErrNotFound is what a loader returns when the thing it loads does not
@@ -34,50 +30,6 @@ var (
 	scriptCacheSet        = newScript("cache_set")
 	scriptCacheInvalidate = newScript("cache_invalidate")
 )
-
-// Codec turns values into bytes and back.
-type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
-}
-
-// JSON is the default Codec, encoding/json.
-var JSON Codec = jsonCodec{}
-
-// Msgpack is a Codec using github.com/vmihailenco/msgpack/v5: smaller and
-// faster than JSON for most values.
-var Msgpack Codec = msgpackCodec{}
-
-type jsonCodec struct{}
-
-// Marshal encodes v with encoding/json.
-func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// Unmarshal decodes data with encoding/json.
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-type msgpackCodec struct{}
-
-// Marshal encodes v with msgpack.
-func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
-
-// readers are reused by msgpackCodec.Unmarshal: msgpack.Unmarshal makes a
-// new bytes.Reader on every call.
-var readers = sync.Pool{New: func() any { return new(bytes.Reader) }}
-
-// Unmarshal decodes data with msgpack, reusing readers and decoders.
-func (msgpackCodec) Unmarshal(data []byte, v any) error {
-	r := readers.Get().(*bytes.Reader)
-	r.Reset(data)
-	dec := msgpack.GetDecoder()
-	dec.UsePreallocateValues(true)
-	dec.Reset(r)
-	err := dec.Decode(v)
-	msgpack.PutDecoder(dec)
-	r.Reset(nil)
-	readers.Put(r)
-	return err
-}
 
 // CacheOptions configure a Cache. A nil *CacheOptions means all defaults.
 type CacheOptions struct {
@@ -797,56 +749,4 @@ func (k *Cache[T]) decode(p string) (T, error) {
 		return v, fmt.Errorf("patterns: cache %q: decode: %w", k.name, err)
 	}
 	return v, nil
-}
-
-// QueryKey returns a stable cache key for a query and its parameters: the
-// SHA-256 of a canonical JSON encoding (map keys sorted), hex. Equal queries
-// with equal parameters give equal keys, and any difference in their JSON
-// encoding gives another key. Values that encoding/json encodes alike give
-// the same key: 1 and 1.0, or strings that differ only in bytes that are not
-// valid UTF-8 (each is encoded as U+FFFD); pass such bytes hex- or
-// base64-encoded if they matter.
-func QueryKey(query string, params ...any) (string, error) {
-	b, err := json.Marshal(append([]any{query}, params...))
-	if err != nil {
-		return "", invalidf("query parameters: %v", err)
-	}
-	sum := sha256.Sum256(b)
-	return "q:" + hex.EncodeToString(sum[:]), nil
-}
-
-// flightGroup runs one call per key at a time in the process and shares its
-// result with the callers that arrive meanwhile.
-type flightGroup struct {
-	mu sync.Mutex
-	m  map[string]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	val  any
-	err  error
-}
-
-func (g *flightGroup) do(key string, fn func() (any, error)) (any, error, bool) {
-	g.mu.Lock()
-	if g.m == nil {
-		g.m = map[string]*flight{}
-	}
-	if f, ok := g.m[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.val, f.err, true
-	}
-	f := &flight{done: make(chan struct{})}
-	g.m[key] = f
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.m, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
-	f.val, f.err = fn()
-	return f.val, f.err, false
 }
