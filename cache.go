@@ -72,6 +72,14 @@ type CacheOptions struct {
 	// default: 0 (off)
 	Beta float64
 
+	// LoadTimeout bounds a load that Get shares between callers, and a
+	// background refresh: the loader's context keeps the values of the
+	// context of the Get that started it but not its cancellation, and ends
+	// after LoadTimeout. -1: no bound.
+	//
+	// default: 10 seconds
+	LoadTimeout time.Duration
+
 	// LeaseTTL bounds how long one loader may hold the load of a missing key
 	// across all processes; LeaseWait is how long the others wait for its
 	// value before loading themselves.
@@ -98,8 +106,10 @@ type CacheOptions struct {
 
 	// OnError is called with every Redis error the cache absorbs or returns
 	// (op is "get", "set", "delete" or "invalidate", or "local" for the loss
-	// of the local layer's invalidation connection). It must be safe for
-	// concurrent use.
+	// of the local layer's invalidation connection), and with an error
+	// wrapping ErrLoaderPanicked (op "load") when a loader panics with no
+	// caller to receive the panic: in a background refresh, or when every
+	// caller of Get has left. It must be safe for concurrent use.
 	//
 	// default: nil
 	OnError func(op, key string, err error)
@@ -164,12 +174,13 @@ type SetOptions struct {
 // entry has tags; a miss adds one script (re-check, and take the load lease)
 // and a Set. A hit of the local layer (CacheOptions.Local) makes none.
 type Cache[T any] struct {
-	c     *Client
-	name  string
-	opt   CacheOptions
-	tags  [2]string // tag versions hash and sorted set
-	group flightGroup
-	local *localLayer[T] // nil without CacheOptions.Local
+	c          *Client
+	name       string
+	opt        CacheOptions
+	tags       [2]string // tag versions hash and sorted set
+	group      flightGroup[T]
+	refreshing sync.Map       // keys being refreshed in the background
+	local      *localLayer[T] // nil without CacheOptions.Local
 
 	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
 	bg                                                       sync.WaitGroup
@@ -198,6 +209,9 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 	def(&o.NegativeTTL, 30*time.Second)
 	def(&o.LeaseTTL, 5*time.Second)
 	def(&o.LeaseWait, 2*time.Second)
+	if o.LoadTimeout < 0 && o.LoadTimeout != -1 || o.LoadTimeout > 0 && o.LoadTimeout < time.Millisecond {
+		return nil, invalidf("LoadTimeout %v: want -1 (no bound), 0 (default) or at least 1ms", o.LoadTimeout)
+	}
 	if opt == nil || opt.Jitter == 0 {
 		o.Jitter = 0.1
 	}
@@ -216,6 +230,7 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 		return nil, invalidf("Jitter %v (0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
 	}
 	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
+	k.group.orphan = func(key string, p *loaderPanic) { k.loaderPanicked(key, p.value) }
 	if o.Local != nil {
 		lo, err := checkLocal(*o.Local, o.MaxTTL)
 		if err != nil {
@@ -237,7 +252,7 @@ func (k *Cache[T]) Close() {
 	if k.local != nil {
 		k.local.close()
 	}
-	k.bg.Wait()
+	k.Wait()
 }
 
 // Stats returns the counters so far.
@@ -251,8 +266,12 @@ func (k *Cache[T]) Stats() CacheStats {
 		RedisErrors: k.redisErrs.Load()}
 }
 
-// Wait blocks until the background refreshes started by Get have ended.
-func (k *Cache[T]) Wait() { k.bg.Wait() }
+// Wait blocks until the background refreshes started by Get, and the loads
+// that Get shares between callers, have ended.
+func (k *Cache[T]) Wait() {
+	k.bg.Wait()
+	k.group.wait()
+}
 
 func (k *Cache[T]) entryKey(key string) string { return k.c.key("cache", k.name, "e", escapePart(key)) }
 func (k *Cache[T]) leaseKey(key string) string { return k.c.key("cache", k.name, "l", escapePart(key)) }
@@ -421,11 +440,19 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 
 // Get is the read-through read: the cached value, or load's, which it then
 // caches. For a missing key at most one load runs at a time across all
-// processes (a singleflight in the process, and a short owner-checked lease
-// in Redis); the others wait for its value (up to LeaseWait), then load
+// processes (shared in the process, and a short owner-checked lease in
+// Redis); the others wait for its value (up to LeaseWait), then load
 // themselves. A load that returns ErrNotFound is cached as such. When Redis
 // fails, Get calls load and returns its value (the error goes to OnError),
 // unless FailClosed. opt may be nil.
+//
+// A shared load runs in a goroutine of its own, with a context detached
+// from the callers' cancellation and bounded by LoadTimeout: each caller
+// returns when its own ctx ends (an error wrapping ctx.Err()), and the load
+// goes on, caching its value for the next reader. If load panics, the caller
+// that started the load panics with an error wrapping ErrLoaderPanicked that
+// carries the panic value and the loader's stack; the other callers get an
+// error wrapping ErrLoaderPanicked; the lease is released.
 func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
 	var zero T
 	if err := checkCacheKey(key); err != nil {
@@ -447,6 +474,9 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
+		if cerr := ctxEnded(ctx, err); cerr != nil {
+			return zero, fmt.Errorf("patterns: cache %q: get %q: %w", k.name, key, cerr)
+		}
 		rerr := k.redisError("get", key, err)
 		if k.opt.FailClosed {
 			return zero, rerr
@@ -458,10 +488,10 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 		k.hits.Add(1)
 		if e.stale {
 			k.stale.Add(1)
-			k.refreshInBackground(key, load, opt)
+			k.refreshInBackground(ctx, key, load, opt)
 		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
 			k.early.Add(1)
-			k.refreshInBackground(key, load, opt)
+			k.refreshInBackground(ctx, key, load, opt)
 		}
 		if e.negative {
 			k.keep(key, e, zero)
@@ -474,106 +504,27 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 		return v, err
 	}
 	k.misses.Add(1)
-	v, err, _ := k.group.do(key, func() (any, error) { return k.loadShared(ctx, key, load, opt) })
-	if err != nil {
-		return zero, err
+	v, err, left := k.group.do(ctx, key, func() (T, error) {
+		lctx, cancel := k.loadContext(ctx)
+		defer cancel()
+		return k.loadShared(lctx, key, load, opt)
+	})
+	switch {
+	case left:
+		return zero, fmt.Errorf("patterns: cache %q: waiting for the load of %q: %w", k.name, key, err)
+	case errors.Is(err, ErrLoaderPanicked):
+		var p *loaderPanic
+		if errors.As(err, &p) {
+			err = fmt.Errorf("patterns: cache %q: load %q: %w: %v", k.name, key, ErrLoaderPanicked, p.value)
+		}
 	}
-	return v.(T), nil
+	return v, err
 }
 
 // xfetch decides an early refresh: now - delta*beta*ln(rand) >= expiry.
 func (k *Cache[T]) xfetch(e entry) bool {
 	gap := -float64(e.delta) * k.opt.Beta * math.Log(rand.Float64())
 	return time.Duration(gap) >= e.ttl
-}
-
-func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) (T, error)) (T, error) {
-	k.loads.Add(1)
-	v, err := load(ctx)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		k.loadErrors.Add(1)
-	}
-	return v, err
-}
-
-// loadShared runs once per key per process at a time: take the lease and
-// load, or wait for the holder's value.
-func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
-	var zero T
-	token, err := newToken()
-	if err != nil {
-		return zero, err
-	}
-	deadline := time.Now().Add(k.opt.LeaseWait)
-	wait := 5 * time.Millisecond
-	for {
-		e, err := k.lookupOrLease(ctx, key, token)
-		if err != nil {
-			rerr := k.redisError("get", key, err)
-			if k.opt.FailClosed {
-				return zero, rerr
-			}
-			return k.callLoad(ctx, load)
-		}
-		if e.hit {
-			if e.negative {
-				return zero, ErrNotFound
-			}
-			return k.decode(e.payload)
-		}
-		if e.lease || time.Now().After(deadline) {
-			return k.loadAndSet(ctx, key, load, opt, token)
-		}
-		select {
-		case <-ctx.Done():
-			return zero, fmt.Errorf("patterns: cache %q: waiting for %q: %w", k.name, key, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
-}
-
-func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions, token string) (T, error) {
-	start := time.Now()
-	v, err := k.callLoad(ctx, load)
-	delta := time.Since(start)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		_ = k.set(ctx, key, nil, true, opt, delta, token)
-		return v, err
-	case err != nil:
-		// Let the next caller load: release the lease (owner-checked, as a lock).
-		_ = scriptLockRelease.run(ctx, k.c.rdb, []string{k.leaseKey(key)}, token).Err()
-		return v, err
-	}
-	payload, perr := k.encode(v)
-	if perr == nil {
-		_ = k.set(ctx, key, payload, false, opt, delta, token)
-	}
-	return v, nil
-}
-
-func (k *Cache[T]) refreshInBackground(key string, load func(ctx context.Context) (T, error), opt *SetOptions) {
-	// One refresh per key per process at a time: the singleflight group.
-	k.bg.Add(1)
-	go func() {
-		defer k.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), k.opt.LeaseTTL)
-		defer cancel()
-		_, _, _ = k.group.do("refresh\x00"+key, func() (any, error) {
-			token, err := newToken()
-			if err != nil {
-				return nil, err
-			}
-			// Only one process refreshes: the lease.
-			ok, err := k.c.rdb.SetNX(ctx, k.leaseKey(key), token, k.opt.LeaseTTL).Result()
-			if err != nil || !ok {
-				return nil, err
-			}
-			v, err := k.loadAndSet(ctx, key, load, opt, token)
-			return v, err
-		})
-	}()
 }
 
 func (k *Cache[T]) checkSet(opt *SetOptions) error {
