@@ -108,8 +108,8 @@ type CacheOptions struct {
 	// (op is "get", "set", "delete" or "invalidate", or "local" for the loss
 	// of the local layer's invalidation connection), and with an error
 	// wrapping ErrLoaderPanicked (op "load") when a loader panics with no
-	// caller to receive the panic: in a background refresh, or when every
-	// caller of Get has left. It must be safe for concurrent use.
+	// caller to receive the panic: in a background refresh, or when the Get
+	// that started the load has left. It must be safe for concurrent use.
 	//
 	// default: nil
 	OnError func(op, key string, err error)
@@ -145,34 +145,19 @@ type SetOptions struct {
 	// TTL overrides CacheOptions.TTL.
 	TTL time.Duration
 	// Tags invalidate the entry together with every other entry under the
-	// same tag (InvalidateTags).
+	// same tag (InvalidateTags). At most 64 tags; each is 1 to MaxIDLen
+	// bytes and may not contain a newline ('\n') or the byte 0x1f (unit
+	// separator): ErrInvalidArgument.
 	Tags []string
 }
 
-// Cache is a typed read-through / cache-aside cache on Redis.
-//
-// Keys: every key of a cache shares the hash tag {name}:
-// prefix:cache:{name}:e:KEY (an entry: a string, a short header then the
-// encoded value, with its TTL),
-// prefix:cache:{name}:l:KEY (the loader lease, a few seconds),
-// prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL);
-// with a local layer that falls back to pub/sub, the channel
-// prefix:cache:{name}:inv (see LocalOptions).
-// A cache is therefore one slot of a Redis Cluster, which is what makes tag
-// checks atomic and a Get one round trip; spread load over several caches
-// (by entity type, by tenant) if one slot cannot carry it.
-//
-// Tags cost nothing on Set (no per-tag set of keys is kept, so nothing can
-// leak): InvalidateTags records the server time for each tag, and Get
-// serves an entry only if it was written after the last invalidation of each
-// of its tags. Invalidating a tag is O(1) however many entries carry it, and
-// its record is dropped once MaxTTL has passed (no entry written before can
-// still be alive then).
-//
-// Round trips: a hit is one GET (plus PTTL in the same round trip with
-// StaleWhileRevalidate, Beta or a local layer), and one HMGET more when the
-// entry has tags; a miss adds one script (re-check, and take the load lease)
-// and a Set. A hit of the local layer (CacheOptions.Local) makes none.
+// Cache is a typed read-through / cache-aside cache on Redis, with tags,
+// stampede protection and an optional local layer. Every key of a cache
+// shares the hash tag {name} (prefix:cache:{name}:...), so a cache is one
+// Redis Cluster slot. A hit costs one round trip (two for an entry with
+// tags), none from the local layer; Set writes nothing per tag, and
+// InvalidateTags is O(1) per tag whatever the number of entries under it.
+// Its methods are safe for concurrent use.
 type Cache[T any] struct {
 	c          *Client
 	name       string

@@ -8,7 +8,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Codec turns values into bytes and back.
+// Codec turns values into bytes and back; it must be safe for concurrent
+// use. Unmarshal may receive a read-only view of bytes the library holds
+// (a Cache passes its entries without a copy): it must neither modify data
+// nor keep it, or any part of it, after it returns; copy what the value
+// keeps.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
