@@ -436,8 +436,9 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // returns when its own ctx ends (an error wrapping ctx.Err()), and the load
 // goes on, caching its value for the next reader. If load panics, the caller
 // that started the load panics with an error wrapping ErrLoaderPanicked that
-// carries the panic value and the loader's stack; the other callers get an
-// error wrapping ErrLoaderPanicked; the lease is released.
+// carries the panic value and the loader's stack (if it has left, the panic
+// goes to OnError); the other callers get an error wrapping
+// ErrLoaderPanicked; the lease is released.
 func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
 	var zero T
 	if err := checkCacheKey(key); err != nil {
