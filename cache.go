@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +17,6 @@ import (
 	"unsafe"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // ErrNotFound is what a loader returns when the thing it loads does not
@@ -34,50 +30,6 @@ var (
 	scriptCacheSet        = newScript("cache_set")
 	scriptCacheInvalidate = newScript("cache_invalidate")
 )
-
-// Codec turns values into bytes and back.
-type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
-}
-
-// JSON is the default Codec, encoding/json.
-var JSON Codec = jsonCodec{}
-
-// Msgpack is a Codec using github.com/vmihailenco/msgpack/v5: smaller and
-// faster than JSON for most values.
-var Msgpack Codec = msgpackCodec{}
-
-type jsonCodec struct{}
-
-// Marshal encodes v with encoding/json.
-func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// Unmarshal decodes data with encoding/json.
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-type msgpackCodec struct{}
-
-// Marshal encodes v with msgpack.
-func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
-
-// readers are reused by msgpackCodec.Unmarshal: msgpack.Unmarshal makes a
-// new bytes.Reader on every call.
-var readers = sync.Pool{New: func() any { return new(bytes.Reader) }}
-
-// Unmarshal decodes data with msgpack, reusing readers and decoders.
-func (msgpackCodec) Unmarshal(data []byte, v any) error {
-	r := readers.Get().(*bytes.Reader)
-	r.Reset(data)
-	dec := msgpack.GetDecoder()
-	dec.UsePreallocateValues(true)
-	dec.Reset(r)
-	err := dec.Decode(v)
-	msgpack.PutDecoder(dec)
-	r.Reset(nil)
-	readers.Put(r)
-	return err
-}
 
 // CacheOptions configure a Cache. A nil *CacheOptions means all defaults.
 type CacheOptions struct {
@@ -120,6 +72,14 @@ type CacheOptions struct {
 	// default: 0 (off)
 	Beta float64
 
+	// LoadTimeout bounds a load that Get shares between callers, and a
+	// background refresh: the loader's context keeps the values of the
+	// context of the Get that started it but not its cancellation, and ends
+	// after LoadTimeout. -1: no bound.
+	//
+	// default: 10 seconds
+	LoadTimeout time.Duration
+
 	// LeaseTTL bounds how long one loader may hold the load of a missing key
 	// across all processes; LeaseWait is how long the others wait for its
 	// value before loading themselves.
@@ -146,8 +106,10 @@ type CacheOptions struct {
 
 	// OnError is called with every Redis error the cache absorbs or returns
 	// (op is "get", "set", "delete" or "invalidate", or "local" for the loss
-	// of the local layer's invalidation connection). It must be safe for
-	// concurrent use.
+	// of the local layer's invalidation connection), and with an error
+	// wrapping ErrLoaderPanicked (op "load") when a loader panics with no
+	// caller to receive the panic: in a background refresh, or when the Get
+	// that started the load has left. It must be safe for concurrent use.
 	//
 	// default: nil
 	OnError func(op, key string, err error)
@@ -183,41 +145,27 @@ type SetOptions struct {
 	// TTL overrides CacheOptions.TTL.
 	TTL time.Duration
 	// Tags invalidate the entry together with every other entry under the
-	// same tag (InvalidateTags).
+	// same tag (InvalidateTags). At most 64 tags; each is 1 to MaxIDLen
+	// bytes and may not contain a newline ('\n') or the byte 0x1f (unit
+	// separator): ErrInvalidArgument.
 	Tags []string
 }
 
-// Cache is a typed read-through / cache-aside cache on Redis.
-//
-// Keys: every key of a cache shares the hash tag {name}:
-// prefix:cache:{name}:e:KEY (an entry: a string, a short header then the
-// encoded value, with its TTL),
-// prefix:cache:{name}:l:KEY (the loader lease, a few seconds),
-// prefix:cache:{name}:tags and :tagz (tag invalidation times, TTL MaxTTL);
-// with a local layer that falls back to pub/sub, the channel
-// prefix:cache:{name}:inv (see LocalOptions).
-// A cache is therefore one slot of a Redis Cluster, which is what makes tag
-// checks atomic and a Get one round trip; spread load over several caches
-// (by entity type, by tenant) if one slot cannot carry it.
-//
-// Tags cost nothing on Set (no per-tag set of keys is kept, so nothing can
-// leak): InvalidateTags records the server time for each tag, and Get
-// serves an entry only if it was written after the last invalidation of each
-// of its tags. Invalidating a tag is O(1) however many entries carry it, and
-// its record is dropped once MaxTTL has passed (no entry written before can
-// still be alive then).
-//
-// Round trips: a hit is one GET (plus PTTL in the same round trip with
-// StaleWhileRevalidate, Beta or a local layer), and one HMGET more when the
-// entry has tags; a miss adds one script (re-check, and take the load lease)
-// and a Set. A hit of the local layer (CacheOptions.Local) makes none.
+// Cache is a typed read-through / cache-aside cache on Redis, with tags,
+// stampede protection and an optional local layer. Every key of a cache
+// shares the hash tag {name} (prefix:cache:{name}:...), so a cache is one
+// Redis Cluster slot. A hit costs one round trip (two for an entry with
+// tags), none from the local layer; Set writes nothing per tag, and
+// InvalidateTags is O(1) per tag whatever the number of entries under it.
+// Its methods are safe for concurrent use.
 type Cache[T any] struct {
-	c     *Client
-	name  string
-	opt   CacheOptions
-	tags  [2]string // tag versions hash and sorted set
-	group flightGroup
-	local *localLayer[T] // nil without CacheOptions.Local
+	c          *Client
+	name       string
+	opt        CacheOptions
+	tags       [2]string // tag versions hash and sorted set
+	group      flightGroup[T]
+	refreshing sync.Map       // keys being refreshed in the background
+	local      *localLayer[T] // nil without CacheOptions.Local
 
 	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
 	bg                                                       sync.WaitGroup
@@ -246,6 +194,9 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 	def(&o.NegativeTTL, 30*time.Second)
 	def(&o.LeaseTTL, 5*time.Second)
 	def(&o.LeaseWait, 2*time.Second)
+	if o.LoadTimeout < 0 && o.LoadTimeout != -1 || o.LoadTimeout > 0 && o.LoadTimeout < time.Millisecond {
+		return nil, invalidf("LoadTimeout %v: want -1 (no bound), 0 (default) or at least 1ms", o.LoadTimeout)
+	}
 	if opt == nil || opt.Jitter == 0 {
 		o.Jitter = 0.1
 	}
@@ -264,6 +215,7 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 		return nil, invalidf("Jitter %v (0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
 	}
 	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
+	k.group.orphan = func(key string, p *loaderPanic) { k.loaderPanicked(key, p.value) }
 	if o.Local != nil {
 		lo, err := checkLocal(*o.Local, o.MaxTTL)
 		if err != nil {
@@ -285,7 +237,7 @@ func (k *Cache[T]) Close() {
 	if k.local != nil {
 		k.local.close()
 	}
-	k.bg.Wait()
+	k.Wait()
 }
 
 // Stats returns the counters so far.
@@ -299,8 +251,12 @@ func (k *Cache[T]) Stats() CacheStats {
 		RedisErrors: k.redisErrs.Load()}
 }
 
-// Wait blocks until the background refreshes started by Get have ended.
-func (k *Cache[T]) Wait() { k.bg.Wait() }
+// Wait blocks until the background refreshes started by Get, and the loads
+// that Get shares between callers, have ended.
+func (k *Cache[T]) Wait() {
+	k.bg.Wait()
+	k.group.wait()
+}
 
 func (k *Cache[T]) entryKey(key string) string { return k.c.key("cache", k.name, "e", escapePart(key)) }
 func (k *Cache[T]) leaseKey(key string) string { return k.c.key("cache", k.name, "l", escapePart(key)) }
@@ -469,11 +425,20 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 
 // Get is the read-through read: the cached value, or load's, which it then
 // caches. For a missing key at most one load runs at a time across all
-// processes (a singleflight in the process, and a short owner-checked lease
-// in Redis); the others wait for its value (up to LeaseWait), then load
+// processes (shared in the process, and a short owner-checked lease in
+// Redis); the others wait for its value (up to LeaseWait), then load
 // themselves. A load that returns ErrNotFound is cached as such. When Redis
 // fails, Get calls load and returns its value (the error goes to OnError),
 // unless FailClosed. opt may be nil.
+//
+// A shared load runs in a goroutine of its own, with a context detached
+// from the callers' cancellation and bounded by LoadTimeout: each caller
+// returns when its own ctx ends (an error wrapping ctx.Err()), and the load
+// goes on, caching its value for the next reader. If load panics, the caller
+// that started the load panics with an error wrapping ErrLoaderPanicked that
+// carries the panic value and the loader's stack (if it has left, the panic
+// goes to OnError); the other callers get an error wrapping
+// ErrLoaderPanicked; the lease is released.
 func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
 	var zero T
 	if err := checkCacheKey(key); err != nil {
@@ -495,6 +460,9 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	}
 	e, err := k.lookup(ctx, key)
 	if err != nil {
+		if cerr := ctxEnded(ctx, err); cerr != nil {
+			return zero, fmt.Errorf("patterns: cache %q: get %q: %w", k.name, key, cerr)
+		}
 		rerr := k.redisError("get", key, err)
 		if k.opt.FailClosed {
 			return zero, rerr
@@ -506,10 +474,10 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 		k.hits.Add(1)
 		if e.stale {
 			k.stale.Add(1)
-			k.refreshInBackground(key, load, opt)
+			k.refreshInBackground(ctx, key, load, opt)
 		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
 			k.early.Add(1)
-			k.refreshInBackground(key, load, opt)
+			k.refreshInBackground(ctx, key, load, opt)
 		}
 		if e.negative {
 			k.keep(key, e, zero)
@@ -522,106 +490,27 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 		return v, err
 	}
 	k.misses.Add(1)
-	v, err, _ := k.group.do(key, func() (any, error) { return k.loadShared(ctx, key, load, opt) })
-	if err != nil {
-		return zero, err
+	v, err, left := k.group.do(ctx, key, func() (T, error) {
+		lctx, cancel := k.loadContext(ctx)
+		defer cancel()
+		return k.loadShared(lctx, key, load, opt)
+	})
+	switch {
+	case left:
+		return zero, fmt.Errorf("patterns: cache %q: waiting for the load of %q: %w", k.name, key, err)
+	case errors.Is(err, ErrLoaderPanicked):
+		var p *loaderPanic
+		if errors.As(err, &p) {
+			err = fmt.Errorf("patterns: cache %q: load %q: %w: %v", k.name, key, ErrLoaderPanicked, p.value)
+		}
 	}
-	return v.(T), nil
+	return v, err
 }
 
 // xfetch decides an early refresh: now - delta*beta*ln(rand) >= expiry.
 func (k *Cache[T]) xfetch(e entry) bool {
 	gap := -float64(e.delta) * k.opt.Beta * math.Log(rand.Float64())
 	return time.Duration(gap) >= e.ttl
-}
-
-func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) (T, error)) (T, error) {
-	k.loads.Add(1)
-	v, err := load(ctx)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		k.loadErrors.Add(1)
-	}
-	return v, err
-}
-
-// loadShared runs once per key per process at a time: take the lease and
-// load, or wait for the holder's value.
-func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
-	var zero T
-	token, err := newToken()
-	if err != nil {
-		return zero, err
-	}
-	deadline := time.Now().Add(k.opt.LeaseWait)
-	wait := 5 * time.Millisecond
-	for {
-		e, err := k.lookupOrLease(ctx, key, token)
-		if err != nil {
-			rerr := k.redisError("get", key, err)
-			if k.opt.FailClosed {
-				return zero, rerr
-			}
-			return k.callLoad(ctx, load)
-		}
-		if e.hit {
-			if e.negative {
-				return zero, ErrNotFound
-			}
-			return k.decode(e.payload)
-		}
-		if e.lease || time.Now().After(deadline) {
-			return k.loadAndSet(ctx, key, load, opt, token)
-		}
-		select {
-		case <-ctx.Done():
-			return zero, fmt.Errorf("patterns: cache %q: waiting for %q: %w", k.name, key, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
-}
-
-func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions, token string) (T, error) {
-	start := time.Now()
-	v, err := k.callLoad(ctx, load)
-	delta := time.Since(start)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		_ = k.set(ctx, key, nil, true, opt, delta, token)
-		return v, err
-	case err != nil:
-		// Let the next caller load: release the lease (owner-checked, as a lock).
-		_ = scriptLockRelease.run(ctx, k.c.rdb, []string{k.leaseKey(key)}, token).Err()
-		return v, err
-	}
-	payload, perr := k.encode(v)
-	if perr == nil {
-		_ = k.set(ctx, key, payload, false, opt, delta, token)
-	}
-	return v, nil
-}
-
-func (k *Cache[T]) refreshInBackground(key string, load func(ctx context.Context) (T, error), opt *SetOptions) {
-	// One refresh per key per process at a time: the singleflight group.
-	k.bg.Add(1)
-	go func() {
-		defer k.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), k.opt.LeaseTTL)
-		defer cancel()
-		_, _, _ = k.group.do("refresh\x00"+key, func() (any, error) {
-			token, err := newToken()
-			if err != nil {
-				return nil, err
-			}
-			// Only one process refreshes: the lease.
-			ok, err := k.c.rdb.SetNX(ctx, k.leaseKey(key), token, k.opt.LeaseTTL).Result()
-			if err != nil || !ok {
-				return nil, err
-			}
-			v, err := k.loadAndSet(ctx, key, load, opt, token)
-			return v, err
-		})
-	}()
 }
 
 func (k *Cache[T]) checkSet(opt *SetOptions) error {
@@ -797,56 +686,4 @@ func (k *Cache[T]) decode(p string) (T, error) {
 		return v, fmt.Errorf("patterns: cache %q: decode: %w", k.name, err)
 	}
 	return v, nil
-}
-
-// QueryKey returns a stable cache key for a query and its parameters: the
-// SHA-256 of a canonical JSON encoding (map keys sorted), hex. Equal queries
-// with equal parameters give equal keys, and any difference in their JSON
-// encoding gives another key. Values that encoding/json encodes alike give
-// the same key: 1 and 1.0, or strings that differ only in bytes that are not
-// valid UTF-8 (each is encoded as U+FFFD); pass such bytes hex- or
-// base64-encoded if they matter.
-func QueryKey(query string, params ...any) (string, error) {
-	b, err := json.Marshal(append([]any{query}, params...))
-	if err != nil {
-		return "", invalidf("query parameters: %v", err)
-	}
-	sum := sha256.Sum256(b)
-	return "q:" + hex.EncodeToString(sum[:]), nil
-}
-
-// flightGroup runs one call per key at a time in the process and shares its
-// result with the callers that arrive meanwhile.
-type flightGroup struct {
-	mu sync.Mutex
-	m  map[string]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	val  any
-	err  error
-}
-
-func (g *flightGroup) do(key string, fn func() (any, error)) (any, error, bool) {
-	g.mu.Lock()
-	if g.m == nil {
-		g.m = map[string]*flight{}
-	}
-	if f, ok := g.m[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.val, f.err, true
-	}
-	f := &flight{done: make(chan struct{})}
-	g.m[key] = f
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.m, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
-	f.val, f.err = fn()
-	return f.val, f.err, false
 }

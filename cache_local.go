@@ -17,49 +17,18 @@ import (
 )
 
 // LocalOptions configure the in-process layer of a Cache
-// (CacheOptions.Local): a bounded map in front of Redis, kept coherent with
-// Redis by server-assisted client tracking.
+// (CacheOptions.Local): a bounded map in front of Redis, kept coherent across
+// processes by Redis client tracking, or by pub/sub where the server refuses
+// tracking (writes that do not go through a cache with a local layer are
+// then not seen before TTL). A write that returned in one process stops
+// being served by the layers of the others after one network hop. When the
+// invalidation connection is lost or the server it tracks changes (failover,
+// slot move), the layer is cleared and stays empty until a new connection is
+// confirmed: a stale entry is served for at most about 2×PingInterval, and
+// never longer than TTL.
 //
-// Coherence: each cache with a local layer holds one connection of its own
-// to the Redis server that owns the cache's keys (on a cluster, the master of
-// the cache's slot). On connect it runs
-//
-//	CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX prefix:cache:{name}:
-//
-// and subscribes to __redis__:invalidate: the server then sends it the name
-// of every key of the cache that any client changes (a Set, a Delete, an
-// expiry, an eviction, a tag invalidation, a write from outside the library),
-// in the same event-loop turn as the write. A changed entry is dropped from
-// the layer when its message arrives: a write that returned in one process
-// stops being served by the local layers of the others after one network
-// hop (the delay is measured in the README). The connection speaks RESP2
-// whatever the application's client speaks: go-redis's PubSub reads the
-// redirected invalidations as pub/sub messages. The tag record (prefix:cache:{name}:tags) falls under the same prefix: when it
-// changes, every local entry that carries tags stops being served.
-//
-// When the server refuses CLIENT TRACKING (before Redis 6, a proxy, an ACL
-// that denies it), the layer falls back to pub/sub: every Set, Delete and
-// InvalidateTags of a cache that has a local layer (and every Set of a
-// WriteBehind over it) PUBLISHes the key it changed on
-// prefix:cache:{name}:inv, in the script that writes (Delete: in the same
-// round trip), and the layers subscribed there drop it. Writes that bypass such a cache (a cache
-// without a local layer, another program, an expiry) are then not seen, and
-// a changed entry may be served locally until its local TTL.
-//
-// Loss: nothing is stored locally until the subscription is confirmed. When
-// the invalidation connection fails or does not answer a ping within
-// PingInterval, or when the application's client no longer reaches the
-// server it tracks (a cluster slot moved, a Sentinel failover, a restart:
-// checked every PingInterval by address and by the server's run_id, one
-// INFO through the application's client), the layer is cleared and stays
-// empty until a new connection is confirmed: invalidations may have been
-// missed meanwhile. So a silently broken connection or a failover leaves
-// stale entries servable for at most about 2×PingInterval, and no entry is
-// ever served locally for longer than TTL.
-//
-// A local hit returns the value decoded once when it was stored: values of
-// reference types (maps, slices, pointers) are shared by every caller and
-// must not be modified.
+// A local hit returns the value decoded when it was stored: maps, slices and
+// pointers in it are shared by every caller and must not be modified.
 type LocalOptions struct {
 	// MaxEntries bounds the number of entries held.
 	//

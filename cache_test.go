@@ -312,7 +312,17 @@ func TestCacheEarlyRefresh(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, rdb)
 	var version atomic.Int64
+	// The refresh waits for the gate, so that the stale Gets below cannot
+	// see its value however slow the machine.
+	gate := make(chan struct{})
+	var gated atomic.Bool
 	load := func(ctx context.Context) (int64, error) {
+		if gated.Load() {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+			}
+		}
 		time.Sleep(5 * time.Millisecond)
 		return version.Add(1), nil
 	}
@@ -322,12 +332,15 @@ func TestCacheEarlyRefresh(t *testing.T) {
 	if v, _ := swr.Get(ctx, "k", load, nil); v != 1 {
 		t.Fatalf("first load %d", v)
 	}
+	gated.Store(true)
 	time.Sleep(300 * time.Millisecond)
 	for i := 0; i < 5; i++ {
 		if v, _ := swr.Get(ctx, "k", load, nil); v != 1 {
+			close(gate)
 			t.Fatalf("stale Get returned %d, want the stale 1", v)
 		}
 	}
+	close(gate)
 	swr.Wait()
 	if v, _ := swr.Get(ctx, "k", load, nil); v != 2 {
 		t.Fatalf("after the refresh: %d, want 2 (one refresh)", v)
