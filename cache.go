@@ -19,11 +19,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrNotFound is what a loader returns when the thing it loads does not
+// ErrCacheNotFound is what a loader returns when the thing it loads does not
 // exist. The cache then remembers the absence for CacheOptions.NegativeTTL
-// and Get returns ErrNotFound, so a missing row is not looked up again on
+// and Get returns ErrCacheNotFound, so a missing row is not looked up again on
 // every request.
-var ErrNotFound = errors.New("patterns: not found")
+var ErrCacheNotFound = errors.New("patterns: not found (cached)")
 
 var (
 	scriptCacheGet        = newScript("cache_get")
@@ -45,7 +45,7 @@ type CacheOptions struct {
 	MaxTTL time.Duration
 
 	// NegativeTTL is how long a "not found" (the loader returned
-	// ErrNotFound) is remembered.
+	// ErrCacheMiss) is remembered.
 	//
 	// default: 30 seconds
 	NegativeTTL time.Duration
@@ -116,11 +116,11 @@ type CacheOptions struct {
 
 	// Local, when not nil, adds an in-process layer in front of Redis,
 	// bounded, and kept coherent across processes by Redis client tracking
-	// (see LocalOptions). It needs a *redis.Client (standalone or Sentinel)
+	// (see CacheLocalOptions). It needs a *redis.Client (standalone or Sentinel)
 	// or a *redis.ClusterClient, and the cache must be closed with Close.
 	//
 	// default: nil (no local layer, no cost)
-	Local *LocalOptions
+	Local *CacheLocalOptions
 }
 
 // CacheStats count what a Cache did since it was made. Hits are reads
@@ -140,8 +140,8 @@ func (s CacheStats) HitRate() float64 {
 	return float64(hits) / float64(hits+s.Misses)
 }
 
-// SetOptions tune one Set (and the Set a Get makes after a load).
-type SetOptions struct {
+// CacheSetOptions tune one Set (and the Set a Get makes after a load).
+type CacheSetOptions struct {
 	// TTL overrides CacheOptions.TTL.
 	TTL time.Duration
 	// Tags invalidate the entry together with every other entry under the
@@ -383,7 +383,7 @@ func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry,
 }
 
 // Lookup is the cache-aside read: the value if the cache holds it (ok), or
-// ok false on a miss. A cached "not found" is ErrNotFound.
+// ok false on a miss. A cached "not found" is ErrCacheMiss.
 func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, err error) {
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
@@ -391,7 +391,7 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
 			if le.negative {
-				return value, true, ErrNotFound
+				return value, true, ErrCacheNotFound
 			}
 			return le.v, true, nil
 		}
@@ -407,7 +407,7 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	k.hits.Add(1)
 	if e.negative {
 		k.keep(key, e, value)
-		return value, true, ErrNotFound
+		return value, true, ErrCacheNotFound
 	}
 	value, err = k.decode(e.payload)
 	if err == nil {
@@ -427,7 +427,7 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // caches. For a missing key at most one load runs at a time across all
 // processes (shared in the process, and a short owner-checked lease in
 // Redis); the others wait for its value (up to LeaseWait), then load
-// themselves. A load that returns ErrNotFound is cached as such. When Redis
+// themselves. A load that returns ErrCacheMiss is cached as such. When Redis
 // fails, Get calls load and returns its value (the error goes to OnError),
 // unless FailClosed. opt may be nil.
 //
@@ -439,7 +439,7 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // carries the panic value and the loader's stack (if it has left, the panic
 // goes to OnError); the other callers get an error wrapping
 // ErrLoaderPanicked; the lease is released.
-func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
+func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) (T, error) {
 	var zero T
 	if err := checkCacheKey(key); err != nil {
 		return zero, err
@@ -453,7 +453,7 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
 			if le.negative {
-				return zero, ErrNotFound
+				return zero, ErrCacheNotFound
 			}
 			return le.v, nil
 		}
@@ -481,7 +481,7 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 		}
 		if e.negative {
 			k.keep(key, e, zero)
-			return zero, ErrNotFound
+			return zero, ErrCacheNotFound
 		}
 		v, err := k.decode(e.payload)
 		if err == nil {
@@ -513,7 +513,7 @@ func (k *Cache[T]) xfetch(e entry) bool {
 	return time.Duration(gap) >= e.ttl
 }
 
-func (k *Cache[T]) checkSet(opt *SetOptions) error {
+func (k *Cache[T]) checkSet(opt *CacheSetOptions) error {
 	if opt == nil {
 		return nil
 	}
@@ -538,7 +538,7 @@ func (k *Cache[T]) checkSet(opt *SetOptions) error {
 
 // Set writes value under key (write-through: call it after writing the
 // source of truth). opt may be nil.
-func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *SetOptions) error {
+func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) error {
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
@@ -552,7 +552,7 @@ func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *SetOptions
 	return k.set(ctx, key, payload, false, opt, 0, "")
 }
 
-func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *SetOptions, delta time.Duration, token string) error {
+func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *CacheSetOptions, delta time.Duration, token string) error {
 	ttl := k.opt.TTL
 	var tags []string
 	if opt != nil {
@@ -630,7 +630,7 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if len(tags) == 0 {
 		return invalidf("no tag")
 	}
-	if err := k.checkSet(&SetOptions{Tags: tags}); err != nil {
+	if err := k.checkSet(&CacheSetOptions{Tags: tags}); err != nil {
 		return err
 	}
 	args := make([]any, 0, len(tags)+2)

@@ -177,7 +177,7 @@ func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) 
 		}
 	}()
 	v, err := load(ctx)
-	ok = err == nil || errors.Is(err, ErrNotFound)
+	ok = err == nil || errors.Is(err, ErrCacheNotFound)
 	return v, err
 }
 
@@ -191,7 +191,7 @@ func (k *Cache[T]) loaderPanicked(key string, value any) {
 // loadShared runs once per key per process at a time (the flight group),
 // detached from its callers (ctx is from loadContext): take the lease and
 // load, or wait for the holder's value.
-func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) (T, error) {
+func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) (T, error) {
 	var zero T
 	token, err := newToken()
 	if err != nil {
@@ -210,7 +210,7 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 		}
 		if e.hit {
 			if e.negative {
-				return zero, ErrNotFound
+				return zero, ErrCacheNotFound
 			}
 			return k.decode(e.payload)
 		}
@@ -229,7 +229,7 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 // loadAndSet loads and caches the value, with the lease token (which the
 // Set releases). If the load fails, panics or its value cannot be encoded,
 // the lease is released for the next caller.
-func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions, token string) (v T, err error) {
+func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions, token string) (v T, err error) {
 	released := false
 	defer func() {
 		if !released {
@@ -240,7 +240,7 @@ func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx con
 	v, err = k.callLoad(ctx, load)
 	delta := time.Since(start)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrCacheNotFound):
 		released = k.set(ctx, key, nil, true, opt, delta, token) == nil
 		return v, err
 	case err != nil:
@@ -264,7 +264,7 @@ func (k *Cache[T]) releaseLease(ctx context.Context, key, token string) {
 // refreshInBackground reloads key in a goroutine, one at a time per key in
 // the process and, by the lease, across processes. A panic of the loader is
 // recovered and goes to OnError.
-func (k *Cache[T]) refreshInBackground(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *SetOptions) {
+func (k *Cache[T]) refreshInBackground(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) {
 	if _, busy := k.refreshing.LoadOrStore(key, struct{}{}); busy {
 		return
 	}

@@ -218,7 +218,7 @@ func TestCacheAnyNil(t *testing.T) {
 		}{
 			{"json", &CacheOptions{TTL: time.Minute}},
 			{"msgpack", &CacheOptions{TTL: time.Minute, Codec: Msgpack}},
-			{"local", &CacheOptions{TTL: time.Minute, Local: &LocalOptions{}}},
+			{"local", &CacheOptions{TTL: time.Minute, Local: &CacheLocalOptions{}}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				k, err := NewCache[any](c, "any-"+tc.name, tc.opt)

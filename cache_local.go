@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// LocalOptions configure the in-process layer of a Cache
+// CacheLocalOptions configure the in-process layer of a Cache
 // (CacheOptions.Local): a bounded map in front of Redis, kept coherent across
 // processes by Redis client tracking, or by pub/sub where the server refuses
 // tracking (writes that do not go through a cache with a local layer are
@@ -29,7 +29,7 @@ import (
 //
 // A local hit returns the value decoded when it was stored: maps, slices and
 // pointers in it are shared by every caller and must not be modified.
-type LocalOptions struct {
+type CacheLocalOptions struct {
 	// MaxEntries bounds the number of entries held.
 	//
 	// default: 10,000 when MaxBytes is 0; otherwise no bound on the count
@@ -120,7 +120,7 @@ type localLayer[T any] struct {
 }
 
 // checkLocal validates o and returns it with defaults applied.
-func checkLocal(o LocalOptions, maxTTL time.Duration) (LocalOptions, error) {
+func checkLocal(o CacheLocalOptions, maxTTL time.Duration) (CacheLocalOptions, error) {
 	if o.MaxEntries < 0 || o.MaxBytes < 0 || o.TTL < 0 || o.PingInterval < 0 {
 		return o, invalidf("local layer: MaxEntries %d, MaxBytes %d, TTL %v, PingInterval %v: none may be negative", o.MaxEntries, o.MaxBytes, o.TTL, o.PingInterval)
 	}
@@ -151,7 +151,7 @@ func checkLocal(o LocalOptions, maxTTL time.Duration) (LocalOptions, error) {
 // newLocalLayer makes the layer and starts its invalidation listener. Its
 // cache's entries are Redis keys entryPrefix + escaped key, its tag record
 // tagsKey, and channel is the pub/sub fallback's.
-func newLocalLayer[T any](rdb redis.UniversalClient, entryPrefix, tagsKey, channel string, o LocalOptions, copt *CacheOptions) (*localLayer[T], error) {
+func newLocalLayer[T any](rdb redis.UniversalClient, entryPrefix, tagsKey, channel string, o CacheLocalOptions, copt *CacheOptions) (*localLayer[T], error) {
 	switch rdb.(type) {
 	case *redis.Client, *redis.ClusterClient:
 	default:

@@ -28,7 +28,7 @@ func newLocalCache[T any](t testing.TB, c *Client, name string, opt *CacheOption
 		o = *opt
 	}
 	if o.Local == nil {
-		o.Local = &LocalOptions{}
+		o.Local = &CacheLocalOptions{}
 	}
 	k, err := NewCache[T](c, name, &o)
 	if err != nil {
@@ -110,7 +110,7 @@ func TestCacheLocal(t *testing.T) {
 		c := newClient(t, rdb)
 		// a and b are two independent layers on the same cache, as in two
 		// processes.
-		a := newLocalCache[user](t, c, "users", &CacheOptions{TTL: time.Minute, Local: &LocalOptions{TTL: 20 * time.Second}})
+		a := newLocalCache[user](t, c, "users", &CacheOptions{TTL: time.Minute, Local: &CacheLocalOptions{TTL: 20 * time.Second}})
 		b := newLocalCache[user](t, c, "users", &CacheOptions{TTL: time.Minute})
 		if !a.local.tracking.Load() {
 			t.Fatal("the server did not accept CLIENT TRACKING")
@@ -133,7 +133,7 @@ func TestCacheLocal(t *testing.T) {
 		if !ok || e.Value.ttl > 20*time.Second || e.Value.ttl < 19*time.Second {
 			t.Fatalf("local TTL %v, want the 20s option", e.Value.ttl)
 		}
-		a.Set(ctx, "short", user{2, "ben"}, &SetOptions{TTL: 3 * time.Second})
+		a.Set(ctx, "short", user{2, "ben"}, &CacheSetOptions{TTL: 3 * time.Second})
 		holdLocally(t, a, "short")
 		if e, ok := a.local.store.GetEntry("short"); !ok || e.Value.ttl > 3*time.Second {
 			t.Fatalf("local TTL %v over the Redis TTL of 3s", e.Value.ttl)
@@ -168,20 +168,20 @@ func TestCacheLocal(t *testing.T) {
 		eventually(t, "b sees a's Delete", func() bool { _, ok, _ := b.Lookup(ctx, "u1"); return !ok })
 
 		// Negative entries are held too.
-		notFound := func(ctx context.Context) (user, error) { return user{}, ErrNotFound }
+		notFound := func(ctx context.Context) (user, error) { return user{}, ErrCacheNotFound }
 		eventually(t, "negative entry held locally", func() bool {
-			if _, err := b.Get(ctx, "404", notFound, nil); !errors.Is(err, ErrNotFound) {
+			if _, err := b.Get(ctx, "404", notFound, nil); !errors.Is(err, ErrCacheNotFound) {
 				t.Fatal(err)
 			}
 			e, ok := b.local.get("404")
 			return ok && e.negative
 		})
-		if _, ok, err := b.Lookup(ctx, "404"); !ok || !errors.Is(err, ErrNotFound) {
+		if _, ok, err := b.Lookup(ctx, "404"); !ok || !errors.Is(err, ErrCacheNotFound) {
 			t.Fatalf("local negative hit: %t %v", ok, err)
 		}
 
 		// Tags: an invalidation through a evicts b's tagged entries only.
-		a.Set(ctx, "t1", user{3, "cy"}, &SetOptions{Tags: []string{"team"}})
+		a.Set(ctx, "t1", user{3, "cy"}, &CacheSetOptions{Tags: []string{"team"}})
 		a.Set(ctx, "plain", user{4, "di"}, nil)
 		holdLocally(t, b, "t1")
 		holdLocally(t, b, "plain")
@@ -243,7 +243,7 @@ func TestCacheLocalStaleStoreRace(t *testing.T) {
 		t.Fatal("a value read before a clear was kept")
 	}
 	// A tagged value read before a tag invalidation is not served.
-	k.Set(ctx, "t", 1, &SetOptions{Tags: []string{"x"}})
+	k.Set(ctx, "t", 1, &CacheSetOptions{Tags: []string{"x"}})
 	e, _ = k.lookup(ctx, "t")
 	k.local.invalidateRedisKey(k.tags[0])
 	k.keep("t", e, 1)
@@ -386,7 +386,7 @@ func TestCacheLocalOtherProcess(t *testing.T) {
 	k := newLocalCache[string](t, c, "docs", nil)
 	k.Set(ctx, "set", "old", nil)
 	k.Set(ctx, "del", "old", nil)
-	k.Set(ctx, "tagged", "old", &SetOptions{Tags: []string{"team"}})
+	k.Set(ctx, "tagged", "old", &CacheSetOptions{Tags: []string{"team"}})
 	k.Set(ctx, "plain", "old", nil)
 	for _, key := range []string{"set", "del", "tagged", "plain"} {
 		holdLocally(t, k, key)
@@ -488,9 +488,9 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 	if a.local.tracking.Load() || b.local.tracking.Load() {
 		t.Fatal("tracking reported on although the ACL denies it")
 	}
-	a.Set(ctx, "k", 1, &SetOptions{Tags: []string{"t"}})
+	a.Set(ctx, "k", 1, &CacheSetOptions{Tags: []string{"t"}})
 	holdLocally(t, b, "k")
-	a.Set(ctx, "k", 2, &SetOptions{Tags: []string{"t"}})
+	a.Set(ctx, "k", 2, &CacheSetOptions{Tags: []string{"t"}})
 	eventually(t, "published Set", func() bool { v, _, _ := b.Lookup(ctx, "k"); return v == 2 })
 	a.InvalidateTags(ctx, "t")
 	eventually(t, "published InvalidateTags", func() bool { _, ok, _ := b.Lookup(ctx, "k"); return !ok })
@@ -501,7 +501,7 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 
 	// A write-behind over the same cache: its Set evicts from its own layer
 	// at once and publishes to the others.
-	wb, err := NewWriteBehind[int](c, "n", &CacheOptions{Local: &LocalOptions{}}, nil)
+	wb, err := NewWriteBehind[int](c, "n", &CacheOptions{Local: &CacheLocalOptions{}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,11 +528,11 @@ func TestCacheLocalMemoryBound(t *testing.T) {
 	value := strings.Repeat("x", 1000)
 	for _, tc := range []struct {
 		name string
-		opt  LocalOptions
+		opt  CacheLocalOptions
 	}{
-		{"entries", LocalOptions{MaxEntries: 100}},
-		{"bytes", LocalOptions{MaxBytes: 64 << 10}},
-		{"both", LocalOptions{MaxEntries: 20, MaxBytes: 64 << 10}},
+		{"entries", CacheLocalOptions{MaxEntries: 100}},
+		{"bytes", CacheLocalOptions{MaxBytes: 64 << 10}},
+		{"both", CacheLocalOptions{MaxEntries: 20, MaxBytes: 64 << 10}},
 	} {
 		k := newLocalCache[string](t, c, "fill-"+tc.name, &CacheOptions{TTL: time.Minute, Local: &tc.opt})
 		// put weighs an entry as its key, its Redis value (the encoded,
@@ -581,7 +581,7 @@ func TestCacheLocalBadOptions(t *testing.T) {
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": rdb.Options().Addr}})
 	t.Cleanup(func() { ring.Close() })
 	rc, _ := New(ring, nil)
-	for name, o := range map[string]*LocalOptions{
+	for name, o := range map[string]*CacheLocalOptions{
 		"negative entries": {MaxEntries: -1},
 		"negative bytes":   {MaxBytes: -1},
 		"negative ttl":     {TTL: -time.Second},
@@ -593,7 +593,7 @@ func TestCacheLocalBadOptions(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
 		}
 	}
-	if _, err := NewCache[int](rc, "x", &CacheOptions{Local: &LocalOptions{}}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := NewCache[int](rc, "x", &CacheOptions{Local: &CacheLocalOptions{}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("ring: %v, want ErrInvalidArgument", err)
 	}
 }
@@ -619,7 +619,7 @@ func TestCacheLocalSlotMove(t *testing.T) {
 	rdb := ownCluster(t) // moves a slot
 	ctx := context.Background()
 	c := newClient(t, rdb)
-	r := newLocalCache[string](t, c, "moving", &CacheOptions{Local: &LocalOptions{PingInterval: 50 * time.Millisecond}})
+	r := newLocalCache[string](t, c, "moving", &CacheOptions{Local: &CacheLocalOptions{PingInterval: 50 * time.Millisecond}})
 	w, err := NewCache[string](c, "moving", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -684,7 +684,7 @@ func TestCacheLocalSentinelFailover(t *testing.T) {
 	rdb, set := testSentinel(t)
 	ctx := context.Background()
 	c := newClient(t, rdb)
-	r := newLocalCache[string](t, c, "failover", &CacheOptions{Local: &LocalOptions{PingInterval: 100 * time.Millisecond}})
+	r := newLocalCache[string](t, c, "failover", &CacheOptions{Local: &CacheLocalOptions{PingInterval: 100 * time.Millisecond}})
 	w, err := NewCache[string](c, "failover", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -723,7 +723,7 @@ func TestCacheLocalQuietConnection(t *testing.T) {
 	var errs atomic.Int64
 	k := newLocalCache[int](t, c, "quiet", &CacheOptions{
 		OnError: func(op, key string, err error) { errs.Add(1); t.Log(op, err) },
-		Local:   &LocalOptions{PingInterval: 20 * time.Millisecond},
+		Local:   &CacheLocalOptions{PingInterval: 20 * time.Millisecond},
 	})
 	time.Sleep(300 * time.Millisecond) // 15 ping intervals
 	if n := k.local.ups.Load(); n != 1 || errs.Load() != 0 || !k.local.up.Load() {

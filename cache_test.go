@@ -56,7 +56,7 @@ func TestCacheReadThrough(t *testing.T) {
 			t.Fatalf("TTL %v outside [48s, 60s]", ttl)
 		}
 		// Write-through and cache-aside.
-		if err := k.Set(ctx, "user:2", user{2, "ben"}, &SetOptions{TTL: 30 * time.Second}); err != nil {
+		if err := k.Set(ctx, "user:2", user{2, "ben"}, &CacheSetOptions{TTL: 30 * time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		if u, ok, err := k.Lookup(ctx, "user:2"); !ok || err != nil || u.Name != "ben" {
@@ -70,16 +70,16 @@ func TestCacheReadThrough(t *testing.T) {
 		}
 		// Negative caching: not found is remembered, and distinct from a zero value.
 		misses := 0
-		notFound := func(ctx context.Context) (user, error) { misses++; return user{}, ErrNotFound }
+		notFound := func(ctx context.Context) (user, error) { misses++; return user{}, ErrCacheNotFound }
 		for i := 0; i < 3; i++ {
-			if _, err := k.Get(ctx, "user:404", notFound, nil); !errors.Is(err, ErrNotFound) {
+			if _, err := k.Get(ctx, "user:404", notFound, nil); !errors.Is(err, ErrCacheNotFound) {
 				t.Fatalf("Get missing: %v", err)
 			}
 		}
 		if misses != 1 {
 			t.Fatalf("not-found loader ran %d times", misses)
 		}
-		if _, ok, err := k.Lookup(ctx, "user:404"); !ok || !errors.Is(err, ErrNotFound) {
+		if _, ok, err := k.Lookup(ctx, "user:404"); !ok || !errors.Is(err, ErrCacheNotFound) {
 			t.Fatalf("Lookup of a cached not-found: %t %v", ok, err)
 		}
 		if ttl, _ := rdb.PTTL(ctx, k.entryKey("user:404")).Result(); ttl > 30*time.Second {
@@ -156,7 +156,7 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 		defer wg.Done()
 		for !stop.Load() {
 			n := seq.Add(1)
-			if err := k.Set(ctx, "k"+strconv.FormatInt(n%10, 10), n, &SetOptions{Tags: []string{"all", "t" + strconv.FormatInt(n%3, 10)}}); err != nil {
+			if err := k.Set(ctx, "k"+strconv.FormatInt(n%10, 10), n, &CacheSetOptions{Tags: []string{"all", "t" + strconv.FormatInt(n%3, 10)}}); err != nil {
 				t.Error(err)
 				return
 			}
@@ -203,7 +203,7 @@ func testCacheTagsNoStaleRead(t *testing.T, rdb redis.UniversalClient, local boo
 		t.Fatal("the local layer served no read: the local variant ran the Redis path only")
 	}
 	// Entries under another tag are untouched; one written after is served.
-	k.Set(ctx, "other", 1, &SetOptions{Tags: []string{"other"}})
+	k.Set(ctx, "other", 1, &CacheSetOptions{Tags: []string{"other"}})
 	k.InvalidateTags(ctx, "all")
 	if _, ok, _ := k.Lookup(ctx, "other"); !ok {
 		t.Fatal("an entry of another tag was invalidated")
@@ -234,7 +234,7 @@ func TestCacheTagBookkeeping(t *testing.T) {
 			defer wg.Done()
 			for i := g; i < n; i += 16 {
 				tags := []string{"tenant" + strconv.Itoa(i%100), "type" + strconv.Itoa(i%7)}
-				if err := k.Set(ctx, "e"+strconv.Itoa(i), i, &SetOptions{Tags: tags}); err != nil {
+				if err := k.Set(ctx, "e"+strconv.Itoa(i), i, &CacheSetOptions{Tags: tags}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -406,9 +406,9 @@ func TestCacheBadInput(t *testing.T) {
 			"empty key":   func() error { _, err := k.Get(ctx, "", load, nil); return err },
 			"long key":    func() error { return k.Set(ctx, strings.Repeat("k", MaxIDLen+1), 1, nil) },
 			"nil loader":  func() error { _, err := k.Get(ctx, "k", nil, nil); return err },
-			"neg ttl":     func() error { return k.Set(ctx, "k", 1, &SetOptions{TTL: -time.Second}) },
-			"ttl > max":   func() error { return k.Set(ctx, "k", 1, &SetOptions{TTL: 48 * time.Hour}) },
-			"empty tag":   func() error { return k.Set(ctx, "k", 1, &SetOptions{Tags: []string{""}}) },
+			"neg ttl":     func() error { return k.Set(ctx, "k", 1, &CacheSetOptions{TTL: -time.Second}) },
+			"ttl > max":   func() error { return k.Set(ctx, "k", 1, &CacheSetOptions{TTL: 48 * time.Hour}) },
+			"empty tag":   func() error { return k.Set(ctx, "k", 1, &CacheSetOptions{Tags: []string{""}}) },
 			"no tag":      func() error { return k.InvalidateTags(ctx) },
 			"lookup":      func() error { _, _, err := k.Lookup(ctx, ""); return err },
 			"delete":      func() error { return k.Delete(ctx, "") },

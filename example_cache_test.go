@@ -28,18 +28,18 @@ func ExampleCache_Get() {
 		return func(context.Context) (Product, error) {
 			fmt.Println("  (loading product", id, "from the database)")
 			if id == 404 {
-				return Product{}, patterns.ErrNotFound // cached too, for NegativeTTL
+				return Product{}, patterns.ErrCacheNotFound // cached too, for NegativeTTL
 			}
 			return Product{ID: id, Name: "Lamp", Price: 4200}, nil
 		}
 	}
-	tagged := &patterns.SetOptions{Tags: []string{"catalog"}}
+	tagged := &patterns.CacheSetOptions{Tags: []string{"catalog"}}
 	for i := 0; i < 2; i++ {
 		p, err := products.Get(ctx, "product:1", loadFromDB(1), tagged)
 		fmt.Println(p.Name, err)
 	}
 	_, err = products.Get(ctx, "product:404", loadFromDB(404), nil)
-	fmt.Println(errors.Is(err, patterns.ErrNotFound))
+	fmt.Println(errors.Is(err, patterns.ErrCacheNotFound))
 
 	// A price change: invalidate every entry tagged "catalog" at once.
 	products.InvalidateTags(ctx, "catalog")
@@ -58,10 +58,10 @@ func ExampleCache_Get() {
 // A local layer in front of Redis: hot keys are served from memory, and a
 // write anywhere (here, through a second cache standing for another process)
 // evicts them from every layer.
-func ExampleLocalOptions() {
+func ExampleCacheLocalOptions() {
 	ctx := context.Background()
 	pc := exampleClient("cache-local")
-	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.LocalOptions{MaxEntries: 10_000, TTL: 30 * time.Second}}
+	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.CacheLocalOptions{MaxEntries: 10_000, TTL: 30 * time.Second}}
 	here, err := patterns.NewCache[Product](pc, "products", opt)
 	if err != nil {
 		panic(err)

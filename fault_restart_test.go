@@ -84,7 +84,7 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 	var cacheN atomic.Int64
 	add("cache", func(ctx context.Context) error {
 		k := "k" + strconv.FormatInt(cacheN.Add(1)%64, 10)
-		if err := cache.Set(ctx, k, "v", &SetOptions{Tags: []string{"t"}}); err != nil {
+		if err := cache.Set(ctx, k, "v", &CacheSetOptions{Tags: []string{"t"}}); err != nil {
 			return err
 		}
 		if _, err := cache.Get(ctx, k, func(context.Context) (string, error) { return "loaded", nil }, nil); err != nil {
@@ -178,7 +178,7 @@ func faultKind(err error) string {
 	case errors.Is(err, ErrUnexpectedReply), errors.Is(err, ErrInvalidArgument):
 		return "other"
 	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld), errors.Is(err, ErrSessionNotFound),
-		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNotFound):
+		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrCacheNotFound):
 		return "sentinel"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "context"

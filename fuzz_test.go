@@ -210,10 +210,10 @@ func FuzzCacheKeys(f *testing.F) {
 		for _, tk := range k.tags {
 			checkKey(t, tk, "cache", name)
 		}
-		err = k.checkSet(&SetOptions{Tags: []string{tag}})
+		err = k.checkSet(&CacheSetOptions{Tags: []string{tag}})
 		if tag == "" || len(tag) > MaxIDLen || strings.ContainsAny(tag, "\n\x1f") {
 			wantInvalid(t, "tag", err)
-			wantInvalid(t, "Set with a bad tag", k.Set(context.Background(), key, "v", &SetOptions{Tags: []string{tag}}))
+			wantInvalid(t, "Set with a bad tag", k.Set(context.Background(), key, "v", &CacheSetOptions{Tags: []string{tag}}))
 		} else if err != nil {
 			t.Fatalf("tag %q: %v", tag, err)
 		}
@@ -432,7 +432,7 @@ func FuzzPatternsOnCluster(f *testing.F) {
 		}
 		cache, err := NewCache[string](c, id, nil)
 		must("NewCache", err)
-		must("cache Set", cache.Set(ctx, member, "v", &SetOptions{Tags: []string{member}}))
+		must("cache Set", cache.Set(ctx, member, "v", &CacheSetOptions{Tags: []string{member}}))
 		_, err = cache.Get(ctx, member+"2", func(context.Context) (string, error) { return "w", nil }, nil)
 		must("cache Get", err)
 		must("InvalidateTags", cache.InvalidateTags(ctx, member))

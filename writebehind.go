@@ -48,7 +48,7 @@ func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
 
 // Set writes value under key to the cache and queues it for persist,
 // atomically.
-func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *SetOptions) error {
+func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) error {
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}

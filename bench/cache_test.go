@@ -20,7 +20,7 @@ var benchValue = benchUser{ID: 42, Name: "Ana Lima", Email: "ana@example.com"}
 
 // newBenchCache returns the cache every benchmark uses (Msgpack, a TTL of an
 // hour) on pc, with a local layer when local is not nil.
-func newBenchCache(b *testing.B, pc *patterns.Client, local *patterns.LocalOptions) *patterns.Cache[benchUser] {
+func newBenchCache(b *testing.B, pc *patterns.Client, local *patterns.CacheLocalOptions) *patterns.Cache[benchUser] {
 	b.Helper()
 	c, err := patterns.NewCache[benchUser](pc, "users", &patterns.CacheOptions{Codec: patterns.Msgpack, TTL: time.Hour, Local: local})
 	if err != nil {
@@ -152,7 +152,7 @@ func BenchmarkCacheLocal(b *testing.B) {
 	ctx := context.Background()
 	_, pc := benchRedis(b)
 	redisOnly := newBenchCache(b, pc, nil)
-	local := newBenchCache(b, pc, &patterns.LocalOptions{})
+	local := newBenchCache(b, pc, &patterns.CacheLocalOptions{})
 	defer local.Close()
 	if err := redisOnly.Set(ctx, "user:42", benchValue, nil); err != nil {
 		b.Fatal(err)

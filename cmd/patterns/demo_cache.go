@@ -36,7 +36,7 @@ func demoCache(ctx context.Context, pc *patterns.Client, w io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = cache.Get(ctx, "profile:7", slowDB, &patterns.SetOptions{Tags: []string{"team:42"}})
+			_, _ = cache.Get(ctx, "profile:7", slowDB, &patterns.CacheSetOptions{Tags: []string{"team:42"}})
 		}()
 	}
 	wg.Wait()
@@ -60,7 +60,7 @@ func demoCache(ctx context.Context, pc *patterns.Client, w io.Writer) error {
 // demoCacheLocal shows the in-process layer: a hot key served from memory,
 // and a write from elsewhere evicting it.
 func demoCacheLocal(ctx context.Context, pc *patterns.Client, w io.Writer) error {
-	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.LocalOptions{MaxEntries: 1000}}
+	opt := &patterns.CacheOptions{TTL: time.Minute, Local: &patterns.CacheLocalOptions{MaxEntries: 1000}}
 	hot, err := patterns.NewCache[string](pc, "hot", opt)
 	if err != nil {
 		return err
