@@ -23,7 +23,7 @@ import (
 // exist. The cache then remembers the absence for CacheOptions.NegativeTTL
 // and Get returns ErrCacheNotFound, so a missing row is not looked up again on
 // every request.
-var ErrCacheNotFound = errors.New("patterns: not found (cached)")
+var ErrCacheNotFound = errors.New("patterns: not found")
 
 var (
 	scriptCacheGet        = newScript("cache_get")
@@ -45,7 +45,7 @@ type CacheOptions struct {
 	MaxTTL time.Duration
 
 	// NegativeTTL is how long a "not found" (the loader returned
-	// ErrCacheMiss) is remembered.
+	// ErrCacheNotFound) is remembered.
 	//
 	// default: 30 seconds
 	NegativeTTL time.Duration
@@ -383,7 +383,7 @@ func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry,
 }
 
 // Lookup is the cache-aside read: the value if the cache holds it (ok), or
-// ok false on a miss. A cached "not found" is ErrCacheMiss.
+// ok false on a miss. A cached "not found" is ErrCacheNotFound.
 func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, err error) {
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
@@ -427,7 +427,7 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // caches. For a missing key at most one load runs at a time across all
 // processes (shared in the process, and a short owner-checked lease in
 // Redis); the others wait for its value (up to LeaseWait), then load
-// themselves. A load that returns ErrCacheMiss is cached as such. When Redis
+// themselves. A load that returns ErrCacheNotFound is cached as such. When Redis
 // fails, Get calls load and returns its value (the error goes to OnError),
 // unless FailClosed. opt may be nil.
 //

@@ -55,7 +55,7 @@
 // default is switched off with -1, never with 0.
 //
 // Names: an exported name says which pattern it belongs to (BoardEntry,
-// QueueMessage, LimitResult, ErrCacheMiss); the errors above and the lock's
+// QueueMessage, LimitResult, ErrCacheNotFound); the errors above and the lock's
 // are shared by every pattern that reports the same condition.
 //
 // A *Client is safe for concurrent use.
