@@ -299,14 +299,17 @@ func TestLockRetry(t *testing.T) {
 }
 
 func TestWithLock(t *testing.T) {
+	t.Parallel()
 	rdb := testRedis(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
 
-	// The watchdog keeps a short lock alive through work five times its TTL.
-	ttl := 150 * time.Millisecond
+	// The watchdog keeps a short lock alive through work three times its
+	// TTL. (The TTL leaves its refreshes, every TTL/3, room for a loaded
+	// machine: a goroutine may wait for a CPU for a few hundred ms.)
+	ttl := time.Second
 	err := c.WithLock(ctx, "job", ttl, nil, func(fctx context.Context) error {
-		deadline := time.Now().Add(5 * ttl)
+		deadline := time.Now().Add(3 * ttl)
 		for time.Now().Before(deadline) {
 			if fctx.Err() != nil {
 				return fmt.Errorf("cancelled while held: %w", context.Cause(fctx))

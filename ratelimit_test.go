@@ -175,27 +175,60 @@ func TestRateLimitSequences(t *testing.T) {
 				t.Parallel()
 				ctx := context.Background()
 				l := newLimiter(t, c, tc.algo)
-				key := "seq-" + tc.algo.String()
-				waitWindowStart(t, rdb, p)
-				start := time.Now()
-				for i, s := range tc.steps {
-					time.Sleep(time.Until(start.Add(time.Duration(s.at) * time.Millisecond)))
-					res, err := l.AllowN(ctx, key, s.n, tc.limit)
+				// run plays the steps once on a fresh key; slipped reports a
+				// run whose timing did not hold (a step sent or answered 25 ms
+				// off its time: a loaded machine), which proves nothing
+				// either way and is played again.
+				run := func(key string) (mismatch string, slipped bool) {
+					waitWindowStart(t, rdb, p)
+					now, err := rdb.Time(ctx).Result()
 					if err != nil {
 						t.Fatal(err)
 					}
-					if res.Allowed != s.allowed || res.Remaining != s.remaining {
-						t.Fatalf("step %d (%+v): got allowed=%t remaining=%d", i, s, res.Allowed, res.Remaining)
+					start := time.Now()
+					if off := now.UnixMilli() % p.Milliseconds(); off > 40 {
+						return "", true
 					}
-					if res.Allowed && res.RetryAfter != 0 {
-						t.Fatalf("step %d: RetryAfter %v on an admitted request", i, res.RetryAfter)
+					for i, s := range tc.steps {
+						at := start.Add(time.Duration(s.at) * time.Millisecond)
+						time.Sleep(time.Until(at))
+						sent := time.Now()
+						res, err := l.AllowN(ctx, key, s.n, tc.limit)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if sent.Sub(at) > 25*time.Millisecond || time.Since(sent) > 25*time.Millisecond {
+							return "", true
+						}
+						if res.Allowed != s.allowed || res.Remaining != s.remaining {
+							return fmt.Sprintf("step %d (%+v): got allowed=%t remaining=%d", i, s, res.Allowed, res.Remaining), false
+						}
+						if res.Allowed && res.RetryAfter != 0 {
+							t.Fatalf("step %d: RetryAfter %v on an admitted request", i, res.RetryAfter)
+						}
+						if !res.Allowed && (res.RetryAfter <= 0 || res.RetryAfter > 2*p) {
+							t.Fatalf("step %d: RetryAfter %v", i, res.RetryAfter)
+						}
+						if res.Limit != tc.limit {
+							t.Fatalf("step %d: Limit %v", i, res.Limit)
+						}
 					}
-					if !res.Allowed && (res.RetryAfter <= 0 || res.RetryAfter > 2*p) {
-						t.Fatalf("step %d: RetryAfter %v", i, res.RetryAfter)
+					return "", false
+				}
+				var key string
+				for attempt := 1; ; attempt++ {
+					key = "seq-" + tc.algo.String() + "-" + strconv.Itoa(attempt)
+					mismatch, slipped := run(key)
+					if mismatch != "" {
+						t.Fatal(mismatch)
 					}
-					if res.Limit != tc.limit {
-						t.Fatalf("step %d: Limit %v", i, res.Limit)
+					if !slipped {
+						break
 					}
+					if attempt == 20 {
+						t.Skipf("20 runs off their timing: the machine is too loaded to time %v steps", p)
+					}
+					t.Logf("run %d off its timing: played again", attempt)
 				}
 				// Waiting RetryAfter is enough.
 				for {
@@ -302,12 +335,22 @@ func TestRateLimitTokenBucketSustained(t *testing.T) {
 		}
 		start := time.Now() // the loops' bound, on this clock (t0 is the server's)
 		var admitted atomic.Int64
+		// The largest gap between two requests: a bucket left alone for
+		// its window (400 ms) fills up and drops tokens, so the lower bound
+		// only holds when the goroutines kept asking (a loaded machine may
+		// stall them all).
+		var gapMu sync.Mutex
+		last, maxGap := start, time.Duration(0)
 		var wg sync.WaitGroup
 		for g := 0; g < 4; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for time.Since(start) < run {
+					gapMu.Lock()
+					now := time.Now()
+					maxGap, last = max(maxGap, now.Sub(last)), now
+					gapMu.Unlock()
 					res, err := l.Allow(ctx, "hot", lim)
 					if err != nil {
 						t.Error(err)
@@ -327,9 +370,14 @@ func TestRateLimitTokenBucketSustained(t *testing.T) {
 		// A full bucket at t0, then 5 tokens per 100 ms.
 		// (The scripts count whole milliseconds of the server clock.)
 		most := int64(lim.Burst) + (t1.UnixMilli()-t0.UnixMilli())*int64(lim.Rate)/lim.Period.Milliseconds()
-		if got := admitted.Load(); got > most || got < most-3 {
+		got := admitted.Load()
+		if got > most {
+			t.Fatalf("admitted %d in %v; want at most %d", got, t1.Sub(t0), most)
+		}
+		if maxGap < 300*time.Millisecond && got < most-3 {
 			t.Fatalf("admitted %d in %v; want %d, or at most 3 fewer", got, t1.Sub(t0), most)
 		}
+		t.Logf("admitted %d of at most %d (largest gap between requests %v)", got, most, maxGap)
 		start = time.Now()
 		peek, err := l.Peek(ctx, "hot", 1, lim)
 		if err != nil {
