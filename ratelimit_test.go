@@ -463,8 +463,12 @@ func TestRateLimitBatch(t *testing.T) {
 				}
 			}
 		}
-		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", N: 1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("bad batch: %v", err)
+		}
+		// N is at least 1, as for AllowN: 0 is not "1".
+		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "n0", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("batch with N = 0: %v", err)
 		}
 		if _, err := newLimiter(t, c, GCRA).AllowBatch(ctx, reqs); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("GCRA batch: %v", err)
