@@ -140,7 +140,9 @@ type Result struct {
 	// would be).
 	Allowed bool
 	// Remaining is how many more events the most restrictive limit admits
-	// now, after this request.
+	// now, after this request (for Peek: after it, were it admitted). A
+	// denied request consumed nothing: Remaining is what is left, with every
+	// algorithm.
 	Remaining int
 	// Limit is the most restrictive of the limits checked: the one with the
 	// least remaining.
