@@ -29,7 +29,8 @@ type script struct {
 	*redis.Script
 }
 
-// registry holds every script, by name, in the order they were declared.
+// registry holds every script by name, in no particular order (Scripts
+// sorts by name).
 var registry = map[string]*script{}
 
 // newScript wraps scripts/NAME.lua; a missing file is a programming error.

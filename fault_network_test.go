@@ -384,7 +384,7 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 	dbatch, err := dc.NewLimiter(TokenBucket)
 	must(err)
 	ops = append(ops, onceOp{name: "rl-batch (pipeline)", run: func(ctx context.Context) error {
-		_, err := batch.AllowBatch(ctx, []RateRequest{{Key: "b1", Limits: []Limit{bucket}}, {Key: "b2", N: 2, Limits: []Limit{bucket}}})
+		_, err := batch.AllowBatch(ctx, []RateRequest{{Key: "b1", N: 1, Limits: []Limit{bucket}}, {Key: "b2", N: 2, Limits: []Limit{bucket}}})
 		return err
 	}, applied: func(ctx context.Context) int64 {
 		var n int64

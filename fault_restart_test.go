@@ -72,9 +72,9 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 	must(err)
 	add("rl-batch", func(ctx context.Context) error {
 		_, err := batch.AllowBatch(ctx, []RateRequest{
-			{Key: "fault-b1", Limits: []Limit{big}},
+			{Key: "fault-b1", N: 1, Limits: []Limit{big}},
 			{Key: "fault-b2", N: 2, Limits: []Limit{big, PerHour(1_000_000)}},
-			{Key: "fault-b3", Limits: []Limit{big}},
+			{Key: "fault-b3", N: 1, Limits: []Limit{big}},
 		})
 		return err
 	})

@@ -106,7 +106,7 @@ func TestMemoryShortTTLKeys(t *testing.T) {
 				case 0:
 					reqs := make([]RateRequest, 100)
 					for i := range reqs {
-						reqs[i] = RateRequest{Key: "k" + strconv.FormatInt(first+int64(i), 10), Limits: []Limit{rate}}
+						reqs[i] = RateRequest{Key: "k" + strconv.FormatInt(first+int64(i), 10), N: 1, Limits: []Limit{rate}}
 					}
 					if _, err := lim.AllowBatch(ctx, reqs); err != nil {
 						failed.Add(100)

@@ -140,7 +140,9 @@ type Result struct {
 	// would be).
 	Allowed bool
 	// Remaining is how many more events the most restrictive limit admits
-	// now, after this request.
+	// now, after this request (for Peek: after it, were it admitted). A
+	// denied request consumed nothing: Remaining is what is left, with every
+	// algorithm.
 	Remaining int
 	// Limit is the most restrictive of the limits checked: the one with the
 	// least remaining.
@@ -176,7 +178,7 @@ type Limiter struct {
 // limitArgs is what a validated Limit contributes to a call, built once.
 type limitArgs struct {
 	suffix string // ALGO:RATE:PERIODms[:BURST]
-	argv   [3]any // rate, period in ms, burst
+	argv   [2]any // the window scripts' ARGV: rate, period in ms
 	// tb is the token bucket's packed argument for n = 1 (see tbRecord).
 	tb any
 }
@@ -270,7 +272,7 @@ func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
 	if l.algo == TokenBucket || l.algo == GCRA {
 		b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
 	}
-	la = &limitArgs{suffix: string(b), argv: [3]any{lim.Rate, lim.Period.Milliseconds(), lim.burst()}}
+	la = &limitArgs{suffix: string(b), argv: [2]any{lim.Rate, lim.Period.Milliseconds()}}
 	if l.algo == TokenBucket {
 		la.tb = string(tbRecord(nil, lim, 1))
 	}
@@ -318,7 +320,7 @@ var algoSuffix = map[Algorithm]string{
 
 // prepare validates a decision and returns its script call, building the
 // EVALSHA command line in one go:
-// evalsha SHA N key1..keyN n mode rate1 period1 burst1 ... rateN periodN burstN,
+// evalsha SHA N key1..keyN n mode rate1 period1 ... rateN periodN,
 // or for the token bucket (see rl_token_bucket.lua)
 // evalsha SHA N key1..keyN record1..recordN [peek].
 func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call, error) {
@@ -330,7 +332,7 @@ func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call
 	}
 	s := l.script()
 	tb := l.algo == TokenBucket
-	line := make([]any, 3+len(limits), 6+4*len(limits))
+	line := make([]any, 3+len(limits), 6+3*len(limits))
 	line[0], line[1], line[2] = "evalsha", s.sha, len(limits)
 	if !tb {
 		mode := 0
@@ -549,7 +551,8 @@ func parseResult(cmd *redis.Cmd, limits []Limit) (Result, error) {
 // rounds RetryAfter up to the millisecond (redis_rate truncates a float of
 // seconds, so waiting exactly RetryAfter can still be denied), reports
 // RetryAfter 0, not -1, when admitted, and recomputes Remaining (redis_rate
-// truncates a float: one cell left can read as none).
+// truncates a float: one cell left can read as none; and a denied request
+// reads as none left, where the other algorithms report what is left).
 func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
 	keys, err := l.keys(key, limits)
 	if err != nil {
@@ -579,8 +582,8 @@ func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume boo
 	res := Result{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
 	if consume {
 		res.Allowed = r.Allowed == n
-	} else {
-		res.Allowed = res.Remaining >= n
+	} else if res.Allowed = res.Remaining >= n; res.Allowed {
+		res.Remaining -= n // as the other algorithms: what is left after it
 	}
 	if !res.Allowed {
 		res.RetryAfter = ceilMs(r.RetryAfter)
@@ -589,26 +592,26 @@ func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume boo
 			res.RetryAfter = ceilMs(time.Duration(n-res.Remaining) * interval)
 		}
 	}
-	if !res.Allowed && consume {
-		res.Remaining = 0
-	}
 	return res, nil
 }
 
-// ceilMs rounds d up to a whole millisecond, plus one to cover the
-// sub-microsecond error of redis_rate's float arithmetic.
+// ceilMs rounds d, a reading of redis_rate's float arithmetic, to the
+// microsecond (the resolution of the server's TIME; the float error is a few
+// hundred ns at most), then up to a whole millisecond when a fraction of one
+// is left: an exact 60s stays 60s.
 func ceilMs(d time.Duration) time.Duration {
-	if d <= 0 {
+	us := (d + time.Microsecond/2) / time.Microsecond
+	if us <= 0 {
 		return 0
 	}
-	return time.Duration(math.Ceil(float64(d)/float64(time.Millisecond))+1) * time.Millisecond
+	return time.Duration((us+999)/1000) * time.Millisecond
 }
 
 // RateRequest is one decision of a batch.
 type RateRequest struct {
 	// Key is the id limited, as for AllowN.
 	Key string
-	// N is the cost; 0 means 1.
+	// N is the cost, at least 1 (as for AllowN; 0 is ErrInvalidArgument).
 	N int
 	// Limits are checked together, as for AllowN.
 	Limits []Limit
@@ -624,11 +627,7 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result,
 	}
 	calls := make([]call, len(reqs))
 	for i, r := range reqs {
-		n := r.N
-		if n == 0 {
-			n = 1
-		}
-		cl, err := l.prepare(r.Key, n, true, r.Limits)
+		cl, err := l.prepare(r.Key, r.N, true, r.Limits)
 		if err != nil {
 			return nil, fmt.Errorf("%w (batch request %d)", err, i)
 		}
@@ -637,7 +636,7 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result,
 	err := l.c.runBatch(ctx, calls)
 	out := make([]Result, len(reqs))
 	for i, cl := range calls {
-		res, rerr := l.parse(cl.cmd, reqs[i].Limits, max(reqs[i].N, 1))
+		res, rerr := l.parse(cl.cmd, reqs[i].Limits, reqs[i].N)
 		if rerr != nil {
 			if err == nil {
 				err = rerr

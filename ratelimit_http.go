@@ -42,7 +42,9 @@ type MiddlewareOptions struct {
 	OnError func(r *http.Request, err error)
 
 	// Policy names the policy in the IETF RateLimit-Policy and RateLimit
-	// headers.
+	// headers, as a structured-field string (RFC 8941: `"` and `\` are
+	// escaped). With several limits, limit i (from 1) is policy Policy-i.
+	// Printable ASCII only (0x20-0x7E): anything else is ErrInvalidArgument.
 	//
 	// default: "default"
 	Policy string
@@ -52,11 +54,15 @@ type MiddlewareOptions struct {
 // requests carry X-RateLimit-Limit, X-RateLimit-Remaining and
 // X-RateLimit-Reset (seconds), and the IETF RateLimit-Policy and RateLimit
 // headers (draft-ietf-httpapi-ratelimit-headers: `"default";q=100;w=60` and
-// `"default";r=42;t=30`); denied ones get 429 Too Many Requests with
-// Retry-After in seconds, rounded up. See MiddlewareOptions for the key, the
-// proxies trusted and what happens when Redis is unreachable.
+// `"default";r=42;t=30`; with several limits the policy lists each, as
+// `"default-1";q=10;w=1, "default-2";q=1000;w=86400`, and RateLimit names the
+// one with the least left); denied ones get 429 Too Many Requests with
+// Retry-After. Seconds are rounded up when fractional. See MiddlewareOptions
+// for the key, the proxies trusted and what happens when Redis is
+// unreachable.
 //
-// It returns ErrInvalidArgument when opt has no valid limit.
+// It returns ErrInvalidArgument when opt has no valid limit or a policy name
+// that a header cannot carry.
 func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Handler, error) {
 	if opt == nil || len(opt.Limits) == 0 {
 		return nil, invalidf("middleware: no limit")
@@ -72,7 +78,11 @@ func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Ha
 		trusted := o.TrustedProxies
 		o.Key = func(r *http.Request) (string, error) { return ClientIP(r, trusted) }
 	}
-	policy := rateLimitPolicy(o.Policy, o.Limits)
+	names, err := policyNames(o.Policy, len(o.Limits))
+	if err != nil {
+		return nil, err
+	}
+	policy := rateLimitPolicy(names, o.Limits)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := o.Key(r)
 		if err != nil {
@@ -97,7 +107,7 @@ func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Ha
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
 		h.Set("RateLimit-Policy", policy)
-		h.Set("RateLimit", `"`+o.Policy+`";r=`+strconv.Itoa(res.Remaining)+";t="+strconv.FormatInt(reset, 10))
+		h.Set("RateLimit", names[limitIndex(o.Limits, res.Limit)]+";r="+strconv.Itoa(res.Remaining)+";t="+strconv.FormatInt(reset, 10))
 		if !res.Allowed {
 			h.Set("Retry-After", strconv.FormatInt(seconds(res.RetryAfter), 10))
 			http.Error(w, "too many requests", http.StatusTooManyRequests)
@@ -107,21 +117,62 @@ func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Ha
 	}), nil
 }
 
-// rateLimitPolicy renders the limits as an IETF RateLimit-Policy value.
-func rateLimitPolicy(name string, limits []Limit) string {
+// policyNames returns the policy name of each of n limits, encoded as
+// structured-field strings: name itself for one limit, name-1 ... name-n for
+// several. It rejects a name an sf-string cannot carry.
+func policyNames(name string, n int) ([]string, error) {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c > 0x7e {
+			return nil, invalidf("middleware: policy name %q: want printable ASCII only", name)
+		}
+	}
+	names := make([]string, n)
+	for i := range names {
+		s := name
+		if n > 1 {
+			s += "-" + strconv.Itoa(i+1)
+		}
+		names[i] = sfString(s)
+	}
+	return names, nil
+}
+
+// sfString encodes s, printable ASCII, as an RFC 8941 sf-string.
+func sfString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// limitIndex returns the index of lim in limits (the first if repeated).
+func limitIndex(limits []Limit, lim Limit) int {
+	for i, l := range limits {
+		if l == lim {
+			return i
+		}
+	}
+	return 0
+}
+
+// rateLimitPolicy renders the limits, under their encoded policy names, as
+// an IETF RateLimit-Policy value.
+func rateLimitPolicy(names []string, limits []Limit) string {
 	parts := make([]string, len(limits))
 	for i, lim := range limits {
-		n := name
-		if len(limits) > 1 {
-			n += "-" + strconv.Itoa(i+1)
-		}
-		parts[i] = `"` + n + `";q=` + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.Period), 10)
+		parts[i] = names[i] + ";q=" + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.Period), 10)
 	}
 	return strings.Join(parts, ", ")
 }
 
-// seconds rounds d up to whole seconds: a client that waits that long is
-// never early.
+// seconds rounds d up to whole seconds when it has a fraction of one: a
+// client that waits that long is never early, and 60s stays 60.
 func seconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }

@@ -511,8 +511,12 @@ func TestRateLimitBatch(t *testing.T) {
 				}
 			}
 		}
-		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", N: 1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("bad batch: %v", err)
+		}
+		// N is at least 1, as for AllowN: 0 is not "1".
+		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "n0", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("batch with N = 0: %v", err)
 		}
 		if _, err := newLimiter(t, c, GCRA).AllowBatch(ctx, reqs); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("GCRA batch: %v", err)
@@ -651,6 +655,27 @@ func TestGCRACoversRedisRate(t *testing.T) {
 	if _, err := newLimiter(t, c, GCRA).AllowN(ctx, "k", 3, Limit{Rate: 2, Burst: 2, Period: 400 * time.Millisecond}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("wrapper n > burst: %v", err)
 	}
+
+	// 3. A denial reports Remaining 0 whatever is left: 5 left of 10, 6
+	// asked. The wrapper reports 5, as the other algorithms do.
+	big := redis_rate.Limit{Rate: 10, Burst: 10, Period: time.Hour}
+	bigKey := rawKey + ":big"
+	t.Cleanup(func() { rdb.Del(ctx, "rate:"+bigKey) })
+	if r, err = raw.AllowN(ctx, bigKey, big, 5); err != nil || r.Allowed != 5 {
+		t.Fatalf("raw: %+v %v", r, err)
+	}
+	if r, err = raw.AllowN(ctx, bigKey, big, 6); err != nil || r.Allowed != 0 {
+		t.Fatalf("raw 6 of 5 left: %+v %v", r, err)
+	}
+	wl := newLimiter(t, c, GCRA)
+	ourBig := Limit{Rate: 10, Burst: 10, Period: time.Hour}
+	if _, err := wl.AllowN(ctx, "big", 5, ourBig); err != nil {
+		t.Fatal(err)
+	}
+	if ours, err = wl.AllowN(ctx, "big", 6, ourBig); err != nil || ours.Allowed || ours.Remaining != 5 {
+		t.Fatalf("wrapper 6 of 5 left: %+v %v, want denied with 5 remaining", ours, err)
+	}
+	t.Logf("denied 6 of 5 left: redis_rate reports Remaining %d; the wrapper reports %d", r.Remaining, ours.Remaining)
 }
 
 // TestRateLimitTokenBucketTextArgs: the script's text arguments (the

@@ -90,7 +90,7 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 		l, _ := pc.NewLimiter(patterns.TokenBucket)
 		reqs := make([]patterns.RateRequest, batch)
 		for i := range reqs {
-			reqs[i] = patterns.RateRequest{Key: "user:" + strconv.Itoa(i), Limits: []patterns.Limit{{Rate: 1 << 30, Period: time.Hour}}}
+			reqs[i] = patterns.RateRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{{Rate: 1 << 30, Period: time.Hour}}}
 		}
 		b.ReportAllocs()
 		b.ResetTimer()

@@ -3,7 +3,7 @@
 -- KEYS[i]  one string per limit (prefix:rl:{id}:fw:RATE:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
--- ARGV[3*i], ARGV[3*i+1], ARGV[3*i+2]  limit i: rate, period in ms, burst (unused)
+-- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
 --
 -- Windows are aligned to the server clock: [k*period, (k+1)*period). A key
 -- holds the count of its window and expires when the window ends, so its
@@ -15,7 +15,7 @@
 -- admitted (for Peek: if it would be), else -(count + 1) with the count as it
 -- is (< 0); and the ms left in the window.
 --
--- Example: redis-cli --eval scripts/rl_fixed_window.lua patterns:rl:{demo}:fw:10:1000 , 1 1 10 1000 10
+-- Example: redis-cli --eval scripts/rl_fixed_window.lua patterns:rl:{demo}:fw:10:1000 , 1 1 10 1000
 local nk = #KEYS
 local n = ARGV[1] + 0
 if nk == 1 then
@@ -45,11 +45,11 @@ for i = 1, nk do
       local t = redis.call('TIME')
       now = t[1] * 1000 + math.floor(t[2] / 1000)
     end
-    local period = ARGV[3 * i + 1] + 0
+    local period = ARGV[2 * i + 2] + 0
     c, p, fresh[i] = 0, period - now % period, true
   end
   counts[i], lefts[i] = c, p
-  if c + n > ARGV[3 * i] + 0 then ok = false end
+  if c + n > ARGV[2 * i + 1] + 0 then ok = false end
 end
 local out = {}
 for i = 1, nk do

@@ -4,7 +4,7 @@
 -- KEYS[i]  one hash per limit (prefix:rl:{id}:sw:RATE:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
--- ARGV[3*i], ARGV[3*i+1], ARGV[3*i+2]  limit i: rate, period in ms, burst (unused)
+-- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
 --
 -- Windows are aligned to the server clock. Each key holds c (events in the
 -- window it was last written in) and p (events in the window before), packed
@@ -17,17 +17,21 @@
 -- admitted only if every estimate plus n stays within its rate; a denied
 -- request writes nothing. TTL: at most two periods.
 --
--- Returns {allowed (0|1), remaining, retry_after_ms, reset_after_ms, index}
--- (see rl_fixed_window).
+-- Returns {allowed (0|1), remaining, retry_after_ms, reset_after_ms, index}:
+-- remaining is the least any limit has left (after this request if it is
+-- admitted, as it is if not), index the 1-based limit it belongs to;
+-- retry_after_ms is 0 when admitted, else the longest wait of the limits
+-- that deny; reset_after_ms the longest time until a limit is full again.
 --
--- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:sw:10:1000 , 1 1 10 1000 10
+-- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:sw:10:1000 , 1 1 10 1000
 local n = tonumber(ARGV[1])
-local allowed, remaining, retry, reset, index = 1, nil, 0, 0, 1
+local nk = #KEYS
+local allowed = 1
 local now
 local state = {}
-for i = 1, #KEYS do
+for i = 1, nk do
   local k = KEYS[i]
-  local rate, period = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local rate, period = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
   local ttl = redis.call('PTTL', k)
   -- pcall: a key of another type (or format) counts as missing.
   local v = ttl > 0 and redis.pcall('GET', k)
@@ -46,14 +50,24 @@ for i = 1, #KEYS do
     end
     elapsed = now % period
   end
-  state[i] = {c, p, mode, ttl, elapsed}
   -- The previous window's weight, as a count: ceil so that the estimate
   -- never undercounts.
   local prev = math.ceil(p * (period - elapsed) / period)
-  local left = rate - prev - c - n
-  if left < 0 then
-    allowed = 0
-    left = rate - prev - c
+  state[i] = {c, p, mode, ttl, elapsed, prev}
+  if prev + c + n > rate then allowed = 0 end
+end
+-- Every limit decided together: report on the state after the request if it
+-- is admitted, as it is if not.
+local remaining, retry, reset, index = nil, 0, 0, 1
+for i = 1, nk do
+  local rate, period = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  local s = state[i]
+  local c, p, elapsed, prev = s[1], s[2], s[5], s[6]
+  local left = rate - prev - c
+  if allowed == 1 then
+    left = left - n
+    c = c + n
+  elseif prev + c + n > rate then
     local wait
     if c + n <= rate and p > 0 then
       -- Later in this window the previous one weighs less: wait until
@@ -74,12 +88,12 @@ for i = 1, #KEYS do
   if remaining == nil or left < remaining then remaining, index = left, i end
   -- Back to full once both windows hold nothing that counts.
   local r = 0
-  if c + n > 0 then r = 2 * period - elapsed elseif p > 0 then r = period - elapsed end
+  if c > 0 then r = 2 * period - elapsed elseif p > 0 then r = period - elapsed end
   if r > reset then reset = r end
 end
 if allowed == 1 and ARGV[2] == '1' then
-  for i = 1, #KEYS do
-    local k, period = KEYS[i], tonumber(ARGV[3 * i + 1])
+  for i = 1, nk do
+    local k, period = KEYS[i], tonumber(ARGV[2 * i + 2])
     local s = state[i]
     local v = struct.pack('<dd', s[1] + n, s[2])
     if s[3] == 'same' then
@@ -98,5 +112,4 @@ if allowed == 1 and ARGV[2] == '1' then
     end
   end
 end
-if allowed == 1 then retry = 0 end
 return {allowed, remaining, retry, reset, index}
