@@ -13,7 +13,7 @@ import (
 func ExampleLimiter_Allow() {
 	ctx := context.Background()
 	pc := exampleClient("ratelimit")
-	limiter, err := pc.NewLimiter(patterns.TokenBucket)
+	limiter, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
 	if err != nil {
 		panic(err)
 	}
@@ -35,9 +35,9 @@ func ExampleLimiter_Allow() {
 
 func ExampleLimiter_Middleware() {
 	pc := exampleClient("middleware")
-	limiter, _ := pc.NewLimiter(patterns.SlidingWindowLog)
+	limiter, _ := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.SlidingWindowLog})
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
-	h, err := limiter.Middleware(&patterns.MiddlewareOptions{
+	h, err := limiter.Middleware(&patterns.LimiterMiddlewareOptions{
 		Limits: []patterns.Limit{{Rate: 2, Period: time.Minute}},
 	}, api)
 	if err != nil {

@@ -133,7 +133,7 @@ func runFailoverBattery(t *testing.T, rig *failoverRig) failoverFigures {
 	go obtainLoop(waitIDs, "w", &LockOptions{Replicas: 1, ReplicaTimeout: 500 * time.Millisecond}, &waitGranted, &fig.lockErrs, &fig.waitNotReplicated)
 
 	for _, algo := range algos {
-		l, err := c.NewLimiter(algo)
+		l, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
 		if err != nil {
 			t.Fatal(err)
 		}

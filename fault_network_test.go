@@ -248,7 +248,7 @@ func TestStallWithoutContextTimeout(t *testing.T) {
 	const stall, deadline = time.Second, 100 * time.Millisecond
 	_, rdb, admin := startStallable(t, false) // ContextTimeoutEnabled: false, the default
 	c := newClient(t, rdb)
-	lim, err := c.NewLimiter(TokenBucket)
+	lim, err := c.Limiter("api", &LimiterOptions{Algorithm: TokenBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,9 +366,9 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 		if algo == TokenBucket || algo == GCRA {
 			lim = bucket
 		}
-		l, err := c.NewLimiter(algo)
+		l, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
 		must(err)
-		dl, err := dc.NewLimiter(algo)
+		dl, err := dc.Limiter("api", &LimiterOptions{Algorithm: algo})
 		must(err)
 		ops = append(ops, onceOp{name: "rl-" + algo.String(), run: func(ctx context.Context) error {
 			_, err := l.Allow(ctx, "once", lim)
@@ -379,12 +379,12 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 			return int64(lim.capacity(algo) - r.Remaining)
 		}, perRun: 1})
 	}
-	batch, err := c.NewLimiter(TokenBucket)
+	batch, err := c.Limiter("api", &LimiterOptions{Algorithm: TokenBucket})
 	must(err)
-	dbatch, err := dc.NewLimiter(TokenBucket)
+	dbatch, err := dc.Limiter("api", &LimiterOptions{Algorithm: TokenBucket})
 	must(err)
 	ops = append(ops, onceOp{name: "rl-batch (pipeline)", run: func(ctx context.Context) error {
-		_, err := batch.AllowBatch(ctx, []RateRequest{{Key: "b1", N: 1, Limits: []Limit{bucket}}, {Key: "b2", N: 2, Limits: []Limit{bucket}}})
+		_, err := batch.AllowBatch(ctx, []LimitRequest{{Key: "b1", N: 1, Limits: []Limit{bucket}}, {Key: "b2", N: 2, Limits: []Limit{bucket}}})
 		return err
 	}, applied: func(ctx context.Context) int64 {
 		var n int64

@@ -61,17 +61,17 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 
 	big := Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
 	for _, algo := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA} {
-		lim, err := c.NewLimiter(algo)
+		lim, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
 		must(err)
 		add("rl-"+algo.String(), func(ctx context.Context) error {
 			_, err := lim.Allow(ctx, "fault-rl", big)
 			return err
 		})
 	}
-	batch, err := c.NewLimiter(TokenBucket)
+	batch, err := c.Limiter("api", &LimiterOptions{Algorithm: TokenBucket})
 	must(err)
 	add("rl-batch", func(ctx context.Context) error {
-		_, err := batch.AllowBatch(ctx, []RateRequest{
+		_, err := batch.AllowBatch(ctx, []LimitRequest{
 			{Key: "fault-b1", N: 1, Limits: []Limit{big}},
 			{Key: "fault-b2", N: 2, Limits: []Limit{big, PerHour(1_000_000)}},
 			{Key: "fault-b3", N: 1, Limits: []Limit{big}},

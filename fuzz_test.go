@@ -232,9 +232,9 @@ func FuzzLimiterKeys(f *testing.F) {
 	f.Add(uint8(99), "k", 1, int64(time.Millisecond), 1, 1)
 	c := fuzzClient()
 	f.Fuzz(func(t *testing.T, algo uint8, key string, rate int, periodNs int64, burst, n int) {
-		l, err := c.NewLimiter(Algorithm(algo))
-		if _, known := algorithmNames[Algorithm(algo)]; !known {
-			wantInvalid(t, "NewLimiter", err)
+		l, err := c.Limiter("api", &LimiterOptions{Algorithm: Algorithm(algo)})
+		if _, known := algorithmNames[Algorithm(algo)]; !known && algo != 0 { // 0: the default
+			wantInvalid(t, "Limiter", err)
 			return
 		}
 		if err != nil {
@@ -425,8 +425,8 @@ func FuzzPatternsOnCluster(f *testing.F) {
 		must("Obtain", err)
 		must("Refresh", l.Refresh(ctx, time.Minute))
 		for algo := range algorithmNames {
-			lim, err := c.NewLimiter(algo)
-			must("NewLimiter", err)
+			lim, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
+			must("Limiter", err)
 			_, err = lim.Allow(ctx, id, PerMinute(5))
 			must("Allow "+algo.String(), err)
 		}

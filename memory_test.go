@@ -47,7 +47,7 @@ func TestMemoryShortTTLKeys(t *testing.T) {
 	rdb, _ := testProcess(t)
 	c := newClient(t, rdb)
 	ctx := context.Background()
-	lim, err := c.NewLimiter(FixedWindow)
+	lim, err := c.Limiter("api", &LimiterOptions{Algorithm: FixedWindow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +104,9 @@ func TestMemoryShortTTLKeys(t *testing.T) {
 				}
 				switch b % 3 {
 				case 0:
-					reqs := make([]RateRequest, 100)
+					reqs := make([]LimitRequest, 100)
 					for i := range reqs {
-						reqs[i] = RateRequest{Key: "k" + strconv.FormatInt(first+int64(i), 10), N: 1, Limits: []Limit{rate}}
+						reqs[i] = LimitRequest{Key: "k" + strconv.FormatInt(first+int64(i), 10), N: 1, Limits: []Limit{rate}}
 					}
 					if _, err := lim.AllowBatch(ctx, reqs); err != nil {
 						failed.Add(100)

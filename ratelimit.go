@@ -134,8 +134,8 @@ func (l Limit) validate(a Algorithm) error {
 	return nil
 }
 
-// Result is a Limiter's decision.
-type Result struct {
+// LimitResult is a Limiter's decision.
+type LimitResult struct {
 	// Allowed reports whether the request was admitted (for Peek: whether it
 	// would be).
 	Allowed bool
@@ -158,7 +158,7 @@ type Result struct {
 
 // Limiter makes rate-limit decisions with one algorithm. Each decision is one
 // script and one round trip, on the server's clock. Keys: every limit of an
-// id has a key of its own, prefix:rl:{id}:ALGO:RATE:PERIODms[:BURST], all in
+// id has a key of its own, prefix:rl:{id}:NAME:ALGO:RATE:PERIODms[:BURST], all in
 // the id's slot, each with a TTL of at most two periods (the token bucket: at
 // least the time until the bucket is full, at most that plus one window of
 // Burst/Rate periods).
@@ -168,6 +168,7 @@ type Result struct {
 // never a second consumption.
 type Limiter struct {
 	c    *Client
+	name string // escaped
 	algo Algorithm
 	gcra *redis_rate.Limiter
 
@@ -177,7 +178,7 @@ type Limiter struct {
 
 // limitArgs is what a validated Limit contributes to a call, built once.
 type limitArgs struct {
-	suffix string // ALGO:RATE:PERIODms[:BURST]
+	suffix string // NAME:ALGO:RATE:PERIODms[:BURST]
 	argv   [2]any // the window scripts' ARGV: rate, period in ms
 	// tb is the token bucket's packed argument for n = 1 (see tbRecord).
 	tb any
@@ -186,23 +187,50 @@ type limitArgs struct {
 // maxCachedLimits bounds Limiter.limits: limits are usually a few constants.
 const maxCachedLimits = 1024
 
-// NewLimiter returns a Limiter using algo.
-func (c *Client) NewLimiter(algo Algorithm) (*Limiter, error) {
+// LimiterOptions configure a Limiter. A nil *LimiterOptions means all
+// defaults.
+type LimiterOptions struct {
+	// Algorithm decides how events are counted; see Algorithm.
+	//
+	// default: TokenBucket
+	Algorithm Algorithm
+}
+
+func (o *LimiterOptions) algorithm() Algorithm {
+	if o == nil || o.Algorithm == 0 {
+		return TokenBucket
+	}
+	return o.Algorithm
+}
+
+// Limiter returns the rate limiter named name. Limiters of different names
+// count separately, even for the same key and limit.
+func (c *Client) Limiter(name string, opt *LimiterOptions) (*Limiter, error) {
+	if err := checkID("limiter name", name); err != nil {
+		return nil, err
+	}
+	if len(name) > maxLimiterName {
+		return nil, invalidf("limiter name of %d bytes, over %d", len(name), maxLimiterName)
+	}
+	algo := opt.algorithm()
 	if _, ok := algorithmNames[algo]; !ok {
 		return nil, invalidf("unknown algorithm %d", int(algo))
 	}
-	l := &Limiter{c: c, algo: algo, limits: map[Limit]*limitArgs{}}
+	l := &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}}
 	if algo == GCRA {
 		l.gcra = redis_rate.NewLimiter(onceScripter{c.rdb}) // decisions are sent at most once
 	}
 	return l, nil
 }
 
+// maxLimiterName bounds a limiter's name, which every one of its keys holds.
+const maxLimiterName = 64
+
 // Algorithm returns the limiter's algorithm.
 func (l *Limiter) Algorithm() Algorithm { return l.algo }
 
 // Allow is AllowN with n = 1.
-func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Result, error) {
+func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (LimitResult, error) {
 	return l.AllowN(ctx, key, 1, limits...)
 }
 
@@ -214,14 +242,14 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Resul
 // key, no limit, an invalid limit, n < 1, or n above what a limit can ever
 // admit at once (its rate, or its burst for TokenBucket and GCRA): such a
 // request would otherwise be denied forever. GCRA takes exactly one limit.
-func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (Result, error) {
+func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
 	return l.decide(ctx, key, n, true, limits)
 }
 
 // Peek reports whether n events would be admitted now, consuming nothing.
 // For GCRA it is redis_rate's AllowN with n = 0, which consumes nothing but
 // may write the key.
-func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (Result, error) {
+func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
 	return l.decide(ctx, key, n, false, limits)
 }
 
@@ -265,8 +293,9 @@ func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
 	if err := lim.validate(l.algo); err != nil {
 		return nil, err
 	}
-	var buf [64]byte
-	b := append(buf[:0], algoSuffix[l.algo]...)
+	var buf [128]byte
+	b := append(append(buf[:0], l.name...), ':')
+	b = append(b, algoSuffix[l.algo]...)
 	b = strconv.AppendInt(append(b, ':'), int64(lim.Rate), 10)
 	b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
 	if l.algo == TokenBucket || l.algo == GCRA {
@@ -380,23 +409,23 @@ func tbRecord(b []byte, lim Limit, n int) []byte {
 	return b
 }
 
-func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
+func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
 	if l.algo == GCRA {
 		return l.decideGCRA(ctx, key, n, consume, limits)
 	}
 	cl, err := l.prepare(key, n, consume, limits)
 	if err != nil {
-		return Result{}, err
+		return LimitResult{}, err
 	}
 	res, err := l.parse(cl.script.runArgs(ctx, l.c.rdb, cl.line), limits, n)
 	if err != nil {
-		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
+		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
 	return res, nil
 }
 
 // parse reads the reply of the limiter's script for a request of n.
-func (l *Limiter) parse(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+func (l *Limiter) parse(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, error) {
 	switch l.algo {
 	case TokenBucket:
 		return parseTokenBucket(cmd, limits, n)
@@ -413,18 +442,18 @@ type limitOutcome struct {
 	retry, reset int64 // ms
 }
 
-// foldLimits makes the Result of a decision over limits from each limit's
+// foldLimits makes the LimitResult of a decision over limits from each limit's
 // outcome: every limit must agree on allowed (the scripts decide for all at
 // once); Remaining and Limit are the most restrictive limit's, RetryAfter
 // and ResetAfter the longest. It reports false when outcome does, or when
 // the limits disagree: a reply the library cannot read.
-func foldLimits(limits []Limit, outcome func(i int, lim Limit) (limitOutcome, bool)) (Result, bool) {
-	var res Result
+func foldLimits(limits []Limit, outcome func(i int, lim Limit) (limitOutcome, bool)) (LimitResult, bool) {
+	var res LimitResult
 	var retry, reset int64
 	for i, lim := range limits {
 		o, ok := outcome(i, lim)
 		if !ok || (i > 0 && o.allowed != res.Allowed) {
-			return Result{}, false
+			return LimitResult{}, false
 		}
 		res.Allowed = o.allowed
 		if i == 0 || o.remaining < res.Remaining {
@@ -440,13 +469,13 @@ func foldLimits(limits []Limit, outcome func(i int, lim Limit) (limitOutcome, bo
 // parseFixedWindow reads rl_fixed_window's reply: per limit, the count after
 // the request (> 0) if it was admitted, or -(count + 1) as it is if it was
 // denied, and the ms left in the window.
-func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, error) {
 	v, err := cmd.Slice()
 	if err != nil {
-		return Result{}, err
+		return LimitResult{}, err
 	}
 	if len(v) != 2*len(limits) {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	res, ok := foldLimits(limits, func(i int, lim Limit) (limitOutcome, bool) {
 		count, ok1 := v[2*i].(int64)
@@ -465,7 +494,7 @@ func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 		return o, true
 	})
 	if !ok {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	return res, nil
 }
@@ -474,17 +503,17 @@ func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 // from full in 1/rate ms after the request (> 0) if it was admitted, or
 // minus the distance as it is (< 0) if it was denied; one integer for one
 // limit, a table otherwise. The arithmetic is whole-number, in int64.
-func parseTokenBucket(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
+func parseTokenBucket(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, error) {
 	v, err := cmd.Result()
 	if err != nil {
-		return Result{}, err
+		return LimitResult{}, err
 	}
 	vals, ok := v.([]any)
 	if !ok {
 		vals = []any{v}
 	}
 	if len(vals) != len(limits) {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	res, ok := foldLimits(limits, func(i int, lim Limit) (limitOutcome, bool) {
 		d, ok := vals[i].(int64)
@@ -503,7 +532,7 @@ func parseTokenBucket(cmd *redis.Cmd, limits []Limit, n int) (Result, error) {
 		return o, true
 	})
 	if !ok {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	return res, nil
 }
@@ -518,26 +547,26 @@ func ceilDiv(a, b int64) int64 {
 
 // parseResult reads a script's {allowed, remaining, retry_ms, reset_ms,
 // index of the binding limit (1-based)}.
-func parseResult(cmd *redis.Cmd, limits []Limit) (Result, error) {
+func parseResult(cmd *redis.Cmd, limits []Limit) (LimitResult, error) {
 	v, err := cmd.Slice()
 	if err != nil {
-		return Result{}, err
+		return LimitResult{}, err
 	}
 	if len(v) != 5 {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	var x [5]int64
 	for i := range x {
 		n, ok := v[i].(int64)
 		if !ok {
-			return Result{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+			return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 		}
 		x[i] = n
 	}
 	if x[4] < 1 || int(x[4]) > len(limits) {
-		return Result{}, fmt.Errorf("%w: limit index %d", ErrUnexpectedReply, x[4])
+		return LimitResult{}, fmt.Errorf("%w: limit index %d", ErrUnexpectedReply, x[4])
 	}
-	return Result{
+	return LimitResult{
 		Allowed:    x[0] == 1,
 		Remaining:  int(x[1]),
 		RetryAfter: time.Duration(x[2]) * time.Millisecond,
@@ -553,17 +582,17 @@ func parseResult(cmd *redis.Cmd, limits []Limit) (Result, error) {
 // RetryAfter 0, not -1, when admitted, and recomputes Remaining (redis_rate
 // truncates a float: one cell left can read as none; and a denied request
 // reads as none left, where the other algorithms report what is left).
-func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume bool, limits []Limit) (Result, error) {
+func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
 	keys, err := l.keys(key, limits)
 	if err != nil {
-		return Result{}, err
+		return LimitResult{}, err
 	}
 	lim := limits[0]
 	if n < 1 {
-		return Result{}, invalidf("n = %d: want at least 1", n)
+		return LimitResult{}, invalidf("n = %d: want at least 1", n)
 	}
 	if n > lim.burst() {
-		return Result{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, lim.burst())
+		return LimitResult{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, lim.burst())
 	}
 	rl := redis_rate.Limit{Rate: lim.Rate, Burst: lim.burst(), Period: lim.Period}
 	cost := n
@@ -572,14 +601,14 @@ func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume boo
 	}
 	r, err := l.gcra.AllowN(ctx, keys[0], rl, cost)
 	if err != nil {
-		return Result{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
+		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
 	// redis_rate computes Remaining in floating point and truncates it
 	// (1 left can come back as 0.9999 -> 0): derive it from ResetAfter, the
 	// time the cells in use take to drain, instead.
 	interval := lim.Period / time.Duration(lim.Rate)
 	used := int(math.Ceil(float64(r.ResetAfter)/float64(interval) - 1e-3))
-	res := Result{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
+	res := LimitResult{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
 	if consume {
 		res.Allowed = r.Allowed == n
 	} else if res.Allowed = res.Remaining >= n; res.Allowed {
@@ -607,8 +636,8 @@ func ceilMs(d time.Duration) time.Duration {
 	return time.Duration((us+999)/1000) * time.Millisecond
 }
 
-// RateRequest is one decision of a batch.
-type RateRequest struct {
+// LimitRequest is one decision of a batch.
+type LimitRequest struct {
 	// Key is the id limited, as for AllowN.
 	Key string
 	// N is the cost, at least 1 (as for AllowN; 0 is ErrInvalidArgument).
@@ -621,7 +650,7 @@ type RateRequest struct {
 // (each decision is atomic on its own; the batch as a whole is not). Invalid
 // requests fail the whole batch with ErrInvalidArgument before anything is
 // sent. GCRA is not supported in batches.
-func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result, error) {
+func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) ([]LimitResult, error) {
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}
@@ -634,7 +663,7 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []RateRequest) ([]Result,
 		calls[i] = cl
 	}
 	err := l.c.runBatch(ctx, calls)
-	out := make([]Result, len(reqs))
+	out := make([]LimitResult, len(reqs))
 	for i, cl := range calls {
 		res, rerr := l.parse(cl.cmd, reqs[i].Limits, reqs[i].N)
 		if rerr != nil {

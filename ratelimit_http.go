@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// MiddlewareOptions configure Limiter.Middleware. Limits is required.
-type MiddlewareOptions struct {
+// LimiterMiddlewareOptions configure Limiter.Middleware. Limits is required.
+type LimiterMiddlewareOptions struct {
 	// Limits are checked together for each request (all must admit it).
 	Limits []Limit
 
@@ -57,13 +57,13 @@ type MiddlewareOptions struct {
 // `"default";r=42;t=30`; with several limits the policy lists each, as
 // `"default-1";q=10;w=1, "default-2";q=1000;w=86400`, and RateLimit names the
 // one with the least left); denied ones get 429 Too Many Requests with
-// Retry-After. Seconds are rounded up when fractional. See MiddlewareOptions
+// Retry-After. Seconds are rounded up when fractional. See LimiterMiddlewareOptions
 // for the key, the proxies trusted and what happens when Redis is
 // unreachable.
 //
 // It returns ErrInvalidArgument when opt has no valid limit or a policy name
 // that a header cannot carry.
-func (l *Limiter) Middleware(opt *MiddlewareOptions, next http.Handler) (http.Handler, error) {
+func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (http.Handler, error) {
 	if opt == nil || len(opt.Limits) == 0 {
 		return nil, invalidf("middleware: no limit")
 	}

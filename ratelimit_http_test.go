@@ -455,7 +455,7 @@ func TestRateLimitHeadersStructured(t *testing.T) {
 
 	t.Run("one limit", func(t *testing.T) {
 		l := newLimiter(t, c, SlidingWindowLog)
-		h, err := l.Middleware(&MiddlewareOptions{Limits: []Limit{PerMinute(2)}}, okHandler())
+		h, err := l.Middleware(&LimiterMiddlewareOptions{Limits: []Limit{PerMinute(2)}}, okHandler())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,7 +493,7 @@ func TestRateLimitHeadersStructured(t *testing.T) {
 			{[]Limit{perMin, perHour}, "api-2"},
 			{[]Limit{perHour, perMin}, "api-1"},
 		} {
-			h, err := l.Middleware(&MiddlewareOptions{Limits: tc.limits, Policy: "api"}, okHandler())
+			h, err := l.Middleware(&LimiterMiddlewareOptions{Limits: tc.limits, Policy: "api"}, okHandler())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -526,7 +526,7 @@ func TestRateLimitHeadersStructured(t *testing.T) {
 		// One request of 2 per minute takes one emission interval, 30 s,
 		// to drain: exactly 30, not 31.
 		l := newLimiter(t, c, GCRA)
-		h, err := l.Middleware(&MiddlewareOptions{Limits: []Limit{PerMinute(2)}}, okHandler())
+		h, err := l.Middleware(&LimiterMiddlewareOptions{Limits: []Limit{PerMinute(2)}}, okHandler())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -551,7 +551,7 @@ func TestRateLimitPolicyNames(t *testing.T) {
 	l := newLimiter(t, c, TokenBucket)
 	for i, name := range []string{`my "api"`, `back\slash`, `"\\"`, ` spaced `, `a,b;c=d`, `~!@#$%^&*()`} {
 		for _, limits := range [][]Limit{{PerMinute(5)}, {PerMinute(5), PerHour(50)}} {
-			h, err := l.Middleware(&MiddlewareOptions{Limits: limits, Policy: name}, okHandler())
+			h, err := l.Middleware(&LimiterMiddlewareOptions{Limits: limits, Policy: name}, okHandler())
 			if err != nil {
 				t.Fatalf("%q: %v", name, err)
 			}
@@ -566,7 +566,7 @@ func TestRateLimitPolicyNames(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"café", "tab\there", "new\nline", "del\x7f", "\x00", "\xff"} {
-		_, err := l.Middleware(&MiddlewareOptions{Limits: []Limit{PerMinute(5)}, Policy: name}, okHandler())
+		_, err := l.Middleware(&LimiterMiddlewareOptions{Limits: []Limit{PerMinute(5)}, Policy: name}, okHandler())
 		if !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("%q: %v, want ErrInvalidArgument", name, err)
 		}

@@ -23,7 +23,7 @@ var allAlgorithms = []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, To
 
 func newLimiter(t testing.TB, c *Client, a Algorithm) *Limiter {
 	t.Helper()
-	l, err := c.NewLimiter(a)
+	l, err := c.Limiter("api", &LimiterOptions{Algorithm: a})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,15 +424,15 @@ func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
 		before := state()
 		// short is spent (denied, 0 left); long has 48 left.
 		for i, tc := range []struct {
-			f         func() (Result, error)
+			f         func() (LimitResult, error)
 			allowed   bool
 			remaining int
 		}{
-			{func() (Result, error) { return l.Allow(ctx, "w", short, long) }, false, 0},
-			{func() (Result, error) { return l.Allow(ctx, "w", short) }, false, 0},
-			{func() (Result, error) { return l.Peek(ctx, "w", 1, short, long) }, false, 0},
-			{func() (Result, error) { return l.Peek(ctx, "w", 1, short) }, false, 0},
-			{func() (Result, error) { return l.Peek(ctx, "w", 40, long) }, true, 48 - 40},
+			{func() (LimitResult, error) { return l.Allow(ctx, "w", short, long) }, false, 0},
+			{func() (LimitResult, error) { return l.Allow(ctx, "w", short) }, false, 0},
+			{func() (LimitResult, error) { return l.Peek(ctx, "w", 1, short, long) }, false, 0},
+			{func() (LimitResult, error) { return l.Peek(ctx, "w", 1, short) }, false, 0},
+			{func() (LimitResult, error) { return l.Peek(ctx, "w", 40, long) }, true, 48 - 40},
 		} {
 			res, err := tc.f()
 			if err != nil || res.Allowed != tc.allowed || res.Remaining != tc.remaining {
@@ -445,12 +445,46 @@ func TestRateLimitTokenBucketWritesNothing(t *testing.T) {
 	})
 }
 
+// TestLimiterNames: limiters of different names count separately for the
+// same key and limit; a nil *LimiterOptions is a token bucket.
+func TestLimiterNames(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		login, err := c.Limiter("login", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if login.Algorithm() != TokenBucket {
+			t.Fatalf("default algorithm %v", login.Algorithm())
+		}
+		api, _ := c.Limiter("api", nil)
+		lim := PerHour(1)
+		if r, _ := login.Allow(ctx, "u", lim); !r.Allowed {
+			t.Fatal("login: first request denied")
+		}
+		if r, _ := api.Allow(ctx, "u", lim); !r.Allowed {
+			t.Fatal("api: denied by what login consumed")
+		}
+		if r, _ := login.Allow(ctx, "u", lim); r.Allowed {
+			t.Fatal("login: second request admitted")
+		}
+		_ = login.Reset(ctx, "u", lim)
+		_ = api.Reset(ctx, "u", lim)
+	})
+}
+
 func TestRateLimitBadInput(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		if _, err := c.NewLimiter(Algorithm(99)); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := c.Limiter("api", &LimiterOptions{Algorithm: Algorithm(99)}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("unknown algorithm: %v", err)
+		}
+		for _, name := range []string{"", strings.Repeat("n", maxLimiterName+1)} {
+			if _, err := c.Limiter(name, nil); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("limiter name of %d bytes: %v", len(name), err)
+			}
 		}
 		for _, a := range allAlgorithms {
 			l := newLimiter(t, c, a)
@@ -493,10 +527,10 @@ func TestRateLimitBatch(t *testing.T) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
 		l := newLimiter(t, c, TokenBucket)
-		var reqs []RateRequest
+		var reqs []LimitRequest
 		for i := 0; i < 50; i++ {
 			// Key i asks for i%3+1 tokens of a bucket of 3, twice.
-			reqs = append(reqs, RateRequest{Key: "user" + strconv.Itoa(i), N: i%3 + 1, Limits: []Limit{PerMinute(3)}})
+			reqs = append(reqs, LimitRequest{Key: "user" + strconv.Itoa(i), N: i%3 + 1, Limits: []Limit{PerMinute(3)}})
 		}
 		for round := 0; round < 2; round++ {
 			res, err := l.AllowBatch(ctx, reqs)
@@ -511,11 +545,11 @@ func TestRateLimitBatch(t *testing.T) {
 				}
 			}
 		}
-		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "", N: 1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := l.AllowBatch(ctx, []LimitRequest{{Key: "", N: 1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("bad batch: %v", err)
 		}
 		// N is at least 1, as for AllowN: 0 is not "1".
-		if _, err := l.AllowBatch(ctx, []RateRequest{{Key: "n0", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := l.AllowBatch(ctx, []LimitRequest{{Key: "n0", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("batch with N = 0: %v", err)
 		}
 		if _, err := newLimiter(t, c, GCRA).AllowBatch(ctx, reqs); !errors.Is(err, ErrInvalidArgument) {
@@ -529,7 +563,7 @@ func TestRateLimitMiddleware(t *testing.T) {
 	c := newClient(t, rdb)
 	l := newLimiter(t, c, SlidingWindowLog)
 	var errs atomic.Int64
-	h, err := l.Middleware(&MiddlewareOptions{
+	h, err := l.Middleware(&LimiterMiddlewareOptions{
 		Limits:         []Limit{PerMinute(2)},
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		OnError:        func(*http.Request, error) { errs.Add(1) },
@@ -581,7 +615,7 @@ func TestRateLimitMiddleware(t *testing.T) {
 	if w := do("203.0.113.5:1", ""); w.Code != 204 || errs.Load() != 1 {
 		t.Fatalf("fail open: %d, errors %d", w.Code, errs.Load())
 	}
-	closed, _ := l.Middleware(&MiddlewareOptions{Limits: []Limit{PerMinute(2)}, FailClosed: true},
+	closed, _ := l.Middleware(&LimiterMiddlewareOptions{Limits: []Limit{PerMinute(2)}, FailClosed: true},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/", nil)
@@ -589,7 +623,7 @@ func TestRateLimitMiddleware(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("fail closed: %d", w.Code)
 	}
-	if _, err := l.Middleware(&MiddlewareOptions{}, h); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := l.Middleware(&LimiterMiddlewareOptions{}, h); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("no limits: %v", err)
 	}
 	proc.Restart()

@@ -24,7 +24,7 @@ func BenchmarkRateLimit(b *testing.B) {
 		patterns.SlidingWindow, patterns.TokenBucket, patterns.GCRA} {
 		b.Run("patterns-"+algo.String(), func(b *testing.B) {
 			rdb, pc := benchRedis(b)
-			l, err := pc.NewLimiter(algo)
+			l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: algo})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -87,10 +87,10 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 	const batch = 100
 	b.Run("patterns-token-bucket", func(b *testing.B) {
 		_, pc := benchRedis(b)
-		l, _ := pc.NewLimiter(patterns.TokenBucket)
-		reqs := make([]patterns.RateRequest, batch)
+		l, _ := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
+		reqs := make([]patterns.LimitRequest, batch)
 		for i := range reqs {
-			reqs[i] = patterns.RateRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{{Rate: 1 << 30, Period: time.Hour}}}
+			reqs[i] = patterns.LimitRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{{Rate: 1 << 30, Period: time.Hour}}}
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -143,7 +143,7 @@ func BenchmarkRateLimitServerCost(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			tbRdb, pc := benchRedis(b)
-			tb, err := pc.NewLimiter(patterns.TokenBucket)
+			tb, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
 			if err != nil {
 				b.Fatal(err)
 			}

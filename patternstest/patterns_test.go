@@ -66,7 +66,7 @@ func passEveryPattern(t *testing.T, rdb redis.UniversalClient) {
 	must("lock release", lock.Release(ctx))
 
 	for _, algo := range []patterns.Algorithm{patterns.FixedWindow, patterns.SlidingWindowLog, patterns.SlidingWindow, patterns.TokenBucket, patterns.GCRA} {
-		l, err := pc.NewLimiter(algo)
+		l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: algo})
 		must("limiter", err)
 		for i := 0; i < 3; i++ {
 			res, err := l.Allow(ctx, "user", patterns.PerMinute(2))

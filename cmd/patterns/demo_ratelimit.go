@@ -15,12 +15,12 @@ func demoRateLimit(ctx context.Context, pc *patterns.Client, w io.Writer) error 
 	limit := patterns.Limit{Rate: 3, Period: time.Second, Burst: 3}
 	for _, algo := range []patterns.Algorithm{patterns.FixedWindow, patterns.SlidingWindowLog,
 		patterns.SlidingWindow, patterns.TokenBucket, patterns.GCRA} {
-		l, err := pc.NewLimiter(algo)
+		l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: algo})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "%-15s 3/s:", algo)
-		var last patterns.Result
+		var last patterns.LimitResult
 		for i := 0; i < 5; i++ {
 			res, err := l.Allow(ctx, "api-client-7", limit)
 			if err != nil {
@@ -38,7 +38,7 @@ func demoRateLimit(ctx context.Context, pc *patterns.Client, w io.Writer) error 
 			return err
 		}
 	}
-	tb, _ := pc.NewLimiter(patterns.TokenBucket)
+	tb, _ := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
 	res, err := tb.Allow(ctx, "user:42", patterns.PerSecond(10), patterns.PerDay(1000))
 	if err != nil {
 		return err
