@@ -23,16 +23,26 @@
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
 local n = #KEYS / 2
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    local pttl = redis.call('PTTL', KEYS[i])
-    if pttl < 0 then pttl = 0 end
-    return -pttl
+local function held(key)
+  local pttl = redis.call('PTTL', key)
+  if pttl < 0 then pttl = 0 end
+  return -pttl
+end
+if n == 1 then
+  -- One lock (Obtain): SET NX takes it or finds it held in one call.
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return held(KEYS[1])
+  end
+else
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[i]) == 1 then return held(KEYS[i]) end
+  end
+  for i = 1, n do
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   end
 end
 local first
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   local fence = redis.call('INCR', KEYS[n + i])
   if fence == 1 then
     local t = redis.call('TIME')
