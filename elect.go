@@ -49,6 +49,7 @@ func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Dura
 	}
 	key := c.key("elect", name)
 	campaign := &LockOptions{RetryStrategy: LinearBackoff(ttl / 4)}
+	pause := time.Duration(0) // after an error: 10ms, doubling up to ttl/4
 	for {
 		token, err := newToken()
 		if err != nil {
@@ -60,12 +61,14 @@ func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Dura
 			if cerr := ctxEnded(ctx, err); cerr != nil {
 				return fmt.Errorf("patterns: elect %q: %w", name, cerr)
 			}
-			// A failed attempt (Redis unreachable): campaign again.
-			if !sleepCtx(ctx, ttl/4) {
+			// A failed attempt (Redis unreachable): campaign again, soon.
+			pause = min(max(2*pause, 10*time.Millisecond), ttl/4)
+			if !sleepCtx(ctx, pause) {
 				return fmt.Errorf("patterns: elect %q: %w", name, context.Cause(ctx))
 			}
 			continue
 		}
+		pause = 0
 		lost, ferr := l.lead(ctx, start, ttl, fn)
 		switch {
 		case ctx.Err() != nil:

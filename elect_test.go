@@ -22,11 +22,18 @@ func init() {
 			{"elect", func(ctx context.Context) error {
 				// An election per run: a grant whose reply was lost must
 				// not keep the next run out until its TTL.
+				// Elect campaigns through errors until ctx ends: bound it.
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
 				name := "fault-elect-" + strconv.FormatInt(n.Add(1), 10)
 				return c.Elect(ctx, name, "me", 5*time.Second, func(ctx context.Context) error {
 					id, err := c.Leader(ctx, name)
 					if err == nil && id != "me" {
 						err = fmt.Errorf("leader %q, want me", id)
+					}
+					if errors.Is(err, ErrNoLeader) {
+						// A restart lost the election's key: leadership lost.
+						err = fmt.Errorf("%w: %w", ErrNotHeld, err)
 					}
 					return err
 				})

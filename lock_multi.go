@@ -38,8 +38,8 @@ type lockGroup struct {
 // Ring across shards) the keys are taken slot by slot, each slot's keys in
 // one call, in a fixed order (by slot, then by name); when a slot's keys are
 // held by somebody the slots already taken are released before the retry
-// strategy's next attempt, so two callers never both hold part of the set
-// and wait for each other. Between the first slot's grant and the rollback,
+// strategy's next attempt (unless ctx has ended: they go at their TTL then),
+// so two callers never both hold part of the set and wait for each other. Between the first slot's grant and the rollback,
 // another caller may find a key held that ends up free.
 //
 // It returns ErrNotObtained when a key stays held for as long as the retry
@@ -116,8 +116,12 @@ func (m *MultiLock) obtainOnce(ctx context.Context, ttl time.Duration) (bool, er
 		}
 		if err != nil || n <= 0 {
 			// A lost reply may hide a grant: group i is released too (the
-			// release is owner-checked).
-			m.releaseGroups(ctx, m.groups[:i+1])
+			// release is owner-checked). When ctx has ended the rollback is
+			// not attempted, as Obtain does not release a grant whose
+			// reply was lost: those locks go at their TTL.
+			if ctx.Err() == nil {
+				_, _ = m.releaseGroups(ctx, m.groups[:i+1])
+			}
 			if err != nil {
 				return false, fmt.Errorf("patterns: obtain locks %q: %w", m.names, err)
 			}
