@@ -39,8 +39,9 @@ type lockGroup struct {
 // one call, in a fixed order (by slot, then by name); when a slot's keys are
 // held by somebody the slots already taken are released before the retry
 // strategy's next attempt (unless ctx has ended: they go at their TTL then),
-// so two callers never both hold part of the set and wait for each other. Between the first slot's grant and the rollback,
-// another caller may find a key held that ends up free.
+// so two callers never both hold part of the set and wait for each other.
+// Between the first slot's grant and the rollback, another caller may find a
+// key held that ends up free.
 //
 // It returns ErrNotObtained when a key stays held for as long as the retry
 // strategy and ctx allow, and ErrInvalidArgument for an empty list, an empty
