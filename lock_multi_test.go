@@ -34,6 +34,22 @@ func init() {
 	})
 }
 
+func init() {
+	moreOnceOps = append(moreOnceOps, func(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
+		names := []string{"once-m1", "once-m2"}
+		return []onceOp{{name: "lock multi (fencing counters)", run: func(ctx context.Context) error {
+			_, err := c.ObtainMulti(ctx, names, time.Minute, nil)
+			// Free the locks for the next call, keeping their counters.
+			direct.Del(context.Background(), c.key("lock", names[0]), c.key("lock", names[1]))
+			return err
+		}, applied: func(ctx context.Context) int64 {
+			a, _ := direct.Get(ctx, c.key("lock", names[0], "fence")).Int64()
+			b, _ := direct.Get(ctx, c.key("lock", names[1], "fence")).Int64()
+			return a + b
+		}, perRun: 2}}
+	})
+}
+
 // sameSlotNames returns n lock names whose keys hash to one cluster slot.
 func sameSlotNames(c *Client, n int) []string {
 	want := clusterSlot(c.key("lock", "s0"))

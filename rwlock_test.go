@@ -43,6 +43,24 @@ func init() {
 	})
 }
 
+func init() {
+	moreOnceOps = append(moreOnceOps, func(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
+		rw, err := c.RWLock("once-rw", &RWLockOptions{Lease: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []onceOp{{name: "rwlock write (fencing counter)", run: func(ctx context.Context) error {
+			_, err := rw.Lock(ctx)
+			// Free the lock for the next call, keeping its counter.
+			direct.Del(context.Background(), rw.keys[1])
+			return err
+		}, applied: func(ctx context.Context) int64 {
+			n, _ := direct.Get(ctx, rw.keys[3]).Int64()
+			return n
+		}, perRun: 1}}
+	})
+}
+
 func TestRWLock(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
