@@ -110,7 +110,9 @@ func TestRWLock(t *testing.T) {
 		if n, _ := rdb.Exists(ctx, rw.keys[2]).Result(); n != 0 {
 			t.Fatal("the intent outlived the writer that gave up")
 		}
-		retrying, _ := c.RWLock("doc", &RWLockOptions{Lease: 2 * time.Second, RetryStrategy: LinearBackoff(20 * time.Millisecond)})
+		// A backoff of 200ms: its intent lives 500ms, long enough for the
+		// check below on a loaded machine.
+		retrying, _ := c.RWLock("doc", &RWLockOptions{Lease: 2 * time.Second, RetryStrategy: LinearBackoff(200 * time.Millisecond)})
 		got := make(chan *RWLease, 1)
 		go func() {
 			w, err := retrying.Lock(ctx)
