@@ -184,8 +184,14 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.Replicas < 0 {
 		return nil, invalidf("negative Replicas %d", opt.Replicas)
 	}
-	l := c.newLock(key, token, ttl, opt)
+	return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+}
+
+// obtain runs Obtain's attempts for l, built by newLock or newLockAt.
+func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, error) {
+	key := l.id
 	retry := opt.retryStrategy()
+	var err error
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -236,11 +242,16 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 func (c *Client) newLock(id, token string, ttl time.Duration, opt *LockOptions) *Lock {
 	// One allocation for both keys: the lock key is a prefix of the counter's.
 	fenceKey := c.key("lock", id, "fence")
+	return c.newLockAt(id, fenceKey[:len(fenceKey)-len(":fence")], fenceKey, token, ttl, opt)
+}
+
+// newLockAt builds a Lock on the keys given: the lock and its fencing counter.
+func (c *Client) newLockAt(id, lockKey, fenceKey, token string, ttl time.Duration, opt *LockOptions) *Lock {
 	l := &Lock{c: c, id: id, token: token, opt: opt}
-	l.keys = [2]string{fenceKey[:len(fenceKey)-len(":fence")], fenceKey}
-	var lockKey, tok any = l.keys[0], token
-	l.obtainCmd = [8]any{"evalsha", scriptLockObtain.sha, 2, lockKey, l.keys[1], tok, ttl.Milliseconds(), fenceTTLArg}
-	l.releaseCmd = [5]any{"evalsha", scriptLockRelease.sha, 1, lockKey, tok}
+	l.keys = [2]string{lockKey, fenceKey}
+	var lk, tok any = l.keys[0], token
+	l.obtainCmd = [8]any{"evalsha", scriptLockObtain.sha, 2, lk, l.keys[1], tok, ttl.Milliseconds(), fenceTTLArg}
+	l.releaseCmd = [5]any{"evalsha", scriptLockRelease.sha, 1, lk, tok}
 	return l
 }
 

@@ -1,14 +1,19 @@
--- lock_obtain: take a lock if it is free, and issue a fencing token.
+-- lock_obtain: take one lock, or several at once (all or none), if they are
+-- free, and issue fencing tokens.
 --
--- KEYS[1]  the lock key           prefix:lock:{id}
--- KEYS[2]  the fencing counter    prefix:lock:{id}:fence   (same slot)
+-- KEYS[1..n]     the lock keys           prefix:lock:{id}
+-- KEYS[n+1..2n]  their fencing counters  prefix:lock:{id}:fence   (same order)
 -- ARGV[1]  the owner's random token
--- ARGV[2]  the lock's TTL in milliseconds (> 0)
--- ARGV[3]  the counter's TTL in milliseconds (> 0)
+-- ARGV[2]  the locks' TTL in milliseconds (> 0)
+-- ARGV[3]  the counters' TTL in milliseconds (> 0)
 --
--- Returns the fencing token (>= 1) when the lock was taken, or the lock's
--- remaining TTL in milliseconds, negated (<= 0), when somebody holds it (0
--- when the key has no TTL: a value this script did not write).
+-- All the keys must be in one slot on a cluster (ObtainMulti calls the
+-- script once per slot).
+--
+-- Returns the fencing token of KEYS[1] (>= 1) when every lock was taken, or
+-- the remaining TTL in milliseconds of the first lock found held, negated
+-- (<= 0; 0 when the key has no TTL: a value this script did not write), when
+-- one is held by somebody (nothing is changed then).
 --
 -- A fencing token is strictly greater than every token issued before for the
 -- key. The counter goes up by one per grant; when it is created (first use,
@@ -17,15 +22,33 @@
 -- before as long as the key saw fewer grants than microseconds passed.
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local pttl = redis.call('PTTL', KEYS[1])
+local n = #KEYS / 2
+local function held(key)
+  local pttl = redis.call('PTTL', key)
   if pttl < 0 then pttl = 0 end
   return -pttl
 end
-local fence = redis.call('INCR', KEYS[2])
-if fence == 1 then
-  local t = redis.call('TIME')
-  fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[3])
+if n == 1 then
+  -- One lock (Obtain): SET NX takes it or finds it held in one call.
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return held(KEYS[1])
+  end
+else
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[i]) == 1 then return held(KEYS[i]) end
+  end
+  for i = 1, n do
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  end
 end
-return fence
+local first
+for i = 1, n do
+  local fence = redis.call('INCR', KEYS[n + i])
+  if fence == 1 then
+    local t = redis.call('TIME')
+    fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('SET', KEYS[n + i], string.format('%.0f', fence), 'PX', ARGV[3])
+  end
+  first = first or fence
+end
+return first

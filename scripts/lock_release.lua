@@ -1,13 +1,17 @@
--- lock_release: delete a lock, only if the caller still owns it.
+-- lock_release: delete one lock or several, each only if the caller still
+-- owns it.
 --
--- KEYS[1]  the lock key  prefix:lock:{id}
--- ARGV[1]  the owner's token
+-- KEYS[1..n]  the lock keys  prefix:lock:{id}  (one slot on a cluster)
+-- ARGV[1]     the owner's token
 --
--- Returns 1 when the lock was deleted, 0 when it is held by another owner or
--- has expired (nothing is changed then).
+-- Returns how many locks were deleted: the others are held by another owner
+-- or have expired (they are left as they are).
 --
 -- Example: redis-cli --eval scripts/lock_release.lua patterns:lock:{demo} , owner-token
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    n = n + redis.call('DEL', key)
+  end
 end
-return 0
+return n

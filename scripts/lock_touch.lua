@@ -1,20 +1,27 @@
--- lock_touch: read, and optionally extend, the TTL of a lock, only if the
--- caller still owns it.
+-- lock_touch: read, and optionally extend, the TTL of one lock or several,
+-- only if the caller still owns every one of them.
 --
--- KEYS[1]  the lock key  prefix:lock:{id}
--- ARGV[1]  the owner's token
--- ARGV[2]  the new TTL in milliseconds, or 0 to leave the TTL as it is
+-- KEYS[1..n]  the lock keys  prefix:lock:{id}  (one slot on a cluster)
+-- ARGV[1]     the owner's token
+-- ARGV[2]     the new TTL in milliseconds, or 0 to leave the TTLs as they are
 --
--- Returns the lock's remaining TTL in milliseconds (after the extension), or
--- -1 when the lock is held by another owner or has expired (nothing is
+-- Returns the smallest remaining TTL in milliseconds (after the extension),
+-- or -1 when a lock is held by another owner or has expired (nothing is
 -- changed then).
 --
 -- Example: redis-cli --eval scripts/lock_touch.lua patterns:lock:{demo} , owner-token 10000
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return -1
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) ~= ARGV[1] then
+    return -1
+  end
 end
 local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local least = -1
+for _, key in ipairs(KEYS) do
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
+  local pttl = redis.call('PTTL', key)
+  if least < 0 or pttl < least then least = pttl end
 end
-return redis.call('PTTL', KEYS[1])
+return least

@@ -1,0 +1,232 @@
+package patterns
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+var scriptRW = newScript("rw")
+
+// defaultRWLease is RWLockOptions.Lease's default.
+const defaultRWLease = 30 * time.Second
+
+// RWLockOptions tune a RWLock. A nil *RWLockOptions means all defaults.
+type RWLockOptions struct {
+	// Lease is how long a reader or the writer holds the lock unless it
+	// refreshes or releases it first.
+	//
+	// default: 30s
+	Lease time.Duration
+
+	// RetryStrategy says whether and when RLock and Lock try again while the
+	// lock is taken. Retrying always stops when the context is done.
+	//
+	// default: NoRetry()
+	RetryStrategy RetryStrategy
+}
+
+func (o *RWLockOptions) lease() time.Duration {
+	if o == nil || o.Lease == 0 {
+		return defaultRWLease
+	}
+	return o.Lease
+}
+
+func (o *RWLockOptions) retryStrategy() RetryStrategy {
+	if o == nil || o.RetryStrategy == nil {
+		return NoRetry()
+	}
+	return o.RetryStrategy
+}
+
+// RWLock is a read-write lock held in Redis: many readers or one writer, each
+// with a lease. A writer that is refused registers an intent that refuses new
+// readers while it retries, so a steady stream of readers cannot starve it.
+// Its methods are safe for concurrent use.
+type RWLock struct {
+	c     *Client
+	name  string
+	keys  []string // readers, writer, intent, fence
+	lease time.Duration
+	retry RetryStrategy
+}
+
+// RWLock returns the read-write lock called name. It returns
+// ErrInvalidArgument for an empty or too long name or a Lease under a
+// millisecond. Nothing is written until RLock or Lock.
+func (c *Client) RWLock(name string, opt *RWLockOptions) (*RWLock, error) {
+	if err := checkID("rwlock name", name); err != nil {
+		return nil, err
+	}
+	if err := checkTTL("rwlock lease", opt.lease()); err != nil {
+		return nil, err
+	}
+	base := c.key("rw", name)
+	return &RWLock{
+		c: c, name: name,
+		keys:  []string{base + ":r", base + ":w", base + ":intent", base + ":fence"},
+		lease: opt.lease(), retry: opt.retryStrategy(),
+	}, nil
+}
+
+// Name returns the lock's name.
+func (rw *RWLock) Name() string { return rw.name }
+
+// RWLease is one hold of a RWLock, as a reader or as the writer. Its methods
+// are safe for concurrent use and on a nil *RWLease (they return ErrNotHeld).
+type RWLease struct {
+	rw     *RWLock
+	token  string
+	fence  int64
+	writer bool
+}
+
+// RLock takes the lock to read, for the lock's lease. It is refused while a
+// writer holds the lock or waits for it; it returns ErrNotObtained when it
+// stays refused for as long as the retry strategy and ctx allow.
+func (rw *RWLock) RLock(ctx context.Context) (*RWLease, error) {
+	return rw.obtain(ctx, false)
+}
+
+// Lock takes the lock to write, for the lock's lease. It is refused while
+// anybody holds the lock; while it retries, new readers are refused (see
+// RWLock). It returns ErrNotObtained when it stays refused for as long as the
+// retry strategy and ctx allow.
+func (rw *RWLock) Lock(ctx context.Context) (*RWLease, error) {
+	return rw.obtain(ctx, true)
+}
+
+func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	l := &RWLease{rw: rw, token: token, writer: writer}
+	step := "read"
+	if writer {
+		step = "write"
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	// A waiting writer's intent is released when it gives up, so that it
+	// does not hold readers off until the intent's TTL.
+	giveUp := func(err error) (*RWLease, error) {
+		if writer {
+			_, _ = rw.run(ctx, "release", token, 0, 0)
+		}
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		// The backoff after this attempt, drawn before it: a refused
+		// writer's intent must outlive the wait until its next attempt.
+		backoff := rw.retry.NextBackoff(attempt)
+		var intent time.Duration
+		if writer && backoff > 0 {
+			intent = 2*backoff + 100*time.Millisecond
+		}
+		n, err := rw.run(ctx, step, token, rw.lease.Milliseconds(), intent.Milliseconds())
+		if err != nil {
+			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
+				return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, cerr))
+			}
+			return giveUp(fmt.Errorf("patterns: rwlock %q: %w", rw.name, err))
+		}
+		if n > 0 {
+			l.fence = n
+			return l, nil
+		}
+		if backoff <= 0 {
+			return giveUp(ErrNotObtained)
+		}
+		if timer == nil {
+			timer = time.NewTimer(backoff)
+		} else {
+			timer.Reset(backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, context.Cause(ctx)))
+		case <-timer.C:
+		}
+	}
+}
+
+// run runs one step of the rw script.
+func (rw *RWLock) run(ctx context.Context, step, token string, lease, intent int64) (int64, error) {
+	if step == "release" && ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rw.c.releaseTimeout)
+		defer cancel()
+	}
+	return scriptRW.run(ctx, rw.c.rdb, rw.keys, step, token, lease, intent, fenceTTLArg).Int64()
+}
+
+// Writer reports whether l holds the lock to write.
+func (l *RWLease) Writer() bool { return l != nil && l.writer }
+
+// Token returns the random token that proves ownership of the hold.
+func (l *RWLease) Token() string {
+	if l == nil {
+		return ""
+	}
+	return l.token
+}
+
+// Fence returns the hold's fencing token: greater than every token issued
+// before it for the lock, to readers and writers alike (see Client.Obtain).
+func (l *RWLease) Fence() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.fence
+}
+
+// Refresh extends the hold to the lock's lease from now. May return
+// ErrNotHeld.
+func (l *RWLease) Refresh(ctx context.Context) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	_, err := l.touch(ctx, l.rw.lease)
+	return err
+}
+
+// TTL returns how long the hold has left. May return ErrNotHeld.
+func (l *RWLease) TTL(ctx context.Context) (time.Duration, error) {
+	return l.touch(ctx, 0)
+}
+
+func (l *RWLease) touch(ctx context.Context, lease time.Duration) (time.Duration, error) {
+	if l == nil {
+		return 0, ErrNotHeld
+	}
+	n, err := l.rw.run(ctx, "touch", l.token, lease.Milliseconds(), 0)
+	if err != nil {
+		return 0, fmt.Errorf("patterns: rwlock %q: %w", l.rw.name, err)
+	}
+	if n < 0 {
+		return 0, ErrNotHeld
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+// Release ends the hold. May return ErrNotHeld (nothing is changed then). Like
+// Lock.Release it reaches Redis even when ctx is already done.
+func (l *RWLease) Release(ctx context.Context) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	n, err := l.rw.run(ctx, "release", l.token, 0, 0)
+	if err != nil {
+		return fmt.Errorf("patterns: release rwlock %q: %w", l.rw.name, err)
+	}
+	if n != 1 {
+		return ErrNotHeld
+	}
+	return nil
+}

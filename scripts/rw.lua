@@ -1,0 +1,89 @@
+-- rw: one step of a read-write lock with leases: take it to read or to
+-- write, refresh or read the lease of a holder, or release.
+--
+-- KEYS[1]  the readers, a ZSET of token -> lease end (ms)  prefix:rw:{id}:r
+-- KEYS[2]  the writer, its token                           prefix:rw:{id}:w
+-- KEYS[3]  a waiting writer's intent, its token            prefix:rw:{id}:intent
+-- KEYS[4]  the fencing counter                             prefix:rw:{id}:fence
+-- ARGV[1]  the step: read, write, touch or release
+-- ARGV[2]  the caller's random token
+-- ARGV[3]  read, write, touch: the lease in milliseconds (touch: 0 reads the
+--          lease without extending it)
+-- ARGV[4]  write: how long a refused writer's intent lives, in milliseconds
+--          (0: register none)
+-- ARGV[5]  read, write: the fencing counter's TTL in milliseconds
+--
+-- Returns, for read and write, the fencing token (>= 1) when granted, or 0
+-- when refused: a reader is refused while a writer holds the lock or another
+-- writer's intent lives; a writer while anybody holds it or another writer's
+-- intent lives, and then registers its own intent when none lives. For touch,
+-- the holder's remaining lease in milliseconds, or -1 when the token holds
+-- nothing. For release, 1 when the token's hold was deleted, else 0; release
+-- also deletes the token's intent.
+--
+-- Expired readers are removed from the ZSET at every step (lease ends come
+-- from the server's clock). Every key has a TTL: the ZSET's is its last
+-- lease end.
+--
+-- Example: redis-cli --eval scripts/rw.lua patterns:rw:{demo}:r patterns:rw:{demo}:w patterns:rw:{demo}:intent patterns:rw:{demo}:fence , read reader-token 10000 0 86400000
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local step, token = ARGV[1], ARGV[2]
+
+local function expireReaders()
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now))
+  end
+end
+
+local function fence()
+  local f = redis.call('INCR', KEYS[4])
+  if f == 1 then
+    f = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('SET', KEYS[4], string.format('%.0f', f), 'PX', ARGV[5])
+  end
+  return f
+end
+
+if step == 'read' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  local intent = redis.call('GET', KEYS[3])
+  if intent and intent ~= token then return 0 end
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), token)
+  expireReaders()
+  return fence()
+elseif step == 'write' then
+  local intent = redis.call('GET', KEYS[3])
+  local mine = intent == token
+  if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[1]) > 0 or (intent and not mine) then
+    local ittl = tonumber(ARGV[4])
+    if ittl > 0 and (mine or not intent) then
+      redis.call('SET', KEYS[3], token, 'PX', ittl)
+    end
+    return 0
+  end
+  if mine then redis.call('DEL', KEYS[3]) end
+  redis.call('SET', KEYS[2], token, 'PX', ARGV[3])
+  return fence()
+elseif step == 'touch' then
+  local lease = tonumber(ARGV[3])
+  if redis.call('GET', KEYS[2]) == token then
+    if lease > 0 then redis.call('PEXPIRE', KEYS[2], lease) end
+    return redis.call('PTTL', KEYS[2])
+  end
+  local ends = redis.call('ZSCORE', KEYS[1], token)
+  if not ends then return -1 end
+  if lease == 0 then return tonumber(ends) - now end
+  redis.call('ZADD', KEYS[1], 'XX', now + lease, token)
+  expireReaders()
+  return lease
+elseif step == 'release' then
+  if redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
+  if redis.call('GET', KEYS[2]) == token then
+    return redis.call('DEL', KEYS[2])
+  end
+  return redis.call('ZREM', KEYS[1], token)
+end
+return redis.error_reply('rw: unknown step ' .. tostring(step))
