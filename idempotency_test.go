@@ -49,7 +49,10 @@ func init() {
 		return []onceOp{{name: "idempotency Do", run: func(ctx context.Context) error {
 			key := "k" + strconv.FormatInt(n.Add(1), 10)
 			fn := func(ctx context.Context, _ IdempotencyLease) ([]byte, error) {
-				return nil, direct.Incr(context.WithoutCancel(ctx), counter).Err()
+				ctx = context.WithoutCancel(ctx)
+				err := direct.Incr(ctx, counter).Err()
+				direct.Expire(ctx, counter, time.Hour)
+				return nil, err
 			}
 			if _, err := idem.Do(ctx, key, "", fn); err != nil {
 				return err
