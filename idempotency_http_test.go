@@ -25,12 +25,11 @@ import (
 // with the count in Location and body, after delay.
 func idemOrderHandler(rdb redis.UniversalClient, counter string, delay time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := rdb.Incr(r.Context(), counter).Result()
+		n, err := idemCount(r.Context(), rdb, counter)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		rdb.Expire(r.Context(), counter, time.Minute)
 		time.Sleep(delay)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Location", "/orders/"+strconv.FormatInt(n, 10))
@@ -38,6 +37,20 @@ func idemOrderHandler(rdb redis.UniversalClient, counter string, delay time.Dura
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"order":%d}`, n)
 	})
+}
+
+// idemCount increments counter and sets its TTL in one MULTI.
+func idemCount(ctx context.Context, rdb redis.UniversalClient, counter string) (int64, error) {
+	var incr *redis.IntCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		incr = p.Incr(ctx, counter)
+		p.Expire(ctx, counter, time.Minute)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return incr.Val(), nil
 }
 
 func idemRequest(method, key, body string) *http.Request {
@@ -89,12 +102,10 @@ func TestIdempotencyHTTP(t *testing.T) {
 		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Query().Get("mode") {
 			case "fail":
-				rdb.Incr(r.Context(), counter)
-				rdb.Expire(r.Context(), counter, time.Minute)
+				_, _ = idemCount(r.Context(), rdb, counter)
 				http.Error(w, "upstream down", http.StatusBadGateway)
 			case "big":
-				rdb.Incr(r.Context(), counter)
-				rdb.Expire(r.Context(), counter, time.Minute)
+				_, _ = idemCount(r.Context(), rdb, counter)
 				w.Write([]byte(strings.Repeat("x", 100)))
 			default:
 				idemOrderHandler(rdb, counter, 0).ServeHTTP(w, r)
@@ -326,8 +337,7 @@ func TestIdempotencyHTTPKillChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, err := idem.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.rdb.Incr(r.Context(), c.prefix+":runs")
-		c.rdb.Expire(r.Context(), c.prefix+":runs", time.Minute)
+		idemCount(r.Context(), c.rdb, c.prefix+":runs")
 		time.Sleep(time.Minute)
 	}))
 	if err != nil {
