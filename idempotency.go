@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -64,9 +65,10 @@ type IdempotencyOptions struct {
 
 	// Wait makes a caller that finds the key's operation running wait for
 	// its result (bounded by its context) instead of returning
-	// ErrIdempotencyInProgress at once. A waiter blocks on the key's signal
-	// list (BLPOP), woken when the result lands, for at most 500ms at a time:
-	// it holds one connection of the go-redis pool while it blocks.
+	// ErrIdempotencyInProgress at once. The waiters of a key in one process
+	// share one BLPOP on the key's signal list, woken when the result lands,
+	// for at most 500ms at a time: it holds one connection of the go-redis
+	// pool while it blocks.
 	//
 	// default: false
 	Wait bool
@@ -132,6 +134,9 @@ type Idempotency struct {
 	codec     Codec
 	leaseArg  any
 	retainArg any
+
+	mu      sync.Mutex
+	watches map[string]*idemWatch // by signal key
 }
 
 // Idempotency returns the idempotency store named name. It returns
@@ -233,7 +238,7 @@ func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(c
 	if i.wait {
 		waitFlag = "1"
 	}
-	keys := []string{k.rec, k.fence}
+	keys := []string{k.rec, k.fence, k.signal}
 	var res IdempotencyResult
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -275,47 +280,54 @@ func (i *Idempotency) wrapErr(ctx context.Context, key string, err error) error 
 	return fmt.Errorf("patterns: idempotency key %q: %w", key, err)
 }
 
-// waitSignal blocks on the signal list until an element arrives, at most for
-// the lease's remaining pttl and idemPollCap, and returns early with the
-// end of ctx. The BLPOP runs in a goroutine of its own so that the waiter
-// leaves as soon as its context ends; the goroutine ends with the BLPOP.
+// idemWatch is one BLPOP on a key's signal list that every waiter of this
+// Idempotency for the key shares: done closes when it returns.
+type idemWatch struct{ done chan struct{} }
+
+// waitSignal waits until the key's signal list gets an element (the result
+// landed or the key was released), or for at most the lease's remaining
+// pttl and idemPollCap, and returns early with the end of ctx. The waiters of
+// one key in this process share one BLPOP, run in a goroutine of its own (so
+// each waiter leaves as soon as its own context ends): one pool connection
+// per key waited for, however many wait.
 func (i *Idempotency) waitSignal(ctx context.Context, signal string, pttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	d := min(max(pttl, 10*time.Millisecond), idemPollCap)
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < d {
-			d = max(left, time.Millisecond)
+	i.mu.Lock()
+	w := i.watches[signal]
+	if w == nil {
+		w = &idemWatch{done: make(chan struct{})}
+		if i.watches == nil {
+			i.watches = make(map[string]*idemWatch)
 		}
+		i.watches[signal] = w
+		go i.watch(signal, w, min(max(pttl, 10*time.Millisecond), idemPollCap))
 	}
-	done := make(chan error, 1)
-	go func() {
-		// Not the caller's ctx: a BLPOP cut short by a deadline would
-		// poison the connection. It ends after d.
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d+5*time.Second)
-		defer cancel()
-		err := i.c.rdb.Do(bctx, "blpop", signal, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)).Err()
-		if err == redis.Nil {
-			err = nil
-		}
-		done <- err
-	}()
+	i.mu.Unlock()
 	select {
-	case err := <-done:
-		if err != nil && ctx.Err() == nil {
-			// Redis failed: look again after a pause rather than spin.
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		}
+	case <-w.done:
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	}
+}
+
+// watch runs the shared BLPOP for d; after an error it pauses for d, so
+// that waiters do not spin while Redis fails.
+func (i *Idempotency) watch(signal string, w *idemWatch, d time.Duration) {
+	defer func() {
+		i.mu.Lock()
+		delete(i.watches, signal)
+		i.mu.Unlock()
+		close(w.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
+	defer cancel()
+	// BLPOP with a fractional timeout (go-redis's BLPop rounds up to 1s).
+	err := i.c.rdb.Do(ctx, "blpop", signal, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)).Err()
+	if err != nil && err != redis.Nil {
+		time.Sleep(d)
 	}
 }
 

@@ -268,6 +268,8 @@ func TestIdempotencyLeaseExpiry(t *testing.T) {
 		c := newClient(t, rdb)
 		ctx := context.Background()
 		idem, _ := c.Idempotency("lease", &IdempotencyOptions{Lease: 300 * time.Millisecond})
+		// The second caller's lease is long: only the first must run out.
+		idemLong, _ := c.Idempotency("lease", &IdempotencyOptions{Lease: time.Minute})
 		var first IdempotencyLease
 		var second IdempotencyResult
 		res, err := idem.Do(ctx, "k", "", func(ctx context.Context, l IdempotencyLease) ([]byte, error) {
@@ -276,7 +278,7 @@ func TestIdempotencyLeaseExpiry(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				var err error
-				second, err = idem.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) { return []byte("second"), nil })
+				second, err = idemLong.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) { return []byte("second"), nil })
 				if err == nil {
 					break
 				}
@@ -426,6 +428,69 @@ func FuzzIdempotencyKeys(f *testing.F) {
 			if err == nil && b.rec == a.rec {
 				t.Fatalf("(%q,%q) and (%q,%q) share %q", name, key, pair[0], pair[1], a.rec)
 			}
+		}
+	})
+}
+
+// TestIdempotencyWaitAfterRelease: when the holder fails (the key is
+// released), one waiter takes the key over and runs fn, and the others get
+// its result.
+func TestIdempotencyWaitAfterRelease(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		wait, _ := c.Idempotency("r", &IdempotencyOptions{Wait: true})
+		started, release := make(chan struct{}), make(chan struct{})
+		holder := make(chan error, 1)
+		go func() {
+			_, err := wait.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) {
+				close(started)
+				<-release
+				return nil, errors.New("transient")
+			})
+			holder <- err
+		}()
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("holder did not start")
+		}
+		var calls atomic.Int64
+		const waiters = 6
+		results := make(chan IdempotencyResult, waiters)
+		var wg sync.WaitGroup
+		for i := 0; i < waiters; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				res, err := wait.Do(wctx, "k", "", idemFn(&calls, "second"))
+				if err != nil {
+					t.Error(err)
+				}
+				results <- res
+			}()
+		}
+		time.Sleep(100 * time.Millisecond)
+		close(release)
+		if err := <-holder; err == nil {
+			t.Fatal("holder's error lost")
+		}
+		wg.Wait()
+		close(results)
+		replays := 0
+		for res := range results {
+			if string(res.Value) != "second" {
+				t.Errorf("waiter got %+v", res)
+			}
+			if res.Replay {
+				replays++
+			}
+		}
+		if calls.Load() != 1 || replays != waiters-1 {
+			t.Errorf("fn ran %d times, %d replays of %d waiters", calls.Load(), replays, waiters)
 		}
 	})
 }

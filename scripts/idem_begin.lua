@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the record            prefix:idem:{id}       (a hash)
 -- KEYS[2]  the fencing counter   prefix:idem:{id}:fence (same slot)
+-- KEYS[3]  the signal list       prefix:idem:{id}:signal (same slot)
 -- ARGV[1]  the caller's random owner token
 -- ARGV[2]  the request's fingerprint (any bytes; "" matches only "")
 -- ARGV[3]  the lease in milliseconds (> 0)
@@ -14,13 +15,14 @@
 --   {"busy", pttl}          another caller holds the lease for pttl ms more
 --   {"mismatch"}            the key was used with another fingerprint
 -- A waiting caller ("busy" with ARGV[5] = "1") is counted in the record's
--- field w, so that idem_end wakes it.
+-- field w, so that idem_end wakes it. A new lease empties the signal list:
+-- wake-ups left over from an earlier run cannot make its waiters spin.
 --
 -- The record's fields: st ("run" or "done"), own (the holder's token while
 -- running), fp, res, fail, w. While running its TTL is the lease; once done,
 -- the retention.
 --
--- Example: redis-cli --eval scripts/idem_begin.lua patterns:idem:{demo} patterns:idem:{demo}:fence , owner-token fp1 10000 86400000 0
+-- Example: redis-cli --eval scripts/idem_begin.lua patterns:idem:{demo} patterns:idem:{demo}:fence patterns:idem:{demo}:signal , owner-token fp1 10000 86400000 0
 local st = redis.call('HGET', KEYS[1], 'st')
 if st then
   if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[2] then
@@ -39,6 +41,7 @@ if st then
 end
 redis.call('HSET', KEYS[1], 'st', 'run', 'own', ARGV[1], 'fp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[3])
 local fence = redis.call('INCR', KEYS[2])
 if fence == 1 then
   local t = redis.call('TIME')
