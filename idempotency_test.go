@@ -494,3 +494,33 @@ func TestIdempotencyWaitAfterRelease(t *testing.T) {
 		}
 	})
 }
+
+// TestIdempotencyCallerGone: a caller whose context ends while fn runs
+// still stores fn's result (fn's effect happened).
+func TestIdempotencyCallerGone(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		idem, _ := c.Idempotency("gone", nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := idem.Do(ctx, "k", "", func(ctx context.Context, _ IdempotencyLease) ([]byte, error) {
+			cancel()
+			return []byte("made"), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := idem.Do(context.Background(), "k", "", nil2(t))
+		if err != nil || !res.Replay || string(res.Value) != "made" {
+			t.Fatalf("replay: %+v %v", res, err)
+		}
+		// A typed replay of a stored value.
+		v, res, err := IdempotencyDo(context.Background(), idem, "k", "", func(context.Context, IdempotencyLease) (string, error) {
+			t.Error("fn ran on a replay")
+			return "", nil
+		})
+		if err == nil || res.Replay != true || v != "" {
+			// "made" is not JSON: the decode error is reported.
+			t.Fatalf("typed replay of non-JSON: %q %+v %v", v, res, err)
+		}
+	})
+}
