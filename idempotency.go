@@ -370,7 +370,8 @@ func (i *Idempotency) runOwned(ctx context.Context, key string, k idemKeys, toke
 }
 
 // end runs idem_end on a context of its own (the caller's may have ended
-// while fn ran: the result must be stored all the same).
+// while fn ran: the result must be stored all the same), up to three times
+// while the network fails.
 func (i *Idempotency) end(ctx context.Context, k idemKeys, token, op string, val []byte, fail string) error {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.c.releaseTimeout)
 	defer cancel()
@@ -378,7 +379,19 @@ func (i *Idempotency) end(ctx context.Context, k idemKeys, token, op string, val
 	if op == "store" {
 		args = append(args, val, fail, i.retainArg)
 	}
-	n, err := scriptIdemEnd.run(ectx, i.c.rdb, []string{k.rec, k.signal}, args...).Int64()
+	var n int64
+	var err error
+	for attempt := 1; ; attempt++ {
+		// Sent at most once per attempt; repeated after a network error,
+		// which is safe: a repeated "store" by the holder returns 1, a
+		// repeated "release" finds nothing to release.
+		n, err = scriptIdemEnd.run(ectx, i.c.rdb, []string{k.rec, k.signal}, args...).Int64()
+		var rerr redis.Error
+		if err == nil || attempt == 3 || ectx.Err() != nil || errors.As(err, &rerr) {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}

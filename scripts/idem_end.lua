@@ -12,17 +12,22 @@
 -- ARGV[6]  with "store": the retention in milliseconds (> 0)
 --
 -- Returns 1 when done, 0 when the caller no longer holds the lease (it ran
--- out; nothing is changed then). Each waiter counted in the field w gets one
+-- out; nothing is changed then). A stored record keeps its holder's token,
+-- so that "store" repeated after a lost reply returns 1 again. Each waiter counted in the field w gets one
 -- element on the signal list.
 --
 -- Example: redis-cli --eval scripts/idem_end.lua patterns:idem:{demo} patterns:idem:{demo}:signal , owner-token store 5000 result 0 86400000
-if redis.call('HGET', KEYS[1], 'own') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'st') ~= 'run' then
+local v = redis.call('HMGET', KEYS[1], 'own', 'st')
+if v[1] ~= ARGV[1] then
   return 0
+end
+if v[2] == 'done' then
+  return 1 -- stored by this holder already: a repeated call
 end
 local w = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
 if ARGV[2] == 'store' then
   redis.call('HSET', KEYS[1], 'st', 'done', 'res', ARGV[4], 'fail', ARGV[5])
-  redis.call('HDEL', KEYS[1], 'own', 'w')
+  redis.call('HDEL', KEYS[1], 'w')
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 else
   redis.call('DEL', KEYS[1])
