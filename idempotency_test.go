@@ -27,13 +27,13 @@ func init() {
 			key := "k" + strconv.FormatInt(n.Add(1), 10)
 			fn := func(context.Context, IdempotencyLease) ([]byte, error) { return []byte("v"), nil }
 			if _, err := idem.Do(ctx, key, "fp", fn); err != nil {
-				return err
+				return idemFaultErr(err)
 			}
 			res, err := idem.Do(ctx, key, "fp", fn)
 			if err == nil && (!res.Replay || string(res.Value) != "v") {
 				return fmt.Errorf("%w: replay %+v", ErrUnexpectedReply, res)
 			}
-			return err
+			return idemFaultErr(err)
 		}}}
 	})
 	moreOnceOps = append(moreOnceOps, func(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
@@ -64,6 +64,16 @@ func init() {
 			return v
 		}, perRun: 1}}
 	})
+}
+
+// idemFaultErr files the idempotency errors that report a state a fault
+// can cause (a restart lost the record under a running fn: the lease is
+// lost) with the battery's sentinels, through ErrNotHeld.
+func idemFaultErr(err error) error {
+	if errors.Is(err, ErrIdempotencyLeaseLost) || errors.Is(err, ErrIdempotencyInProgress) {
+		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	return err
 }
 
 func idemFn(calls *atomic.Int64, val string) func(context.Context, IdempotencyLease) ([]byte, error) {
