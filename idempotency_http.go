@@ -51,7 +51,8 @@ type IdempotencyMiddlewareOptions struct {
 	// with the same key and another fingerprint answers 422. body is the
 	// request body, read in full.
 	//
-	// default: the method, the path and the SHA-256 of the body
+	// default: the method, the path with the query, and the SHA-256 of the
+	// body
 	Fingerprint func(r *http.Request, body []byte) string
 
 	// MaxRequestBytes bounds the body read for the fingerprint; a larger
@@ -239,7 +240,7 @@ func (m *idemMiddleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fp = m.fp(r, body)
 	} else {
 		h := sha256.Sum256(body)
-		fp = r.Method + " " + r.URL.Path + " " + hex.EncodeToString(h[:])
+		fp = r.Method + " " + r.URL.RequestURI() + " " + hex.EncodeToString(h[:])
 	}
 	// The scope is length-prefixed: no two (scope, key) pairs meet.
 	scoped := strconv.Itoa(len(scope)) + ":" + scope + ":" + key
