@@ -1,0 +1,404 @@
+package patterns
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// idemOrderHandler counts its runs in Redis (INCR counter) and answers 201
+// with the count in Location and body, after delay.
+func idemOrderHandler(rdb redis.UniversalClient, counter string, delay time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := idemCount(r.Context(), rdb, counter)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		time.Sleep(delay)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", "/orders/"+strconv.FormatInt(n, 10))
+		w.Header().Set("X-Not-Stored", "1")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"order":%d}`, n)
+	})
+}
+
+// idemCount increments counter and sets its TTL in one MULTI.
+func idemCount(ctx context.Context, rdb redis.UniversalClient, counter string) (int64, error) {
+	var incr *redis.IntCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		incr = p.Incr(ctx, counter)
+		p.Expire(ctx, counter, time.Minute)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return incr.Val(), nil
+}
+
+func idemRequest(method, key, body string) *http.Request {
+	r := httptest.NewRequest(method, "/orders", strings.NewReader(body))
+	if key != "" {
+		r.Header.Set(IdempotencyKeyHeader, key)
+	}
+	return r
+}
+
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	if w.Code != status || w.Header().Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("got %d %q %s, want %d problem+json", w.Code, w.Header().Get("Content-Type"), w.Body, status)
+	}
+	var p struct {
+		Type   string
+		Title  string
+		Status int
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Status != status || p.Title == "" || p.Type == "" {
+		t.Fatalf("problem body %s: %v", w.Body, err)
+	}
+}
+
+func TestIdempotencyHTTP(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		counter := c.prefix + ":runs"
+		idem, _ := c.Idempotency("api", nil)
+		var reported []error
+		var mu sync.Mutex
+		h, err := idem.Middleware(&IdempotencyMiddlewareOptions{
+			Scope: func(r *http.Request) (string, error) {
+				if a := r.Header.Get("X-Account"); a != "" {
+					return a, nil
+				}
+				return "", errors.New("anonymous")
+			},
+			MaxResponseBytes: 64,
+			OnError:          func(r *http.Request, err error) { mu.Lock(); reported = append(reported, err); mu.Unlock() },
+		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Query().Get("mode") {
+			case "fail":
+				_, _ = idemCount(r.Context(), rdb, counter)
+				http.Error(w, "upstream down", http.StatusBadGateway)
+			case "big":
+				_, _ = idemCount(r.Context(), rdb, counter)
+				w.Write([]byte(strings.Repeat("x", 100)))
+			default:
+				idemOrderHandler(rdb, counter, 0).ServeHTTP(w, r)
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := func() int64 { n, _ := rdb.Get(ctx, counter).Int64(); return n }
+		req := func(key, account, body, mode string) *http.Request {
+			r := idemRequest(http.MethodPost, key, body)
+			r.URL.RawQuery = "mode=" + mode
+			if account != "" {
+				r.Header.Set("X-Account", account)
+			}
+			return r
+		}
+
+		first := serve(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
+		if first.Code != 201 || first.Header().Get("Idempotent-Replayed") != "" {
+			t.Fatalf("first: %d %v", first.Code, first.Header())
+		}
+		again := serve(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
+		if again.Code != 201 || again.Body.String() != first.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" ||
+			again.Header().Get("Location") != first.Header().Get("Location") || again.Header().Get("Content-Type") != "application/json" ||
+			again.Header().Get("X-Not-Stored") != "" {
+			t.Fatalf("replay: %d %v %s", again.Code, again.Header(), again.Body)
+		}
+		// A bare token names the same key as the sf-string.
+		if w := serve(h, req(`order-1`, "A", `{"sku":1}`, "")); w.Body.String() != first.Body.String() {
+			t.Fatalf("bare token: %d %s", w.Code, w.Body)
+		}
+		wantProblem(t, serve(h, req(`"order-1"`, "A", `{"sku":2}`, "")), http.StatusUnprocessableEntity)
+		// Account B cannot see A's response: its own run.
+		b := serve(h, req(`"order-1"`, "B", `{"sku":1}`, ""))
+		if b.Code != 201 || b.Body.String() == first.Body.String() || b.Header().Get("Idempotent-Replayed") != "" {
+			t.Fatalf("account B: %d %s", b.Code, b.Body)
+		}
+		wantProblem(t, serve(h, req(`"order-9"`, "", `{}`, "")), http.StatusForbidden)
+		if runs() != 2 {
+			t.Fatalf("handler ran %d times, want 2", runs())
+		}
+		before := countKeys(t, rdb, c.prefix)
+		for _, key := range []string{"", `"unterminated`, `"a" , "b"`, `""`, `"` + strings.Repeat("k", MaxIdempotencyKeyLen+1) + `"`, "a b", "\"\x01\""} {
+			wantProblem(t, serve(h, req(key, "A", `{}`, "")), http.StatusBadRequest)
+		}
+		two := req("", "A", `{}`, "")
+		two.Header.Add(IdempotencyKeyHeader, `"x"`)
+		two.Header.Add(IdempotencyKeyHeader, `"y"`)
+		wantProblem(t, serve(h, two), http.StatusBadRequest)
+		if runs() != 2 || countKeys(t, rdb, c.prefix) != before {
+			t.Fatalf("bad keys ran the handler or wrote keys")
+		}
+		// GET is not deduplicated.
+		if w := serve(h, idemRequest(http.MethodGet, "", "")); w.Code != 201 {
+			t.Fatalf("GET: %d", w.Code)
+		}
+		// 5xx: not stored; the retry runs the handler.
+		for i := 0; i < 2; i++ {
+			if w := serve(h, req(`"f"`, "A", `{}`, "fail")); w.Code != http.StatusBadGateway || w.Header().Get("Idempotent-Replayed") != "" {
+				t.Fatalf("5xx %d: %d", i, w.Code)
+			}
+		}
+		if runs() != 5 {
+			t.Fatalf("handler ran %d times, want 5", runs())
+		}
+		// Oversized: passed through whole, not stored, reported.
+		for i := 0; i < 2; i++ {
+			if w := serve(h, req(`"big"`, "A", `{}`, "big")); w.Code != 200 || w.Body.Len() != 100 {
+				t.Fatalf("oversized %d: %d %d bytes", i, w.Code, w.Body.Len())
+			}
+		}
+		if runs() != 7 {
+			t.Fatalf("handler ran %d times, want 7", runs())
+		}
+		mu.Lock()
+		if len(reported) != 2 || !errors.Is(reported[0], errResponseNotStored) {
+			t.Errorf("OnError saw %v", reported)
+		}
+		mu.Unlock()
+	})
+}
+
+func TestIdempotencyHTTPDefaults(t *testing.T) {
+	c := newClient(t, testRedis(t))
+	idem, _ := c.Idempotency("api", nil)
+	var runs atomic.Int64
+	h, err := idem.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, serve(h, idemRequest(http.MethodPost, "", "x")), http.StatusBadRequest)
+	for i := 0; i < 2; i++ {
+		if w := serve(h, idemRequest(http.MethodPatch, `"k"`, "x")); w.Code != http.StatusNoContent {
+			t.Fatalf("PATCH: %d", w.Code)
+		}
+	}
+	if w := serve(h, idemRequest(http.MethodPut, "", "x")); w.Code != http.StatusNoContent {
+		t.Fatalf("PUT: %d", w.Code)
+	}
+	if runs.Load() != 2 {
+		t.Fatalf("runs %d", runs.Load())
+	}
+	if _, err := idem.Middleware(&IdempotencyMiddlewareOptions{MaxResponseBytes: -1}, h); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("negative bound: %v", err)
+	}
+	if _, err := idem.Middleware(nil, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil handler: %v", err)
+	}
+}
+
+// idemChildResult is what a child of TestIdempotencyHTTPProcesses reports.
+type idemChildResult struct {
+	Conflicts int            // 409s
+	Responses map[string]int // other responses: status, allowlisted headers, body
+}
+
+func idemResponseKey(w *httptest.ResponseRecorder) string {
+	return fmt.Sprintf("%d|%s|%s|%s", w.Code, w.Header().Get("Content-Type"), w.Header().Get("Location"), w.Body)
+}
+
+// TestIdempotencyHTTPChild is one process of TestIdempotencyHTTPProcesses:
+// 50 goroutines send the same request with one key at once.
+func TestIdempotencyHTTPChild(t *testing.T) {
+	if !isChild() {
+		t.Skip("run by TestIdempotencyHTTPProcesses")
+	}
+	c := childClient(t)
+	wait := os.Getenv("IDEM_TEST_WAIT") == "1"
+	idem, err := c.Idempotency("procs", &IdempotencyOptions{Wait: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := idem.Middleware(nil, idemOrderHandler(c.rdb, c.prefix+":runs", 300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _ := strconv.ParseInt(os.Getenv("IDEM_TEST_START"), 10, 64)
+	time.Sleep(time.Until(time.UnixMilli(start)))
+	res := idemChildResult{Responses: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			w := serve(h, idemRequest(http.MethodPost, `"same"`, `{"sku":1}`).WithContext(ctx))
+			mu.Lock()
+			defer mu.Unlock()
+			if w.Code == http.StatusConflict {
+				res.Conflicts++
+				return
+			}
+			res.Responses[idemResponseKey(w)]++
+		}()
+	}
+	wg.Wait()
+	b, _ := json.Marshal(res)
+	fmt.Printf("IDEMRESULT %s\n", b)
+}
+
+// TestIdempotencyHTTPProcesses: 2 processes × 50 goroutines send one request
+// with one key at once. The handler runs once (counted in Redis); every
+// response is the original's (identical status, allowlisted headers, body)
+// or 409; with Wait, every response is the original's.
+func TestIdempotencyHTTPProcesses(t *testing.T) {
+	if isChild() {
+		t.Skip("parent only")
+	}
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		for _, wait := range []string{"0", "1"} {
+			t.Run("wait="+wait, func(t *testing.T) {
+				c := newClient(t, rdb)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				start := time.Now().Add(3 * time.Second).UnixMilli()
+				outs := spawnChildren(t, ctx, rdb, 2, "TestIdempotencyHTTPChild", "PATTERNS_TEST_PREFIX="+c.prefix,
+					"IDEM_TEST_WAIT="+wait, "IDEM_TEST_START="+strconv.FormatInt(start, 10))
+				all := map[string]int{}
+				conflicts := 0
+				for i, out := range outs {
+					_, line, ok := strings.Cut(out, "IDEMRESULT ")
+					line, _, _ = strings.Cut(line, "\n")
+					var res idemChildResult
+					if !ok || json.Unmarshal([]byte(line), &res) != nil {
+						t.Fatalf("child %d: no result:\n%s", i, out)
+					}
+					conflicts += res.Conflicts
+					for k, n := range res.Responses {
+						all[k] += n
+					}
+				}
+				runs, _ := rdb.Get(ctx, c.prefix+":runs").Int64()
+				keys := make([]string, 0, len(all))
+				for k := range all {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				t.Logf("wait=%s: handler ran %d times; 409: %d; responses: %v", wait, runs, conflicts, all)
+				if runs != 1 {
+					t.Errorf("handler ran %d times", runs)
+				}
+				if len(keys) != 1 || !strings.HasPrefix(keys[0], "201|application/json|/orders/1|") || all[keys[0]]+conflicts != 100 {
+					t.Errorf("responses %v and %d conflicts: want one response, the original's, and 409s, 100 in all", all, conflicts)
+				}
+				if wait == "1" && conflicts != 0 {
+					t.Errorf("with Wait, %d responses were 409", conflicts)
+				}
+			})
+		}
+	})
+}
+
+// TestIdempotencyHTTPKillChild runs the handler and hangs in it: the parent
+// kills this process mid-handler.
+func TestIdempotencyHTTPKillChild(t *testing.T) {
+	if !isChild() {
+		t.Skip("run by TestIdempotencyHTTPKilledHolder")
+	}
+	c := childClient(t)
+	idem, err := c.Idempotency("kill", &IdempotencyOptions{Lease: idemKillLease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := idem.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		idemCount(r.Context(), c.rdb, c.prefix+":runs")
+		time.Sleep(time.Minute)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(h, idemRequest(http.MethodPost, `"k"`, "body"))
+}
+
+const idemKillLease = 4 * time.Second
+
+// TestIdempotencyHTTPKilledHolder: a holder SIGKILLed mid-handler blocks the
+// key (409) until its lease ends; then a retry runs the handler.
+func TestIdempotencyHTTPKilledHolder(t *testing.T) {
+	if isChild() {
+		t.Skip("parent only")
+	}
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		idem, _ := c.Idempotency("kill", &IdempotencyOptions{Lease: idemKillLease})
+		var runs atomic.Int64
+		h, _ := idem.Middleware(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			w.WriteHeader(http.StatusCreated)
+		}))
+		cmd := startChild(t, rdb, "TestIdempotencyHTTPKillChild", new(bytes.Buffer), "PATTERNS_TEST_PREFIX="+c.prefix)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			n, _ := rdb.Get(ctx, c.prefix+":runs").Int64()
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the child did not start its handler")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		killed := time.Now()
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		w := serve(h, idemRequest(http.MethodPost, `"k"`, "body"))
+		if time.Since(killed) < idemKillLease/2 { // else the machine is too slow to tell
+			wantProblem(t, w, http.StatusConflict)
+			if runs.Load() != 0 {
+				t.Fatal("handler ran while the dead holder's lease lasted")
+			}
+		}
+		for runs.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the lease of the dead holder never ended")
+			}
+			time.Sleep(100 * time.Millisecond)
+			if w := serve(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusConflict && w.Code != http.StatusCreated {
+				t.Fatalf("retry: %d %s", w.Code, w.Body)
+			}
+		}
+		if w := serve(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusCreated || w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 1 {
+			t.Fatalf("after the retry: %d, runs %d", w.Code, runs.Load())
+		}
+	})
+}
