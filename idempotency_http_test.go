@@ -61,7 +61,7 @@ func idemRequest(method, key, body string) *http.Request {
 	return r
 }
 
-func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+func idemServe(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w
@@ -124,48 +124,48 @@ func TestIdempotencyHTTP(t *testing.T) {
 			return r
 		}
 
-		first := serve(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
+		first := idemServe(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
 		if first.Code != 201 || first.Header().Get("Idempotent-Replayed") != "" {
 			t.Fatalf("first: %d %v", first.Code, first.Header())
 		}
-		again := serve(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
+		again := idemServe(h, req(`"order-1"`, "A", `{"sku":1}`, ""))
 		if again.Code != 201 || again.Body.String() != first.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" ||
 			again.Header().Get("Location") != first.Header().Get("Location") || again.Header().Get("Content-Type") != "application/json" ||
 			again.Header().Get("X-Not-Stored") != "" {
 			t.Fatalf("replay: %d %v %s", again.Code, again.Header(), again.Body)
 		}
 		// A bare token names the same key as the sf-string.
-		if w := serve(h, req(`order-1`, "A", `{"sku":1}`, "")); w.Body.String() != first.Body.String() {
+		if w := idemServe(h, req(`order-1`, "A", `{"sku":1}`, "")); w.Body.String() != first.Body.String() {
 			t.Fatalf("bare token: %d %s", w.Code, w.Body)
 		}
-		wantProblem(t, serve(h, req(`"order-1"`, "A", `{"sku":2}`, "")), http.StatusUnprocessableEntity)
+		wantProblem(t, idemServe(h, req(`"order-1"`, "A", `{"sku":2}`, "")), http.StatusUnprocessableEntity)
 		// Account B cannot see A's response: its own run.
-		b := serve(h, req(`"order-1"`, "B", `{"sku":1}`, ""))
+		b := idemServe(h, req(`"order-1"`, "B", `{"sku":1}`, ""))
 		if b.Code != 201 || b.Body.String() == first.Body.String() || b.Header().Get("Idempotent-Replayed") != "" {
 			t.Fatalf("account B: %d %s", b.Code, b.Body)
 		}
-		wantProblem(t, serve(h, req(`"order-9"`, "", `{}`, "")), http.StatusForbidden)
+		wantProblem(t, idemServe(h, req(`"order-9"`, "", `{}`, "")), http.StatusForbidden)
 		if runs() != 2 {
 			t.Fatalf("handler ran %d times, want 2", runs())
 		}
 		before := countKeys(t, rdb, c.prefix)
 		for _, key := range []string{"", `"unterminated`, `"a" , "b"`, `""`, `"` + strings.Repeat("k", MaxIdempotencyKeyLen+1) + `"`, "a b", "\"\x01\""} {
-			wantProblem(t, serve(h, req(key, "A", `{}`, "")), http.StatusBadRequest)
+			wantProblem(t, idemServe(h, req(key, "A", `{}`, "")), http.StatusBadRequest)
 		}
 		two := req("", "A", `{}`, "")
 		two.Header.Add(IdempotencyKeyHeader, `"x"`)
 		two.Header.Add(IdempotencyKeyHeader, `"y"`)
-		wantProblem(t, serve(h, two), http.StatusBadRequest)
+		wantProblem(t, idemServe(h, two), http.StatusBadRequest)
 		if runs() != 2 || countKeys(t, rdb, c.prefix) != before {
 			t.Fatalf("bad keys ran the handler or wrote keys")
 		}
 		// GET is not deduplicated.
-		if w := serve(h, idemRequest(http.MethodGet, "", "")); w.Code != 201 {
+		if w := idemServe(h, idemRequest(http.MethodGet, "", "")); w.Code != 201 {
 			t.Fatalf("GET: %d", w.Code)
 		}
 		// 5xx: not stored; the retry runs the handler.
 		for i := 0; i < 2; i++ {
-			if w := serve(h, req(`"f"`, "A", `{}`, "fail")); w.Code != http.StatusBadGateway || w.Header().Get("Idempotent-Replayed") != "" {
+			if w := idemServe(h, req(`"f"`, "A", `{}`, "fail")); w.Code != http.StatusBadGateway || w.Header().Get("Idempotent-Replayed") != "" {
 				t.Fatalf("5xx %d: %d", i, w.Code)
 			}
 		}
@@ -174,7 +174,7 @@ func TestIdempotencyHTTP(t *testing.T) {
 		}
 		// Oversized: passed through whole, not stored, reported.
 		for i := 0; i < 2; i++ {
-			if w := serve(h, req(`"big"`, "A", `{}`, "big")); w.Code != 200 || w.Body.Len() != 100 {
+			if w := idemServe(h, req(`"big"`, "A", `{}`, "big")); w.Code != 200 || w.Body.Len() != 100 {
 				t.Fatalf("oversized %d: %d %d bytes", i, w.Code, w.Body.Len())
 			}
 		}
@@ -200,13 +200,13 @@ func TestIdempotencyHTTPDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProblem(t, serve(h, idemRequest(http.MethodPost, "", "x")), http.StatusBadRequest)
+	wantProblem(t, idemServe(h, idemRequest(http.MethodPost, "", "x")), http.StatusBadRequest)
 	for i := 0; i < 2; i++ {
-		if w := serve(h, idemRequest(http.MethodPatch, `"k"`, "x")); w.Code != http.StatusNoContent {
+		if w := idemServe(h, idemRequest(http.MethodPatch, `"k"`, "x")); w.Code != http.StatusNoContent {
 			t.Fatalf("PATCH: %d", w.Code)
 		}
 	}
-	if w := serve(h, idemRequest(http.MethodPut, "", "x")); w.Code != http.StatusNoContent {
+	if w := idemServe(h, idemRequest(http.MethodPut, "", "x")); w.Code != http.StatusNoContent {
 		t.Fatalf("PUT: %d", w.Code)
 	}
 	if runs.Load() != 2 {
@@ -257,7 +257,7 @@ func TestIdempotencyHTTPChild(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			w := serve(h, idemRequest(http.MethodPost, `"same"`, `{"sku":1}`).WithContext(ctx))
+			w := idemServe(h, idemRequest(http.MethodPost, `"same"`, `{"sku":1}`).WithContext(ctx))
 			mu.Lock()
 			defer mu.Unlock()
 			if w.Code == http.StatusConflict {
@@ -343,7 +343,7 @@ func TestIdempotencyHTTPKillChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(h, idemRequest(http.MethodPost, `"k"`, "body"))
+	idemServe(h, idemRequest(http.MethodPost, `"k"`, "body"))
 }
 
 const idemKillLease = 4 * time.Second
@@ -381,7 +381,7 @@ func TestIdempotencyHTTPKilledHolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = cmd.Wait()
-		w := serve(h, idemRequest(http.MethodPost, `"k"`, "body"))
+		w := idemServe(h, idemRequest(http.MethodPost, `"k"`, "body"))
 		if time.Since(killed) < idemKillLease/2 { // else the machine is too slow to tell
 			wantProblem(t, w, http.StatusConflict)
 			if runs.Load() != 0 {
@@ -393,11 +393,11 @@ func TestIdempotencyHTTPKilledHolder(t *testing.T) {
 				t.Fatal("the lease of the dead holder never ended")
 			}
 			time.Sleep(100 * time.Millisecond)
-			if w := serve(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusConflict && w.Code != http.StatusCreated {
+			if w := idemServe(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusConflict && w.Code != http.StatusCreated {
 				t.Fatalf("retry: %d %s", w.Code, w.Body)
 			}
 		}
-		if w := serve(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusCreated || w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 1 {
+		if w := idemServe(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusCreated || w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 1 {
 			t.Fatalf("after the retry: %d, runs %d", w.Code, runs.Load())
 		}
 	})
