@@ -66,6 +66,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -274,18 +275,24 @@ func writeEscaped(b *strings.Builder, s string, colon bool) {
 	}
 }
 
+// reservedPatterns are the pattern words of the library's own keys.
+var reservedPatterns = []string{"bm", "cache", "elect", "hll", "idem", "lb", "lock", "ps", "q", "rl", "rw", "sem", "sess"}
+
 // Key returns a key in the library's layout, prefix:pattern:{id}:suffix...,
 // with id escaped inside the hash tag and each suffix escaped too: the key
 // builder the patterns use, for subpackages and for your own scripts that
-// must meet the library's keys in one slot. pattern must be a short
-// lower-case word of your own (not one of the library's: lock, rl, lb, hll,
-// bm, cache, sess, scs).
+// must meet the library's keys in one slot. pattern must be a short word
+// of your own: the library's (bm, cache, elect, hll, idem, lb, lock, ps, q,
+// rl, rw, sem, sess) are ErrInvalidArgument; scs is scsstore's.
 func (c *Client) Key(pattern, id string, suffixes ...string) (string, error) {
 	if err := checkID("key id", id); err != nil {
 		return "", err
 	}
 	if pattern == "" || len(pattern) > 32 || strings.ContainsAny(pattern, "{}: \t\r\n") {
 		return "", invalidf("key pattern %q: want a short word without braces, colons or spaces", pattern)
+	}
+	if slices.Contains(reservedPatterns, pattern) {
+		return "", invalidf("key pattern %q is the library's", pattern)
 	}
 	esc := make([]string, len(suffixes))
 	for i, s := range suffixes {

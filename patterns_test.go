@@ -3,6 +3,10 @@ package patterns
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,9 +102,22 @@ func TestExportedKey(t *testing.T) {
 	if err != nil || k != "p:mine:{a%7Bb%7D}:x%3Ay" {
 		t.Fatalf("Key = %q, %v", k, err)
 	}
-	for _, bad := range [][2]string{{"", "id"}, {"a:b", "id"}, {"a{", "id"}, {"ok", ""}} {
+	for _, bad := range [][2]string{{"", "id"}, {"a:b", "id"}, {"a{", "id"}, {"ok", ""}, {"lock", "id"}, {"idem", "id"}} {
 		if _, err := c.Key(bad[0], bad[1]); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("Key(%q, %q): %v", bad[0], bad[1], err)
+		}
+	}
+	// Every pattern word the library writes is reserved.
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		for _, m := range regexp.MustCompile(`\.key\("([a-z]+)"`).FindAllSubmatch(b, -1) {
+			if !slices.Contains(reservedPatterns, string(m[1])) {
+				t.Errorf("%s writes keys of pattern %q, not in reservedPatterns", f, m[1])
+			}
 		}
 	}
 }
