@@ -261,7 +261,7 @@ func writeEscaped(b *strings.Builder, s string, colon bool) {
 // builder the patterns use, for subpackages and for your own scripts that
 // must meet the library's keys in one slot. pattern must be a short
 // lower-case word of your own (not one of the library's: lock, rl, lb, hll,
-// bm, cache, sess, scs).
+// bm, cache, sess, scs, sem, conc).
 func (c *Client) Key(pattern, id string, suffixes ...string) (string, error) {
 	if err := checkID("key id", id); err != nil {
 		return "", err
