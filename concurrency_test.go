@@ -63,7 +63,7 @@ func TestConcurrencyMiddleware(t *testing.T) {
 	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		c := newClient(t, rdb)
-		l, err := c.ConcurrencyLimiter("http", &ConcurrencyLimiterOptions{Permits: 10, Lease: 2 * time.Second})
+		l, err := c.ConcurrencyLimiter("http", &ConcurrencyLimiterOptions{Permits: 10, Lease: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,38 +32,56 @@ func TestLimiterWait(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), run)
-				defer cancel()
-				var admitted atomic.Int64
-				var wg sync.WaitGroup
-				for g := 0; g < 8; g++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							err := l.Wait(ctx, "wait", lim)
-							if err == nil {
-								admitted.Add(1)
-								continue
-							}
-							if !errors.Is(err, ErrWaitDeadline) && !errors.Is(err, context.DeadlineExceeded) {
-								t.Error(err)
-							}
-							return
-						}
-					}()
-				}
-				wg.Wait()
 				// A full bucket, then the rate for the run.
 				want := lim.Burst + lim.Rate*windows
-				got := int(admitted.Load())
-				if got < want-windows-1 || got > want+windows+1 {
-					t.Fatalf("admitted %d in %v, want %d ± %d", got, run, want, windows+1)
+				// Never above; below only when the machine starved the
+				// waiters, so a short run is tried again (up to 3 runs).
+				for try := 1; ; try++ {
+					key := "wait" + strconv.Itoa(try)
+					got := waitRun(t, l, key, lim, run)
+					if got > want+windows+1 {
+						t.Fatalf("admitted %d in %v, want at most %d + %d", got, run, want, windows+1)
+					}
+					if got >= want-windows-1 {
+						t.Logf("%v, 8 goroutines, %v: admitted %d (burst %d + %d per window x %d windows = %d)", algo, run, got, lim.Burst, lim.Rate, windows, want)
+						break
+					}
+					if try == 3 {
+						t.Fatalf("admitted %d in %v, want %d ± %d (3 runs)", got, run, want, windows+1)
+					}
+					t.Logf("run %d admitted %d, under %d - %d: a starved run, trying again", try, got, want, windows+1)
 				}
-				t.Logf("%v, 8 goroutines, %v: admitted %d (burst %d + %d per window x %d windows = %d)", algo, run, got, lim.Burst, lim.Rate, windows, want)
 			})
 		}
 	})
+}
+
+// waitRun runs 8 goroutines that Wait on key for d and returns how many
+// events were admitted.
+func waitRun(t *testing.T, l *Limiter, key string, lim Limit, d time.Duration) int {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := l.Wait(ctx, key, lim)
+				if err == nil {
+					admitted.Add(1)
+					continue
+				}
+				if !errors.Is(err, ErrWaitDeadline) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Error(err)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	return int(admitted.Load())
 }
 
 func TestLimiterWaitDeadline(t *testing.T) {

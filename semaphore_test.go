@@ -310,13 +310,13 @@ func TestWithPermit(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		s, err := c.Semaphore("job", &SemaphoreOptions{Permits: 1, Lease: 300 * time.Millisecond, RetryStrategy: NoRetry()})
+		s, err := c.Semaphore("job", &SemaphoreOptions{Permits: 1, Lease: time.Second, RetryStrategy: NoRetry()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// fn outlives several leases: the watchdog keeps the permit.
 		err = s.WithPermit(ctx, func(ctx context.Context) error {
-			time.Sleep(time.Second)
+			time.Sleep(2500 * time.Millisecond)
 			if _, err := s.TryAcquire(context.Background()); !errors.Is(err, ErrNoPermit) {
 				return fmt.Errorf("a second holder got in: %v", err)
 			}
