@@ -195,7 +195,9 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 // every permit is taken (in fair mode, in its place in the queue). It returns
 // ErrNoPermit when the strategy gives up; when ctx ends after an attempt
 // found no permit, the error matches both ErrNoPermit and ctx's error.
-// Each attempt is one round trip.
+// Each attempt is one round trip. Like every script call of the library an
+// attempt is sent at most once: a grant whose reply is lost stays taken until
+// its lease ends. In fair mode a caller that gives up leaves the queue.
 func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 	token, err := newToken()
 	if err != nil {

@@ -431,6 +431,20 @@ func TestSemaphoreFair(t *testing.T) {
 			}
 		}
 		t.Logf("served in arrival order: %v", order)
+		// A waiter that gives up leaves the queue at once.
+		held, err := s.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gctx, gcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer gcancel()
+		if _, err := s.Acquire(gctx); !errors.Is(err, ErrNoPermit) {
+			t.Fatalf("gave up: %v", err)
+		}
+		if n, err := rdb.ZCard(ctx, s.keys[2]).Result(); err != nil || n != 0 {
+			t.Fatalf("%d waiters left in the queue, %v", n, err)
+		}
+		_ = held.Release(ctx)
 	})
 }
 
