@@ -15,11 +15,11 @@ import (
 
 // TestLimiterWait: 8 goroutines Wait on one key for a run; the limiter
 // admits exactly its rate over the run, give or take one per window
-// (PATTERNS_TEST_LONG=1 runs 5 s instead of 2.5).
+// (PATTERNS_SOAK=1 runs 5 s instead of 2.5).
 func TestLimiterWait(t *testing.T) {
 	t.Parallel()
 	run := 2500 * time.Millisecond
-	if os.Getenv("PATTERNS_TEST_LONG") != "" {
+	if os.Getenv("PATTERNS_SOAK") != "" {
 		run = 5 * time.Second
 	}
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {

@@ -454,11 +454,11 @@ func TestSemaphoreFair(t *testing.T) {
 // sorted set in Redis scored by its permit's lease end (a killed holder
 // counts until its lease ends, like its permit) and reads the set's size in
 // the same script. After the last kill every permit is free within one
-// lease. PATTERNS_TEST_LONG=1 runs 20 s instead of 5.
+// lease. PATTERNS_SOAK=1 runs 20 s instead of 5.
 func TestSemaphoreChaos(t *testing.T) {
 	t.Parallel()
 	d := 5 * time.Second
-	if os.Getenv("PATTERNS_TEST_LONG") != "" {
+	if os.Getenv("PATTERNS_SOAK") != "" {
 		d = 20 * time.Second
 	}
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
