@@ -434,41 +434,5 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 // ErrNotHeld when the lock is lost. held is when the last successful grant or
 // refresh was sent: the lock is surely ours until held+ttl.
 func (l *Lock) watch(ctx context.Context, stop <-chan struct{}, held time.Time, ttl time.Duration, cancel context.CancelCauseFunc) error {
-	interval := ttl / 3
-	next := held.Add(interval)
-	timer := time.NewTimer(time.Until(next))
-	defer timer.Stop()
-	for {
-		select {
-		case <-stop:
-			return nil
-		case <-timer.C:
-		}
-		deadline := held.Add(ttl)
-		if !time.Now().Before(deadline) {
-			err := fmt.Errorf("%w: no refresh succeeded before the lock's TTL ran out", ErrNotHeld)
-			cancel(err)
-			return err
-		}
-		sent := time.Now()
-		rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-		err := l.Refresh(rctx, ttl)
-		rcancel()
-		switch {
-		case err == nil:
-			held = sent
-			next = held.Add(interval)
-		case errors.Is(err, ErrNotHeld):
-			cancel(err)
-			return err
-		default:
-			// A transient failure: try again soon, but never past the
-			// deadline, where the check above cancels fn at once.
-			next = time.Now().Add(max(interval/4, 10*time.Millisecond))
-			if next.After(deadline) {
-				next = deadline
-			}
-		}
-		timer.Reset(time.Until(next))
-	}
+	return keepAlive(ctx, stop, held, ttl, ErrNotHeld, func(ctx context.Context) error { return l.Refresh(ctx, ttl) }, cancel)
 }

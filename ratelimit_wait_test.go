@@ -1,0 +1,162 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestLimiterWait: 8 goroutines Wait on one key for a run; the limiter
+// admits exactly its rate over the run, give or take one per window
+// (PATTERNS_SOAK=1 runs 5 s instead of 2.5).
+func TestLimiterWait(t *testing.T) {
+	t.Parallel()
+	run := 2500 * time.Millisecond
+	if os.Getenv("PATTERNS_SOAK") != "" {
+		run = 5 * time.Second
+	}
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		lim := Limit{Rate: 20, Period: 500 * time.Millisecond, Burst: 20}
+		windows := int(run / lim.Period)
+		for _, algo := range []Algorithm{TokenBucket, GCRA} {
+			t.Run(algo.String(), func(t *testing.T) {
+				l, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A full bucket, then the rate for the run.
+				want := lim.Burst + lim.Rate*windows
+				// Never above; below only when the machine starved the
+				// waiters, so a short run is tried again (up to 3 runs).
+				for try := 1; ; try++ {
+					key := "wait" + strconv.Itoa(try)
+					got := waitRun(t, l, key, lim, run)
+					if got > want+windows+1 {
+						t.Fatalf("admitted %d in %v, want at most %d + %d", got, run, want, windows+1)
+					}
+					if got >= want-windows-1 {
+						t.Logf("%v, 8 goroutines, %v: admitted %d (burst %d + %d per window x %d windows = %d)", algo, run, got, lim.Burst, lim.Rate, windows, want)
+						break
+					}
+					if try == 3 {
+						t.Fatalf("admitted %d in %v, want %d ± %d (3 runs)", got, run, want, windows+1)
+					}
+					t.Logf("run %d admitted %d, under %d - %d: a starved run, trying again", try, got, want, windows+1)
+				}
+			})
+		}
+	})
+}
+
+// waitRun runs 8 goroutines that Wait on key for d and returns how many
+// events were admitted.
+func waitRun(t *testing.T, l *Limiter, key string, lim Limit, d time.Duration) int {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := l.Wait(ctx, key, lim)
+				if err == nil {
+					admitted.Add(1)
+					continue
+				}
+				if !errors.Is(err, ErrWaitDeadline) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Error(err)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	return int(admitted.Load())
+}
+
+func TestLimiterWaitDeadline(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		for _, algo := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA} {
+			l, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bg := context.Background()
+			if err := l.Wait(bg, "dl", PerMinute(1)); err != nil {
+				t.Fatal(err)
+			}
+			// The next event is ~a minute away: a 2 s deadline cannot be met.
+			ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+			start := time.Now()
+			err = l.Wait(ctx, "dl", PerMinute(1))
+			took := time.Since(start)
+			cancel()
+			if !errors.Is(err, ErrWaitDeadline) || took >= 2*time.Second {
+				t.Fatalf("%v: %v after %v, want ErrWaitDeadline at once", algo, err, took)
+			}
+			// No deadline, cancelled while waiting: the context's error.
+			ctx, cancel = context.WithCancel(bg)
+			time.AfterFunc(50*time.Millisecond, cancel)
+			if err := l.Wait(ctx, "dl", PerMinute(1)); !errors.Is(err, context.Canceled) {
+				t.Fatalf("%v: cancelled: %v", algo, err)
+			}
+			if err := l.WaitN(bg, "dl", 2, PerMinute(1)); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("%v: n above the rate: %v", algo, err)
+			}
+		}
+	})
+}
+
+func TestLimiterAllowAtMost(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		lim := Limit{Rate: 10, Period: time.Minute, Burst: 10}
+		for _, algo := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA} {
+			l, err := c.Limiter("api", &LimiterOptions{Algorithm: algo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.AllowN(ctx, "k", 7, lim); err != nil {
+				t.Fatal(err)
+			}
+			n, res, err := l.AllowAtMost(ctx, "k", 5, lim)
+			if err != nil || n != 3 || !res.Allowed || res.Remaining != 0 {
+				t.Fatalf("%v: 7 of 10 used, at most 5: %d %+v %v, want 3", algo, n, res, err)
+			}
+			n, res, err = l.AllowAtMost(ctx, "k", 5, lim)
+			if err != nil || n != 0 || res.Allowed || res.RetryAfter <= 0 {
+				t.Fatalf("%v: full: %d %+v %v", algo, n, res, err)
+			}
+			// n above the capacity is cut to it.
+			if n, _, err := l.AllowAtMost(ctx, "fresh", 50, lim); err != nil || n != 10 {
+				t.Fatalf("%v: fresh, at most 50: %d %v, want 10", algo, n, err)
+			}
+			if _, _, err := l.AllowAtMost(ctx, "k", 0, lim); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("%v: n = 0: %v", algo, err)
+			}
+			if _, _, err := l.AllowAtMost(ctx, "", 1, lim); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("%v: empty key: %v", algo, err)
+			}
+			if algo == GCRA {
+				continue
+			}
+			// Several limits: the tightest decides.
+			hour := Limit{Rate: 4, Period: time.Hour}
+			if n, _, err := l.AllowAtMost(ctx, "two", 10, lim, hour); err != nil || n != 4 {
+				t.Fatalf("%v: two limits: %d %v, want 4", algo, n, err)
+			}
+		}
+	})
+}
