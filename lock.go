@@ -17,10 +17,11 @@ var (
 	// else and the retry strategy (or the context) gave up.
 	ErrNotObtained = errors.New("patterns: lock not obtained")
 
-	// ErrNotHeld is returned by Release, Refresh and TTL when the caller no
-	// longer owns the lock: it expired, or somebody else has taken it since.
-	// Nothing was changed.
-	ErrNotHeld = errors.New("patterns: lock not held")
+	// ErrNotHeld is returned by Release, Refresh and TTL of a lock, a permit,
+	// a read-write lease or a leadership when the caller no longer owns it:
+	// its lease ran out, or somebody else has taken it since. Nothing was
+	// changed.
+	ErrNotHeld = errors.New("patterns: not held")
 
 	// ErrNotReplicated is returned by Obtain and Refresh with
 	// LockOptions.Replicas set when fewer replicas than asked acknowledged the

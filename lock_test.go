@@ -511,7 +511,7 @@ func TestLockPausedHolder(t *testing.T) {
 	if err := child.Wait(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "refresh: patterns: lock not held") || !strings.Contains(out.String(), "release: patterns: lock not held") {
+	if !strings.Contains(out.String(), "refresh: patterns: not held") || !strings.Contains(out.String(), "release: patterns: not held") {
 		t.Fatalf("child output:\n%s", out.String())
 	}
 	if _, err := mine.TTL(ctx); err != nil {
