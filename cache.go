@@ -45,14 +45,14 @@ type CacheOptions struct {
 	MaxTTL time.Duration
 
 	// NegativeTTL is how long a "not found" (the loader returned
-	// ErrCacheNotFound) is remembered.
+	// ErrCacheNotFound) is remembered; -1: not at all.
 	//
 	// default: 30 seconds
 	NegativeTTL time.Duration
 
 	// Jitter spreads expiries: each TTL is shortened by a random fraction of
 	// it, up to Jitter, so that entries written together do not expire
-	// together. From 0 to 0.5.
+	// together. Up to 0.5; -1: no jitter.
 	//
 	// default: 0.1
 	Jitter float64
@@ -197,13 +197,20 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 	if o.LoadTimeout < 0 && o.LoadTimeout != -1 || o.LoadTimeout > 0 && o.LoadTimeout < time.Millisecond {
 		return nil, invalidf("LoadTimeout %v: want -1 (no bound), 0 (default) or at least 1ms", o.LoadTimeout)
 	}
-	if opt == nil || opt.Jitter == 0 {
+	switch {
+	case opt == nil || opt.Jitter == 0:
 		o.Jitter = 0.1
+	case opt.Jitter == -1:
+		o.Jitter = 0
 	}
 	if o.Codec == nil {
 		o.Codec = JSON
 	}
-	for name, d := range map[string]time.Duration{"TTL": o.TTL, "MaxTTL": o.MaxTTL, "NegativeTTL": o.NegativeTTL, "LeaseTTL": o.LeaseTTL, "LeaseWait": o.LeaseWait} {
+	durations := map[string]time.Duration{"TTL": o.TTL, "MaxTTL": o.MaxTTL, "LeaseTTL": o.LeaseTTL, "LeaseWait": o.LeaseWait}
+	if o.NegativeTTL != -1 {
+		durations["NegativeTTL"] = o.NegativeTTL
+	}
+	for name, d := range durations {
 		if err := checkTTL(name, d); err != nil {
 			return nil, err
 		}
@@ -212,7 +219,7 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 		return nil, invalidf("TTL %v (+ stale %v) or NegativeTTL %v over MaxTTL %v", o.TTL, o.StaleWhileRevalidate, o.NegativeTTL, o.MaxTTL)
 	}
 	if o.Jitter < 0 || o.Jitter > 0.5 || o.Beta < 0 || o.StaleWhileRevalidate < 0 || o.CompressAbove < 0 {
-		return nil, invalidf("Jitter %v (0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
+		return nil, invalidf("Jitter %v (-1, or 0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
 	}
 	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
 	k.group.orphan = func(key string, p *loaderPanic) { k.loaderPanicked(key, p.value) }

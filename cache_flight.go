@@ -241,7 +241,9 @@ func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx con
 	delta := time.Since(start)
 	switch {
 	case errors.Is(err, ErrCacheNotFound):
-		released = k.set(ctx, key, nil, true, opt, delta, token) == nil
+		if k.opt.NegativeTTL > 0 {
+			released = k.set(ctx, key, nil, true, opt, delta, token) == nil
+		}
 		return v, err
 	case err != nil:
 		return v, err

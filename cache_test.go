@@ -440,3 +440,38 @@ func TestQueryKey(t *testing.T) {
 		t.Fatalf("unencodable parameter: %v", err)
 	}
 }
+
+// TestCacheOptionsOff: -1 switches off the features that are on by
+// default: Jitter (every TTL is the full TTL) and NegativeTTL (a "not
+// found" is not stored, and the next Get loads again).
+func TestCacheOptionsOff(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		k := newCache[int](t, c, &CacheOptions{TTL: 10 * time.Second, Jitter: -1, NegativeTTL: -1})
+		for i := 0; i < 20; i++ {
+			key := "j" + strconv.Itoa(i)
+			if err := k.Set(ctx, key, i, nil); err != nil {
+				t.Fatal(err)
+			}
+			// Default jitter shortens a TTL by up to 10%: 20 keys all within
+			// 1% of it would be a 1 in 10^20 chance.
+			if ttl, _ := rdb.PTTL(ctx, k.entryKey(key)).Result(); ttl < 9900*time.Millisecond {
+				t.Fatalf("Jitter -1: key %s has a TTL of %v, want 10s", key, ttl)
+			}
+		}
+		loads := 0
+		missing := func(context.Context) (int, error) { loads++; return 0, ErrCacheNotFound }
+		for i := 0; i < 2; i++ {
+			if _, err := k.Get(ctx, "gone", missing, nil); !errors.Is(err, ErrCacheNotFound) {
+				t.Fatalf("Get = %v, want ErrCacheNotFound", err)
+			}
+		}
+		if loads != 2 {
+			t.Fatalf("NegativeTTL -1: %d loads for 2 Gets of a missing key, want 2", loads)
+		}
+		if n, _ := rdb.Exists(ctx, k.entryKey("gone")).Result(); n != 0 {
+			t.Fatal("NegativeTTL -1: a \"not found\" was stored")
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -29,7 +30,7 @@ type QueueOptions struct {
 	Visibility time.Duration
 
 	// MaxDeliveries moves a message to the dead-letter list once it has been
-	// delivered that many times without an ack.
+	// delivered that many times without an ack; -1: never.
 	//
 	// default: 5
 	MaxDeliveries int
@@ -77,8 +78,11 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 	if o.Visibility == 0 {
 		o.Visibility = 30 * time.Second
 	}
-	if o.MaxDeliveries == 0 {
+	switch o.MaxDeliveries {
+	case 0:
 		o.MaxDeliveries = 5
+	case -1:
+		o.MaxDeliveries = math.MaxInt32 // never reached
 	}
 	if o.Retention == 0 {
 		o.Retention = 7 * 24 * time.Hour

@@ -307,3 +307,40 @@ func TestQueueConsumerChild(t *testing.T) {
 	}
 	wg.Wait() // runs until killed
 }
+
+// TestQueueMaxDeliveriesOff: with MaxDeliveries -1 a message is never dead:
+// nacked more often than the default 5, it is delivered again.
+func TestQueueMaxDeliveriesOff(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		q, err := c.Queue("forever", &QueueOptions{MaxDeliveries: -1, Backoff: func(int) time.Duration { return 0 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := q.Enqueue(ctx, []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 8; i++ {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			m, err := q.Dequeue(dctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("delivery %d: %v", i, err)
+			}
+			if m.Deliveries != i {
+				t.Fatalf("delivery %d: Deliveries = %d", i, m.Deliveries)
+			}
+			if i == 8 {
+				_ = m.Ack(ctx)
+				break
+			}
+			if err := m.Nack(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st, _ := q.Stats(ctx); st.Dead != 0 {
+			t.Fatalf("%d dead with MaxDeliveries -1", st.Dead)
+		}
+	})
+}
