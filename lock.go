@@ -162,13 +162,9 @@ type Lock struct {
 // came during a backoff or during the next attempt.
 //
 // Each successful Obtain issues a fencing token (Lock.Fence) greater than any
-// issued before for the key. Pass it to the resource the lock protects, and
-// have the resource refuse a token lower than one it has seen: that is what
-// makes a lock safe when its holder pauses past its TTL. One caveat: Redis
-// replicates asynchronously, so after a failover the new primary may lack the
-// last writes. The lock may then be granted twice; the token still rises as
-// long as the servers' clocks agree to within the time since the lost grant,
-// because it never falls below the server's clock in microseconds.
+// issued before for the key: have the resource the lock protects refuse a
+// token lower than one it has seen (the README says why, and what a failover
+// does to it).
 //
 // Obtain costs one round trip per attempt.
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
