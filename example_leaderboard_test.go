@@ -11,7 +11,7 @@ import (
 func ExampleBoard_Submit() {
 	ctx := context.Background()
 	pc := exampleClient("board")
-	board, err := pc.Board("weekly-quiz", &patterns.BoardOptions{Policy: patterns.KeepBest, Daily: 8 * 24 * time.Hour})
+	board, err := pc.Board("weekly-quiz", &patterns.BoardOptions{Policy: patterns.ScoreKeepBest, Daily: 8 * 24 * time.Hour})
 	if err != nil {
 		panic(err)
 	}
@@ -22,7 +22,7 @@ func ExampleBoard_Submit() {
 	e, _ := board.Submit(ctx, "ana", 70)
 	fmt.Printf("ana keeps her best: %v, rank %d\n", e.Score, e.Rank)
 
-	top, _ := board.Top(ctx, 3, patterns.Competition)
+	top, _ := board.Top(ctx, 3, patterns.RankCompetition)
 	for _, e := range top {
 		fmt.Println(e.Rank, e.Member, e.Score)
 	}

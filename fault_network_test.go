@@ -398,9 +398,9 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 		return n
 	}, perRun: 3})
 
-	board, err := c.Board("fault-board", &BoardOptions{Policy: Increment})
+	board, err := c.Board("fault-board", &BoardOptions{Policy: ScoreIncrement})
 	must(err)
-	dboard, err := dc.Board("fault-board", &BoardOptions{Policy: Increment})
+	dboard, err := dc.Board("fault-board", &BoardOptions{Policy: ScoreIncrement})
 	must(err)
 	ops = append(ops, onceOp{name: "board increment", run: func(ctx context.Context) error {
 		_, err := board.Submit(ctx, "m", 1)

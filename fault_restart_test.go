@@ -106,13 +106,13 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 		return sess.Destroy(ctx, id)
 	})
 
-	board, err := c.Board("fault-board", &BoardOptions{Policy: Increment, Daily: time.Hour})
+	board, err := c.Board("fault-board", &BoardOptions{Policy: ScoreIncrement, Daily: time.Hour})
 	must(err)
 	add("board", func(ctx context.Context) error {
 		if _, err := board.Submit(ctx, "m", 1); err != nil {
 			return err
 		}
-		_, err := board.Top(ctx, 3, Competition)
+		_, err := board.Top(ctx, 3, RankCompetition)
 		return err
 	})
 

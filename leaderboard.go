@@ -24,26 +24,26 @@ var (
 type ScorePolicy int
 
 const (
-	// KeepBest keeps the better of the old and the new score.
-	KeepBest ScorePolicy = iota
-	// KeepLatest replaces the score with the new one.
-	KeepLatest
-	// Increment adds the submitted value to the score.
-	Increment
+	// ScoreKeepBest keeps the better of the old and the new score.
+	ScoreKeepBest ScorePolicy = iota
+	// ScoreKeepLatest replaces the score with the new one.
+	ScoreKeepLatest
+	// ScoreIncrement adds the submitted value to the score.
+	ScoreIncrement
 )
 
 // RankMode says how equal scores share ranks.
 type RankMode int
 
 const (
-	// Ordinal ranks 1, 2, 3, 4: among equal scores, who reached the score
+	// RankOrdinal ranks 1, 2, 3, 4: among equal scores, who reached the score
 	// first ranks higher (roll-ups: by member name).
-	Ordinal RankMode = iota
-	// Competition ranks 1, 2, 2, 4: equal scores share a rank, the next rank
+	RankOrdinal RankMode = iota
+	// RankCompetition ranks 1, 2, 2, 4: equal scores share a rank, the next rank
 	// skips.
-	Competition
-	// Dense ranks 1, 2, 2, 3: equal scores share a rank, none is skipped.
-	Dense
+	RankCompetition
+	// RankDense ranks 1, 2, 2, 3: equal scores share a rank, none is skipped.
+	RankDense
 )
 
 var rankModes = [...]string{"ordinal", "competition", "dense"}
@@ -118,7 +118,7 @@ func (c *Client) Board(name string, opt *BoardOptions) (*Board, error) {
 	if opt != nil {
 		b.opt = *opt
 	}
-	if b.opt.Policy < KeepBest || b.opt.Policy > Increment {
+	if b.opt.Policy < ScoreKeepBest || b.opt.Policy > ScoreIncrement {
 		return nil, invalidf("unknown score policy %d", b.opt.Policy)
 	}
 	if b.opt.Daily < 0 || b.opt.Weekly < 0 || b.opt.Monthly < 0 || b.opt.RollupTTL < 0 {
@@ -257,7 +257,7 @@ func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (*Board, e
 	if b.opt.LowerIsBetter {
 		store.Aggregate = "MIN"
 	}
-	if b.opt.Policy == Increment {
+	if b.opt.Policy == ScoreIncrement {
 		store.Aggregate = "SUM"
 	}
 	for i := 0; i < days; i++ {
@@ -275,7 +275,7 @@ func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (*Board, e
 }
 
 func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, error) {
-	if mode < Ordinal || mode > Dense {
+	if mode < RankOrdinal || mode > RankDense {
 		return nil, invalidf("unknown rank mode %d", mode)
 	}
 	v, err := scriptLBRead.run(ctx, b.c.rdb, b.keys, append([]any{b.order(), rankModes[mode]}, args...)...).Slice()
@@ -311,7 +311,7 @@ func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (BoardEn
 
 // Score returns member's score, or ErrNotOnBoard.
 func (b *Board) Score(ctx context.Context, member string) (float64, error) {
-	e, err := b.Rank(ctx, member, Ordinal)
+	e, err := b.Rank(ctx, member, RankOrdinal)
 	return e.Score, err
 }
 

@@ -45,7 +45,7 @@ func TestBoard(t *testing.T) {
 		if e := submit("bob", 40); e.Score != 50 || e.Rank != 3 {
 			t.Fatalf("KeepBest with a worse score: %+v", e)
 		}
-		top, err := b.Top(ctx, 10, Ordinal)
+		top, err := b.Top(ctx, 10, RankOrdinal)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,11 +53,11 @@ func TestBoard(t *testing.T) {
 		if !equalEntries(top, want) {
 			t.Fatalf("Top ordinal = %v, want %v", top, want)
 		}
-		comp, _ := b.Top(ctx, 10, Competition)
+		comp, _ := b.Top(ctx, 10, RankCompetition)
 		if ranks(comp) != "1 2 2 4" {
 			t.Fatalf("competition ranks %s", ranks(comp))
 		}
-		dense, _ := b.Top(ctx, 10, Dense)
+		dense, _ := b.Top(ctx, 10, RankDense)
 		if ranks(dense) != "1 2 2 3" {
 			t.Fatalf("dense ranks %s", ranks(dense))
 		}
@@ -65,17 +65,17 @@ func TestBoard(t *testing.T) {
 		if e := submit("bob", 60); e.Rank != 2 || e.Score != 60 {
 			t.Fatalf("bob 60: %+v", e)
 		}
-		if e, err := b.Rank(ctx, "alice", Dense); err != nil || e.Rank != 3 || e.Score != 50 {
+		if e, err := b.Rank(ctx, "alice", RankDense); err != nil || e.Rank != 3 || e.Score != 50 {
 			t.Fatalf("alice: %+v %v", e, err)
 		}
-		if _, err := b.Rank(ctx, "nobody", Ordinal); !errors.Is(err, ErrNotOnBoard) {
+		if _, err := b.Rank(ctx, "nobody", RankOrdinal); !errors.Is(err, ErrNotOnBoard) {
 			t.Fatalf("nobody: %v", err)
 		}
-		page2, _ := b.Page(ctx, 2, 2, Ordinal)
+		page2, _ := b.Page(ctx, 2, 2, RankOrdinal)
 		if !equalEntries(page2, []BoardEntry{{"alice", 50, 3}, {"dave", 10, 4}}) {
 			t.Fatalf("page 2: %v", page2)
 		}
-		around, _ := b.Around(ctx, "bob", 1, Competition)
+		around, _ := b.Around(ctx, "bob", 1, RankCompetition)
 		if !equalEntries(around, []BoardEntry{{"carol", 70, 1}, {"bob", 60, 2}, {"alice", 50, 3}}) {
 			t.Fatalf("around bob: %v", around)
 		}
@@ -93,7 +93,7 @@ func TestBoard(t *testing.T) {
 		// The windowed boards were written in the same calls.
 		now, _ := rdb.Time(ctx).Result()
 		for name, view := range map[string]*Board{"day": b.Day(now), "week": b.Week(now), "month": b.Month(now)} {
-			top, err := view.Top(ctx, 2, Ordinal)
+			top, err := view.Top(ctx, 2, RankOrdinal)
 			if err != nil || len(top) != 2 || top[0].Member != "huge" || top[1].Member != "carol" {
 				t.Fatalf("%s board: %v %v", name, top, err)
 			}
@@ -108,7 +108,7 @@ func TestBoard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if top, _ := roll.Top(ctx, 1, Ordinal); len(top) != 1 || top[0].Member != "huge" {
+		if top, _ := roll.Top(ctx, 1, RankOrdinal); len(top) != 1 || top[0].Member != "huge" {
 			t.Fatalf("roll-up: %v", top)
 		}
 		if ttl, _ := rdb.PTTL(ctx, roll.keys[0]).Result(); ttl <= 0 || ttl > time.Minute {
@@ -117,10 +117,10 @@ func TestBoard(t *testing.T) {
 		if err := b.Remove(ctx, "huge"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Rank(ctx, "huge", Ordinal); !errors.Is(err, ErrNotOnBoard) {
+		if _, err := b.Rank(ctx, "huge", RankOrdinal); !errors.Is(err, ErrNotOnBoard) {
 			t.Fatalf("after Remove: %v", err)
 		}
-		if e, _ := b.Rank(ctx, "carol", Ordinal); e.Rank != 1 {
+		if e, _ := b.Rank(ctx, "carol", RankOrdinal); e.Rank != 1 {
 			t.Fatalf("carol after Remove: %+v", e)
 		}
 		if err := b.Reset(ctx); err != nil {
@@ -136,7 +136,7 @@ func TestBoardPolicies(t *testing.T) {
 	rdb := testRedis(t)
 	ctx := context.Background()
 	c := newClient(t, rdb, allTimeBoard)
-	latest, _ := c.Board("latest", &BoardOptions{Policy: KeepLatest})
+	latest, _ := c.Board("latest", &BoardOptions{Policy: ScoreKeepLatest})
 	latest.Submit(ctx, "a", 10)
 	if e, _ := latest.Submit(ctx, "a", 3); e.Score != 3 {
 		t.Fatalf("KeepLatest: %+v", e)
@@ -145,7 +145,7 @@ func TestBoardPolicies(t *testing.T) {
 	golf.Submit(ctx, "a", 72)
 	golf.Submit(ctx, "b", 68)
 	golf.Submit(ctx, "a", 75) // worse: kept at 72
-	top, _ := golf.Top(ctx, 2, Ordinal)
+	top, _ := golf.Top(ctx, 2, RankOrdinal)
 	if !equalEntries(top, []BoardEntry{{"b", 68, 1}, {"a", 72, 2}}) {
 		t.Fatalf("lower is better: %v", top)
 	}
@@ -161,7 +161,7 @@ func TestBoardIncrementsExact(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb, allTimeBoard)
-		b, _ := c.Board("clicks", &BoardOptions{Policy: Increment, Daily: time.Hour})
+		b, _ := c.Board("clicks", &BoardOptions{Policy: ScoreIncrement, Daily: time.Hour})
 		per := 2500 // 20,000 concurrent increments; 80,000 with PATTERNS_SOAK
 		if os.Getenv("PATTERNS_SOAK") != "" {
 			per = 10000
@@ -194,7 +194,7 @@ func TestBoardIncrementsExact(t *testing.T) {
 		b.Submit(ctx, "y", 4)
 		b.Submit(ctx, "x", 5)
 		b.Submit(ctx, "y", 1)
-		top, _ := b.Top(ctx, 3, Ordinal)
+		top, _ := b.Top(ctx, 3, RankOrdinal)
 		if top[1].Member != "x" || top[2].Member != "y" || top[1].Score != top[2].Score {
 			t.Fatalf("tie order: %v", top)
 		}
@@ -216,8 +216,8 @@ func TestBoardBadInput(t *testing.T) {
 			"empty board": func() error { _, err := c.Board("", nil); return err },
 			"policy":      func() error { _, err := c.Board("x", &BoardOptions{Policy: 9}); return err },
 			"retention":   func() error { _, err := c.Board("x", &BoardOptions{Daily: -1}); return err },
-			"top 0":       func() error { _, err := b.Top(ctx, 0, Ordinal); return err },
-			"page 0":      func() error { _, err := b.Page(ctx, 0, 10, Ordinal); return err },
+			"top 0":       func() error { _, err := b.Top(ctx, 0, RankOrdinal); return err },
+			"page 0":      func() error { _, err := b.Page(ctx, 0, 10, RankOrdinal); return err },
 			"mode":        func() error { _, err := b.Top(ctx, 1, RankMode(7)); return err },
 			"rollup days": func() error { _, err := b.Rollup(ctx, time.Now(), 0); return err },
 		} {

@@ -104,11 +104,11 @@ func passEveryPattern(t *testing.T, rdb redis.UniversalClient) {
 	}
 	must("session destroy", sessions.Destroy(ctx, id))
 
-	board, err := pc.Board("weekly", &patterns.BoardOptions{Policy: patterns.Increment, Daily: time.Hour})
+	board, err := pc.Board("weekly", &patterns.BoardOptions{Policy: patterns.ScoreIncrement, Daily: time.Hour})
 	must("board", err)
 	_, err = board.Submit(ctx, "ann", 3)
 	must("board submit", err)
-	top, err := board.Top(ctx, 1, patterns.Ordinal)
+	top, err := board.Top(ctx, 1, patterns.RankOrdinal)
 	must("board top", err)
 	if len(top) != 1 || top[0].Member != "ann" {
 		t.Fatalf("top = %+v", top)

@@ -32,7 +32,7 @@ func demoLeaderboard(ctx context.Context, pc *patterns.Client, w io.Writer) erro
 	for _, mode := range []struct {
 		name string
 		m    patterns.RankMode
-	}{{"ordinal (ties by time)", patterns.Ordinal}, {"competition", patterns.Competition}, {"dense", patterns.Dense}} {
+	}{{"ordinal (ties by time)", patterns.RankOrdinal}, {"competition", patterns.RankCompetition}, {"dense", patterns.RankDense}} {
 		top, err := b.Top(ctx, 4, mode.m)
 		if err != nil {
 			return err
@@ -47,7 +47,7 @@ func demoLeaderboard(ctx context.Context, pc *patterns.Client, w io.Writer) erro
 	if err != nil {
 		return err
 	}
-	day, _ := b.Day(now).Top(ctx, 1, patterns.Ordinal)
+	day, _ := b.Day(now).Top(ctx, 1, patterns.RankOrdinal)
 	fmt.Fprintf(w, "today's board, written in the same calls: leader %s\n", day[0].Member)
 	return b.Day(now).Reset(ctx)
 }
