@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -452,7 +454,15 @@ func inspectLimiter(ctx context.Context, rep *inspectReport, rdb redis.Universal
 		switch typ {
 		case "string":
 			v := rdb.Get(ctx, k).Val()
-			lk.State["value"] = fmt.Sprintf("%q", v)
+			switch {
+			case len(parts) >= 5 && parts[1] == "tb" && len(v) == 8:
+				decodeTokenBucket(lk.State, v, lk.TTLms, atoi64(parts[2]), atoi64(parts[3]), atoi64(parts[4]))
+			case len(parts) >= 4 && parts[1] == "fw":
+				lk.State["count"] = v
+				lk.State["remaining"] = fmt.Sprint(max(0, atoi64(parts[2])-atoi64(v)))
+			default:
+				lk.State["value"] = fmt.Sprintf("%q", v)
+			}
 		case "hash":
 			for f, v := range rdb.HGetAll(ctx, k).Val() {
 				lk.State[f] = v
@@ -466,6 +476,17 @@ func inspectLimiter(ctx context.Context, rep *inspectReport, rdb redis.Universal
 		rep.Limiter = append(rep.Limiter, lk)
 	}
 	return nil
+}
+
+// decodeTokenBucket reads a token bucket's key (see rl_token_bucket.lua): X,
+// a little-endian double, and its PTTL p give d = p*rate - X units (1/rate
+// ms) from full.
+func decodeTokenBucket(state map[string]string, v string, pttl, rate, periodMs, burst int64) {
+	x := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v)))
+	d := math.Max(0, float64(pttl)*float64(rate)-x)
+	capacity := float64(burst * periodMs)
+	state["tokens"] = fmt.Sprintf("%.0f of %d", math.Floor((capacity-d)/float64(periodMs)), burst)
+	state["full_in"] = (time.Duration(math.Ceil(d/float64(rate))) * time.Millisecond).String()
 }
 
 func atoi64(s string) int64 {

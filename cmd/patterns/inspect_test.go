@@ -113,6 +113,15 @@ func checkInspect(t *testing.T, url string, q *patterns.Queue, extra ...string) 
 			t.Errorf("limiter key: %+v", l)
 		}
 	}
+	for _, l := range rep.Limiter {
+		// Three of ten taken, in the last second or so.
+		if l.Algorithm == "TokenBucket" && l.State["tokens"] != "7 of 10" && l.State["tokens"] != "8 of 10" {
+			t.Errorf("token bucket state: %v", l.State)
+		}
+		if l.Algorithm == "FixedWindow" && (l.State["count"] != "3" || l.State["remaining"] != "7") {
+			t.Errorf("fixed window state: %v", l.State)
+		}
+	}
 	if !algos["TokenBucket"] || !algos["FixedWindow"] {
 		t.Errorf("limiter algorithms: %v", algos)
 	}
