@@ -194,6 +194,19 @@ func TestDoctorCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cl.Close() })
 	url := "redis://" + strings.Join(cl.Addrs(), ",")
+	// A user that may not use CLIENT TRACKING, on every node.
+	for _, n := range cl.Nodes {
+		c, err := n.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Do(ctx, "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-client|tracking").Err()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	appURL := "redis://app:pw@" + strings.Join(cl.Addrs(), ",")
 	bad, err := cl.Nodes[1].Client()
 	if err != nil {
 		t.Fatal(err)
@@ -205,12 +218,12 @@ func TestDoctorCluster(t *testing.T) {
 	if err := bad.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := runDoctor(t, url, "-cluster")
+	rep, err := runDoctor(t, appURL, "-cluster")
 	if !errors.Is(err, errDoctorFail) {
 		t.Errorf("want errDoctorFail, got %v", err)
 	}
 	expectVerdicts(t, rep, map[string]string{
-		"cluster": verdictOK, "memory": verdictFail, "scripts": verdictWarn, "tracking": verdictOK,
+		"cluster": verdictOK, "memory": verdictFail, "scripts": verdictWarn, "tracking": verdictWarn,
 		"server": verdictOK, "replicas": verdictWarn,
 	})
 	fails := 0
@@ -246,7 +259,7 @@ func TestDoctorCluster(t *testing.T) {
 	if err != nil {
 		t.Errorf("doctor: %v", err)
 	}
-	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK})
+	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK, "tracking": verdictOK})
 
 	// A slot without a master: that node reports cluster_state fail.
 	if err := bad.Do(ctx, "CLUSTER", "DELSLOTS", 16384/3 /* the first of Nodes[1]'s slots */).Err(); err != nil {
@@ -268,4 +281,22 @@ func TestDoctorCluster(t *testing.T) {
 		t.Errorf("want errDoctorFail, got %v", err)
 	}
 	expectVerdicts(t, rep, map[string]string{"cluster": verdictFail})
+}
+
+// TestDoctorSentinel: through a Sentinel, doctor checks the master it names,
+// which has a replica.
+func TestDoctorSentinel(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	set, err := redisserver.StartSentinel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = set.Close() })
+	rep, err := runDoctor(t, "redis://"+set.Sentinel.Addr, "-sentinel", set.MasterName)
+	if err != nil {
+		t.Errorf("doctor: %v", err)
+	}
+	expectVerdicts(t, rep, map[string]string{"server": verdictOK, "replicas": verdictOK, "memory": verdictOK})
 }
