@@ -152,6 +152,9 @@ type scannedKey struct {
 // o.timeout, and reads what each pattern keeps.
 func inspect(ctx context.Context, rdb redis.UniversalClient, o *inspectOptions) (*inspectReport, error) {
 	rep := &inspectReport{Prefix: o.prefix}
+	// The scan stops at o.timeout; what follows reads a bounded number of keys.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout+time.Minute)
+	defer cancel()
 	nodes, err := primaries(ctx, rdb)
 	if err != nil {
 		return nil, err
@@ -238,15 +241,26 @@ func summarize(ctx context.Context, pat string, keys []scannedKey, o *inspectOpt
 	const batch = 500
 	for i := 0; i < len(keys); i += batch {
 		part := keys[i:min(i+batch, len(keys))]
-		ttls := make([]*redis.DurationCmd, len(part))
-		for j, k := range part {
-			ttls[j] = k.node.PTTL(ctx, k.key)
+		// One pipeline per node (a cluster's keys are on several).
+		pipes := map[*redis.Client]redis.Pipeliner{}
+		pipe := func(n *redis.Client) redis.Pipeliner {
+			if p, ok := pipes[n]; ok {
+				return p
+			}
+			p := n.Pipeline()
+			pipes[n] = p
+			return p
 		}
+		ttls := make([]*redis.DurationCmd, len(part))
 		var mem []*redis.IntCmd
 		for j, k := range part {
+			ttls[j] = pipe(k.node).PTTL(ctx, k.key)
 			if i+j < o.sample {
-				mem = append(mem, k.node.MemoryUsage(ctx, k.key))
+				mem = append(mem, pipe(k.node).MemoryUsage(ctx, k.key))
 			}
+		}
+		for _, p := range pipes {
+			_, _ = p.Exec(ctx) // errors are read per command below
 		}
 		for j, k := range part {
 			if err := ttls[j].Err(); err != nil {
