@@ -168,6 +168,14 @@ func TestInspectStandalone(t *testing.T) {
 	srv, rdb := startProc(t)
 	q := fillPatterns(t, rdb)
 	checkInspect(t, "redis://"+srv.Addr, q)
+	// SCAN, never KEYS.
+	stats, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stats, "cmdstat_keys:") || !strings.Contains(stats, "cmdstat_scan:") {
+		t.Errorf("inspect must use SCAN and not KEYS:\n%s", stats)
+	}
 }
 
 func TestInspectCluster(t *testing.T) {
