@@ -266,7 +266,7 @@ func checkServer(rep *doctorReport, node string, info map[string]string) {
 	} else if info["server_name"] == "valkey" {
 		name = "Valkey"
 	}
-	major, minor := parseVersion(version)
+	major, _ := parseVersion(version)
 	what := fmt.Sprintf("%s %s (%s mode)", name, version, orDefault(info["redis_mode"], "standalone"))
 	switch {
 	case name == "Valkey" || major >= 7:
@@ -274,7 +274,7 @@ func checkServer(rep *doctorReport, node string, info map[string]string) {
 	case major == 6:
 		rep.add("server", node, verdictFail, "%s: the rate limiters' scripts call PEXPIRETIME, which needs 7.0; upgrade", what)
 	default:
-		rep.add("server", node, verdictFail, "%s.%d: the patterns need 7.0 (PEXPIRETIME) and 6.0 (CLIENT TRACKING, ACL); upgrade", what, minor)
+		rep.add("server", node, verdictFail, "%s: the patterns need 7.0 (PEXPIRETIME) and 6.0 (CLIENT TRACKING, ACL); upgrade", what)
 	}
 }
 

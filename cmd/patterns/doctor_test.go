@@ -300,3 +300,33 @@ func TestDoctorSentinel(t *testing.T) {
 	}
 	expectVerdicts(t, rep, map[string]string{"server": verdictOK, "replicas": verdictOK, "memory": verdictOK})
 }
+
+// TestDoctorVersions: the server check's verdicts for versions no test
+// server runs.
+func TestDoctorVersions(t *testing.T) {
+	for _, c := range []struct {
+		info map[string]string
+		want string
+	}{
+		{map[string]string{"redis_version": "7.2.4"}, verdictOK},
+		{map[string]string{"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.0.1"}, verdictOK},
+		{map[string]string{"redis_version": "6.2.14"}, verdictFail},
+		{map[string]string{"redis_version": "5.0.7"}, verdictFail},
+	} {
+		rep := &doctorReport{}
+		checkServer(rep, "", c.info)
+		if rep.Checks[0].Status != c.want {
+			t.Errorf("%v: %s, want %s", c.info, rep.Checks[0].Status, c.want)
+		}
+	}
+	for in, want := range map[string]string{
+		"redis://a:1":                      "redis://a:1",
+		"redis://a:1,b:2,c:3":              "redis://a:1?addr=b:2&addr=c:3",
+		"redis://u:p@a:1,b:2/0?x=1":        "redis://u:p@a:1/0?x=1&addr=b:2",
+		"rediss://a:1,b:2?dial_timeout=1s": "rediss://a:1?dial_timeout=1s&addr=b:2",
+	} {
+		if got := commaHosts(in); got != want {
+			t.Errorf("commaHosts(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
