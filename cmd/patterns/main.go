@@ -6,6 +6,8 @@
 //	patterns scripts           list the embedded scripts with their SHA1s
 //	patterns scripts NAME      print one script
 //	patterns load              preload every script into the server
+//	patterns doctor            check the server against the patterns' needs
+//	patterns inspect           show what the patterns keep under a prefix
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster). When REDIS_URL is unset, demo
@@ -51,6 +53,10 @@ func usage(w io.Writer) {
   patterns demo [-cluster] [NAME...]  show each pattern working
   patterns scripts [NAME]             list the embedded scripts, or print one
   patterns load [-cluster]            preload every script into REDIS_URL's server
+  patterns doctor [-cluster|-sentinel MASTER] [-json]
+                                      check REDIS_URL's server against the patterns' needs
+  patterns inspect [-cluster] [-json] -prefix P [...]
+                                      show what the patterns keep under a prefix
 `)
 }
 
@@ -64,6 +70,10 @@ func run(args []string, w io.Writer) error {
 	switch args[0] {
 	case "scripts":
 		return cmdScripts(args[1:], w)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], w)
+	case "inspect":
+		return cmdInspect(ctx, args[1:], w)
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
