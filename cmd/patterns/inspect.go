@@ -398,7 +398,7 @@ func inspectBoards(ctx context.Context, rep *inspectReport, pc *patterns.Client,
 		if bi.Count, err = b.Count(ctx); err != nil {
 			return fmt.Errorf("inspect: board %s: %w", name, err)
 		}
-		if bi.Top, err = b.Top(ctx, o.show, patterns.Ordinal); err != nil {
+		if bi.Top, err = b.Top(ctx, o.show, patterns.RankOrdinal); err != nil {
 			return fmt.Errorf("inspect: board %s: %w", name, err)
 		}
 		rep.Boards = append(rep.Boards, bi)

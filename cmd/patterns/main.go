@@ -135,7 +135,7 @@ func cmdScripts(args []string, w io.Writer) error {
 // the cluster's seed nodes.
 func connect(url string, cluster bool) (redis.UniversalClient, error) {
 	if cluster {
-		opt, err := redis.ParseClusterURL(url)
+		opt, err := redis.ParseClusterURL(commaHosts(url))
 		if err != nil {
 			return nil, err
 		}
