@@ -64,6 +64,8 @@ func run(args []string, w io.Writer) error {
 	switch args[0] {
 	case "scripts":
 		return cmdScripts(args[1:], w)
+	case "acl":
+		return cmdACL(args[1:], w)
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
