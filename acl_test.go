@@ -65,14 +65,14 @@ func patternUses(p, name string) bool {
 }
 
 // aclUser creates, on every node of rdb, a user with exactly the rule of
-// every pattern under prefix, removed when the test ends, and returns a
+// pats (every pattern when none) under prefix, removed when the test ends, and returns a
 // client of rdb's kind logged in as that user.
-func aclUser(t *testing.T, rdb redis.UniversalClient, prefix string) redis.UniversalClient {
+func aclUser(t *testing.T, rdb redis.UniversalClient, prefix string, pats ...string) redis.UniversalClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	user := "acl-" + prefix
-	rule, err := aclrule.Rule(user, "pw-"+prefix, prefix, nil, scriptSources())
+	rule, err := aclrule.Rule(user, "pw-"+prefix, prefix, pats, scriptSources())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,4 +272,40 @@ func forEveryNode(ctx context.Context, rdb redis.UniversalClient, fn func(ctx co
 		return cc.ForEachShard(ctx, fn)
 	}
 	return fn(ctx, rdb.(*redis.Client))
+}
+
+// TestACLPerPattern: the rule of `patterns acl -patterns lock,ratelimit`
+// serves locks and every rate-limit algorithm, and refuses a session.
+func TestACLPerPattern(t *testing.T) {
+	t.Parallel()
+	rdb := testRedis(t)
+	prefix := uniquePrefix(t)
+	as := aclUser(t, rdb, prefix, "lock", "ratelimit")
+	c, err := New(as, &Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auditKeys(t, rdb, prefix, allTimeBoard) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ran := 0
+	for _, op := range faultOps(t, c) {
+		if op.name != "lock" && !strings.HasPrefix(op.name, "rl-") {
+			continue
+		}
+		ran++
+		if err := op.run(ctx); err != nil {
+			t.Errorf("%s: %v", op.name, err)
+		}
+	}
+	if ran < 6 {
+		t.Fatalf("ran %d lock and rate-limit operations", ran)
+	}
+	sess, err := c.Sessions("web", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Create(ctx, "ann", nil); err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't run this command") {
+		t.Errorf("session under a lock+ratelimit rule: err %v, want refused", err)
+	}
 }
