@@ -98,10 +98,21 @@ func (l *ConcurrencyLimiter) Do(ctx context.Context, key string, fn func(ctx con
 type ConcurrencyMiddlewareOptions struct {
 	// Key returns the key a request is counted under. An error answers 400.
 	//
-	// default: ClientIP(r, TrustedProxies)
+	// default: ClientNetwork(r, TrustedProxies, IPv4PrefixLen, IPv6PrefixLen)
+	// (an IPv6 client is counted by its /64)
 	Key func(r *http.Request) (string, error)
 
-	// TrustedProxies: as MiddlewareOptions.TrustedProxies.
+	// IPv4PrefixLen: as LimiterMiddlewareOptions.IPv4PrefixLen.
+	//
+	// default: 32
+	IPv4PrefixLen int
+
+	// IPv6PrefixLen: as LimiterMiddlewareOptions.IPv6PrefixLen.
+	//
+	// default: 64
+	IPv6PrefixLen int
+
+	// TrustedProxies: as LimiterMiddlewareOptions.TrustedProxies.
 	//
 	// default: none
 	TrustedProxies []netip.Prefix
@@ -160,8 +171,11 @@ func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next 
 		o.RetryAfter = time.Second
 	}
 	if o.Key == nil {
-		trusted := o.TrustedProxies
-		o.Key = func(r *http.Request) (string, error) { return ClientIP(r, trusted) }
+		key, err := clientNetworkKey(o.TrustedProxies, o.IPv4PrefixLen, o.IPv6PrefixLen)
+		if err != nil {
+			return nil, err
+		}
+		o.Key = key
 	}
 	retryAfter := strconv.FormatInt(seconds(o.RetryAfter), 10)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

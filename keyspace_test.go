@@ -2,6 +2,7 @@ package patterns_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -51,11 +52,12 @@ func newKeyAudit() *keyAudit {
 // hold keys (a Sentinel) is skipped: it can hold nothing to audit for this
 // run. Any other error (a stalled server that times out) is returned and
 // recorded: the run's audit then fails.
-func (a *keyAudit) scanServer(addr, match string) error {
+func (a *keyAudit) scanServer(addr, match string, tlsConfig ...*tls.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c := redis.NewClient(&redis.Options{
 		Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
+		TLSConfig: firstOrNil(tlsConfig),
 		// A cluster replica answers reads of its master's slots only after
 		// READONLY; elsewhere Redis refuses the command, harmlessly. A
 		// network error (no reply read) fails the connection.
@@ -170,7 +172,7 @@ var suiteAudit = newKeyAudit()
 // goes.
 func installSuiteAudit() {
 	redisserver.SetBeforeClose(func(s *redisserver.Server) {
-		_ = suiteAudit.scanServer(s.Addr, "*") // recorded in suiteAudit
+		_ = suiteAudit.scanServer(s.Addr, "*", s.TLS()) // recorded in suiteAudit
 	})
 }
 

@@ -16,8 +16,22 @@ type LimiterMiddlewareOptions struct {
 
 	// Key returns the id a request is limited by. An error answers 400.
 	//
-	// default: ClientIP(r, TrustedProxies)
+	// default: ClientNetwork(r, TrustedProxies, IPv4PrefixLen, IPv6PrefixLen)
+	// (an IPv6 client is limited by its /64)
 	Key func(r *http.Request) (string, error)
+
+	// IPv4PrefixLen is the prefix length the default Key aggregates IPv4
+	// clients to (1-32): 24 limits a /24 as one client.
+	//
+	// default: 32 (each address)
+	IPv4PrefixLen int
+
+	// IPv6PrefixLen is the prefix length the default Key aggregates IPv6
+	// clients to (1-128). A client usually holds a whole /64 and can send
+	// each request from a new address of it; 128 keys each address.
+	//
+	// default: 64
+	IPv6PrefixLen int
 
 	// TrustedProxies are the networks of the reverse proxies in front of the
 	// server. The default Key believes X-Forwarded-For only when the
@@ -67,7 +81,8 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 	if opt == nil || len(opt.Limits) == 0 {
 		return nil, invalidf("middleware: no limit")
 	}
-	if _, err := l.keys("probe", opt.Limits); err != nil {
+	_, err := l.keys("probe", opt.Limits)
+	if err != nil {
 		return nil, err
 	}
 	o := *opt
@@ -75,8 +90,9 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		o.Policy = "default"
 	}
 	if o.Key == nil {
-		trusted := o.TrustedProxies
-		o.Key = func(r *http.Request) (string, error) { return ClientIP(r, trusted) }
+		if o.Key, err = clientNetworkKey(o.TrustedProxies, o.IPv4PrefixLen, o.IPv6PrefixLen); err != nil {
+			return nil, err
+		}
 	}
 	names, err := policyNames(o.Policy, len(o.Limits))
 	if err != nil {
@@ -181,6 +197,10 @@ func seconds(d time.Duration) int64 {
 // or, when the peer is one of the trusted proxies, the right-most address of
 // X-Forwarded-For that is not a trusted proxy. Addresses are returned in
 // canonical form (IPv4-mapped IPv6 unmapped), so one client has one key.
+//
+// ClientIP is the full address: an IPv6 client holding a /64 has 2^64 of
+// them. The middlewares key by ClientNetwork, which aggregates IPv6
+// addresses to their /64.
 func ClientIP(r *http.Request, trusted []netip.Prefix) (string, error) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -217,4 +237,74 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) (string, error) {
 		}
 	}
 	return peer.String(), nil
+}
+
+// ClientNetwork returns the network of the client that sent r (found as
+// ClientIP does): its address aggregated to a prefix of ipv4Len bits for
+// IPv4 (IPv4-mapped IPv6 included) and ipv6Len bits for IPv6, in canonical
+// form ("2001:db8:1:2::/64", "198.51.100.0/24"). A full-length prefix is
+// the bare address ("203.0.113.7"). 0 means the default: 32 for IPv4, 64
+// for IPv6. Lengths out of range are ErrInvalidArgument.
+func ClientNetwork(r *http.Request, trusted []netip.Prefix, ipv4Len, ipv6Len int) (string, error) {
+	v4, v6, err := prefixLens(ipv4Len, ipv6Len)
+	if err != nil {
+		return "", err
+	}
+	ip, err := ClientIP(r, trusted)
+	if err != nil {
+		return "", err
+	}
+	return aggregate(ip, v4, v6)
+}
+
+// clientNetworkKey returns the default middleware key: ClientNetwork with
+// lengths checked once.
+func clientNetworkKey(trusted []netip.Prefix, ipv4Len, ipv6Len int) (func(*http.Request) (string, error), error) {
+	v4, v6, err := prefixLens(ipv4Len, ipv6Len)
+	if err != nil {
+		return nil, err
+	}
+	return func(r *http.Request) (string, error) {
+		ip, err := ClientIP(r, trusted)
+		if err != nil {
+			return "", err
+		}
+		return aggregate(ip, v4, v6)
+	}, nil
+}
+
+// prefixLens applies the defaults to and checks IPv4 and IPv6 prefix lengths.
+func prefixLens(v4, v6 int) (int, int, error) {
+	if v4 == 0 {
+		v4 = 32
+	}
+	if v6 == 0 {
+		v6 = 64
+	}
+	if v4 < 1 || v4 > 32 || v6 < 1 || v6 > 128 {
+		return 0, 0, invalidf("client network: prefix lengths /%d (IPv4, 1-32) and /%d (IPv6, 1-128)", v4, v6)
+	}
+	return v4, v6, nil
+}
+
+// aggregate returns the canonical prefix of bits v4 or v6 holding ip, an
+// unmapped address as ClientIP returns it; a full-length prefix is ip.
+func aggregate(ip string, v4, v6 int) (string, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "", invalidf("client address %q", ip)
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	if bits == a.BitLen() {
+		return a.String(), nil
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return "", invalidf("client address %q: %v", ip, err)
+	}
+	return p.String(), nil
 }

@@ -8,6 +8,7 @@
 //	patterns load              preload every script into the server
 //	patterns doctor            check the server against the patterns' needs
 //	patterns inspect           show what the patterns keep under a prefix
+//	patterns acl               print the least-privilege ACL rule for a prefix
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster). When REDIS_URL is unset, demo
@@ -57,6 +58,8 @@ func usage(w io.Writer) {
                                       check REDIS_URL's server against the patterns' needs
   patterns inspect [-cluster] [-json] -prefix P [...]
                                       show what the patterns keep under a prefix
+  patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
+                                      print the least-privilege ACL rule for the library
 `)
 }
 
@@ -74,6 +77,8 @@ func run(args []string, w io.Writer) error {
 		return cmdDoctor(ctx, args[1:], w)
 	case "inspect":
 		return cmdInspect(ctx, args[1:], w)
+	case "acl":
+		return cmdACL(args[1:], w)
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")

@@ -9,6 +9,7 @@ package redisserver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -45,7 +46,8 @@ type Server struct {
 	// URL is the redis:// URL when Kind is "url".
 	URL string
 
-	pid     int // of a process, for Signal
+	pid     int         // of a process, for Signal
+	tls     *tls.Config // client side of a TLS-only server (StartTLSProcess)
 	closeFn func() error
 	once    sync.Once
 }
@@ -85,7 +87,7 @@ func (s *Server) Options() (*redis.Options, error) {
 	if s.Kind == "url" {
 		return redis.ParseURL(s.URL)
 	}
-	return &redis.Options{Addr: s.Addr}, nil
+	return &redis.Options{Addr: s.Addr, TLSConfig: s.tls}, nil
 }
 
 // Start makes a Redis available, honouring EnvMode and EnvURL: the server at
