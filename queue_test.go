@@ -125,7 +125,7 @@ func TestQueueBadInput(t *testing.T) {
 			},
 			"neg delay":  func() error { _, _, err := q.Enqueue(ctx, nil, &EnqueueOptions{Delay: -1}); return err },
 			"visibility": func() error { _, err := c.Queue("x", &QueueOptions{Visibility: -1}); return err },
-			"deliveries": func() error { _, err := c.Queue("x", &QueueOptions{MaxDeliveries: -1}); return err },
+			"deliveries": func() error { _, err := c.Queue("x", &QueueOptions{MaxDeliveries: -2}); return err },
 		} {
 			if err := call(); !errors.Is(err, ErrInvalidArgument) {
 				t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
