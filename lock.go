@@ -139,14 +139,10 @@ type LockOptions struct {
 // wakeBlock returns how long one BLPOP of a waiting Obtain may block, or 0
 // when waking is off.
 func (o *LockOptions) wakeBlock(c *Client) time.Duration {
-	d := time.Second
-	if o != nil && o.WakeBlock != 0 {
-		if o.WakeBlock < 0 {
-			return 0
-		}
-		d = max(o.WakeBlock, lockWakeMinBlock)
+	if o == nil {
+		return c.wakeBlock(0)
 	}
-	return c.blockCap(d)
+	return c.wakeBlock(o.WakeBlock)
 }
 
 func (o *LockOptions) replicas() (int, time.Duration) {

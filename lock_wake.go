@@ -49,6 +49,19 @@ var lockWatches struct {
 	m  map[lockWatchKey]*lockWatch
 }
 
+// wakeBlock returns how long one BLPOP of a waiter may block for the
+// option v (0: the default, -1: waking off, which returns 0).
+func (c *Client) wakeBlock(v time.Duration) time.Duration {
+	d := time.Second
+	if v != 0 {
+		if v < 0 {
+			return 0
+		}
+		d = max(v, lockWakeMinBlock)
+	}
+	return c.blockCap(d)
+}
+
 // blockCap returns d, or less when the go-redis client's ReadTimeout would
 // cut a BLPOP of d short: a raw BLPOP is read with the ReadTimeout.
 func (c *Client) blockCap(d time.Duration) time.Duration {

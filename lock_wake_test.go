@@ -165,3 +165,58 @@ func TestLockWakeOptions(t *testing.T) {
 		t.Fatalf("block = %v, want %v", got, lockWakeMinBlock)
 	}
 }
+
+// A permit's release wakes a waiting Acquire long before its 5 s backoff,
+// in both modes.
+func TestSemaphoreWake(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		for _, fair := range []bool{false, true} {
+			name := "s" + map[bool]string{false: "unfair", true: "fair"}[fair]
+			s, err := c.Semaphore(name, &SemaphoreOptions{Permits: 1, Fair: fair, RetryStrategy: LinearBackoff(5 * time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			held, err := s.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type res struct {
+				p   *Permit
+				err error
+				at  time.Time
+			}
+			ch := make(chan res, 1)
+			go func() {
+				actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				p, err := s.Acquire(actx)
+				ch <- res{p, err, time.Now()}
+			}()
+			marker := c.key("sem", name) + ":wake:waiting"
+			deadline := time.Now().Add(10 * time.Second)
+			for rdb.Exists(ctx, marker).Val() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no waiter marked the semaphore")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			released := time.Now()
+			if err := held.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := <-ch
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if d := r.at.Sub(released); d > 2*time.Second {
+				t.Fatalf("fair %v: granted %v after the release; backoff 5s", fair, d)
+			}
+			_ = r.p.Release(ctx)
+		}
+	})
+}
