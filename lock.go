@@ -195,7 +195,9 @@ type Lock struct {
 // long as the servers' clocks agree to within the time since the lost grant,
 // because it never falls below the server's clock in microseconds.
 //
-// Obtain costs one round trip per attempt.
+// Obtain costs one round trip per attempt. Between attempts it waits for the
+// holder's Release to wake it, for at most the retry strategy's backoff
+// (see LockOptions.WakeBlock).
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
 	if err := checkID("lock key", key); err != nil {
 		return nil, err

@@ -110,7 +110,8 @@ func checkPermits(n int) error {
 // crashed holder's permit comes back when its lease ends. Keys:
 // prefix:sem:{name} (the holders, a sorted set by lease end), :permits (the
 // number stored by SetPermits), :queue and :qttl (the waiters in fair mode),
-// all in the name's slot, each with a TTL. Safe for concurrent use.
+// :wake and :wake:waiting (wake waiters on release), all in the name's slot,
+// each with a TTL. Safe for concurrent use.
 type Semaphore struct {
 	c     *Client
 	name  string
