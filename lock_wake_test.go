@@ -220,3 +220,66 @@ func TestSemaphoreWake(t *testing.T) {
 		}
 	})
 }
+
+// A read-write lock's release wakes a waiting reader (writer released) and a
+// waiting writer (last reader released) long before their 5 s backoff.
+func TestRWLockWake(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		rw, err := c.RWLock("rw", &RWLockOptions{RetryStrategy: LinearBackoff(5 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, holdWriter := range []bool{true, false} {
+			take := rw.RLock
+			if holdWriter {
+				take = rw.Lock
+			}
+			held, err := take(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type res struct {
+				l   *RWLease
+				err error
+				at  time.Time
+			}
+			ch := make(chan res, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				wait := rw.Lock // a writer waits for the reader
+				if holdWriter {
+					wait = rw.RLock // a reader waits for the writer
+				}
+				l, err := wait(wctx)
+				ch <- res{l, err, time.Now()}
+			}()
+			marker := c.key("rw", "rw") + ":wake:waiting"
+			deadline := time.Now().Add(10 * time.Second)
+			for rdb.Exists(ctx, marker).Val() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no waiter marked the lock")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			released := time.Now()
+			if err := held.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := <-ch
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if d := r.at.Sub(released); d > 2*time.Second {
+				t.Fatalf("writer held %v: granted %v after the release; backoff 5s", holdWriter, d)
+			}
+			_ = r.l.Release(ctx)
+			rdb.Del(ctx, marker) // the next round waits for its own waiter
+		}
+	})
+}
