@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -120,6 +121,28 @@ type LockOptions struct {
 	//
 	// default: 100 milliseconds
 	ReplicaTimeout time.Duration
+
+	// WakeBlock is the longest a retrying Obtain blocks a pool connection
+	// (BLPOP on the lock's signal list) at a time while it waits for the
+	// lock's release; it blocks again until its backoff is over. A Release
+	// wakes a waiter at once, and the backoff stays the upper bound: a lost
+	// signal (the holder crashed, a failover) costs at most one backoff. The
+	// waiters of one lock in one process share one BLPOP. Values under 10ms
+	// are raised to 10ms. -1 turns waking off: Obtain then sleeps its
+	// backoff between attempts.
+	//
+	// default: 1 second, or half the go-redis client's ReadTimeout when
+	// that is shorter
+	WakeBlock time.Duration
+}
+
+// wakeBlock returns how long one BLPOP of a waiting Obtain may block, or 0
+// when waking is off.
+func (o *LockOptions) wakeBlock(c *Client) time.Duration {
+	if o == nil {
+		return c.wakeBlock(0)
+	}
+	return c.wakeBlock(o.WakeBlock)
 }
 
 func (o *LockOptions) replicas() (int, time.Duration) {
@@ -144,14 +167,16 @@ func (o *LockOptions) retryStrategy() RetryStrategy {
 type Lock struct {
 	c     *Client
 	id    string
-	keys  [2]string // the lock, its fencing counter
+	keys  [4]string // the lock, its fencing counter, waiters marker, signal list
 	token string
 	fence int64
 	opt   *LockOptions
 	// The EVALSHA command lines of lock_obtain and lock_release, built once:
 	// they share the boxed key and token, which keeps Obtain+Release cheap.
-	obtainCmd  [8]any
-	releaseCmd [5]any
+	// obtainCmd's last element, the waiters marker's TTL, is sent only by an
+	// Obtain that will wait for a release signal.
+	obtainCmd  [10]any
+	releaseCmd [8]any
 }
 
 // Obtain takes the lock named key for ttl. It returns ErrNotObtained when the
@@ -166,7 +191,9 @@ type Lock struct {
 // token lower than one it has seen (the README says why, and what a failover
 // does to it).
 //
-// Obtain costs one round trip per attempt.
+// Obtain costs one round trip per attempt. Between attempts it waits for the
+// holder's Release to wake it, for at most the retry strategy's backoff
+// (see LockOptions.WakeBlock).
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
 	if err := checkID("lock key", key); err != nil {
 		return nil, err
@@ -181,6 +208,9 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.Replicas < 0 {
 		return nil, invalidf("negative Replicas %d", opt.Replicas)
 	}
+	if opt != nil && opt.WakeBlock < -1 {
+		return nil, invalidf("WakeBlock %v: want -1, 0 or more", opt.WakeBlock)
+	}
 	return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
 }
 
@@ -188,6 +218,12 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, error) {
 	key := l.id
 	retry := opt.retryStrategy()
+	block := opt.wakeBlock(c)
+	maxAttempts := math.MaxInt
+	if opt == nil || opt.RetryStrategy == nil {
+		maxAttempts = 1 // NoRetry: nobody will wait
+	}
+	var backoff time.Duration
 	var err error
 	var timer *time.Timer
 	defer func() {
@@ -196,11 +232,19 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		}
 	}()
 	for attempt := 1; ; attempt++ {
+		// A caller that waits for a release signal asks the script to mark
+		// the lock as waited for, long enough to cover its next backoff
+		// unless that is more than twice the last one.
+		cmd := l.obtainCmd[:9]
+		if block > 0 && attempt < maxAttempts {
+			l.obtainCmd[9] = max(lockWakeMark, 2*backoff+lockWakeMarkSlack).Milliseconds()
+			cmd = l.obtainCmd[:]
+		}
 		var n, acked int64
 		if replicas, timeout := opt.replicas(); replicas > 0 {
-			n, acked, err = c.runLockReplicated(ctx, scriptLockObtain, replicas, timeout, l.keys[:], l.obtainCmd[5:]...)
+			n, acked, err = c.runLockReplicated(ctx, scriptLockObtain, replicas, timeout, l.keys[:3], cmd[6:]...)
 		} else {
-			n, err = scriptLockObtain.runArgs(ctx, c.rdb, l.obtainCmd[:]).Int64()
+			n, err = scriptLockObtain.runArgs(ctx, c.rdb, cmd).Int64()
 		}
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
@@ -218,8 +262,7 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 			}
 			return l, nil
 		}
-		backoff := retry.NextBackoff(attempt)
-		if backoff <= 0 {
+		if backoff = retry.NextBackoff(attempt); backoff <= 0 {
 			return nil, ErrNotObtained
 		}
 		if timer == nil {
@@ -227,10 +270,17 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		} else {
 			timer.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, key, context.Cause(ctx))
-		case <-timer.C:
+		if block > 0 {
+			err = c.awaitRelease(ctx, l.keys[3], backoff, block, timer)
+		} else {
+			select {
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			case <-timer.C:
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, key, err)
 		}
 	}
 }
@@ -245,10 +295,12 @@ func (c *Client) newLock(id, token string, ttl time.Duration, opt *LockOptions) 
 // newLockAt builds a Lock on the keys given: the lock and its fencing counter.
 func (c *Client) newLockAt(id, lockKey, fenceKey, token string, ttl time.Duration, opt *LockOptions) *Lock {
 	l := &Lock{c: c, id: id, token: token, opt: opt}
-	l.keys = [2]string{lockKey, fenceKey}
-	var lk, tok any = l.keys[0], token
-	l.obtainCmd = [8]any{"evalsha", scriptLockObtain.sha, 2, lk, l.keys[1], tok, ttl.Milliseconds(), fenceTTLArg}
-	l.releaseCmd = [5]any{"evalsha", scriptLockRelease.sha, 1, lk, tok}
+	// One allocation for the waiters marker and the signal list, its prefix.
+	waiting := lockKey + ":wake:waiting"
+	l.keys = [4]string{lockKey, fenceKey, waiting, waiting[:len(lockKey)+len(":wake")]}
+	var lk, wk, tok any = l.keys[0], l.keys[2], token
+	l.obtainCmd = [10]any{"evalsha", scriptLockObtain.sha, 3, lk, l.keys[1], wk, tok, ttl.Milliseconds(), fenceTTLArg, nil}
+	l.releaseCmd = [8]any{"evalsha", scriptLockRelease.sha, 3, lk, wk, l.keys[3], tok, lockSignalTTLArg}
 	return l
 }
 
@@ -332,7 +384,7 @@ func (l *Lock) touch(ctx context.Context, ttl time.Duration) (time.Duration, err
 	if ttl > 0 {
 		opt = l.opt // a refresh writes: wait for replicas as Obtain did
 	}
-	n, acked, err := l.c.runLock(ctx, opt, scriptLockTouch, l.keys[:1], l.releaseCmd[4], ttl.Milliseconds())
+	n, acked, err := l.c.runLock(ctx, opt, scriptLockTouch, l.keys[:1], l.releaseCmd[6], ttl.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("patterns: lock %q: %w", l.id, err)
 	}

@@ -24,6 +24,15 @@ type RWLockOptions struct {
 	//
 	// default: NoRetry()
 	RetryStrategy RetryStrategy
+
+	// WakeBlock is the longest RLock and Lock block a pool connection at a
+	// time while they wait for a release, as LockOptions.WakeBlock: a
+	// Release wakes waiters at once, the backoff stays the upper bound of
+	// each wait. -1 turns waking off (polling).
+	//
+	// default: 1 second, or half the go-redis client's ReadTimeout when
+	// that is shorter
+	WakeBlock time.Duration
 }
 
 func (o *RWLockOptions) lease() time.Duration {
@@ -47,7 +56,8 @@ func (o *RWLockOptions) retryStrategy() RetryStrategy {
 type RWLock struct {
 	c     *Client
 	name  string
-	keys  []string // readers, writer, intent, fence
+	keys  []string // readers, writer, intent, fence, waiters marker, signal list
+	block time.Duration
 	lease time.Duration
 	retry RetryStrategy
 }
@@ -62,11 +72,18 @@ func (c *Client) RWLock(name string, opt *RWLockOptions) (*RWLock, error) {
 	if err := checkTTL("rwlock lease", opt.lease()); err != nil {
 		return nil, err
 	}
+	var block time.Duration
+	if opt != nil {
+		if opt.WakeBlock < -1 {
+			return nil, invalidf("WakeBlock %v: want -1, 0 or more", opt.WakeBlock)
+		}
+		block = opt.WakeBlock
+	}
 	base := c.key("rw", name)
 	return &RWLock{
 		c: c, name: name,
-		keys:  []string{base + ":r", base + ":w", base + ":intent", base + ":fence"},
-		lease: opt.lease(), retry: opt.retryStrategy(),
+		keys:  []string{base + ":r", base + ":w", base + ":intent", base + ":fence", base + ":wake:waiting", base + ":wake"},
+		lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(block),
 	}, nil
 }
 
@@ -117,7 +134,7 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 	// does not hold readers off until the intent's TTL.
 	giveUp := func(err error) (*RWLease, error) {
 		if writer {
-			_, _ = rw.run(ctx, "release", token, 0, 0)
+			_, _ = rw.run(ctx, "release", token, 0, 0, lockSignalTTL)
 		}
 		return nil, err
 	}
@@ -129,7 +146,11 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 		if writer && backoff > 0 {
 			intent = 2*backoff + 100*time.Millisecond
 		}
-		n, err := rw.run(ctx, step, token, rw.lease.Milliseconds(), intent.Milliseconds())
+		var mark time.Duration
+		if rw.block > 0 && backoff > 0 {
+			mark = max(lockWakeMark, backoff+lockWakeMarkSlack)
+		}
+		n, err := rw.run(ctx, step, token, rw.lease.Milliseconds(), intent.Milliseconds(), mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
 				return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, cerr))
@@ -148,22 +169,31 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 		} else {
 			timer.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, context.Cause(ctx)))
-		case <-timer.C:
+		if rw.block > 0 {
+			err = rw.c.awaitRelease(ctx, rw.keys[5], backoff, rw.block, timer)
+		} else {
+			select {
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			case <-timer.C:
+			}
+		}
+		if err != nil {
+			return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, err))
 		}
 	}
 }
 
 // run runs one step of the rw script.
-func (rw *RWLock) run(ctx context.Context, step, token string, lease, intent int64) (int64, error) {
+// mark is, for read and write, how long a refusal marks the lock as waited
+// for (0: not), and for release the signal list's TTL.
+func (rw *RWLock) run(ctx context.Context, step, token string, lease, intent int64, mark time.Duration) (int64, error) {
 	if step == "release" && ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rw.c.releaseTimeout)
 		defer cancel()
 	}
-	return scriptRW.run(ctx, rw.c.rdb, rw.keys, step, token, lease, intent, fenceTTLArg).Int64()
+	return scriptRW.run(ctx, rw.c.rdb, rw.keys, step, token, lease, intent, fenceTTLArg, mark.Milliseconds()).Int64()
 }
 
 // Writer reports whether l holds the lock to write.
@@ -205,7 +235,7 @@ func (l *RWLease) touch(ctx context.Context, lease time.Duration) (time.Duration
 	if l == nil {
 		return 0, ErrNotHeld
 	}
-	n, err := l.rw.run(ctx, "touch", l.token, lease.Milliseconds(), 0)
+	n, err := l.rw.run(ctx, "touch", l.token, lease.Milliseconds(), 0, 0)
 	if err != nil {
 		return 0, fmt.Errorf("patterns: rwlock %q: %w", l.rw.name, err)
 	}
@@ -221,7 +251,7 @@ func (l *RWLease) Release(ctx context.Context) error {
 	if l == nil {
 		return ErrNotHeld
 	}
-	n, err := l.rw.run(ctx, "release", l.token, 0, 0)
+	n, err := l.rw.run(ctx, "release", l.token, 0, 0, lockSignalTTL)
 	if err != nil {
 		return fmt.Errorf("patterns: release rwlock %q: %w", l.rw.name, err)
 	}

@@ -54,6 +54,16 @@ type SemaphoreOptions struct {
 	//
 	// default: ExponentialBackoff(10ms, 500ms), until the context is done
 	RetryStrategy RetryStrategy
+
+	// WakeBlock is the longest Acquire blocks a pool connection at a time
+	// (BLPOP on the semaphore's signal list) while it waits for a permit to
+	// be released, as LockOptions.WakeBlock: a Release wakes waiters at
+	// once, the backoff stays the upper bound of each wait. -1 turns waking
+	// off: Acquire then sleeps its backoff between attempts.
+	//
+	// default: 1 second, or half the go-redis client's ReadTimeout when
+	// that is shorter
+	WakeBlock time.Duration
 }
 
 func (o *SemaphoreOptions) lease() time.Duration {
@@ -77,6 +87,9 @@ func (o *SemaphoreOptions) validate() error {
 	if err := checkPermits(o.Permits); err != nil {
 		return err
 	}
+	if o.WakeBlock < -1 {
+		return invalidf("WakeBlock %v: want -1, 0 or more", o.WakeBlock)
+	}
 	if o.Lease != 0 {
 		if err := checkTTL("semaphore lease", o.Lease); err != nil {
 			return err
@@ -97,11 +110,13 @@ func checkPermits(n int) error {
 // crashed holder's permit comes back when its lease ends. Keys:
 // prefix:sem:{name} (the holders, a sorted set by lease end), :permits (the
 // number stored by SetPermits), :queue and :qttl (the waiters in fair mode),
-// all in the name's slot, each with a TTL. Safe for concurrent use.
+// :wake and :wake:waiting (wake waiters on release), all in the name's slot,
+// each with a TTL. Safe for concurrent use.
 type Semaphore struct {
 	c     *Client
 	name  string
-	keys  [4]string // holders, permits, queue, qttl
+	keys  [6]string // holders, permits, queue, qttl, waiters marker, signal list
+	block time.Duration
 	opt   SemaphoreOptions
 	lease time.Duration
 	retry RetryStrategy
@@ -129,8 +144,9 @@ func (c *Client) Semaphore(name string, opt *SemaphoreOptions) (*Semaphore, erro
 }
 
 func (c *Client) newSemaphore(name, base string, opt *SemaphoreOptions) *Semaphore {
-	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy()}
-	s.keys = [4]string{base, base + ":permits", base + ":queue", base + ":qttl"}
+	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(opt.WakeBlock)}
+	waiting := base + ":wake:waiting"
+	s.keys = [6]string{base, base + ":permits", base + ":queue", base + ":qttl", waiting, waiting[:len(base)+len(":wake")]}
 	return s
 }
 
@@ -147,9 +163,15 @@ type semReply struct {
 
 // attempt runs sem_acquire once; mode is 0 (unfair), 1 (fair, queue) or 2
 // (fair, no queue).
-func (s *Semaphore) attempt(ctx context.Context, token string, mode int) (semReply, error) {
-	v, err := scriptSemAcquire.run(ctx, s.c.rdb, s.keys[:], token, s.opt.Permits, s.lease.Milliseconds(), mode,
-		s.lease.Milliseconds(), semPermitsTTL.Milliseconds()).Int64Slice()
+// A caller that will wait for a release signal passes mark > 0: the script
+// then marks the semaphore as waited for, for mark.
+func (s *Semaphore) attempt(ctx context.Context, token string, mode int, mark time.Duration) (semReply, error) {
+	keys, args := s.keys[:4], []any{token, s.opt.Permits, s.lease.Milliseconds(), mode,
+		s.lease.Milliseconds(), semPermitsTTL.Milliseconds()}
+	if mark > 0 {
+		keys, args = s.keys[:5], append(args, mark.Milliseconds())
+	}
+	v, err := scriptSemAcquire.run(ctx, s.c.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return semReply{}, err
 	}
@@ -181,7 +203,7 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 	if err != nil {
 		return nil, semReply{}, err
 	}
-	r, err := s.attempt(ctx, token, s.mode(false))
+	r, err := s.attempt(ctx, token, s.mode(false), 0)
 	if err != nil {
 		return nil, r, fmt.Errorf("patterns: semaphore %q: %w", s.name, err)
 	}
@@ -218,8 +240,13 @@ func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 		}
 		return nil, err
 	}
+	var backoff time.Duration
 	for attempt := 1; ; attempt++ {
-		r, err := s.attempt(ctx, token, mode)
+		var mark time.Duration
+		if s.block > 0 {
+			mark = max(lockWakeMark, 2*backoff+lockWakeMarkSlack)
+		}
+		r, err := s.attempt(ctx, token, mode, mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
 				return giveUp(fmt.Errorf("%w: semaphore %q: %w", ErrNoPermit, s.name, cerr))
@@ -229,8 +256,7 @@ func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 		if r.granted {
 			return &Permit{s: s, token: token, lease: s.lease}, nil
 		}
-		backoff := s.retry.NextBackoff(attempt)
-		if backoff <= 0 {
+		if backoff = s.retry.NextBackoff(attempt); backoff <= 0 {
 			return giveUp(ErrNoPermit)
 		}
 		if timer == nil {
@@ -238,10 +264,17 @@ func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 		} else {
 			timer.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return giveUp(fmt.Errorf("%w: semaphore %q: %w", ErrNoPermit, s.name, context.Cause(ctx)))
-		case <-timer.C:
+		if s.block > 0 {
+			err = s.c.awaitRelease(ctx, s.keys[5], backoff, s.block, timer)
+		} else {
+			select {
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			case <-timer.C:
+			}
+		}
+		if err != nil {
+			return giveUp(fmt.Errorf("%w: semaphore %q: %w", ErrNoPermit, s.name, err))
 		}
 	}
 }
@@ -316,7 +349,7 @@ func (p *Permit) release(ctx context.Context) error {
 		defer cancel()
 	}
 	k := &p.s.keys
-	n, err := scriptSemRelease.run(ctx, p.s.c.rdb, []string{k[0], k[2], k[3]}, p.token).Int64()
+	n, err := scriptSemRelease.run(ctx, p.s.c.rdb, []string{k[0], k[2], k[3], k[4], k[5]}, p.token, lockSignalTTLArg).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: semaphore %q: release: %w", p.s.name, err)
 	}

@@ -3,9 +3,14 @@
 --
 -- KEYS[1..n]     the lock keys           prefix:lock:{id}
 -- KEYS[n+1..2n]  their fencing counters  prefix:lock:{id}:fence   (same order)
+-- KEYS[3]        one lock only, optional: its waiters marker
+--                                        prefix:lock:{id}:wake:waiting
 -- ARGV[1]  the owner's random token
 -- ARGV[2]  the locks' TTL in milliseconds (> 0)
 -- ARGV[3]  the counters' TTL in milliseconds (> 0)
+-- ARGV[4]  optional, with KEYS[3]: when the lock is held, mark for this many
+--          milliseconds (> 0) that a caller waits for its release, so that
+--          lock_release signals it (the marker's TTL is only ever raised)
 --
 -- All the keys must be in one slot on a cluster (ObtainMulti calls the
 -- script once per slot).
@@ -21,8 +26,8 @@
 -- server's clock in microseconds, which is above every token it issued
 -- before as long as the key saw fewer grants than microseconds passed.
 --
--- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence , owner-token 10000 86400000
-local n = #KEYS / 2
+-- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence patterns:lock:{demo}:wake:waiting , owner-token 10000 86400000 2000
+local n = math.floor(#KEYS / 2)
 local function held(key)
   local pttl = redis.call('PTTL', key)
   if pttl < 0 then pttl = 0 end
@@ -31,6 +36,10 @@ end
 if n == 1 then
   -- One lock (Obtain): SET NX takes it or finds it held in one call.
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local mark = tonumber(ARGV[4])
+    if mark and KEYS[3] and redis.call('PTTL', KEYS[3]) < mark then
+      redis.call('SET', KEYS[3], '1', 'PX', mark)
+    end
     return held(KEYS[1])
   end
 else

@@ -5,6 +5,8 @@
 -- KEYS[2]  the writer, its token                           prefix:rw:{id}:w
 -- KEYS[3]  a waiting writer's intent, its token            prefix:rw:{id}:intent
 -- KEYS[4]  the fencing counter                             prefix:rw:{id}:fence
+-- KEYS[5]  the waiters marker                  prefix:rw:{id}:wake:waiting
+-- KEYS[6]  the signal list that wakes waiters  prefix:rw:{id}:wake
 -- ARGV[1]  the step: read, write, touch or release
 -- ARGV[2]  the caller's random token
 -- ARGV[3]  read, write, touch: the lease in milliseconds (touch: 0 reads the
@@ -12,6 +14,9 @@
 -- ARGV[4]  write: how long a refused writer's intent lives, in milliseconds
 --          (0: register none)
 -- ARGV[5]  read, write: the fencing counter's TTL in milliseconds
+-- ARGV[6]  read, write: when refused, mark KEYS[5] as waited for, for this
+--          many milliseconds (0: do not; the TTL is only ever raised);
+--          release: the signal list's TTL in milliseconds
 --
 -- Returns, for read and write, the fencing token (>= 1) when granted, or 0
 -- when refused: a reader is refused while a writer holds the lock or another
@@ -19,13 +24,15 @@
 -- intent lives, and then registers its own intent when none lives. For touch,
 -- the holder's remaining lease in milliseconds, or -1 when the token holds
 -- nothing. For release, 1 when the token's hold was deleted, else 0; release
--- also deletes the token's intent.
+-- also deletes the token's intent. A release that ends a hold while the
+-- marker exists leaves elements on KEYS[6] for waiters' BLPOPs: 16 when the
+-- writer left (every waiting reader may enter), 1 when the last reader left.
 --
 -- Expired readers are removed from the ZSET at every step (lease ends come
 -- from the server's clock). Every key has a TTL: the ZSET's is its last
 -- lease end.
 --
--- Example: redis-cli --eval scripts/rw.lua patterns:rw:{demo}:r patterns:rw:{demo}:w patterns:rw:{demo}:intent patterns:rw:{demo}:fence , read reader-token 10000 0 86400000
+-- Example: redis-cli --eval scripts/rw.lua patterns:rw:{demo}:r patterns:rw:{demo}:w patterns:rw:{demo}:intent patterns:rw:{demo}:fence patterns:rw:{demo}:wake:waiting patterns:rw:{demo}:wake , read reader-token 10000 0 86400000 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -47,10 +54,26 @@ local function fence()
   return f
 end
 
+local function refuse()
+  local mark = tonumber(ARGV[6])
+  if mark and mark > 0 and redis.call('PTTL', KEYS[5]) < mark then
+    redis.call('SET', KEYS[5], '1', 'PX', mark)
+  end
+  return 0
+end
+
+local function signal(n)
+  if ARGV[6] and redis.call('EXISTS', KEYS[5]) == 1 then
+    for _ = 1, n do redis.call('LPUSH', KEYS[6], '1') end
+    redis.call('LTRIM', KEYS[6], 0, 15)
+    redis.call('PEXPIRE', KEYS[6], ARGV[6])
+  end
+end
+
 if step == 'read' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return refuse() end
   local intent = redis.call('GET', KEYS[3])
-  if intent and intent ~= token then return 0 end
+  if intent and intent ~= token then return refuse() end
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), token)
   expireReaders()
   return fence()
@@ -62,7 +85,7 @@ elseif step == 'write' then
     if ittl > 0 and (mine or not intent) then
       redis.call('SET', KEYS[3], token, 'PX', ittl)
     end
-    return 0
+    return refuse()
   end
   if mine then redis.call('DEL', KEYS[3]) end
   redis.call('SET', KEYS[2], token, 'PX', ARGV[3])
@@ -82,8 +105,12 @@ elseif step == 'touch' then
 elseif step == 'release' then
   if redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
   if redis.call('GET', KEYS[2]) == token then
-    return redis.call('DEL', KEYS[2])
+    redis.call('DEL', KEYS[2])
+    signal(16)
+    return 1
   end
-  return redis.call('ZREM', KEYS[1], token)
+  local n = redis.call('ZREM', KEYS[1], token)
+  if n == 1 and redis.call('ZCARD', KEYS[1]) == 0 then signal(1) end
+  return n
 end
 return redis.error_reply('rw: unknown step ' .. tostring(step))

@@ -8,6 +8,9 @@
 --                                prefix:sem:{name}:queue     (same slot)
 -- KEYS[4]  the waiters' expiry: tokens scored by when their place lapses (ms)
 --                                prefix:sem:{name}:qttl      (same slot)
+-- KEYS[5]  optional: the waiters marker, set when a caller that waits for a
+--          release signal is refused (see sem_release)
+--                                prefix:sem:{name}:wake:waiting (same slot)
 -- ARGV[1]  the caller's random token
 -- ARGV[2]  the number of permits when KEYS[2] does not exist (>= 1)
 -- ARGV[3]  the lease in milliseconds (> 0)
@@ -15,6 +18,8 @@
 --          2 = fair, do not queue (a try: granted only if nobody waits ahead)
 -- ARGV[5]  how long a waiter keeps its place without asking again (ms, > 0)
 -- ARGV[6]  the TTL given to KEYS[2] whenever it is read (ms, > 0)
+-- ARGV[7]  optional, with KEYS[5]: the marker's TTL (ms, > 0; only ever
+--          raised)
 --
 -- Expired holders and waiters are purged first. In fair mode a caller is
 -- granted only while fewer waiters stand ahead of it than permits are free,
@@ -24,7 +29,7 @@
 -- Returns {granted (1 or 0), holders after the call, permits, ms until the
 -- earliest lease ends (0 when granted or nobody holds)}.
 --
--- Example: redis-cli --eval scripts/sem_acquire.lua patterns:sem:{demo} patterns:sem:{demo}:permits patterns:sem:{demo}:queue patterns:sem:{demo}:qttl , token-1 5 30000 0 30000 86400000
+-- Example: redis-cli --eval scripts/sem_acquire.lua patterns:sem:{demo} patterns:sem:{demo}:permits patterns:sem:{demo}:queue patterns:sem:{demo}:qttl patterns:sem:{demo}:wake:waiting , token-1 5 30000 0 30000 86400000 10000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local token, lease, mode = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -72,6 +77,11 @@ if mode == 1 then
   redis.call('ZADD', KEYS[4], now + wttl, token)
   extend(KEYS[3], wttl)
   extend(KEYS[4], wttl)
+end
+
+local mark = tonumber(ARGV[7])
+if mark and KEYS[5] and redis.call('PTTL', KEYS[5]) < mark then
+  redis.call('SET', KEYS[5], '1', 'PX', mark)
 end
 
 local wait = 0
