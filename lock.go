@@ -148,6 +148,7 @@ type Lock struct {
 	token string
 	fence int64
 	opt   *LockOptions
+	held  time.Time // when obtained, for an Observer; zero without one
 	// The EVALSHA command lines of lock_obtain and lock_release, built once:
 	// they share the boxed key and token, which keeps Obtain+Release cheap.
 	obtainCmd  [8]any
@@ -185,7 +186,16 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.Replicas < 0 {
 		return nil, invalidf("negative Replicas %d", opt.Replicas)
 	}
-	return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	if c.observer == nil {
+		return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	}
+	ctx, done := c.observe(ctx, "lock", "obtain", "")
+	l, err := c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	if err == nil {
+		l.held = time.Now()
+	}
+	done(outcome(outcomeObtained, err), err)
+	return l, err
 }
 
 // obtain runs Obtain's attempts for l, built by newLock or newLockAt.
@@ -324,7 +334,13 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
 	}
+	if l == nil || l.c.observer == nil {
+		_, err := l.touch(ctx, ttl)
+		return err
+	}
+	ctx, done := l.c.observe(ctx, "lock", "refresh", "")
 	_, err := l.touch(ctx, ttl)
+	done(lostOutcome(err), err)
 	return err
 }
 
@@ -363,6 +379,17 @@ func (l *Lock) Release(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.c.releaseTimeout)
 		defer cancel()
 	}
+	if l.c.observer != nil {
+		var done func(string, error)
+		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: "lock", Operation: "release", Held: time.Since(l.held)})
+		err := l.release(ctx)
+		done(outcome(outcomeReleased, err), err)
+		return err
+	}
+	return l.release(ctx)
+}
+
+func (l *Lock) release(ctx context.Context) error {
 	n, err := scriptLockRelease.runArgs(ctx, l.c.rdb, l.releaseCmd[:]).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: release lock %q: %w", l.id, err)
@@ -420,6 +447,7 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 	stopWatch()
 	rerr := lock.Release(ctx)
 	if lost != nil {
+		c.observeLost(ctx, "lock", "", lost)
 		return errors.Join(ferr, lost)
 	}
 	if ferr != nil {
