@@ -161,3 +161,50 @@ func decisionOutcome(res LimitResult, err error) string {
 	}
 	return outcome(outcomeAllowed, err)
 }
+
+// Cache outcomes.
+const (
+	cacheHit      = "hit"
+	cacheLocalHit = "local-hit"
+	cacheMiss     = "miss"
+	cacheStale    = "stale"
+	cacheNegative = "negative"
+)
+
+// cacheOutcome is out, or negative for a cached ErrCacheNotFound (a miss
+// whose load returns it stays a miss; the load's outcome is negative).
+func cacheOutcome(out string, err error) string {
+	if errors.Is(err, ErrCacheNotFound) {
+		if out == cacheMiss {
+			return cacheMiss
+		}
+		return cacheNegative
+	}
+	return outcome(out, err)
+}
+
+// queueOutcome is yes or no by cond, unless err.
+func queueOutcome(cond bool, yes, no string, err error) string {
+	if err != nil {
+		return outcome("", err)
+	}
+	if cond {
+		return yes
+	}
+	return no
+}
+
+// observedLease runs fn, an operation on m's lease, under the observer.
+func (m *QueueMessage) observedLease(ctx context.Context, op, ok string, fn func(ctx context.Context) error) error {
+	if m == nil || m.q == nil || m.q.c.observer == nil {
+		return fn(ctx)
+	}
+	ctx, done := m.q.c.observe(ctx, "queue", op, m.q.name)
+	err := fn(ctx)
+	if errors.Is(err, ErrQueueLeaseLost) {
+		done("lease-lost", err)
+	} else {
+		done(outcome(ok, err), err)
+	}
+	return err
+}
