@@ -107,8 +107,16 @@ func outcome(ok string, err error) string {
 		return ok
 	case errors.Is(err, ErrInvalidArgument):
 		return outcomeInvalid
-	case errors.Is(err, ErrNotObtained):
+	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNoPermit):
 		return outcomeNotObtained
+	case errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNoLeader):
+		return outcomeNotFound
+	case errors.Is(err, ErrIdempotencyInProgress):
+		return "in-progress"
+	case errors.Is(err, ErrIdempotencyMismatch):
+		return "mismatch"
+	case errors.Is(err, ErrWaitDeadline):
+		return outcomeDenied
 	case errors.Is(err, ErrNotHeld):
 		return outcomeNotHeld
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
