@@ -216,3 +216,11 @@ func (m *QueueMessage) observedLease(ctx context.Context, op, ok string, fn func
 	}
 	return err
 }
+
+// idemOutcome tells a replay from a run.
+func idemOutcome(res IdempotencyResult, err error) string {
+	if err == nil && res.Replay {
+		return "replayed"
+	}
+	return outcome("done", err)
+}
