@@ -83,3 +83,19 @@ func BenchmarkOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStartEnd: the observer's own cost per operation, without Redis.
+func BenchmarkStartEnd(b *testing.B) {
+	ctx := context.Background()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	obs, err := New(&Options{TracerProvider: tp, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := patterns.ObserveOp{Pattern: "ratelimit", Operation: "allow", Name: "api", Algorithm: "token-bucket"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_, end := obs.Start(ctx, op)
+		end("allowed", nil)
+	}
+}
