@@ -191,9 +191,6 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	}
 	ctx, done := c.observe(ctx, "lock", "obtain", "")
 	l, err := c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
-	if err == nil {
-		l.held = time.Now()
-	}
 	done(outcome(outcomeObtained, err), err)
 	return l, err
 }
@@ -226,6 +223,9 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		}
 		if n > 0 {
 			l.fence = n
+			if c.observer != nil {
+				l.held = time.Now()
+			}
 			if want, _ := opt.replicas(); acked < int64(want) {
 				_ = l.Release(ctx)
 				return nil, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
