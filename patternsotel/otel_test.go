@@ -201,6 +201,12 @@ func TestPrometheusScrape(t *testing.T) {
 			t.Errorf("no line\n%s\nin the scrape", want)
 		}
 	}
+	exported := exportedSeries()
+	for _, l := range strings.Split(body, "\n") {
+		if name, _, _ := strings.Cut(l, "{"); strings.HasPrefix(name, "patterns_") && !exported[strings.Fields(name)[0]] {
+			t.Errorf("series %s is not in exportedSeries (nor, then, checked in the dashboard)", name)
+		}
+	}
 	if t.Failed() {
 		t.Log(grepLines(body, "patterns_"))
 	}
@@ -248,17 +254,7 @@ func TestDashboard(t *testing.T) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]bool{}
-	for _, base := range []string{"patterns_operation_duration_seconds", "patterns_lock_wait_duration_seconds",
-		"patterns_lock_hold_duration_seconds", "patterns_cache_load_duration_seconds"} {
-		for _, s := range []string{"_bucket", "_sum", "_count"} {
-			exported[base+s] = true
-		}
-	}
-	for _, n := range []string{"patterns_ratelimit_decisions_total", "patterns_lock_lost_total", "patterns_cache_requests_total",
-		"patterns_queue_messages_total", "patterns_sessions_events_total", "patterns_queue_depth", "patterns_queue_in_flight", "patterns_queue_dead"} {
-		exported[n] = true
-	}
+	exported := exportedSeries()
 	metricName := regexp.MustCompile(`\bpatterns_[a-z_]+`)
 	// Label names (in matchers and in by/without clauses) are not metrics.
 	labels := regexp.MustCompile(`\{[^}]*\}|\b(by|without)\s*\([^)]*\)`)
@@ -280,4 +276,21 @@ func TestDashboard(t *testing.T) {
 	if queries == 0 {
 		t.Fatal("no query in the dashboard")
 	}
+}
+
+// exportedSeries are the Prometheus series of the module's metrics;
+// TestPrometheusScrape checks that the scrape holds no other.
+func exportedSeries() map[string]bool {
+	exported := map[string]bool{}
+	for _, base := range []string{"patterns_operation_duration_seconds", "patterns_lock_wait_duration_seconds",
+		"patterns_lock_hold_duration_seconds", "patterns_cache_load_duration_seconds"} {
+		for _, s := range []string{"_bucket", "_sum", "_count"} {
+			exported[base+s] = true
+		}
+	}
+	for _, n := range []string{"patterns_ratelimit_decisions_total", "patterns_lock_lost_total", "patterns_cache_requests_total",
+		"patterns_queue_messages_total", "patterns_sessions_events_total", "patterns_queue_depth", "patterns_queue_in_flight", "patterns_queue_dead"} {
+		exported[n] = true
+	}
+	return exported
 }
