@@ -174,12 +174,16 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 // TryDequeue returns the next due message, or nil when none is due, and how
 // long until one is (-1: the queue is empty).
 func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Duration, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
+	defer func() { done(queueOutcome(m != nil, "delivered", "empty", err), err) }()
+	return q.tryDequeue(ctx)
+}
+
+func (q *Queue) tryDequeue(ctx context.Context) (*QueueMessage, time.Duration, error) {
 	token, err := newToken()
 	if err != nil {
 		return nil, 0, err
 	}
-	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
-	defer func() { done(queueOutcome(m != nil, "delivered", "empty", err), err) }()
 	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token)
 	if err != nil {
 		return nil, 0, err
@@ -204,9 +208,11 @@ func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Dura
 // blocks on the queue's signal list (BLPOP), woken by every Enqueue and Nack,
 // for at most the time until the next delayed message or lease expiry, and
 // at most a second, so that ctx is honoured promptly.
-func (q *Queue) Dequeue(ctx context.Context) (*QueueMessage, error) {
+func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
+	defer func() { done(outcome("delivered", err), err) }()
 	for {
-		m, wait, err := q.TryDequeue(ctx)
+		m, wait, err := q.tryDequeue(ctx)
 		if err != nil || m != nil {
 			return m, err
 		}
