@@ -76,7 +76,9 @@ func checkActivityID(id int64) error {
 
 // Mark records id as active today (by the server's clock) and reports
 // whether it was not yet marked.
-func (a *Activity) Mark(ctx context.Context, id int64) (bool, error) {
+func (a *Activity) Mark(ctx context.Context, id int64) (changed bool, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "mark", a.name)
+	defer func() { done(queueOutcome(changed, "changed", outcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -88,7 +90,9 @@ func (a *Activity) Mark(ctx context.Context, id int64) (bool, error) {
 }
 
 // WasActive reports whether id was active on day (UTC).
-func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (bool, error) {
+func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (active bool, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "was-active", a.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -100,8 +104,10 @@ func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (bool
 }
 
 // Count returns how many ids were active on day (UTC).
-func (a *Activity) Count(ctx context.Context, day time.Time) (int64, error) {
-	n, err := a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, DayBuckets)), nil).Result()
+func (a *Activity) Count(ctx context.Context, day time.Time) (n int64, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "count", a.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	n, err = a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, DayBuckets)), nil).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
 	}
@@ -109,20 +115,26 @@ func (a *Activity) Count(ctx context.Context, day time.Time) (int64, error) {
 }
 
 // ActiveOnAll returns how many ids were active on every one of days.
-func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (int64, error) {
-	n, _, err := a.combine(ctx, "AND", days)
+func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (n int64, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "active-on-all", a.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	n, _, err = a.combine(ctx, "AND", days)
 	return n, err
 }
 
 // ActiveOnAny returns how many ids were active on at least one of days.
-func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (int64, error) {
-	n, _, err := a.combine(ctx, "OR", days)
+func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (n int64, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "active-on-any", a.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	n, _, err = a.combine(ctx, "OR", days)
 	return n, err
 }
 
 // Retention returns the cohort active on day from, and how many of them were
 // active again on day to.
 func (a *Activity) Retention(ctx context.Context, from, to time.Time) (cohort, retained int64, err error) {
+	ctx, done := a.c.observe(ctx, "activity", "retention", a.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	retained, cohort, err = a.combine(ctx, "AND", []time.Time{from, to})
 	return cohort, retained, err
 }

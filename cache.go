@@ -395,8 +395,17 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 	if err := checkCacheKey(key); err != nil {
 		return value, false, err
 	}
+	ctx, done := k.c.observe(ctx, "cache", "lookup", k.name)
+	out := cacheHit
+	defer func() {
+		if !ok && err == nil {
+			out = cacheMiss
+		}
+		done(cacheOutcome(out, err), err)
+	}()
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
+			out = cacheLocalHit
 			if le.negative {
 				return value, true, ErrCacheNotFound
 			}
@@ -446,7 +455,7 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // carries the panic value and the loader's stack (if it has left, the panic
 // goes to OnError); the other callers get an error wrapping
 // ErrLoaderPanicked; the lease is released.
-func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) (T, error) {
+func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) (v T, err error) {
 	var zero T
 	if err := checkCacheKey(key); err != nil {
 		return zero, err
@@ -457,8 +466,12 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
+	ctx, done := k.c.observe(ctx, "cache", "get", k.name)
+	out := cacheMiss
+	defer func() { done(cacheOutcome(out, err), err) }()
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
+			out = cacheLocalHit
 			if le.negative {
 				return zero, ErrCacheNotFound
 			}
@@ -479,7 +492,9 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	}
 	if e.hit {
 		k.hits.Add(1)
+		out = cacheHit
 		if e.stale {
+			out = cacheStale
 			k.stale.Add(1)
 			k.refreshInBackground(ctx, key, load, opt)
 		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
@@ -556,7 +571,8 @@ func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOp
 	if err != nil {
 		return err
 	}
-	return k.set(ctx, key, payload, false, opt, 0, "")
+	ctx, done := k.c.observe(ctx, "cache", "set", k.name)
+	return end(done, outcomeOK, k.set(ctx, key, payload, false, opt, 0, ""))
 }
 
 func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *CacheSetOptions, delta time.Duration, token string) error {
@@ -608,12 +624,13 @@ func (k *Cache[T]) evictLocal(key string) {
 
 // Delete removes key's entry (invalidate on write: call it after writing the
 // source of truth; the next Get loads afresh).
-func (k *Cache[T]) Delete(ctx context.Context, key string) error {
+func (k *Cache[T]) Delete(ctx context.Context, key string) (err error) {
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
+	ctx, done := k.c.observe(ctx, "cache", "delete", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	ek := k.entryKey(key)
-	var err error
 	if ch := k.fanout(); ch == "" {
 		err = k.c.rdb.Del(ctx, ek).Err()
 	} else {
@@ -633,19 +650,21 @@ func (k *Cache[T]) Delete(ctx context.Context, key string) error {
 // InvalidateTags makes every entry written before it under any of tags
 // unservable, at once and atomically: once it returns, no Get returns such
 // an entry. One script, O(len(tags)).
-func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) error {
+func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) (err error) {
 	if len(tags) == 0 {
 		return invalidf("no tag")
 	}
 	if err := k.checkSet(&CacheSetOptions{Tags: tags}); err != nil {
 		return err
 	}
+	ctx, done := k.c.observe(ctx, "cache", "invalidate", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	args := make([]any, 0, len(tags)+2)
 	args = append(args, k.opt.MaxTTL.Milliseconds(), k.fanout())
 	for _, t := range tags {
 		args = append(args, t)
 	}
-	err := scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
+	err = scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
 	if k.local != nil {
 		k.local.invalidateTags()
 	}

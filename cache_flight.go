@@ -176,8 +176,10 @@ func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) 
 			k.loadErrors.Add(1)
 		}
 	}()
-	v, err := load(ctx)
+	lctx, done := k.c.observe(ctx, "cache", "load", k.name)
+	v, err := load(lctx)
 	ok = err == nil || errors.Is(err, ErrCacheNotFound)
+	done(cacheOutcome("loaded", err), err)
 	return v, err
 }
 

@@ -68,7 +68,9 @@ func (l *ConcurrencyLimiter) semaphore(key string) (*Semaphore, error) {
 	if err := checkID("concurrency key", key); err != nil {
 		return nil, err
 	}
-	return l.c.newSemaphore(key, l.c.key("conc", key, escapePart(l.name)), &l.opt), nil
+	s := l.c.newSemaphore(key, l.c.key("conc", key, escapePart(l.name)), &l.opt)
+	s.obs = [2]string{"concurrency", l.name}
+	return s, nil
 }
 
 // Acquire takes one of key's permits, retrying as the options say, and

@@ -34,7 +34,9 @@ const tokenLen = 22
 // panic in fn resigns and goes on up the caller's stack. ErrInvalidArgument
 // for an empty or too long name or identity, a ttl under 4 milliseconds or a
 // nil fn.
-func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Duration, fn func(ctx context.Context) error) error {
+func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Duration, fn func(ctx context.Context) error) (err error) {
+	ctx, done := c.observe(ctx, "elect", "elect", name)
+	defer func() { done(outcome("resigned", err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return err
 	}
@@ -115,7 +117,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // Leader returns the identity of the candidate that leads the election
 // called name, or ErrNoLeader when none does.
-func (c *Client) Leader(ctx context.Context, name string) (string, error) {
+func (c *Client) Leader(ctx context.Context, name string) (leader string, err error) {
+	ctx, done := c.observe(ctx, "elect", "leader", name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return "", err
 	}

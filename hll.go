@@ -117,7 +117,9 @@ func (c *Client) bucketAdd(ctx context.Context, op string, bucket time.Duration,
 
 // Add adds items to the current bucket (by the server's clock) and reports
 // whether the estimate changed. Items are sent 1,000 per script call.
-func (u *Uniques) Add(ctx context.Context, items ...string) (bool, error) {
+func (u *Uniques) Add(ctx context.Context, items ...string) (changed bool, err error) {
+	ctx, done := u.c.observe(ctx, "uniques", "add", u.name)
+	defer func() { done(queueOutcome(changed, "changed", outcomeOK, err), err) }()
 	if len(items) == 0 {
 		return false, invalidf("no item")
 	}
@@ -126,7 +128,7 @@ func (u *Uniques) Add(ctx context.Context, items ...string) (bool, error) {
 			return false, invalidf("item of %d bytes, over %d", len(it), MaxMemberLen)
 		}
 	}
-	changed := false
+	changed = false
 	for len(items) > 0 {
 		n := min(len(items), maxAddBatch)
 		vals := make([]any, n)
@@ -159,7 +161,9 @@ func (u *Uniques) keys(last time.Time, n int) ([]string, error) {
 // Count estimates the distinct items of the n buckets ending with the one
 // that holds last (pass the server's time, or any instant of the last
 // bucket wanted): one PFCOUNT over them all.
-func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (int64, error) {
+func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (count int64, err error) {
+	ctx, done := u.c.observe(ctx, "uniques", "count", u.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	keys, err := u.keys(last, n)
 	if err != nil {
 		return 0, err
@@ -174,7 +178,9 @@ func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (int64, erro
 // Merge merges the n buckets ending with the one that holds last into
 // prefix:hll:{name}:m:dest, kept for ttl, and returns its estimate. One round
 // trip (PFMERGE, PEXPIRE and PFCOUNT in a transaction).
-func (u *Uniques) Merge(ctx context.Context, dest string, last time.Time, n int, ttl time.Duration) (int64, error) {
+func (u *Uniques) Merge(ctx context.Context, dest string, last time.Time, n int, ttl time.Duration) (total int64, err error) {
+	ctx, done := u.c.observe(ctx, "uniques", "merge", u.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkID("merge destination", dest); err != nil {
 		return 0, err
 	}

@@ -221,7 +221,9 @@ func fingerprintHash(fp string) string {
 // once): use IdempotencyLease.Fence to guard the effect.
 //
 // Do costs one round trip for a replay, two when fn runs.
-func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(ctx context.Context, lease IdempotencyLease) ([]byte, error)) (IdempotencyResult, error) {
+func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(ctx context.Context, lease IdempotencyLease) ([]byte, error)) (result IdempotencyResult, err error) {
+	ctx, done := i.c.observe(ctx, "idempotency", "do", i.name)
+	defer func() { done(idemOutcome(result, err), err) }()
 	if fn == nil {
 		return IdempotencyResult{}, invalidf("nil idempotency func")
 	}

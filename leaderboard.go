@@ -166,7 +166,9 @@ func checkScore(score float64) error {
 // score is the increment) on the all-time board and on the current windowed
 // boards, in one script, and returns the member's all-time score and ordinal
 // rank. NaN and infinite scores are ErrInvalidArgument.
-func (b *Board) Submit(ctx context.Context, member string, score float64) (BoardEntry, error) {
+func (b *Board) Submit(ctx context.Context, member string, score float64) (e BoardEntry, err error) {
+	ctx, done := b.c.observe(ctx, "board", "submit", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if b.view != "" {
 		return BoardEntry{}, invalidf("board view %q is read-only", b.view)
 	}
@@ -246,7 +248,9 @@ func (b *Board) windowView(view string) *Board {
 // read-only view of it. Scores combine by the policy: the best for KeepBest
 // and KeepLatest, the sum for Increment. Equal scores in a roll-up rank by
 // member name. One round trip (ZUNIONSTORE and PEXPIRE in a transaction).
-func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (*Board, error) {
+func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (rolled *Board, err error) {
+	ctx, done := b.c.observe(ctx, "board", "rollup", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if days < 1 || days > 366 {
 		return nil, invalidf("roll-up of %d days: want 1 to 366", days)
 	}
@@ -289,7 +293,9 @@ func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, er
 }
 
 // Rank returns member's score and rank, or ErrNotOnBoard.
-func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (BoardEntry, error) {
+func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (e BoardEntry, err error) {
+	ctx, done := b.c.observe(ctx, "board", "rank", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkMember(member); err != nil {
 		return BoardEntry{}, err
 	}
@@ -310,13 +316,17 @@ func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (BoardEn
 }
 
 // Score returns member's score, or ErrNotOnBoard.
-func (b *Board) Score(ctx context.Context, member string) (float64, error) {
+func (b *Board) Score(ctx context.Context, member string) (score float64, err error) {
+	ctx, done := b.c.observe(ctx, "board", "score", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	e, err := b.Rank(ctx, member, RankOrdinal)
 	return e.Score, err
 }
 
 // Top returns the n best entries.
-func (b *Board) Top(ctx context.Context, n int, mode RankMode) ([]BoardEntry, error) {
+func (b *Board) Top(ctx context.Context, n int, mode RankMode) (es []BoardEntry, err error) {
+	ctx, done := b.c.observe(ctx, "board", "top", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if n < 1 {
 		return nil, invalidf("top %d: want at least 1", n)
 	}
@@ -324,7 +334,9 @@ func (b *Board) Top(ctx context.Context, n int, mode RankMode) ([]BoardEntry, er
 }
 
 // Page returns page number page (from 1) of size entries.
-func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) ([]BoardEntry, error) {
+func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) (es []BoardEntry, err error) {
+	ctx, done := b.c.observe(ctx, "board", "page", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if page < 1 || size < 1 || size > 1000 {
 		return nil, invalidf("page %d of size %d: want page >= 1 and size 1 to 1000", page, size)
 	}
@@ -334,7 +346,9 @@ func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) ([]Boar
 
 // Around returns member's entry with up to n entries above and n below it;
 // none when member is not on the board.
-func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) ([]BoardEntry, error) {
+func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) (es []BoardEntry, err error) {
+	ctx, done := b.c.observe(ctx, "board", "around", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkMember(member); err != nil {
 		return nil, err
 	}
@@ -363,8 +377,10 @@ func (b *Board) entries(v []any, err error) ([]BoardEntry, error) {
 }
 
 // Count returns how many members the board holds.
-func (b *Board) Count(ctx context.Context) (int64, error) {
-	n, err := b.c.rdb.ZCard(ctx, b.keys[0]).Result()
+func (b *Board) Count(ctx context.Context) (n int64, err error) {
+	ctx, done := b.c.observe(ctx, "board", "count", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	n, err = b.c.rdb.ZCard(ctx, b.keys[0]).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: board %q: %w", b.name, err)
 	}
@@ -373,7 +389,9 @@ func (b *Board) Count(ctx context.Context) (int64, error) {
 
 // Remove takes member off the all-time board (windowed boards keep their
 // history until they expire). One script.
-func (b *Board) Remove(ctx context.Context, member string) error {
+func (b *Board) Remove(ctx context.Context, member string) (err error) {
+	ctx, done := b.c.observe(ctx, "board", "remove", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if b.view != "" {
 		return invalidf("board view %q is read-only", b.view)
 	}
@@ -387,7 +405,9 @@ func (b *Board) Remove(ctx context.Context, member string) error {
 }
 
 // Reset deletes the board (for a view: that window or roll-up).
-func (b *Board) Reset(ctx context.Context) error {
+func (b *Board) Reset(ctx context.Context) (err error) {
+	ctx, done := b.c.observe(ctx, "board", "reset", b.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := b.c.rdb.Del(ctx, b.keys...).Err(); err != nil {
 		return fmt.Errorf("patterns: board %q: %w", b.name, err)
 	}

@@ -171,6 +171,7 @@ type Lock struct {
 	token string
 	fence int64
 	opt   *LockOptions
+	held  time.Time // when obtained, for an Observer; zero without one
 	// The EVALSHA command lines of lock_obtain and lock_release, built once:
 	// they share the boxed key and token, which keeps Obtain+Release cheap.
 	// obtainCmd's last element, the waiters marker's TTL, is sent only by an
@@ -211,7 +212,13 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.WakeBlock < -1 {
 		return nil, invalidf("WakeBlock %v: want -1, 0 or more", opt.WakeBlock)
 	}
-	return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	if c.observer == nil {
+		return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	}
+	ctx, done := c.observe(ctx, "lock", "obtain", "")
+	l, err := c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
+	done(outcome(outcomeObtained, err), err)
+	return l, err
 }
 
 // obtain runs Obtain's attempts for l, built by newLock or newLockAt.
@@ -256,6 +263,9 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		}
 		if n > 0 {
 			l.fence = n
+			if c.observer != nil {
+				l.held = time.Now()
+			}
 			if want, _ := opt.replicas(); acked < int64(want) {
 				_ = l.Release(ctx)
 				return nil, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
@@ -372,7 +382,13 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
 	}
+	if l == nil || l.c.observer == nil {
+		_, err := l.touch(ctx, ttl)
+		return err
+	}
+	ctx, done := l.c.observe(ctx, "lock", "refresh", "")
 	_, err := l.touch(ctx, ttl)
+	done(lostOutcome(err), err)
 	return err
 }
 
@@ -411,6 +427,17 @@ func (l *Lock) Release(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.c.releaseTimeout)
 		defer cancel()
 	}
+	if l.c.observer != nil {
+		var done func(string, error)
+		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: "lock", Operation: "release", Held: time.Since(l.held)})
+		err := l.release(ctx)
+		done(outcome(outcomeReleased, err), err)
+		return err
+	}
+	return l.release(ctx)
+}
+
+func (l *Lock) release(ctx context.Context) error {
 	n, err := scriptLockRelease.runArgs(ctx, l.c.rdb, l.releaseCmd[:]).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: release lock %q: %w", l.id, err)
@@ -468,6 +495,7 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 	stopWatch()
 	rerr := lock.Release(ctx)
 	if lost != nil {
+		c.observeLost(ctx, "lock", "", lost)
 		return errors.Join(ferr, lost)
 	}
 	if ferr != nil {

@@ -47,7 +47,9 @@ type lockGroup struct {
 // strategy and ctx allow, and ErrInvalidArgument for an empty list, an empty
 // or too long name or a ttl under a millisecond (nothing is written then).
 // opt.Replicas applies to every call.
-func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (*MultiLock, error) {
+func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (m *MultiLock, err error) {
+	ctx, done := c.observe(ctx, "lock", "obtain-multi", "")
+	defer func() { done(outcome(outcomeObtained, err), err) }()
 	if len(keys) == 0 {
 		return nil, invalidf("empty lock key list")
 	}
@@ -66,7 +68,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 	if err != nil {
 		return nil, err
 	}
-	m := &MultiLock{c: c, token: token, opt: opt, groups: c.lockGroups(keys)}
+	m = &MultiLock{c: c, token: token, opt: opt, groups: c.lockGroups(keys)}
 	for _, g := range m.groups {
 		m.names = append(m.names, g.names...)
 	}
@@ -246,7 +248,12 @@ func (m *MultiLock) Token() string {
 // Release deletes every lock the caller still owns. It returns ErrNotHeld
 // when some were not held any more (the others are deleted all the same).
 // Like Lock.Release it reaches Redis even when ctx is already done.
-func (m *MultiLock) Release(ctx context.Context) error {
+func (m *MultiLock) Release(ctx context.Context) (err error) {
+	if m == nil {
+		return ErrNotHeld
+	}
+	ctx, done := m.c.observe(ctx, "lock", "release-multi", "")
+	defer func() { done(outcome(outcomeReleased, err), err) }()
 	if m == nil {
 		return ErrNotHeld
 	}
@@ -263,11 +270,16 @@ func (m *MultiLock) Release(ctx context.Context) error {
 // Refresh extends every lock to ttl from now. It returns ErrNotHeld when one
 // of them is no longer held; the locks of other slots may have been extended
 // then.
-func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) error {
+func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) {
+	if m == nil {
+		return ErrNotHeld
+	}
+	ctx, done := m.c.observe(ctx, "lock", "refresh-multi", "")
+	defer func() { done(lostOutcome(err), err) }()
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
 	}
-	_, err := m.touch(ctx, ttl)
+	_, err = m.touch(ctx, ttl)
 	return err
 }
 

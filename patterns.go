@@ -111,6 +111,12 @@ type Options struct {
 	//
 	// default: 2 seconds
 	ReleaseTimeout time.Duration
+
+	// Observer, when set, is told of every operation of every pattern:
+	// for metrics and traces (see the patternsotel module).
+	//
+	// default: nil, none
+	Observer Observer
 }
 
 // Client runs the patterns against one Redis deployment. Make it with New.
@@ -118,6 +124,7 @@ type Client struct {
 	rdb            redis.UniversalClient
 	prefix         string
 	releaseTimeout time.Duration
+	observer       Observer
 }
 
 // New returns a Client on rdb, which may be a *redis.Client, a
@@ -129,6 +136,9 @@ func New(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 		return nil, invalidf("nil redis client")
 	}
 	c := &Client{rdb: rdb, prefix: opt.prefix(), releaseTimeout: opt.releaseTimeout()}
+	if opt != nil {
+		c.observer = opt.Observer
+	}
 	if err := validPrefix(c.prefix); err != nil {
 		return nil, err
 	}

@@ -46,7 +46,9 @@ func NewTopic[T any](c *Client, name string, opt *TopicOptions) (*Topic[T], erro
 }
 
 // Publish sends event and returns how many subscribers received it.
-func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
+func (t *Topic[T]) Publish(ctx context.Context, event T) (n int64, err error) {
+	ctx, done := t.c.observe(ctx, "topic", "publish", t.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	b, err := t.codec.Marshal(event)
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)
@@ -59,7 +61,7 @@ func (t *Topic[T]) Publish(ctx context.Context, event T) (int64, error) {
 	cmd := redis.NewCmd(ctx, "publish", t.channel, b)
 	cmd.SetFirstKeyPos(1)
 	_ = process(ctx, t.c.rdb, cmd)
-	n, err := cmd.Int64()
+	n, err = cmd.Int64()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: %w", t.name, err)
 	}

@@ -162,6 +162,8 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if len(o.ID) > MaxIDLen || o.Delay < 0 {
 		return "", false, invalidf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
 	}
+	ctx, done := q.c.observe(ctx, "queue", "enqueue", q.name)
+	defer func() { done(queueOutcome(queued, "enqueued", "duplicate", err), err) }()
 	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds())
 	if err != nil {
 		return "", false, err
@@ -175,7 +177,13 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 
 // TryDequeue returns the next due message, or nil when none is due, and how
 // long until one is (-1: the queue is empty).
-func (q *Queue) TryDequeue(ctx context.Context) (*QueueMessage, time.Duration, error) {
+func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Duration, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
+	defer func() { done(queueOutcome(m != nil, "delivered", "empty", err), err) }()
+	return q.tryDequeue(ctx)
+}
+
+func (q *Queue) tryDequeue(ctx context.Context) (*QueueMessage, time.Duration, error) {
 	token, err := newToken()
 	if err != nil {
 		return nil, 0, err
@@ -204,9 +212,11 @@ func (q *Queue) TryDequeue(ctx context.Context) (*QueueMessage, time.Duration, e
 // blocks on the queue's signal list (BLPOP), woken by every Enqueue and Nack,
 // for at most the time until the next delayed message or lease expiry, and
 // at most a second, so that ctx is honoured promptly.
-func (q *Queue) Dequeue(ctx context.Context) (*QueueMessage, error) {
+func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
+	defer func() { done(outcome("delivered", err), err) }()
 	for {
-		m, wait, err := q.TryDequeue(ctx)
+		m, wait, err := q.tryDequeue(ctx)
 		if err != nil || m != nil {
 			return m, err
 		}
@@ -245,7 +255,9 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 }
 
 // Ack removes the message for good.
-func (m *QueueMessage) Ack(ctx context.Context) error { return m.lease(ctx, "ack") }
+func (m *QueueMessage) Ack(ctx context.Context) error {
+	return m.observedLease(ctx, "ack", "acked", func(ctx context.Context) error { return m.lease(ctx, "ack") })
+}
 
 // Nack gives the message back, to be delivered again after the backoff (or
 // moved to the dead-letter list after MaxDeliveries).
@@ -253,7 +265,13 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
 		return ErrQueueLeaseLost
 	}
-	return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
+	ok := "nacked"
+	if m.Deliveries >= m.q.opt.MaxDeliveries {
+		ok = "dead"
+	}
+	return m.observedLease(ctx, "nack", ok, func(ctx context.Context) error {
+		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
+	})
 }
 
 // Extend keeps the message hidden for d more from now.
@@ -261,7 +279,7 @@ func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	if err := checkTTL("extension", d); err != nil {
 		return err
 	}
-	return m.lease(ctx, "extend", d.Milliseconds())
+	return m.observedLease(ctx, "extend", outcomeOK, func(ctx context.Context) error { return m.lease(ctx, "extend", d.Milliseconds()) })
 }
 
 // QueueStats counts a queue's messages.

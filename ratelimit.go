@@ -243,6 +243,9 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Limit
 // admit at once (its rate, or its burst for TokenBucket and GCRA): such a
 // request would otherwise be denied forever. GCRA takes exactly one limit.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
+	if l.c.observer != nil {
+		return l.observedDecide(ctx, "allow", key, n, true, limits)
+	}
 	return l.decide(ctx, key, n, true, limits)
 }
 
@@ -250,11 +253,16 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit
 // For GCRA it is redis_rate's AllowN with n = 0, which consumes nothing but
 // may write the key.
 func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
+	if l.c.observer != nil {
+		return l.observedDecide(ctx, "peek", key, n, false, limits)
+	}
 	return l.decide(ctx, key, n, false, limits)
 }
 
 // Reset forgets what key consumed under limits, in one round trip.
-func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) error {
+func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) (err error) {
+	ctx, done := l.observe(ctx, "reset")
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	keys, err := l.keys(key, limits)
 	if err != nil {
 		return err
@@ -650,7 +658,9 @@ type LimitRequest struct {
 // (each decision is atomic on its own; the batch as a whole is not). Invalid
 // requests fail the whole batch with ErrInvalidArgument before anything is
 // sent. GCRA is not supported in batches.
-func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) ([]LimitResult, error) {
+func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []LimitResult, err error) {
+	ctx, done := l.observe(ctx, "batch")
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}
@@ -662,7 +672,7 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) ([]LimitR
 		}
 		calls[i] = cl
 	}
-	err := l.c.runBatch(ctx, calls)
+	err = l.c.runBatch(ctx, calls)
 	out := make([]LimitResult, len(reqs))
 	for i, cl := range calls {
 		res, rerr := l.parse(cl.cmd, reqs[i].Limits, reqs[i].N)

@@ -27,7 +27,9 @@ func (l *Limiter) Wait(ctx context.Context, key string, limits ...Limit) error {
 // before ctx's deadline, an error matching ctx's error when ctx ends during
 // a wait, and AllowN's errors (ErrInvalidArgument for input AllowN refuses)
 // as they are. Each attempt is one round trip.
-func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit) error {
+func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit) (err error) {
+	ctx, done := l.observe(ctx, "wait")
+	defer func() { done(outcome(outcomeAllowed, err), err) }()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -75,7 +77,9 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 //
 // It returns ErrInvalidArgument, writing nothing, for n < 1 and for the
 // input AllowN refuses.
-func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (int, LimitResult, error) {
+func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (k int, res LimitResult, err error) {
+	ctx, done := l.observe(ctx, "allow-at-most")
+	defer func() { done(decisionOutcome(res, err), err) }()
 	if n < 1 {
 		return 0, LimitResult{}, invalidf("n = %d: want at least 1", n)
 	}
@@ -83,7 +87,7 @@ func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...
 	if err != nil {
 		return 0, LimitResult{}, err
 	}
-	k := n
+	k = n
 	for _, lim := range limits {
 		k = min(k, lim.capacity(l.algo))
 	}

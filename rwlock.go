@@ -102,7 +102,9 @@ type RWLease struct {
 // RLock takes the lock to read, for the lock's lease. It is refused while a
 // writer holds the lock or waits for it; it returns ErrNotObtained when it
 // stays refused for as long as the retry strategy and ctx allow.
-func (rw *RWLock) RLock(ctx context.Context) (*RWLease, error) {
+func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
+	ctx, done := rw.c.observe(ctx, "rwlock", "rlock", rw.name)
+	defer func() { done(outcome(outcomeObtained, err), err) }()
 	return rw.obtain(ctx, false)
 }
 
@@ -110,7 +112,9 @@ func (rw *RWLock) RLock(ctx context.Context) (*RWLease, error) {
 // anybody holds the lock; while it retries, new readers are refused (see
 // RWLock). It returns ErrNotObtained when it stays refused for as long as the
 // retry strategy and ctx allow.
-func (rw *RWLock) Lock(ctx context.Context) (*RWLease, error) {
+func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
+	ctx, done := rw.c.observe(ctx, "rwlock", "lock", rw.name)
+	defer func() { done(outcome(outcomeObtained, err), err) }()
 	return rw.obtain(ctx, true)
 }
 
@@ -218,11 +222,16 @@ func (l *RWLease) Fence() int64 {
 
 // Refresh extends the hold to the lock's lease from now. May return
 // ErrNotHeld.
-func (l *RWLease) Refresh(ctx context.Context) error {
+func (l *RWLease) Refresh(ctx context.Context) (err error) {
 	if l == nil {
 		return ErrNotHeld
 	}
-	_, err := l.touch(ctx, l.rw.lease)
+	ctx, done := l.rw.c.observe(ctx, "rwlock", "refresh", l.rw.name)
+	defer func() { done(lostOutcome(err), err) }()
+	if l == nil {
+		return ErrNotHeld
+	}
+	_, err = l.touch(ctx, l.rw.lease)
 	return err
 }
 
@@ -247,7 +256,12 @@ func (l *RWLease) touch(ctx context.Context, lease time.Duration) (time.Duration
 
 // Release ends the hold. May return ErrNotHeld (nothing is changed then). Like
 // Lock.Release it reaches Redis even when ctx is already done.
-func (l *RWLease) Release(ctx context.Context) error {
+func (l *RWLease) Release(ctx context.Context) (err error) {
+	if l == nil {
+		return ErrNotHeld
+	}
+	ctx, done := l.rw.c.observe(ctx, "rwlock", "release", l.rw.name)
+	defer func() { done(outcome(outcomeReleased, err), err) }()
 	if l == nil {
 		return ErrNotHeld
 	}

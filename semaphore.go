@@ -120,6 +120,7 @@ type Semaphore struct {
 	opt   SemaphoreOptions
 	lease time.Duration
 	retry RetryStrategy
+	obs   [2]string // pattern and name for an Observer
 }
 
 // Permit is a permit of a Semaphore. Its methods are safe for concurrent use
@@ -144,7 +145,7 @@ func (c *Client) Semaphore(name string, opt *SemaphoreOptions) (*Semaphore, erro
 }
 
 func (c *Client) newSemaphore(name, base string, opt *SemaphoreOptions) *Semaphore {
-	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(opt.WakeBlock)}
+	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(opt.WakeBlock), obs: [2]string{"semaphore", name}}
 	waiting := base + ":wake:waiting"
 	s.keys = [6]string{base, base + ":permits", base + ":queue", base + ":qttl", waiting, waiting[:len(base)+len(":wake")]}
 	return s
@@ -193,8 +194,10 @@ func (s *Semaphore) mode(queue bool) int {
 
 // TryAcquire takes a permit if one is free now (in fair mode: and nobody
 // waits for one), with one round trip, and returns ErrNoPermit otherwise.
-func (s *Semaphore) TryAcquire(ctx context.Context) (*Permit, error) {
-	p, _, err := s.tryAcquire(ctx)
+func (s *Semaphore) TryAcquire(ctx context.Context) (p *Permit, err error) {
+	ctx, done := s.c.observe(ctx, s.obs[0], "try-acquire", s.obs[1])
+	defer func() { done(outcome(outcomeObtained, err), err) }()
+	p, _, err = s.tryAcquire(ctx)
 	return p, err
 }
 
@@ -220,7 +223,9 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 // Each attempt is one round trip. Like every script call of the library an
 // attempt is sent at most once: a grant whose reply is lost stays taken until
 // its lease ends. In fair mode a caller that gives up leaves the queue.
-func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
+func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
+	ctx, done := s.c.observe(ctx, s.obs[0], "acquire", s.obs[1])
+	defer func() { done(outcome(outcomeObtained, err), err) }()
 	token, err := newToken()
 	if err != nil {
 		return nil, err
@@ -284,7 +289,9 @@ func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 // It is safe while permits are held: when n is below the number held,
 // nobody is granted a permit until enough holders have left (no permit is
 // revoked). It returns ErrInvalidArgument for n < 1.
-func (s *Semaphore) SetPermits(ctx context.Context, n int) error {
+func (s *Semaphore) SetPermits(ctx context.Context, n int) (err error) {
+	ctx, done := s.c.observe(ctx, s.obs[0], "set-permits", s.obs[1])
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkPermits(n); err != nil {
 		return err
 	}
@@ -311,11 +318,16 @@ func (p *Permit) TTL(ctx context.Context) (time.Duration, error) {
 // Refresh extends the permit's lease to lease from now, only while it is
 // held; ErrNotHeld otherwise (a lost permit is never taken again silently).
 // It returns ErrInvalidArgument for a lease under a millisecond.
-func (p *Permit) Refresh(ctx context.Context, lease time.Duration) error {
+func (p *Permit) Refresh(ctx context.Context, lease time.Duration) (err error) {
+	if p == nil {
+		return ErrNotHeld
+	}
+	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "refresh", p.s.obs[1])
+	defer func() { done(lostOutcome(err), err) }()
 	if err := checkTTL("permit lease", lease); err != nil {
 		return err
 	}
-	_, err := p.touch(ctx, lease)
+	_, err = p.touch(ctx, lease)
 	return err
 }
 
@@ -335,7 +347,12 @@ func (p *Permit) touch(ctx context.Context, lease time.Duration) (time.Duration,
 
 // Release gives the permit back, and returns ErrNotHeld when its lease had
 // already ended. Like Lock.Release it reaches Redis even when ctx is done.
-func (p *Permit) Release(ctx context.Context) error {
+func (p *Permit) Release(ctx context.Context) (err error) {
+	if p == nil {
+		return ErrNotHeld
+	}
+	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "release", p.s.obs[1])
+	defer func() { done(outcome(outcomeReleased, err), err) }()
 	if p == nil {
 		return ErrNotHeld
 	}

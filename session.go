@@ -189,7 +189,9 @@ func (s *Sessions) dataArgs(data map[string]string) ([]any, error) {
 
 // Create starts a session for user ("" for an anonymous one) holding data,
 // and returns its ID.
-func (s *Sessions) Create(ctx context.Context, user string, data map[string]string) (string, error) {
+func (s *Sessions) Create(ctx context.Context, user string, data map[string]string) (id string, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "create", s.name)
+	defer func() { done(outcome("created", err), err) }()
 	if len(user) > MaxIDLen {
 		return "", invalidf("user is %d bytes, over %d", len(user), MaxIDLen)
 	}
@@ -251,6 +253,8 @@ func (s *Sessions) op(ctx context.Context, id, op string, newKey string, extra .
 
 // Get returns the session's data, and its user, extending its idle timeout.
 func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[string]string, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "get", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	v, err := s.op(ctx, id, "get", "")
 	if err != nil {
 		return "", nil, err
@@ -271,7 +275,9 @@ func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[st
 
 // Fields returns the values of names ("" for a field not set), extending
 // the idle timeout.
-func (s *Sessions) Fields(ctx context.Context, id string, names ...string) ([]string, error) {
+func (s *Sessions) Fields(ctx context.Context, id string, names ...string) (values []string, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "fields", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if len(names) == 0 {
 		return nil, invalidf("no field")
 	}
@@ -295,7 +301,9 @@ func (s *Sessions) Fields(ctx context.Context, id string, names ...string) ([]st
 
 // Set writes the given fields (others are left as they are: concurrent
 // updates of different fields never lose each other).
-func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string) error {
+func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string) (err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "set", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if _, err := parseID(id); err != nil {
 		return err
 	}
@@ -311,7 +319,9 @@ func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string)
 }
 
 // Unset deletes the given fields.
-func (s *Sessions) Unset(ctx context.Context, id string, names ...string) error {
+func (s *Sessions) Unset(ctx context.Context, id string, names ...string) (err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "unset", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if len(names) == 0 {
 		return invalidf("no field")
 	}
@@ -319,13 +329,15 @@ func (s *Sessions) Unset(ctx context.Context, id string, names ...string) error 
 	for i, n := range names {
 		args[i] = "d:" + n
 	}
-	_, err := s.op(ctx, id, "unset", "", args...)
+	_, err = s.op(ctx, id, "unset", "", args...)
 	return err
 }
 
 // Destroy ends the session.
-func (s *Sessions) Destroy(ctx context.Context, id string) error {
-	_, err := s.op(ctx, id, "destroy", "")
+func (s *Sessions) Destroy(ctx context.Context, id string) (err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "destroy", s.name)
+	defer func() { done(outcome("destroyed", err), err) }()
+	_, err = s.op(ctx, id, "destroy", "")
 	return err
 }
 
@@ -333,12 +345,14 @@ func (s *Sessions) Destroy(ctx context.Context, id string) error {
 // such as a login) and returns it. Data and both deadlines move to the new
 // ID in one script; the old ID stops working at once, or after
 // SessionOptions.RotateGrace.
-func (s *Sessions) Rotate(ctx context.Context, id string) (string, error) {
+func (s *Sessions) Rotate(ctx context.Context, id string) (newID string, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "rotate", s.name)
+	defer func() { done(outcome("rotated", err), err) }()
 	tag, err := parseID(id)
 	if err != nil {
 		return "", err
 	}
-	newID, err := newSessionID(tag)
+	newID, err = newSessionID(tag)
 	if err != nil {
 		return "", err
 	}
@@ -350,7 +364,9 @@ func (s *Sessions) Rotate(ctx context.Context, id string) (string, error) {
 
 // List returns the live sessions of user (one per device), dropping the
 // expired ones from the index.
-func (s *Sessions) List(ctx context.Context, user string) ([]SessionInfo, error) {
+func (s *Sessions) List(ctx context.Context, user string) (infos []SessionInfo, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "list", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkID("user", user); err != nil {
 		return nil, err
 	}
@@ -372,7 +388,9 @@ func (s *Sessions) List(ctx context.Context, user string) ([]SessionInfo, error)
 }
 
 // DestroyAll ends every session of user and returns how many there were.
-func (s *Sessions) DestroyAll(ctx context.Context, user string) (int, error) {
+func (s *Sessions) DestroyAll(ctx context.Context, user string) (n int, err error) {
+	ctx, done := s.c.observe(ctx, "sessions", "destroy-all", s.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	total := 0
 	for round := 0; round < 5; round++ {
 		live, err := s.List(ctx, user)

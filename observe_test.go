@@ -1,0 +1,169 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+type observed struct {
+	op      ObserveOp
+	outcome string
+	err     error
+}
+
+// recorder is an Observer that records every operation, and puts a marker in
+// the context it returns.
+type recorder struct {
+	mu  sync.Mutex
+	ops []observed
+}
+
+type markerKey struct{}
+
+func (r *recorder) Start(ctx context.Context, op ObserveOp) (context.Context, func(string, error)) {
+	return context.WithValue(ctx, markerKey{}, op.Operation), func(outcome string, err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.ops = append(r.ops, observed{op, outcome, err})
+	}
+}
+
+// take returns the operations recorded since the last call, as
+// "pattern.operation name outcome".
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, o := range r.ops {
+		out = append(out, o.op.Pattern+"."+o.op.Operation+" "+o.op.Name+" "+o.outcome)
+	}
+	r.ops = nil
+	return out
+}
+
+func TestObserverOutcomes(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		rec := &recorder{}
+		c.observer = rec
+		expect := func(want ...string) {
+			t.Helper()
+			if got := rec.take(); !slices.Equal(got, want) {
+				t.Fatalf("observed\n%q\nwant\n%q", got, want)
+			}
+		}
+
+		lock, err := c.Obtain(ctx, "user-42", time.Minute, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Obtain(ctx, "user-42", time.Minute, nil); !errors.Is(err, ErrNotObtained) {
+			t.Fatal(err)
+		}
+		if err := lock.Refresh(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		if err := lock.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if held := rec.ops[len(rec.ops)-1].op.Held; held < 2*time.Millisecond {
+			t.Fatalf("held %v", held)
+		}
+		if err := lock.Refresh(ctx, time.Minute); !errors.Is(err, ErrNotHeld) {
+			t.Fatal(err)
+		}
+		expect("lock.obtain  obtained", "lock.obtain  not-obtained", "lock.refresh  refreshed", "lock.release  released", "lock.refresh  lost")
+
+		lim, err := c.Limiter("api", &LimiterOptions{Algorithm: FixedWindow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if _, err := lim.Allow(ctx, "user-42", PerMinute(2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := lim.Allow(ctx, "", PerMinute(2)); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatal(err)
+		}
+		expect("ratelimit.allow api allowed", "ratelimit.allow api allowed", "ratelimit.allow api denied", "ratelimit.allow api invalid")
+
+		cache, err := NewCache[string](c, "users", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		load := func(ctx context.Context) (string, error) {
+			if ctx.Value(markerKey{}) != "load" {
+				t.Errorf("the loader's context is not the observer's: %v", ctx.Value(markerKey{}))
+			}
+			return "v", nil
+		}
+		for range 2 {
+			if _, err := cache.Get(ctx, "user-42", load, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		notFound := func(context.Context) (string, error) { return "", ErrCacheNotFound }
+		for range 2 {
+			if _, err := cache.Get(ctx, "gone", notFound, nil); !errors.Is(err, ErrCacheNotFound) {
+				t.Fatal(err)
+			}
+		}
+		expect("cache.load users loaded", "cache.get users miss", "cache.get users hit",
+			"cache.load users negative", "cache.get users miss", "cache.get users negative")
+
+		q, err := c.Queue("jobs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := q.Enqueue(ctx, []byte("x"), &EnqueueOptions{ID: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := q.Enqueue(ctx, []byte("x"), &EnqueueOptions{ID: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		m, _, err := q.TryDequeue(ctx)
+		if err != nil || m == nil {
+			t.Fatal(m, err)
+		}
+		if _, _, err := q.TryDequeue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Ack(ctx); !errors.Is(err, ErrQueueLeaseLost) {
+			t.Fatal(err)
+		}
+		expect("queue.enqueue jobs enqueued", "queue.enqueue jobs duplicate", "queue.dequeue jobs delivered",
+			"queue.dequeue jobs empty", "queue.ack jobs acked", "queue.ack jobs lease-lost")
+
+		s, err := c.Sessions("web", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := s.Create(ctx, "user-42", map[string]string{"a": "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Rotate(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Get(ctx, id); !errors.Is(err, ErrSessionNotFound) {
+			t.Fatal(err)
+		}
+		expect("sessions.create web created", "sessions.rotate web rotated", "sessions.get web not-found")
+		if _, err := s.DestroyAll(ctx, "user-42"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
