@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,14 +149,53 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 	if len(pending) == 0 {
 		return res, nil
 	}
-	token, err := newToken()
-	if err != nil {
-		return nil, err
-	}
 	var refresh []string
+	hit := func(i int, e entry) {
+		k.hits.Add(1)
+		if e.stale {
+			k.stale.Add(1)
+			refresh = append(refresh, keys[i])
+		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
+			k.early.Add(1)
+			refresh = append(refresh, keys[i])
+		}
+		e.snap = snaps[i]
+		k.serve(keys[i], e, &res[i])
+	}
+	// The hits, from one MGET (and one HMGET of tag versions).
+	got, err := k.lookupFast(ctx, keysAt(keys, pending))
+	if err != nil {
+		if cerr := ctxEnded(ctx, err); cerr != nil {
+			return nil, fmt.Errorf("patterns: cache %q: get many: %w", k.name, cerr)
+		}
+		rerr := k.redisError("get", keys[pending[0]], err)
+		if k.opt.FailClosed {
+			return nil, rerr
+		}
+		k.misses.Add(int64(len(pending)))
+		k.loadInto(ctx, keys, res, pending, loadMany, opt, "", false)
+		return res, nil
+	}
+	missing := pending[:0]
+	for j, i := range pending {
+		if got[j].hit {
+			hit(i, got[j])
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	pending = missing
+	k.misses.Add(int64(len(pending)))
+	// The misses: lease, load, write back; or wait for whoever loads them.
+	token := ""
+	if len(pending) > 0 {
+		if token, err = newToken(); err != nil {
+			return nil, err
+		}
+	}
 	deadline := time.Now().Add(k.opt.LeaseWait)
 	wait := 5 * time.Millisecond
-	for round := 0; len(pending) > 0; round++ {
+	for len(pending) > 0 {
 		got, err := k.lookupMany(ctx, keysAt(keys, pending), token, 0)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); cerr != nil {
@@ -165,9 +205,6 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 			if k.opt.FailClosed {
 				return nil, rerr
 			}
-			if round == 0 {
-				k.misses.Add(int64(len(pending)))
-			}
 			k.loadInto(ctx, keys, res, pending, loadMany, opt, "", false)
 			break
 		}
@@ -175,17 +212,7 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 		for j, i := range pending {
 			e := got[j]
 			switch {
-			case e.hit:
-				if round == 0 {
-					k.hits.Add(1)
-				}
-				if e.stale {
-					k.stale.Add(1)
-					refresh = append(refresh, keys[i])
-				} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
-					k.early.Add(1)
-					refresh = append(refresh, keys[i])
-				}
+			case e.hit: // landed meanwhile
 				e.snap = snaps[i]
 				k.serve(keys[i], e, &res[i])
 			case e.lease:
@@ -193,9 +220,6 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 			default:
 				others = append(others, i)
 			}
-		}
-		if round == 0 {
-			k.misses.Add(int64(len(load) + len(others)))
 		}
 		if len(others) > 0 && time.Now().After(deadline) {
 			load, others = append(load, others...), nil // waited long enough: load them here
@@ -239,6 +263,97 @@ func (k *Cache[T]) serve(key string, e entry, r *CacheResult[T]) {
 	if r.Err == nil {
 		k.keep(key, e, r.Value)
 	}
+}
+
+// lookupFast reads the entries of keys with one MGET (with their PTTLs in
+// the same round trip when stale-while-revalidate, early refresh or the
+// local layer need them), then checks the tagged ones with one HMGET of
+// their tags' versions: the batch form of lookup, with the same reasoning.
+func (k *Cache[T]) lookupFast(ctx context.Context, keys []string) ([]entry, error) {
+	rk := make([]string, len(keys))
+	for i, key := range keys {
+		rk[i] = k.entryKey(key)
+	}
+	var vals []any
+	var ttls []*redis.DurationCmd
+	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil {
+		var mget *redis.SliceCmd
+		ttls = make([]*redis.DurationCmd, len(rk))
+		_, err := k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			mget = p.MGet(ctx, rk...)
+			for i, r := range rk {
+				ttls[i] = p.PTTL(ctx, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		vals = mget.Val()
+	} else {
+		var err error
+		if vals, err = k.c.rdb.MGet(ctx, rk...).Result(); err != nil {
+			return nil, err
+		}
+	}
+	if len(vals) != len(keys) {
+		return nil, fmt.Errorf("%w: MGET of %d keys gave %d values", ErrUnexpectedReply, len(keys), len(vals))
+	}
+	out := make([]entry, len(keys))
+	var written []int64
+	var tagsOf [][]string
+	var tags []string
+	seen := map[string]bool{}
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		e, w, et, ok := parseEntry(s)
+		if !ok {
+			continue // not an entry of this library: a miss
+		}
+		if ttls != nil {
+			e.ttl = ttls[i].Val()
+		}
+		e.tagged, e.size = len(et) > 0, len(s)
+		e.stale = !e.negative && k.opt.StaleWhileRevalidate > 0 && ttls != nil && e.ttl >= 0 && e.ttl < k.opt.StaleWhileRevalidate
+		out[i] = e
+		if len(et) > 0 {
+			if tagsOf == nil {
+				tagsOf, written = make([][]string, len(keys)), make([]int64, len(keys))
+			}
+			tagsOf[i], written[i] = et, w
+			for _, t := range et {
+				if !seen[t] {
+					seen[t] = true
+					tags = append(tags, t)
+				}
+			}
+		}
+	}
+	if len(tags) == 0 {
+		return out, nil
+	}
+	versions, err := k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
+	if err != nil {
+		return nil, err
+	}
+	at := make(map[string]int64, len(tags))
+	for i, ver := range versions {
+		if s, _ := ver.(string); s != "" {
+			at[tags[i]], _ = strconv.ParseInt(s, 10, 64)
+		}
+	}
+	for i, et := range tagsOf {
+		for _, t := range et {
+			if n, ok := at[t]; ok && n >= written[i] {
+				out[i] = entry{} // invalidated: a miss
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // lookupMany runs cache_get on keys: for each, the valid entry or a miss,
