@@ -132,7 +132,8 @@ type CacheOptions struct {
 
 // CacheStats count what a Cache did since it was made. Hits are reads
 // served by Redis; LocalHits are reads served by the local layer (without a
-// round trip), counted apart.
+// round trip), counted apart. Loads and LoadErrors count keys: a batch
+// load of ten keys counts ten.
 type CacheStats struct {
 	Hits, LocalHits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
 }
