@@ -478,3 +478,26 @@ func TestCacheGetManyChild(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCacheGetManyStale: a stale entry is served by GetMany and refreshed
+// once in the background.
+func TestCacheGetManyStale(t *testing.T) {
+	ctx := context.Background()
+	k := newCache[string](t, newClient(t, testRedis(t)), &CacheOptions{TTL: time.Minute, StaleWhileRevalidate: 30 * time.Second, Jitter: 0.01})
+	if err := k.Set(ctx, "s", "set:s", &CacheSetOptions{TTL: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // past its TTL: stale for 30s more
+	l := &countingLoader{}
+	res, err := k.GetMany(ctx, []string{"s"}, l.load, nil)
+	if err != nil || res[0].Value != "set:s" {
+		t.Fatalf("%+v, %v: want the stale value", res, err)
+	}
+	k.Wait()
+	if got := l.loaded(); !slices.Equal(got, []string{"s"}) || k.Stats().StaleServed != 1 {
+		t.Fatalf("loads %v, stats %+v: want one background refresh", l.calls, k.Stats())
+	}
+	if v, ok, err := k.Lookup(ctx, "s"); !ok || err != nil || v != "v:s" {
+		t.Fatalf("after the refresh: %q, %v, %v", v, ok, err)
+	}
+}
