@@ -114,6 +114,13 @@ type CacheOptions struct {
 	// default: nil
 	OnError func(op, key string, err error)
 
+	// MaxBatch bounds the keys of one round trip of GetMany, SetMany,
+	// DeleteMany and Warm, and of one call of their loader; larger inputs
+	// are split. At most 10000.
+	//
+	// default: 100
+	MaxBatch int
+
 	// Local, when not nil, adds an in-process layer in front of Redis,
 	// bounded, and kept coherent across processes by Redis client tracking
 	// (see CacheLocalOptions). It needs a *redis.Client (standalone or Sentinel)
@@ -125,7 +132,8 @@ type CacheOptions struct {
 
 // CacheStats count what a Cache did since it was made. Hits are reads
 // served by Redis; LocalHits are reads served by the local layer (without a
-// round trip), counted apart.
+// round trip), counted apart. Loads and LoadErrors count keys: a batch
+// load of ten keys counts ten.
 type CacheStats struct {
 	Hits, LocalHits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
 }
@@ -220,6 +228,9 @@ func NewCache[T any](c *Client, name string, opt *CacheOptions) (*Cache[T], erro
 	}
 	if o.Jitter < 0 || o.Jitter > 0.5 || o.Beta < 0 || o.StaleWhileRevalidate < 0 || o.CompressAbove < 0 {
 		return nil, invalidf("Jitter %v (-1, or 0 to 0.5), Beta %v, StaleWhileRevalidate %v, CompressAbove %d: out of range", o.Jitter, o.Beta, o.StaleWhileRevalidate, o.CompressAbove)
+	}
+	if err := checkMaxBatch(o.MaxBatch); err != nil {
+		return nil, err
 	}
 	k.tags = [2]string{c.key("cache", name, "tags"), c.key("cache", name, "tagz")}
 	k.group.orphan = func(key string, p *loaderPanic) { k.loaderPanicked(key, p.value) }
@@ -372,19 +383,20 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 // lookupOrLease is the miss path: the entry if it landed meanwhile, else the
 // loader lease if it is free, in one script.
 func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry, error) {
-	keys := []string{k.entryKey(key), k.tags[0], k.leaseKey(key)}
+	keys := []string{k.tags[0], k.entryKey(key), k.leaseKey(key)}
 	v, err := scriptCacheGet.run(ctx, k.c.rdb, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
 	if err != nil {
 		return entry{}, err
 	}
-	if len(v) == 2 && v[0] == "miss" {
-		return entry{lease: v[1] == int64(1)}, nil
+	if len(v) != 3 {
+		return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	if len(v) == 2 && v[0] == "hit" {
-		s, _ := v[1].(string)
-		if e, _, _, ok := parseEntry(s); ok {
-			return e, nil
-		}
+	if v[0] == nil {
+		return entry{lease: v[2] == int64(1)}, nil
+	}
+	s, _ := v[0].(string)
+	if e, _, _, ok := parseEntry(s); ok {
+		return e, nil
 	}
 	return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 }
@@ -596,7 +608,7 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 	}
 	ttl = max(ttl, time.Millisecond)
 	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
-		payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, token, k.fanout()).Err()
+		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg).Err()
 	k.evictLocal(key)
 	if err != nil {
 		return k.redisError("set", key, err)

@@ -73,7 +73,7 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *Cach
 		return invalidf("write of %d bytes, over %d", len(body), MaxMessageBytes)
 	}
 	set := scriptCacheSet.args([]string{w.cache.entryKey(key), w.cache.leaseKey(key)},
-		[]any{payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0, "", w.cache.fanout()})
+		[]any{"", w.cache.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0})
 	enq := scriptQueue.args(w.queue.keys, []any{"enqueue", w.queue.opt.Retention.Milliseconds(), "", body, 0})
 	// EVAL, not EVALSHA: inside MULTI a NOSCRIPT would fail one command and
 	// not the other.
