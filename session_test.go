@@ -298,3 +298,29 @@ func TestSessionBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionRotateOnlySession: rotating a user's only session (no grace)
+// empties the index for a moment inside the script; the index that holds the
+// new session still has a TTL.
+func TestSessionRotateOnlySession(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		s, _ := c.Sessions("web", nil)
+		id, err := s.Create(ctx, "solo", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nid, err := s.Rotate(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag, _ := parseID(nid)
+		if ttl, err := rdb.PTTL(ctx, s.indexKey(tag)).Result(); err != nil || ttl <= 0 {
+			t.Fatalf("index TTL after rotating the only session: %v, %v", ttl, err)
+		}
+		if list, _ := s.List(ctx, "solo"); len(list) != 1 {
+			t.Fatalf("List = %v, want the new session", list)
+		}
+	})
+}

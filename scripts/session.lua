@@ -94,6 +94,10 @@ if op == 'rotate' then
       redis.call('ZREM', KEYS[2], KEYS[1])
     end
     redis.call('ZADD', KEYS[2], abs, KEYS[3])
+    -- The ZREM may have emptied (deleted) the index: the ZADD made a new
+    -- one, which needs its TTL again.
+    local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', KEYS[2], last[2])
   end
   return 1
 end
