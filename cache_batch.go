@@ -99,7 +99,9 @@ func (k *Cache[T]) chunks(keys []string, fn func(batch []string) error) error {
 // and returned uncached, and the error goes to OnError). loadMany runs in
 // the caller's goroutine, with ctx bounded by LoadTimeout; if it panics,
 // the leases are released and the panic goes on up.
-func (k *Cache[T]) GetMany(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) ([]CacheResult[T], error) {
+func (k *Cache[T]) GetMany(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ []CacheResult[T], err error) {
+	ctx, done := k.c.observe(ctx, "cache", "get-many", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if loadMany == nil {
 		return nil, invalidf("nil loader")
 	}
@@ -110,7 +112,7 @@ func (k *Cache[T]) GetMany(ctx context.Context, keys []string, loadMany CacheLoa
 		return nil, err
 	}
 	found := make(map[string]CacheResult[T], len(keys))
-	err := k.chunks(uniqueKeys(keys), func(batch []string) error {
+	err = k.chunks(uniqueKeys(keys), func(batch []string) error {
 		res, err := k.getBatch(ctx, batch, loadMany, opt)
 		for _, r := range res {
 			found[r.Key] = r
@@ -521,7 +523,9 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 // SetMany writes every value of values under its key, MaxBatch keys per
 // round trip, like Set. Bad input (a bad key, opt, or a value the codec
 // refuses) is an error with nothing written.
-func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheSetOptions) error {
+func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheSetOptions) (err error) {
+	ctx, done := k.c.observe(ctx, "cache", "set-many", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := k.checkSet(opt); err != nil {
 		return err
 	}
@@ -551,7 +555,9 @@ func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheS
 
 // DeleteMany removes the entries of keys, MaxBatch keys per round trip,
 // like Delete.
-func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) error {
+func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
+	ctx, done := k.c.observe(ctx, "cache", "delete-many", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkCacheKeys(keys); err != nil {
 		return err
 	}
@@ -589,7 +595,9 @@ func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) error {
 // with more time left are not touched. The error joins the batches' load
 // errors (the other batches are still written), or is bad input
 // (ErrInvalidArgument, nothing written), ctx ended, or a Redis error.
-func (k *Cache[T]) Warm(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (int, error) {
+func (k *Cache[T]) Warm(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ int, err error) {
+	ctx, done := k.c.observe(ctx, "cache", "warm", k.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if loadMany == nil {
 		return 0, invalidf("nil loader")
 	}
@@ -606,7 +614,7 @@ func (k *Cache[T]) Warm(ctx context.Context, keys []string, loadMany CacheLoadMa
 	below := ttl/4 + k.opt.StaleWhileRevalidate
 	loaded := 0
 	var loadErrs []error
-	err := k.chunks(uniqueKeys(keys), func(batch []string) error {
+	err = k.chunks(uniqueKeys(keys), func(batch []string) error {
 		n, lerr, err := k.refill(ctx, batch, loadMany, opt, below)
 		loaded += n
 		if lerr != nil {

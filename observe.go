@@ -34,7 +34,7 @@ type Observer interface {
 //	      refresh [refreshed, lost], watchdog [lost]
 //	ratelimit: allow, peek, wait, allow-at-most, batch [allowed, denied], reset [ok]
 //	cache: get, lookup [hit, local-hit, miss, stale, negative], load [loaded, negative],
-//	       set, delete, invalidate [ok]
+//	       set, delete, invalidate, get-many, set-many, delete-many, warm [ok]
 //	queue: enqueue [enqueued, duplicate], dequeue [delivered, empty],
 //	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost]
 //	sessions: create [created], get [ok, not-found], set, unset [ok, not-found],
