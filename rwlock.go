@@ -220,18 +220,18 @@ func (l *RWLease) Fence() int64 {
 	return l.fence
 }
 
-// Refresh extends the hold to the lock's lease from now. May return
-// ErrNotHeld.
-func (l *RWLease) Refresh(ctx context.Context) (err error) {
+// Refresh extends the hold to lease from now, like Lock.Refresh. May return
+// ErrNotHeld, and ErrInvalidArgument for a lease under a millisecond.
+func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) {
 	if l == nil {
 		return ErrNotHeld
 	}
 	ctx, done := l.rw.c.observe(ctx, "rwlock", "refresh", l.rw.name)
 	defer func() { done(lostOutcome(err), err) }()
-	if l == nil {
-		return ErrNotHeld
+	if err := checkTTL("rwlock lease", lease); err != nil {
+		return err
 	}
-	_, err = l.touch(ctx, l.rw.lease)
+	_, err = l.touch(ctx, lease)
 	return err
 }
 

@@ -27,7 +27,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				if err := r.Refresh(ctx); err != nil {
+				if err := r.Refresh(ctx, time.Second); err != nil {
 					return err
 				}
 				if err := r.Release(ctx); err != nil {
@@ -91,11 +91,11 @@ func TestRWLock(t *testing.T) {
 		if ttl, err := r1.TTL(ctx); err != nil || ttl <= 0 || ttl > 2*time.Second {
 			t.Fatalf("reader TTL = %v, %v", ttl, err)
 		}
-		if err := r1.Refresh(ctx); err != nil {
+		if err := r1.Refresh(ctx, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		forged := &RWLease{rw: rw, token: "forged"}
-		for name, err := range map[string]error{"Release": forged.Release(ctx), "Refresh": forged.Refresh(ctx)} {
+		for name, err := range map[string]error{"Release": forged.Release(ctx), "Refresh": forged.Refresh(ctx, time.Second)} {
 			if !errors.Is(err, ErrNotHeld) {
 				t.Fatalf("forged %s: %v", name, err)
 			}
@@ -151,7 +151,7 @@ func TestRWLock(t *testing.T) {
 		if ttl, err := w.TTL(ctx); err != nil || ttl <= 0 {
 			t.Fatalf("writer TTL = %v, %v", ttl, err)
 		}
-		if err := w.Refresh(ctx); err != nil {
+		if err := w.Refresh(ctx, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Release(ctx); err != nil {
@@ -160,7 +160,7 @@ func TestRWLock(t *testing.T) {
 		if err := w.Release(ctx); !errors.Is(err, ErrNotHeld) {
 			t.Fatalf("second Release: %v", err)
 		}
-		if err := r1.Refresh(ctx); !errors.Is(err, ErrNotHeld) {
+		if err := r1.Refresh(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
 			t.Fatalf("Refresh after Release: %v", err)
 		}
 
@@ -176,7 +176,7 @@ func TestRWLock(t *testing.T) {
 			t.Fatalf("writer after the reader's lease: %v", err)
 		}
 		time.Sleep(120 * time.Millisecond)
-		if err := sw.Refresh(ctx); !errors.Is(err, ErrNotHeld) {
+		if err := sw.Refresh(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
 			t.Fatalf("Refresh after the lease: %v", err)
 		}
 		if _, err := short.RLock(ctx); err != nil {
