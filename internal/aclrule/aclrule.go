@@ -21,12 +21,12 @@ type pattern struct {
 
 // patterns by the name `patterns acl -patterns` takes.
 var patterns = map[string]pattern{
-	"lock":        {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"wait"}},
-	"elect":       {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"get", "wait"}},
-	"rwlock":      {scripts: []string{"rw"}},
-	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_touch"}, commands: []string{"set"}},
+	"lock":        {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"wait", "blpop"}},
+	"elect":       {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"get", "wait", "blpop"}},
+	"rwlock":      {scripts: []string{"rw"}, commands: []string{"blpop"}},
+	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_touch"}, commands: []string{"set", "blpop"}},
 	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket"}, commands: []string{"del", "get", "set", "time"}, rate: true},
-	"cache":       {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release"}, commands: []string{"get", "set", "del", "hmget", "pttl", "publish", "subscribe", "ping", "info", "client|id", "client|tracking"}, channels: true, tracking: true},
+	"cache":       {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release"}, commands: []string{"get", "mget", "set", "del", "hmget", "pttl", "publish", "subscribe", "ping", "info", "client|id", "client|tracking"}, channels: true, tracking: true},
 	"writebehind": {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release", "queue"}, commands: []string{"get", "set", "del", "hmget", "pttl", "publish", "multi", "exec", "lrange", "blpop"}, channels: true},
 	"session":     {scripts: []string{"session"}},
 	"leaderboard": {scripts: []string{"lb_submit", "lb_read", "lb_remove"}, commands: []string{"del", "pexpire", "zcard", "zunionstore", "multi", "exec"}},
