@@ -24,7 +24,7 @@ func TestACLCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	lock := out.String()
-	for _, not := range []string{"&", "rate:", "+client|tracking", "+blpop"} {
+	for _, not := range []string{"&", "rate:", "+client|tracking", "+subscribe"} {
 		if strings.Contains(lock, not) {
 			t.Errorf("lock-only rule has %q:\n%s", not, lock)
 		}
