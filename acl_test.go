@@ -133,6 +133,8 @@ func TestACL(t *testing.T) {
 			}
 		}
 
+		aclWokenWaiter(t, ctx, c)
+
 		// Local cache layer: tracking and the invalidation channel.
 		var mu sync.Mutex
 		var errs []error
@@ -301,11 +303,47 @@ func TestACLPerPattern(t *testing.T) {
 	if ran < 6 {
 		t.Fatalf("ran %d lock and rate-limit operations", ran)
 	}
+	aclWokenWaiter(t, ctx, c)
+	user := "acl-" + prefix
+	log, err := rdb.ACLLog(ctx, 1000).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range log {
+		if e.Username == user {
+			t.Errorf("ACL LOG: %s %s refused (%s)", e.Reason, e.Object, e.Context)
+		}
+	}
 	sess, err := c.Sessions("web", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sess.Create(ctx, "ann", nil); err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't run this command") {
 		t.Errorf("session under a lock+ratelimit rule: err %v, want refused", err)
+	}
+}
+
+// aclWokenWaiter has a waiter woken on release (BLPOP on the lock's signal
+// list) as the ACL user of c.
+func aclWokenWaiter(t *testing.T, ctx context.Context, c *Client) {
+	t.Helper()
+	held, err := c.Obtain(ctx, "acl-wake", 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken := make(chan error, 1)
+	go func() {
+		l, err := c.Obtain(ctx, "acl-wake", 10*time.Second, &LockOptions{RetryStrategy: LinearBackoff(2 * time.Second)})
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		woken <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-woken; err != nil {
+		t.Errorf("woken waiter: %v", err)
 	}
 }
