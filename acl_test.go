@@ -234,7 +234,7 @@ func TestACL(t *testing.T) {
 				return err
 			}
 			for _, e := range log {
-				if e.Username == user {
+				if e.Username == user && e.Object != "client|setinfo" {
 					t.Errorf("%s: ACL LOG: %s %s refused (%s)", n.Options().Addr, e.Reason, e.Object, e.Context)
 				}
 			}
@@ -257,10 +257,7 @@ func TestACL(t *testing.T) {
 			"command in script": as.Eval(ctx, "return redis.call('APPEND', KEYS[1], 'x')",
 				[]string{prefix + ":{x}"}).Err(),
 		} {
-			// Redis 7.0 words a refusal inside a script as "ERR The user
-			// executing the script can't run this command", later versions
-			// as NOPERM.
-			if err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't run this command") {
+			if !aclRefused(err) {
 				t.Errorf("%s: err %v, want NOPERM", what, err)
 			}
 		}
@@ -310,7 +307,7 @@ func TestACLPerPattern(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range log {
-		if e.Username == user {
+		if e.Username == user && e.Object != "client|setinfo" {
 			t.Errorf("ACL LOG: %s %s refused (%s)", e.Reason, e.Object, e.Context)
 		}
 	}
@@ -318,7 +315,7 @@ func TestACLPerPattern(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sess.Create(ctx, "ann", nil); err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't run this command") {
+	if _, err := sess.Create(ctx, "ann", nil); !aclRefused(err) {
 		t.Errorf("session under a lock+ratelimit rule: err %v, want refused", err)
 	}
 }
@@ -346,4 +343,20 @@ func aclWokenWaiter(t *testing.T, ctx context.Context, c *Client) {
 	if err := <-woken; err != nil {
 		t.Errorf("woken waiter: %v", err)
 	}
+}
+
+// aclRefused reports whether err is an ACL refusal. Servers word a refusal
+// inside a script differently: NOPERM (Redis 7.2+), "ERR The user executing
+// the script can't run this command" (Redis 7.0), "ERR ACL failure in
+// script: ... has no permissions" (Valkey 8).
+//
+// The ACL LOG checks leave out CLIENT SETINFO: go-redis sends it on connect
+// and ignores its refusal; Redis 7.0 does not know the command, so the rule
+// cannot name it (the README says to add it on Redis 7.2+ and Valkey).
+func aclRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "NOPERM") || strings.Contains(m, "can't run this command") || strings.Contains(m, "has no permissions")
 }
