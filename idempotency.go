@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -134,9 +133,6 @@ type Idempotency struct {
 	codec     Codec
 	leaseArg  any
 	retainArg any
-
-	mu      sync.Mutex
-	watches map[string]*idemWatch // by signal key
 }
 
 // Idempotency returns the idempotency store named name. It returns
@@ -282,54 +278,33 @@ func (i *Idempotency) wrapErr(ctx context.Context, key string, err error) error 
 	return fmt.Errorf("patterns: idempotency key %q: %w", key, err)
 }
 
-// idemWatch is one BLPOP on a key's signal list that every waiter of this
-// Idempotency for the key shares: done closes when it returns.
-type idemWatch struct{ done chan struct{} }
-
 // waitSignal waits until the key's signal list gets an element (the result
 // landed or the key was released), or for at most the lease's remaining
 // pttl and idemPollCap, and returns early with the end of ctx. The waiters of
-// one key in this process share one BLPOP, run in a goroutine of its own (so
-// each waiter leaves as soon as its own context ends): one pool connection
-// per key waited for, however many wait.
+// one key in this process share one BLPOP (Client.watchSignal): one pool
+// connection per key waited for, however many wait. After a failed BLPOP a
+// waiter pauses for as long, so that waiters do not spin while Redis fails.
 func (i *Idempotency) waitSignal(ctx context.Context, signal string, pttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	i.mu.Lock()
-	w := i.watches[signal]
-	if w == nil {
-		w = &idemWatch{done: make(chan struct{})}
-		if i.watches == nil {
-			i.watches = make(map[string]*idemWatch)
-		}
-		i.watches[signal] = w
-		go i.watch(signal, w, min(max(pttl, 10*time.Millisecond), idemPollCap))
-	}
-	i.mu.Unlock()
+	d := i.c.blockCap(min(max(pttl, 10*time.Millisecond), idemPollCap))
+	w := i.c.watchSignal(signal, d)
 	select {
 	case <-w.done:
-		return nil
+		if w.err == nil {
+			return nil
+		}
+		pause := time.NewTimer(d)
+		defer pause.Stop()
+		select {
+		case <-pause.C:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	case <-ctx.Done():
 		return context.Cause(ctx)
-	}
-}
-
-// watch runs the shared BLPOP for d; after an error it pauses for d, so
-// that waiters do not spin while Redis fails.
-func (i *Idempotency) watch(signal string, w *idemWatch, d time.Duration) {
-	defer func() {
-		i.mu.Lock()
-		delete(i.watches, signal)
-		i.mu.Unlock()
-		close(w.done)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
-	defer cancel()
-	// BLPOP with a fractional timeout (go-redis's BLPop rounds up to 1s).
-	err := i.c.rdb.Do(ctx, "blpop", signal, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)).Err()
-	if err != nil && err != redis.Nil {
-		time.Sleep(d)
 	}
 }
 

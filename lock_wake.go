@@ -28,25 +28,25 @@ const (
 // lockSignalTTLArg is lockSignalTTL in milliseconds, boxed once.
 var lockSignalTTLArg any = lockSignalTTL.Milliseconds()
 
-// lockWatch is one BLPOP on a lock's signal list that every waiter for the
-// lock in this process shares: done closes when it returns, after woken (an
+// signalWatch is one BLPOP on a signal list (a lock's, a semaphore's, an
+// idempotency key's) that every waiter on it in this process shares: done closes when it returns, after woken (an
 // element was taken) or err (the BLPOP failed) are set.
-type lockWatch struct {
+type signalWatch struct {
 	done  chan struct{}
 	woken bool
 	err   error
 }
 
-type lockWatchKey struct {
+type signalWatchKey struct {
 	c      *Client
 	signal string
 }
 
-// lockWatches holds the BLPOPs running, by client and signal list. An entry
+// signalWatches holds the BLPOPs running, by client and signal list. An entry
 // leaves when its BLPOP returns.
-var lockWatches struct {
+var signalWatches struct {
 	mu sync.Mutex
-	m  map[lockWatchKey]*lockWatch
+	m  map[signalWatchKey]*signalWatch
 }
 
 // wakeBlock returns how long one BLPOP of a waiter may block for the
@@ -89,9 +89,9 @@ func (c *Client) awaitRelease(ctx context.Context, signal string, d, block time.
 	polling := false
 	for {
 		var done <-chan struct{}
-		var w *lockWatch
+		var w *signalWatch
 		if rest := time.Until(deadline); !polling && rest >= lockWakeMinBlock {
-			w = c.watchRelease(signal, min(rest, block))
+			w = c.watchSignal(signal, min(rest, block))
 			done = w.done
 		}
 		select {
@@ -112,32 +112,34 @@ func (c *Client) awaitRelease(ctx context.Context, signal string, d, block time.
 	}
 }
 
-// watchRelease joins the BLPOP running on signal for c, or starts one that
-// blocks for at most d.
-func (c *Client) watchRelease(signal string, d time.Duration) *lockWatch {
-	k := lockWatchKey{c, signal}
-	lockWatches.mu.Lock()
-	defer lockWatches.mu.Unlock()
-	if w := lockWatches.m[k]; w != nil {
+// watchSignal joins the BLPOP running on signal for c, or starts one that
+// blocks for at most d (see blockCap). Each waiter selects on the returned
+// watch's done and on its own context, so one waiter leaving never ends the
+// others' wait.
+func (c *Client) watchSignal(signal string, d time.Duration) *signalWatch {
+	k := signalWatchKey{c, signal}
+	signalWatches.mu.Lock()
+	defer signalWatches.mu.Unlock()
+	if w := signalWatches.m[k]; w != nil {
 		return w
 	}
-	w := &lockWatch{done: make(chan struct{})}
-	if lockWatches.m == nil {
-		lockWatches.m = make(map[lockWatchKey]*lockWatch)
+	w := &signalWatch{done: make(chan struct{})}
+	if signalWatches.m == nil {
+		signalWatches.m = make(map[signalWatchKey]*signalWatch)
 	}
-	lockWatches.m[k] = w
-	go c.runWatch(k, w, d)
+	signalWatches.m[k] = w
+	go c.runSignalWatch(k, w, d)
 	return w
 }
 
-func (c *Client) runWatch(k lockWatchKey, w *lockWatch, d time.Duration) {
+func (c *Client) runSignalWatch(k signalWatchKey, w *signalWatch, d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
 	defer cancel()
 	// BLPOP with a fractional timeout (go-redis's BLPop rounds up to 1s).
 	err := c.rdb.Do(ctx, "blpop", k.signal, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)).Err()
-	lockWatches.mu.Lock()
-	delete(lockWatches.m, k)
-	lockWatches.mu.Unlock()
+	signalWatches.mu.Lock()
+	delete(signalWatches.m, k)
+	signalWatches.mu.Unlock()
 	switch err {
 	case nil:
 		w.woken = true
