@@ -443,6 +443,14 @@ func (k *Cache[T]) callLoadMany(ctx context.Context, keys []string, loadMany Cac
 		lctx, cancel = context.WithTimeout(ctx, d)
 	}
 	defer cancel()
+	lctx, done := k.c.observe(lctx, "cache", "load-many", k.name)
+	defer func() {
+		if !ok && err == nil { // a panic: reported, and it goes on up
+			done(outcomeError, ErrLoaderPanicked)
+			return
+		}
+		done(outcome("loaded", err), err)
+	}()
 	start := time.Now()
 	vals, err = loadMany(lctx, keys)
 	ok = err == nil

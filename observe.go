@@ -33,7 +33,7 @@ type Observer interface {
 //	lock: obtain [obtained, not-obtained], release [released, not-held],
 //	      refresh [refreshed, lost], watchdog [lost]
 //	ratelimit: allow, peek, wait, allow-at-most, batch [allowed, denied], reset [ok]
-//	cache: get, lookup [hit, local-hit, miss, stale, negative], load [loaded, negative],
+//	cache: get, lookup [hit, local-hit, miss, stale, negative], load [loaded, negative], load-many [loaded],
 //	       set, delete, invalidate, get-many, set-many, delete-many, warm [ok]
 //	queue: enqueue [enqueued, duplicate], dequeue [delivered, empty],
 //	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost]

@@ -121,6 +121,31 @@ func TestObserverOutcomes(t *testing.T) {
 		expect("cache.load users loaded", "cache.get users miss", "cache.get users hit",
 			"cache.load users negative", "cache.get users miss", "cache.get users negative")
 
+		// Batches: one operation each, whatever the number of keys.
+		loadMany := func(ctx context.Context, keys []string) (map[string]string, error) {
+			if ctx.Value(markerKey{}) != "load-many" {
+				t.Errorf("the loader's context is not the observer's: %v", ctx.Value(markerKey{}))
+			}
+			out := map[string]string{}
+			for _, k := range keys {
+				out[k] = "v-" + k
+			}
+			return out, nil
+		}
+		if _, err := cache.GetMany(ctx, []string{"user-42", "user-43", "user-44"}, loadMany, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.SetMany(ctx, map[string]string{"user-45": "a", "user-46": "b"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.DeleteMany(ctx, []string{"user-45", "user-46"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.GetMany(ctx, []string{""}, loadMany, nil); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatal(err)
+		}
+		expect("cache.load-many users loaded", "cache.get-many users ok", "cache.set-many users ok", "cache.delete-many users ok", "cache.get-many users invalid")
+
 		q, err := c.Queue("jobs", nil)
 		if err != nil {
 			t.Fatal(err)

@@ -20,7 +20,7 @@
 //	patterns.lock.hold.duration     histogram, s: from Obtain to Release
 //	patterns.lock.lost              counter: locks, permits and leases found lost, by pattern
 //	patterns.cache.requests         counter: Get and Lookup by name and result (hit, local-hit, miss, stale, negative, error)
-//	patterns.cache.load.duration    histogram, s: loader calls by name and outcome
+//	patterns.cache.load.duration    histogram, s: loader calls (Get's and GetMany's) by name and outcome
 //	patterns.queue.messages         counter: by name and outcome (enqueued, delivered, acked, nacked, dead)
 //	patterns.sessions.events        counter: by name and event (created, rotated, destroyed)
 //	patterns.queue.depth            gauge: ready messages, for queues given to ObserveQueue
@@ -193,7 +193,7 @@ func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, outcome st
 		switch op.Operation {
 		case "get", "lookup":
 			o.cacheReq.Add(ctx, 1, metric.WithAttributes(name, AttrOutcome.String(outcome)))
-		case "load":
+		case "load", "load-many":
 			o.cacheLoad.Record(ctx, d, metric.WithAttributes(name, out))
 		}
 	case "queue":
