@@ -12,14 +12,49 @@ import (
 // waitWaiting waits until an Obtain marked lock id as waited for.
 func waitWaiting(t *testing.T, rdb redis.UniversalClient, c *Client, id string) {
 	t.Helper()
-	marker := c.key("lock", id) + ":wake:waiting"
+	waitMarker(t, rdb, c.key("lock", id)+":wake:waiting")
+}
+
+// waitMarker waits until a waiter set the waiters marker.
+func waitMarker(t *testing.T, rdb redis.UniversalClient, marker string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for rdb.Exists(context.Background(), marker).Val() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("no waiter marked the lock")
+			t.Fatalf("no waiter set %s", marker)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// wokenAfter starts wait, waits until it set marker, runs release and
+// returns what wait returned and how long after the release it did. The
+// waiter's backoff is 5 s: a wake is what brings it within 2 s.
+func wokenAfter[T any](t *testing.T, rdb redis.UniversalClient, marker string, wait func(context.Context) (T, error), release func() error) (T, time.Duration) {
+	t.Helper()
+	type res struct {
+		v   T
+		err error
+		at  time.Time
+	}
+	ch := make(chan res, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		v, err := wait(ctx)
+		ch <- res{v, err, time.Now()}
+	}()
+	waitMarker(t, rdb, marker)
+	time.Sleep(20 * time.Millisecond) // let the waiter reach its BLPOP
+	released := time.Now()
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.v, r.at.Sub(released)
 }
 
 type grant struct {
@@ -184,39 +219,11 @@ func TestSemaphoreWake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			type res struct {
-				p   *Permit
-				err error
-				at  time.Time
-			}
-			ch := make(chan res, 1)
-			go func() {
-				actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				defer cancel()
-				p, err := s.Acquire(actx)
-				ch <- res{p, err, time.Now()}
-			}()
-			marker := c.key("sem", name) + ":wake:waiting"
-			deadline := time.Now().Add(10 * time.Second)
-			for rdb.Exists(ctx, marker).Val() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("no waiter marked the semaphore")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			time.Sleep(20 * time.Millisecond)
-			released := time.Now()
-			if err := held.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
-			r := <-ch
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			if d := r.at.Sub(released); d > 2*time.Second {
+			p, d := wokenAfter(t, rdb, c.key("sem", name)+":wake:waiting", s.Acquire, func() error { return held.Release(ctx) })
+			if d > 2*time.Second {
 				t.Fatalf("fair %v: granted %v after the release; backoff 5s", fair, d)
 			}
-			_ = r.p.Release(ctx)
+			_ = p.Release(ctx)
 		}
 	})
 }
@@ -242,43 +249,16 @@ func TestRWLockWake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			type res struct {
-				l   *RWLease
-				err error
-				at  time.Time
+			wait := rw.Lock // a writer waits for the reader
+			if holdWriter {
+				wait = rw.RLock // a reader waits for the writer
 			}
-			ch := make(chan res, 1)
-			go func() {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				defer cancel()
-				wait := rw.Lock // a writer waits for the reader
-				if holdWriter {
-					wait = rw.RLock // a reader waits for the writer
-				}
-				l, err := wait(wctx)
-				ch <- res{l, err, time.Now()}
-			}()
 			marker := c.key("rw", "rw") + ":wake:waiting"
-			deadline := time.Now().Add(10 * time.Second)
-			for rdb.Exists(ctx, marker).Val() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("no waiter marked the lock")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			time.Sleep(20 * time.Millisecond)
-			released := time.Now()
-			if err := held.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
-			r := <-ch
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			if d := r.at.Sub(released); d > 2*time.Second {
+			l, d := wokenAfter(t, rdb, marker, wait, func() error { return held.Release(ctx) })
+			if d > 2*time.Second {
 				t.Fatalf("writer held %v: granted %v after the release; backoff 5s", holdWriter, d)
 			}
-			_ = r.l.Release(ctx)
+			_ = l.Release(ctx)
 			rdb.Del(ctx, marker) // the next round waits for its own waiter
 		}
 	})
