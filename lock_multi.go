@@ -25,8 +25,9 @@ type MultiLock struct {
 // lockGroup is the keys of one slot (one shard on a Ring, everything on a
 // single server): one script call serves them.
 type lockGroup struct {
-	names []string
-	keys  []string // the lock keys, then their fencing counters
+	names   []string
+	keys    []string // the lock keys, then their fencing counters
+	release []string // the lock keys, their waiters markers, their signal lists
 }
 
 // ObtainMulti takes the locks named keys for ttl, all or none. The locks are
@@ -145,7 +146,8 @@ func (m *MultiLock) releaseGroups(ctx context.Context, groups []lockGroup) (int6
 	var deleted int64
 	var first error
 	for _, g := range groups {
-		n, err := scriptLockRelease.run(ctx, m.c.rdb, g.keys[:len(g.names)], m.token).Int64()
+		// Releasing wakes the callers of Obtain waiting for one of the locks.
+		n, err := scriptLockRelease.run(ctx, m.c.rdb, g.release, m.token, lockSignalTTLArg).Int64()
 		if err != nil && first == nil {
 			first = err
 		}
@@ -199,6 +201,13 @@ func (c *Client) lockGroups(names []string) []lockGroup {
 		for _, x := range all[i:j] {
 			g.keys = append(g.keys, x.key+":fence")
 		}
+		g.release = append(g.release, g.keys[:len(g.names)]...)
+		for _, x := range all[i:j] {
+			g.release = append(g.release, x.key+":wake:waiting")
+		}
+		for _, x := range all[i:j] {
+			g.release = append(g.release, x.key+":wake")
+		}
 		groups = append(groups, g)
 		i = j
 	}
@@ -245,8 +254,9 @@ func (m *MultiLock) Token() string {
 	return m.token
 }
 
-// Release deletes every lock the caller still owns. It returns ErrNotHeld
-// when some were not held any more (the others are deleted all the same).
+// Release deletes every lock the caller still owns and wakes the callers of
+// Obtain waiting for one of them. It returns ErrNotHeld when some were not
+// held any more (the others are deleted all the same).
 // Like Lock.Release it reaches Redis even when ctx is already done.
 func (m *MultiLock) Release(ctx context.Context) (err error) {
 	if m == nil {

@@ -263,3 +263,31 @@ func TestRWLockWake(t *testing.T) {
 		}
 	})
 }
+
+// Releasing a MultiLock wakes a caller of Obtain waiting for one of its
+// locks, long before its 5 s backoff; on a cluster the locks are in
+// different slots.
+func TestMultiLockWake(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		names := []string{"a", "b", "c"}
+		for _, waitFor := range names {
+			m, err := c.ObtainMulti(ctx, names, time.Minute, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt := &LockOptions{RetryStrategy: LinearBackoff(5 * time.Second)}
+			obtain := func(ctx context.Context) (*Lock, error) { return c.Obtain(ctx, waitFor, time.Minute, opt) }
+			l, d := wokenAfter(t, rdb, c.key("lock", waitFor)+":wake:waiting", obtain, func() error { return m.Release(ctx) })
+			if d > 2*time.Second {
+				t.Fatalf("lock %q: granted %v after the release; backoff 5s", waitFor, d)
+			}
+			if err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
