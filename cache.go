@@ -130,12 +130,26 @@ type CacheOptions struct {
 	Local *CacheLocalOptions
 }
 
-// CacheStats count what a Cache did since it was made. Hits are reads
-// served by Redis; LocalHits are reads served by the local layer (without a
-// round trip), counted apart. Loads and LoadErrors count keys: a batch
-// load of ten keys counts ten.
+// CacheStats count what a Cache did since it was made. Loads and LoadErrors
+// count keys: a batch load of ten keys counts ten.
 type CacheStats struct {
-	Hits, LocalHits, Misses, Loads, LoadErrors, StaleServed, EarlyRefreshes, RedisErrors int64
+	// Hits are reads served by Redis.
+	Hits int64
+	// LocalHits are reads served by the local layer, without a round trip.
+	LocalHits int64
+	// Misses are reads that found no usable entry (a load followed).
+	Misses int64
+	// Loads are the keys given to a loader, in this process.
+	Loads int64
+	// LoadErrors are the keys whose load returned an error or panicked.
+	LoadErrors int64
+	// StaleServed are reads answered with an expired value while it was
+	// reloaded (StaleWhileRevalidate).
+	StaleServed int64
+	// EarlyRefreshes are background reloads started before expiry.
+	EarlyRefreshes int64
+	// RedisErrors are the Redis errors reported to OnError.
+	RedisErrors int64
 }
 
 // HitRate is (Hits + LocalHits) / (Hits + LocalHits + Misses), or 0 before

@@ -16,9 +16,12 @@ import (
 // Err is ErrCacheNotFound for a key known not to exist, or the error of
 // this key alone (its load failed, its entry could not be decoded).
 type CacheResult[T any] struct {
-	Key   string
+	// Key is the cache key, as given.
+	Key string
+	// Value is the key's value, when Err is nil.
 	Value T
-	Err   error
+	// Err is nil, ErrCacheNotFound, or the error of this key alone.
+	Err error
 }
 
 // CacheLoadMany loads the values of keys for GetMany and Warm. A key left

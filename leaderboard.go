@@ -103,8 +103,10 @@ type Board struct {
 
 // BoardEntry is a member's place on a board.
 type BoardEntry struct {
+	// Member is the member's name, as submitted.
 	Member string
-	Score  float64
+	// Score is the member's score on the board (or window) read.
+	Score float64
 	// Rank is 1-based, in the RankMode asked for.
 	Rank int
 }
