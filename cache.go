@@ -109,7 +109,9 @@ type CacheOptions struct {
 	// of the local layer's invalidation connection), and with an error
 	// wrapping ErrLoaderPanicked (op "load") when a loader panics with no
 	// caller to receive the panic: in a background refresh, or when the Get
-	// that started the load has left. It must be safe for concurrent use.
+	// that started the load has left; for a WriteBehind, with the errors of
+	// its persist function (op "persist"). It must be safe for concurrent
+	// use.
 	//
 	// default: nil
 	OnError func(op, key string, err error)

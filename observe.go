@@ -46,10 +46,11 @@ type Observer interface {
 //	rwlock: rlock, lock [obtained, not-obtained], release [released, not-held], refresh [refreshed, lost]
 //	elect: elect [resigned, lost]
 //	idempotency: do [done, replayed, in-progress, mismatch]
+//	writebehind: set, persist [ok]
 type ObserveOp struct {
 	// Pattern names the primitive: "lock", "ratelimit", "cache", "queue",
 	// "sessions", "board", "uniques", "activity", "topic", "semaphore",
-	// "rwlock", "elect", "idempotency".
+	// "rwlock", "elect", "idempotency", "writebehind".
 	Pattern string
 	// Operation names the call: "obtain", "allow", "get", ...
 	Operation string

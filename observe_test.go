@@ -146,6 +146,15 @@ func TestObserverOutcomes(t *testing.T) {
 		}
 		expect("cache.load-many users loaded", "cache.get-many users ok", "cache.set-many users ok", "cache.delete-many users ok", "cache.get-many users invalid")
 
+		wb, err := NewWriteBehind[string](c, "profiles", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wb.Set(ctx, "user-42", "v", nil); err != nil {
+			t.Fatal(err)
+		}
+		expect("writebehind.set profiles ok")
+
 		q, err := c.Queue("jobs", nil)
 		if err != nil {
 			t.Fatal(err)

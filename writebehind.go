@@ -3,12 +3,18 @@ package patterns
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// ErrPersistPanicked is reported to CacheOptions.OnError (op "persist") when
+// a write-behind persist function panics; the write is retried like a failed
+// one.
+var ErrPersistPanicked = errors.New("patterns: persist panicked")
 
 // WriteBehind puts a cache in front of a slow store: Set writes the value to
 // the cache and queues the write in one MULTI/EXEC transaction (one round
@@ -48,7 +54,9 @@ func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
 
 // Set writes value under key to the cache and queues it for persist,
 // atomically.
-func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) error {
+func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) (err error) {
+	ctx, done := w.cache.c.observe(ctx, "writebehind", "set", w.cache.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
@@ -90,9 +98,10 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *Cach
 }
 
 // Run persists queued writes until ctx is done, with workers goroutines
-// (at least 1), and returns ctx's error. A write whose persist fails is
-// retried after the queue's backoff, and moves to the dead-letter list after
-// MaxDeliveries.
+// (at least 1), and returns ctx's error. A write whose persist fails or
+// panics is retried after the queue's backoff, and moves to the dead-letter
+// list after MaxDeliveries; the error (ErrPersistPanicked for a panic) goes
+// to CacheOptions.OnError with op "persist".
 func (w *WriteBehind[T]) Run(ctx context.Context, workers int, persist func(ctx context.Context, key string, value T) error) error {
 	if persist == nil {
 		return invalidf("nil persist function")
@@ -117,7 +126,11 @@ func (w *WriteBehind[T]) work(ctx context.Context, persist func(ctx context.Cont
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			time.Sleep(100 * time.Millisecond) // Redis unreachable: try again
+			select { // Redis unreachable: try again
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
 			continue
 		}
 		i := bytes.IndexByte(m.Body, 0)
@@ -125,11 +138,15 @@ func (w *WriteBehind[T]) work(ctx context.Context, persist func(ctx context.Cont
 			_ = m.Nack(ctx)
 			continue
 		}
+		key := string(m.Body[:i])
 		v, err := w.cache.decode(string(m.Body[i+1:]))
 		if err == nil {
-			err = persist(ctx, string(m.Body[:i]), v)
+			err = w.persist(ctx, persist, key, v)
 		}
 		if err != nil {
+			if w.cache.opt.OnError != nil && ctx.Err() == nil {
+				w.cache.opt.OnError("persist", key, fmt.Errorf("patterns: write-behind %q: persist %q: %w", w.cache.name, key, err))
+			}
 			_ = m.Nack(ctx)
 			continue
 		}
@@ -139,4 +156,17 @@ func (w *WriteBehind[T]) work(ctx context.Context, persist func(ctx context.Cont
 		_ = m.Ack(actx)
 		cancel()
 	}
+}
+
+// persist runs the user's persist function, observed, with its panic turned
+// into an error wrapping ErrPersistPanicked.
+func (w *WriteBehind[T]) persist(ctx context.Context, persist func(ctx context.Context, key string, value T) error, key string, v T) (err error) {
+	ctx, done := w.cache.c.observe(ctx, "writebehind", "persist", w.cache.name)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrPersistPanicked, r)
+		}
+		done(outcome(outcomeOK, err), err)
+	}()
+	return persist(ctx, key, v)
 }

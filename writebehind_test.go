@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +18,16 @@ func TestWriteBehind(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		c := newClient(t, rdb)
-		wb, err := NewWriteBehind[int](c, "counters", nil, &QueueOptions{Visibility: time.Second,
+		var mu sync.Mutex
+		var reported []error
+		onError := func(op, key string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if op == "persist" {
+				reported = append(reported, err)
+			}
+		}
+		wb, err := NewWriteBehind[int](c, "counters", &CacheOptions{OnError: onError}, &QueueOptions{Visibility: time.Second,
 			Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
 		if err != nil {
 			t.Fatal(err)
@@ -32,7 +42,7 @@ func TestWriteBehind(t *testing.T) {
 			t.Fatalf("cache: %v %t", v, ok)
 		}
 		got := map[string]int{}
-		failures := 0
+		failures, panicked := 0, false
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error)
 		go func() {
@@ -40,6 +50,10 @@ func TestWriteBehind(t *testing.T) {
 				if v == 3 && failures < 2 { // a flaky store: retried
 					failures++
 					return errors.New("store busy")
+				}
+				if v == 5 && !panicked { // a panic: recovered, retried
+					panicked = true
+					panic("store bug")
 				}
 				got[key] = v
 				if len(got) == 20 {
@@ -53,9 +67,20 @@ func TestWriteBehind(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("writes not persisted in 10s")
 		}
-		if len(got) != 20 || got["k3"] != 3 || failures != 2 {
-			t.Fatalf("persisted %v, failures %d", got, failures)
+		if len(got) != 20 || got["k3"] != 3 || got["k5"] != 5 || failures != 2 || !panicked {
+			t.Fatalf("persisted %v, failures %d, panicked %t", got, failures, panicked)
 		}
+		mu.Lock()
+		panics := 0
+		for _, err := range reported {
+			if errors.Is(err, ErrPersistPanicked) {
+				panics++
+			}
+		}
+		if len(reported) != 3 || panics != 1 {
+			t.Fatalf("reported to OnError: %v, want 2 failures and a panic", reported)
+		}
+		mu.Unlock()
 		if st, _ := wb.Queue().Stats(ctx); st != (QueueStats{}) {
 			t.Fatalf("queue after persist: %+v", st)
 		}
