@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,15 +44,19 @@ func TestMain(m *testing.M) {
 }
 
 var example struct {
-	once sync.Once
-	rdb  *redis.Client
+	once  sync.Once
+	rdb   *redis.Client
+	calls atomic.Int64
 }
 
 // exampleClient returns a Client on the test binary's shared server with a
-// prefix of its own, so that examples never see each other's keys.
+// prefix of its own, new at each call, so that examples never see each
+// other's keys, nor those of an earlier run (go test -count=2, a REDIS_URL
+// server).
 func exampleClient(name string) *patterns.Client {
 	example.once.Do(func() { example.rdb = redis.NewClient(patterns.SharedRedisOptions()) })
-	pc, err := patterns.New(example.rdb, &patterns.Options{Prefix: "example-" + name})
+	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatInt(example.calls.Add(1), 10)
+	pc, err := patterns.New(example.rdb, &patterns.Options{Prefix: "example-" + name + "-" + run})
 	if err != nil {
 		panic(err)
 	}
