@@ -288,7 +288,9 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 // name, in place of their Permits option, until it goes unused for 24 hours.
 // It is safe while permits are held: when n is below the number held,
 // nobody is granted a permit until enough holders have left (no permit is
-// revoked). It returns ErrInvalidArgument for n < 1.
+// revoked). Raising n does not wake waiters: they see the new permits at
+// their next attempt, within their backoff. It returns ErrInvalidArgument
+// for n < 1.
 func (s *Semaphore) SetPermits(ctx context.Context, n int) (err error) {
 	ctx, done := s.c.observe(ctx, s.obs[0], "set-permits", s.obs[1])
 	defer func() { done(outcome(outcomeOK, err), err) }()
