@@ -96,12 +96,13 @@ func TestDoctorStandalone(t *testing.T) {
 		"persistence": verdictWarn,
 		"replicas":    verdictWarn,
 		"tracking":    verdictWarn,
+		"acl":         verdictFail,
 		"scripts":     verdictWarn,
 		"latency":     verdictOK,
 		"slowlog":     verdictOK,
 	})
-	if rep.Fail != 1 {
-		t.Errorf("%d FAIL, want 1", rep.Fail)
+	if rep.Fail != 2 {
+		t.Errorf("%d FAIL, want 2 (memory, acl)", rep.Fail)
 	}
 
 	// Put it right: noeviction, AOF, scripts loaded, the default user.
@@ -136,6 +137,7 @@ func TestDoctorStandalone(t *testing.T) {
 		"persistence": verdictOK,
 		"replicas":    verdictWarn,
 		"tracking":    verdictOK,
+		"acl":         verdictOK,
 		"scripts":     verdictOK,
 		"slowlog":     verdictWarn,
 	})
@@ -224,19 +226,22 @@ func TestDoctorCluster(t *testing.T) {
 	}
 	expectVerdicts(t, rep, map[string]string{
 		"cluster": verdictOK, "memory": verdictFail, "scripts": verdictWarn, "tracking": verdictWarn,
-		"server": verdictOK, "replicas": verdictWarn,
+		"server": verdictOK, "replicas": verdictWarn, "acl": verdictFail,
 	})
-	fails := 0
+	fails, aclFails := 0, 0
 	for _, c := range rep.Checks {
-		if c.Status == verdictFail {
+		switch {
+		case c.Status != verdictFail:
+		case c.Check == "acl" && strings.Contains(c.Detail, "lacks commands client|tracking:"):
+			aclFails++
+		case c.Check == "memory" && c.Node == cl.Nodes[1].Addr:
 			fails++
-			if c.Check != "memory" || c.Node != cl.Nodes[1].Addr {
-				t.Errorf("unexpected FAIL: %+v", c)
-			}
+		default:
+			t.Errorf("unexpected FAIL: %+v", c)
 		}
 	}
-	if fails != 1 {
-		t.Errorf("%d FAIL, want 1 (memory on %s)", fails, cl.Nodes[1].Addr)
+	if fails != 1 || aclFails != 3 {
+		t.Errorf("%d memory FAIL, want 1 (on %s); %d acl FAIL, want 3 (every master)", fails, cl.Nodes[1].Addr, aclFails)
 	}
 
 	// Scripts loaded on every master, the policy put right: no FAIL.
@@ -259,7 +264,7 @@ func TestDoctorCluster(t *testing.T) {
 	if err != nil {
 		t.Errorf("doctor: %v", err)
 	}
-	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK, "tracking": verdictOK})
+	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK, "tracking": verdictOK, "acl": verdictOK})
 
 	// A slot without a master: that node reports cluster_state fail.
 	if err := bad.Do(ctx, "CLUSTER", "DELSLOTS", 16384/3 /* the first of Nodes[1]'s slots */).Err(); err != nil {
