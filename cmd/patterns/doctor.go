@@ -198,7 +198,7 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int, want *acl
 	rep := &doctorReport{}
 	nodes, err := primaries(ctx, rdb)
 	if err != nil || len(nodes) == 0 {
-		rep.add("connect", "", verdictFail, "cannot reach the primaries: %v; check REDIS_URL, -cluster or -sentinel", err)
+		rep.add("connect", "", verdictFail, "cannot reach the primaries: %v; check REDIS_URL, -cluster or -sentinel%s", err, tlsHint(err))
 		rep.count()
 		return rep
 	}
@@ -213,7 +213,7 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int, want *acl
 		node := label(n)
 		info, err := infoMap(ctx, n, "server", "replication", "memory")
 		if err != nil {
-			rep.add("connect", node, verdictFail, "INFO: %v", err)
+			rep.add("connect", node, verdictFail, "INFO: %v%s", err, tlsHint(err))
 			continue
 		}
 		checkServer(rep, node, info)
@@ -232,6 +232,22 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int, want *acl
 	}
 	rep.count()
 	return rep
+}
+
+// tlsHint points at the TLS flags when err is a TLS error.
+func tlsHint(err error) string {
+	if err == nil {
+		return ""
+	}
+	switch m := err.Error(); {
+	case strings.Contains(m, "certificate required"):
+		return "; the server wants a client certificate: -tls-cert and -tls-key"
+	case strings.Contains(m, "x509:"):
+		return "; the server's certificate is not trusted: -tls-ca names its CA"
+	case strings.Contains(m, "tls:"):
+		return "; check the rediss:// URL and -tls-ca, -tls-cert, -tls-key"
+	}
+	return ""
 }
 
 func (r *doctorReport) count() {
