@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -332,6 +333,45 @@ func TestDoctorVersions(t *testing.T) {
 	} {
 		if got := commaHosts(in); got != want {
 			t.Errorf("commaHosts(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDoctorREADME makes the doctor output quoted in the README: a server
+// started with --maxmemory 256mb --maxmemory-policy allkeys-lru, and a user
+// "shop" with the rule of `patterns acl -prefix shop -user shop` but for
+// +blpop. Run with -v to print it:
+//
+//	go test -run TestDoctorREADME -v .
+func TestDoctorREADME(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv, rdb := startProc(t, "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru")
+	if err := rdb.Do(ctx, aclRuleArgs(t, "shop", []string{"+blpop"}, nil)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	url := "redis://" + srv.Addr
+	args := []string{"-prefix", "shop", "-acl-user", "shop"}
+	var out bytes.Buffer
+	err := doctorMain(ctx, url, args, &out)
+	if err != nil {
+		fmt.Fprintln(&out, "patterns:", err)
+	}
+	text := out.String()
+	if testing.Verbose() {
+		fmt.Printf("$ REDIS_URL=%s patterns doctor %s\n%s", url, strings.Join(args, " "), text)
+	}
+	if !errors.Is(err, errDoctorFail) {
+		t.Errorf("want errDoctorFail (exit status 1), got %v", err)
+	}
+	for _, want := range []string{
+		"\nFAIL  memory      allkeys-lru, maxmemory 256.0mb",
+		"\nFAIL  acl         user shop lacks commands blpop: `patterns acl -user shop -prefix shop`",
+		"\nOK    tracking    ",
+		" 2 FAIL\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
 }
