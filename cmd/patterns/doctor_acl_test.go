@@ -171,3 +171,14 @@ func TestProbeArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorACLUnsupported: on a server without ACL DRYRUN (here without
+// the ACL command at all, renamed away) the acl check warns that it did not
+// check, and fails nothing.
+func TestDoctorACLUnsupported(t *testing.T) {
+	t.Parallel()
+	srv, _ := startProc(t, "--rename-command", "ACL", "")
+	url := "redis://" + srv.Addr
+	expectACL(t, 1, url, verdictWarn, []string{"-acl-user", "default"}, "not checked: this server has no ACL DRYRUN")
+	expectACL(t, 1, url, verdictWarn, nil, "not checked: ACL WHOAMI refused")
+}
