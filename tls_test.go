@@ -149,10 +149,36 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// TestTLSCluster runs the same pass on a Redis Cluster whose nodes listen
+// only with mutual TLS, their cluster bus included (tls-cluster yes).
+func TestTLSCluster(t *testing.T) {
+	t.Parallel()
+	p, err := redisserver.WriteTestPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := redisserver.StartTLSCluster(ctx, p.ServerConfig(true), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	rdb, err := cl.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	if rdb.Options().TLSConfig == nil {
+		t.Fatal("the cluster client has no TLS configuration")
+	}
+	tlsPass(t, rdb)
+}
+
 // tlsPass runs every pattern (the fault batteries' operations, twice each)
 // and the local cache layer, whose invalidation connection must inherit the
 // client's TLS configuration.
-func tlsPass(t *testing.T, rdb *redis.Client) {
+func tlsPass(t *testing.T, rdb redis.UniversalClient) {
 	t.Helper()
 	c := newClient(t, rdb, allTimeBoard)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

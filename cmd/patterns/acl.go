@@ -30,18 +30,23 @@ func cmdACL(args []string, w io.Writer) error {
 		}
 		*password = hex.EncodeToString(b)
 	}
-	var names []string
-	for _, p := range strings.Split(*pats, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			names = append(names, p)
-		}
-	}
-	rule, err := aclrule.Rule(*user, *password, *prefix, names, scriptSources())
+	rule, err := aclrule.Rule(*user, *password, *prefix, splitList(*pats), scriptSources())
 	if err != nil {
 		return fmt.Errorf("acl: %w", err)
 	}
 	_, err = fmt.Fprintln(w, rule)
 	return err
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // scriptSources maps each embedded script's name to its source.

@@ -60,20 +60,28 @@ func doctorMain(ctx context.Context, url string, args []string, w io.Writer) err
 	sentinel := fs.String("sentinel", "", "REDIS_URL names Sentinels watching this master name")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	pings := fs.Int("pings", 5, "PINGs sent per primary to measure latency")
+	prefix := fs.String("prefix", "patterns", "Options.Prefix of the application's Client, for the acl check")
+	pats := fs.String("patterns", "", "comma-separated patterns the application uses, for the acl check (default: all)")
+	aclUser := fs.String("acl-user", "", "ACL user to check (default: the connected user, ACL WHOAMI)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if url == "" {
 		return fmt.Errorf("doctor: set REDIS_URL")
 	}
-	rdb, err := connectAny(url, *cluster, *sentinel)
+	want, err := newACLWant(*aclUser, *prefix, splitList(*pats))
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	rdb, err := connectTLS(url, *cluster, *sentinel, tf)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rep := doctor(ctx, rdb, *pings)
+	rep := doctor(ctx, rdb, *pings, want)
 	if *asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -92,14 +100,22 @@ func doctorMain(ctx context.Context, url string, args []string, w io.Writer) err
 // connectAny is connect plus Sentinel: with master set, url's hosts are
 // Sentinels and the client follows that master.
 func connectAny(url string, cluster bool, master string) (redis.UniversalClient, error) {
+	return connectTLS(url, cluster, master, nil)
+}
+
+// connectTLS is connectAny with the TLS flags tf (nil: none).
+func connectTLS(url string, cluster bool, master string, tf *tlsFlags) (redis.UniversalClient, error) {
 	if cluster || master != "" {
 		url = commaHosts(url)
 	}
 	if master == "" {
-		return connect(url, cluster)
+		return connectWith(url, cluster, tf)
 	}
 	opt, err := redis.ParseClusterURL(url)
 	if err != nil {
+		return nil, err
+	}
+	if opt.TLSConfig, err = tf.apply(url, opt.TLSConfig); err != nil {
 		return nil, err
 	}
 	return redis.NewFailoverClient(&redis.FailoverOptions{
@@ -178,11 +194,11 @@ func primaries(ctx context.Context, rdb redis.UniversalClient) ([]*redis.Client,
 }
 
 // doctor runs every check on every primary.
-func doctor(ctx context.Context, rdb redis.UniversalClient, pings int) *doctorReport {
+func doctor(ctx context.Context, rdb redis.UniversalClient, pings int, want *aclWant) *doctorReport {
 	rep := &doctorReport{}
 	nodes, err := primaries(ctx, rdb)
 	if err != nil || len(nodes) == 0 {
-		rep.add("connect", "", verdictFail, "cannot reach the primaries: %v; check REDIS_URL, -cluster or -sentinel", err)
+		rep.add("connect", "", verdictFail, "cannot reach the primaries: %v; check REDIS_URL, -cluster or -sentinel%s", err, tlsHint(err))
 		rep.count()
 		return rep
 	}
@@ -197,7 +213,7 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int) *doctorRe
 		node := label(n)
 		info, err := infoMap(ctx, n, "server", "replication", "memory")
 		if err != nil {
-			rep.add("connect", node, verdictFail, "INFO: %v", err)
+			rep.add("connect", node, verdictFail, "INFO: %v%s", err, tlsHint(err))
 			continue
 		}
 		checkServer(rep, node, info)
@@ -206,6 +222,7 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int) *doctorRe
 		checkPersistence(rep, node, cfg)
 		checkReplicas(rep, node, info, cfg)
 		checkTracking(ctx, rep, node, n)
+		checkACL(ctx, rep, node, n, want)
 		checkScripts(ctx, rep, node, n)
 		checkLatency(ctx, rep, node, n, pings)
 		checkSlowlog(ctx, rep, node, n)
@@ -215,6 +232,22 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int) *doctorRe
 	}
 	rep.count()
 	return rep
+}
+
+// tlsHint points at the TLS flags when err is a TLS error.
+func tlsHint(err error) string {
+	if err == nil {
+		return ""
+	}
+	switch m := err.Error(); {
+	case strings.Contains(m, "certificate required"):
+		return "; the server wants a client certificate: -tls-cert and -tls-key"
+	case strings.Contains(m, "x509:"):
+		return "; the server's certificate is not trusted: -tls-ca names its CA"
+	case strings.Contains(m, "tls:"):
+		return "; check the rediss:// URL and -tls-ca, -tls-cert, -tls-key"
+	}
+	return ""
 }
 
 func (r *doctorReport) count() {

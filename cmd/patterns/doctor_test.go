@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -96,12 +97,13 @@ func TestDoctorStandalone(t *testing.T) {
 		"persistence": verdictWarn,
 		"replicas":    verdictWarn,
 		"tracking":    verdictWarn,
+		"acl":         verdictFail,
 		"scripts":     verdictWarn,
 		"latency":     verdictOK,
 		"slowlog":     verdictOK,
 	})
-	if rep.Fail != 1 {
-		t.Errorf("%d FAIL, want 1", rep.Fail)
+	if rep.Fail != 2 {
+		t.Errorf("%d FAIL, want 2 (memory, acl)", rep.Fail)
 	}
 
 	// Put it right: noeviction, AOF, scripts loaded, the default user.
@@ -136,6 +138,7 @@ func TestDoctorStandalone(t *testing.T) {
 		"persistence": verdictOK,
 		"replicas":    verdictWarn,
 		"tracking":    verdictOK,
+		"acl":         verdictOK,
 		"scripts":     verdictOK,
 		"slowlog":     verdictWarn,
 	})
@@ -224,19 +227,22 @@ func TestDoctorCluster(t *testing.T) {
 	}
 	expectVerdicts(t, rep, map[string]string{
 		"cluster": verdictOK, "memory": verdictFail, "scripts": verdictWarn, "tracking": verdictWarn,
-		"server": verdictOK, "replicas": verdictWarn,
+		"server": verdictOK, "replicas": verdictWarn, "acl": verdictFail,
 	})
-	fails := 0
+	fails, aclFails := 0, 0
 	for _, c := range rep.Checks {
-		if c.Status == verdictFail {
+		switch {
+		case c.Status != verdictFail:
+		case c.Check == "acl" && strings.Contains(c.Detail, "lacks commands client|tracking:"):
+			aclFails++
+		case c.Check == "memory" && c.Node == cl.Nodes[1].Addr:
 			fails++
-			if c.Check != "memory" || c.Node != cl.Nodes[1].Addr {
-				t.Errorf("unexpected FAIL: %+v", c)
-			}
+		default:
+			t.Errorf("unexpected FAIL: %+v", c)
 		}
 	}
-	if fails != 1 {
-		t.Errorf("%d FAIL, want 1 (memory on %s)", fails, cl.Nodes[1].Addr)
+	if fails != 1 || aclFails != 3 {
+		t.Errorf("%d memory FAIL, want 1 (on %s); %d acl FAIL, want 3 (every master)", fails, cl.Nodes[1].Addr, aclFails)
 	}
 
 	// Scripts loaded on every master, the policy put right: no FAIL.
@@ -259,7 +265,7 @@ func TestDoctorCluster(t *testing.T) {
 	if err != nil {
 		t.Errorf("doctor: %v", err)
 	}
-	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK, "tracking": verdictOK})
+	expectVerdicts(t, rep, map[string]string{"cluster": verdictOK, "memory": verdictOK, "scripts": verdictOK, "tracking": verdictOK, "acl": verdictOK})
 
 	// A slot without a master: that node reports cluster_state fail.
 	if err := bad.Do(ctx, "CLUSTER", "DELSLOTS", 16384/3 /* the first of Nodes[1]'s slots */).Err(); err != nil {
@@ -327,6 +333,45 @@ func TestDoctorVersions(t *testing.T) {
 	} {
 		if got := commaHosts(in); got != want {
 			t.Errorf("commaHosts(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDoctorREADME makes the doctor output quoted in the README: a server
+// started with --maxmemory 256mb --maxmemory-policy allkeys-lru, and a user
+// "shop" with the rule of `patterns acl -prefix shop -user shop` but for
+// +blpop. Run with -v to print it:
+//
+//	go test -run TestDoctorREADME -v .
+func TestDoctorREADME(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv, rdb := startProc(t, "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru")
+	if err := rdb.Do(ctx, aclRuleArgs(t, "shop", []string{"+blpop"}, nil)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	url := "redis://" + srv.Addr
+	args := []string{"-prefix", "shop", "-acl-user", "shop"}
+	var out bytes.Buffer
+	err := doctorMain(ctx, url, args, &out)
+	if err != nil {
+		fmt.Fprintln(&out, "patterns:", err)
+	}
+	text := out.String()
+	if testing.Verbose() {
+		fmt.Printf("$ REDIS_URL=%s patterns doctor %s\n%s", url, strings.Join(args, " "), text)
+	}
+	if !errors.Is(err, errDoctorFail) {
+		t.Errorf("want errDoctorFail (exit status 1), got %v", err)
+	}
+	for _, want := range []string{
+		"\nFAIL  memory      allkeys-lru, maxmemory 256.0mb",
+		"\nFAIL  acl         user shop lacks commands blpop: `patterns acl -user shop -prefix shop`",
+		"\nOK    tracking    ",
+		" 2 FAIL\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
 }

@@ -11,7 +11,9 @@
 //	patterns acl               print the least-privilege ACL rule for a prefix
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
-// redis://host1:6379,host2:6379 with -cluster). When REDIS_URL is unset, demo
+// redis://host1:6379,host2:6379 with -cluster; rediss:// for TLS, where
+// load and doctor take -tls-ca for a private CA and -tls-cert and -tls-key
+// for mutual TLS). When REDIS_URL is unset, demo
 // starts a throwaway Redis (a container when Docker answers and
 // PATTERNS_REDIS_IMAGE names an image, else a redis-server process) and
 // removes it afterwards.
@@ -19,6 +21,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -53,13 +57,15 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   patterns demo [-cluster] [NAME...]  show each pattern working
   patterns scripts [NAME]             list the embedded scripts, or print one
-  patterns load [-cluster]            preload every script into REDIS_URL's server
-  patterns doctor [-cluster|-sentinel MASTER] [-json]
+  patterns load [-cluster] [TLS]      preload every script into REDIS_URL's server
+  patterns doctor [-cluster|-sentinel MASTER] [-json] [-prefix P] [-patterns ...] [-acl-user U] [TLS]
                                       check REDIS_URL's server against the patterns' needs
   patterns inspect [-cluster] [-json] -prefix P [...]
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
+TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
+-tls-cert FILE -tls-key FILE for mutual TLS.
 `)
 }
 
@@ -82,6 +88,7 @@ func run(args []string, w io.Writer) error {
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
+		tf := addTLSFlags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -89,7 +96,7 @@ func run(args []string, w io.Writer) error {
 		if url == "" {
 			return fmt.Errorf("load: set REDIS_URL")
 		}
-		rdb, err := connect(url, *cluster)
+		rdb, err := connectWith(url, *cluster, tf)
 		if err != nil {
 			return err
 		}
@@ -136,12 +143,21 @@ func cmdScripts(args []string, w io.Writer) error {
 	return fmt.Errorf("no script %q (see `patterns scripts`)", args[0])
 }
 
-// connect parses a redis:// URL; with cluster, its comma-separated hosts are
-// the cluster's seed nodes.
+// connect parses a redis:// or rediss:// URL; with cluster, its
+// comma-separated hosts are the cluster's seed nodes.
 func connect(url string, cluster bool) (redis.UniversalClient, error) {
+	return connectWith(url, cluster, nil)
+}
+
+// connectWith is connect with the TLS flags tf (nil: none).
+func connectWith(url string, cluster bool, tf *tlsFlags) (redis.UniversalClient, error) {
 	if cluster {
-		opt, err := redis.ParseClusterURL(commaHosts(url))
+		url = commaHosts(url)
+		opt, err := redis.ParseClusterURL(url)
 		if err != nil {
+			return nil, err
+		}
+		if opt.TLSConfig, err = tf.apply(url, opt.TLSConfig); err != nil {
 			return nil, err
 		}
 		return redis.NewClusterClient(opt), nil
@@ -150,7 +166,55 @@ func connect(url string, cluster bool) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.TLSConfig, err = tf.apply(url, opt.TLSConfig); err != nil {
+		return nil, err
+	}
 	return redis.NewClient(opt), nil
+}
+
+// tlsFlags are the TLS flags of the commands that connect; a rediss:// URL
+// turns TLS on, they add a private CA and a client certificate.
+type tlsFlags struct{ ca, cert, key string }
+
+func addTLSFlags(fs *flag.FlagSet) *tlsFlags {
+	tf := &tlsFlags{}
+	fs.StringVar(&tf.ca, "tls-ca", "", "PEM file of the CA that signed the server's certificate (default: the system's)")
+	fs.StringVar(&tf.cert, "tls-cert", "", "PEM file of the client certificate, for mutual TLS (with -tls-key)")
+	fs.StringVar(&tf.key, "tls-key", "", "PEM file of the client certificate's key")
+	return tf
+}
+
+// apply adds the flags to cfg, the TLS configuration parsed from url (nil
+// unless rediss://).
+func (tf *tlsFlags) apply(url string, cfg *tls.Config) (*tls.Config, error) {
+	if tf == nil || (tf.ca == "" && tf.cert == "" && tf.key == "") {
+		return cfg, nil
+	}
+	if cfg == nil || !strings.HasPrefix(url, "rediss://") {
+		return nil, fmt.Errorf("-tls-ca, -tls-cert and -tls-key need a rediss:// URL")
+	}
+	cfg = cfg.Clone()
+	if tf.ca != "" {
+		pem, err := os.ReadFile(tf.ca)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-ca: no PEM certificate in %s", tf.ca)
+		}
+	}
+	if (tf.cert == "") != (tf.key == "") {
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
+	}
+	if tf.cert != "" {
+		c, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return cfg, nil
 }
 
 func cmdDemo(ctx context.Context, names []string, cluster bool, w io.Writer) error {

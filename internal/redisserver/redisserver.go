@@ -319,7 +319,8 @@ func (cl *Cluster) join(ctx context.Context, masters int) error {
 	nodes := cl.all()
 	clients := make([]*redis.Client, len(nodes))
 	for i, n := range nodes {
-		clients[i] = redis.NewClient(&redis.Options{Addr: n.Addr})
+		opt, _ := n.Options() // never fails for a process
+		clients[i] = redis.NewClient(opt)
 		defer clients[i].Close()
 	}
 	per := 16384 / masters
@@ -424,7 +425,7 @@ func (s *Server) Restart(ctx context.Context) (*Server, error) {
 // Client returns a cluster client for the nodes, after every shard answered
 // PING; the caller closes it.
 func (c *Cluster) Client(ctx context.Context) (*redis.ClusterClient, error) {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), TLSConfig: c.Nodes[0].TLS()})
 	if err := rdb.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
 		return n.Ping(ctx).Err()
 	}); err != nil {

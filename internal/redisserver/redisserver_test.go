@@ -2,6 +2,7 @@ package redisserver
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -44,5 +45,46 @@ func TestBeforeClose(t *testing.T) {
 	defer c.Close()
 	if c.Ping(ctx).Err() == nil {
 		t.Fatal("the server still answers after Close")
+	}
+}
+
+// TestTLSCluster: a mutual-TLS cluster serves keys in every slot range to
+// a cluster client with the client certificate, and refuses clear text.
+func TestTLSCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := WriteTestPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := StartTLSCluster(ctx, p.ServerConfig(true), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rdb, err := cl.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	shards := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("tls-cluster-%d", i)
+		if err := rdb.Set(ctx, k, "v", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := rdb.MasterForKey(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards[n.Options().Addr] = true
+	}
+	if len(shards) != 3 {
+		t.Errorf("keys on %d masters, want 3", len(shards))
+	}
+	plain := redis.NewClient(&redis.Options{Addr: cl.Nodes[0].Addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer plain.Close()
+	if plain.Ping(ctx).Err() == nil {
+		t.Error("a TLS cluster node answered in clear text")
 	}
 }
