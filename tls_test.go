@@ -2,17 +2,7 @@ package patterns
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,82 +11,25 @@ import (
 	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
-// testPKI is a CA and a server and a client certificate it signed, made for
-// one test; the PEM files are in dir.
-type testPKI struct {
-	dir    string
-	pool   *x509.CertPool
-	client tls.Certificate
-}
-
-func newTestPKI(t *testing.T) *testPKI {
+// newTestPKI writes a throwaway CA and its certificates into a temporary
+// directory of t.
+func newTestPKI(t *testing.T) *redisserver.TestPKI {
 	t.Helper()
-	dir := t.TempDir()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now := time.Now()
-	caKey := key()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "patterns test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	p, err := redisserver.WriteTestPKI(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write("ca.crt", "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certDER, keyDER []byte) {
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, kd
-	}
-	sc, sk := leaf("redis", 2, x509.ExtKeyUsageServerAuth)
-	write("server.crt", "CERTIFICATE", sc)
-	write("server.key", "EC PRIVATE KEY", sk)
-	cc, ck := leaf("app", 3, x509.ExtKeyUsageClientAuth)
-	client, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cc}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ck}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{dir: dir, pool: pool, client: client}
+	return p
 }
 
 // startTLS starts a TLS-only server (mutual TLS with mutual) whose client
 // side is client, closed when the test ends.
-func startTLS(t *testing.T, p *testPKI, mutual bool, client *tls.Config) *redisserver.Server {
+func startTLS(t *testing.T, p *redisserver.TestPKI, mutual bool, client *tls.Config) *redisserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := redisserver.StartTLSProcess(ctx, &redisserver.TLSConfig{
-		CertFile: filepath.Join(p.dir, "server.crt"), KeyFile: filepath.Join(p.dir, "server.key"),
-		CAFile: filepath.Join(p.dir, "ca.crt"), AuthClients: mutual, Client: client})
+		CertFile: p.CertFile, KeyFile: p.KeyFile, CAFile: p.CAFile, AuthClients: mutual, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +49,8 @@ func TestTLS(t *testing.T) {
 		mutual bool
 		client *tls.Config
 	}{
-		{"server", false, &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}},
-		{"mutual", true, &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}, MinVersion: tls.VersionTLS12}},
+		{"server", false, &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12}},
+		{"mutual", true, &tls.Config{RootCAs: p.Pool, Certificates: []tls.Certificate{p.Client}, MinVersion: tls.VersionTLS12}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startTLS(t, p, tc.mutual, tc.client)
@@ -137,7 +70,7 @@ func TestTLS(t *testing.T) {
 			}
 			if tc.mutual {
 				noCert := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: time.Second,
-					TLSConfig: &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}})
+					TLSConfig: &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12}})
 				defer noCert.Close()
 				if err := noCert.Ping(ctx).Err(); err == nil {
 					t.Error("the mutual-TLS server accepted a client without a certificate")
