@@ -949,15 +949,15 @@ func inspectSemaphores(ctx context.Context, rep *inspectReport, keys []scannedKe
 // semaphore per key, prefix:conc:{key}:NAME, NAME escaped.
 func inspectConcurrency(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
 	type sem struct {
-		limiter, key, holders string
-		node                  *redis.Client
-		n                     *redis.IntCmd
+		limiter, key, zset string // zset: the holders' sorted set
+		node               *redis.Client
+		n                  *redis.IntCmd
 	}
 	var sems []*sem
 	for _, g := range groupByID(keys) {
 		for rest, k := range g.keys {
 			if rest != "" && !strings.Contains(rest, ":") && len(sems) < 1000 {
-				sems = append(sems, &sem{limiter: unescape(rest), key: g.id, holders: k, node: g.node})
+				sems = append(sems, &sem{limiter: unescape(rest), key: g.id, zset: k, node: g.node})
 			}
 		}
 	}
@@ -975,7 +975,7 @@ func inspectConcurrency(ctx context.Context, rep *inspectReport, keys []scannedK
 		}
 		for _, s := range sems {
 			if s.node == n {
-				s.n = p.ZCount(ctx, s.holders, fmt.Sprintf("(%d", now), "+inf")
+				s.n = p.ZCount(ctx, s.zset, fmt.Sprintf("(%d", now), "+inf")
 			}
 		}
 		cmds, _ := p.Exec(ctx)

@@ -108,7 +108,14 @@ func fillNewer(t *testing.T, rdb redis.UniversalClient) *newerState {
 	ctx := context.Background()
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	t.Cleanup(func() { stop(); wg.Wait() })
+	var closers []func() // after the callers in the background ended
+	t.Cleanup(func() {
+		stop()
+		wg.Wait()
+		for _, c := range closers {
+			c()
+		}
+	})
 	goBG := func(fn func()) {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn() }()
@@ -163,8 +170,8 @@ func fillNewer(t *testing.T, rdb redis.UniversalClient) *newerState {
 		fatal("rlock", err)
 		st.readers, st.readerFence = append(st.readers, r.Token()), r.Fence()
 	}
-	// A writer that retries every 2s keeps its intent (2*2s+100ms) alive.
-	docW, err := pc.RWLock("doc", &patterns.RWLockOptions{Lease: time.Minute, RetryStrategy: patterns.LinearBackoff(2 * time.Second)})
+	// A writer that retries every 5s keeps its intent (2*5s+100ms) alive.
+	docW, err := pc.RWLock("doc", &patterns.RWLockOptions{Lease: time.Minute, RetryStrategy: patterns.LinearBackoff(5 * time.Second)})
 	fatal("rwlock", err)
 	goBG(func() {
 		if l, err := docW.Lock(bg); err == nil {
@@ -202,7 +209,7 @@ func fillNewer(t *testing.T, rdb redis.UniversalClient) *newerState {
 
 	products, err := patterns.NewCache[string](pc, "products", &patterns.CacheOptions{TTL: 10 * time.Minute, LeaseTTL: time.Minute})
 	fatal("cache", err)
-	t.Cleanup(products.Close)
+	closers = append(closers, products.Close)
 	fatal("set p1", products.Set(ctx, "p1", "shoe", &patterns.CacheSetOptions{Tags: []string{"sale", "shoes"}}))
 	st.invalidatedAt[0] = time.Now()
 	fatal("invalidate", products.InvalidateTags(ctx, "sale"))
@@ -305,7 +312,7 @@ func checkNewer(t *testing.T, rep *inspectReport, st *newerState) {
 	}
 	doc := rws["doc"]
 	if doc.Readers != 2 || len(doc.ReaderLeases) != 2 || doc.Writer != "" || !doc.WriterWaiting ||
-		!between(doc.IntentTTLms, 5*time.Second) || doc.Fence != strconv.FormatInt(st.readerFence, 10) {
+		!between(doc.IntentTTLms, 11*time.Second) || doc.Fence != strconv.FormatInt(st.readerFence, 10) {
 		t.Errorf("rwlock doc: %+v (readers' fence %d)", doc, st.readerFence)
 	}
 	want = map[string]bool{suffixOf(st.readers[0]): true, suffixOf(st.readers[1]): true}
