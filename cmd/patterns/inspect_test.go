@@ -568,3 +568,43 @@ func TestInspectCluster(t *testing.T) {
 	st := fillNewer(t, crdb)
 	checkInspect(t, "redis://"+strings.Join(cl.Addrs(), ","), q, st, "-cluster")
 }
+
+// TestInspectDecoders: ids and entries the views decode, at their edges.
+func TestInspectDecoders(t *testing.T) {
+	for id, want := range map[string]string{
+		"3:pay:order-1": "pay|order-1",
+		"3:a:b:k":       "a:b|k", // the length tells the name from the key
+		"3:pay:a:b":     "pay|a:b",
+		"0::k":          "!",
+		"x:pay:k":       "!",
+		"10:pay:k":      "!",
+		"2:pay:k":       "!",
+	} {
+		store, key, ok := splitIdemID(id)
+		got := store + "|" + key
+		if !ok {
+			got = "!"
+		}
+		if got != want {
+			t.Errorf("splitIdemID(%q) = %q, want %q", id, got, want)
+		}
+	}
+	for v, want := range map[string]string{
+		"1|1764754000000000|1500|0|\n\x00\"x\"":     "1764754000000000 false []",
+		"1|1764754000000000|0|1|a\x1fb c\n\x00null": "1764754000000000 true [a b c]",
+		"1|1764754000000000|0|0|a\x1fb|c\n\x00":     "1764754000000000 false [a b|c]",
+		"2|1764754000000000|0|0|\n":                 "!",
+		"1|1764754000000000|0|0|":                   "!",
+		"1|x|0|0|\n":                                "!",
+		"1|1764754000000000|0\n":                    "!",
+	} {
+		w, neg, tags, ok := parseCacheHeader(v)
+		got := fmt.Sprint(w, neg, tags)
+		if !ok {
+			got = "!"
+		}
+		if got != want {
+			t.Errorf("parseCacheHeader(%q) = %s, want %s", v, got, want)
+		}
+	}
+}
