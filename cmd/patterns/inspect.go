@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,6 +92,13 @@ type inspectReport struct {
 	Queues    []queueInfo    `json:"queues,omitempty"`
 	Boards    []boardInfo    `json:"boards,omitempty"`
 	Sessions  []sessionInfo  `json:"sessions,omitempty"`
+
+	Semaphores  []semaphoreInfo   `json:"semaphores,omitempty"`
+	Concurrency []concurrencyInfo `json:"concurrency,omitempty"`
+	RWLocks     []rwLockInfo      `json:"rwlocks,omitempty"`
+	Idempotency []idemStoreInfo   `json:"idempotency,omitempty"`
+	Caches      []cacheInfo       `json:"caches,omitempty"`
+	Elections   []electionInfo    `json:"elections,omitempty"`
 }
 
 func cmdInspect(ctx context.Context, args []string, w io.Writer) error {
@@ -108,7 +116,7 @@ func inspectMain(ctx context.Context, url string, args []string, w io.Writer) er
 	fs.IntVar(&o.maxKeys, "max", 100000, "stop scanning after this many keys")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "stop scanning after this long")
 	fs.IntVar(&o.sample, "sample", 20, "keys per pattern whose MEMORY USAGE is read")
-	fs.IntVar(&o.show, "n", 5, "locks, top entries and dead letters shown")
+	fs.IntVar(&o.show, "n", 5, "items shown per view: locks, top entries, dead letters, holders, entries...")
 	fs.StringVar(&o.limiter, "limiter", "", "decode the rate-limit state of this id")
 	fs.StringVar(&o.sessions, "sessions", "", "the Sessions name for -user")
 	fs.StringVar(&o.user, "user", "", "list this user's sessions (hashes only)")
@@ -120,6 +128,9 @@ func inspectMain(ctx context.Context, url string, args []string, w io.Writer) er
 	}
 	if strings.ContainsAny(o.prefix, "*?[]\\") {
 		return fmt.Errorf("inspect: -prefix %q has glob characters", o.prefix)
+	}
+	if o.show < 1 {
+		return fmt.Errorf("inspect: -n %d: want 1 or more", o.show)
 	}
 	if o.user != "" && o.sessions == "" {
 		return fmt.Errorf("inspect: -user needs -sessions NAME")
@@ -213,6 +224,18 @@ scan:
 	}
 	if err := inspectBoards(ctx, rep, pc, byPattern["lb"], o); err != nil {
 		return nil, err
+	}
+	for _, v := range []func() error{
+		func() error { return inspectSemaphores(ctx, rep, byPattern["sem"], o) },
+		func() error { return inspectConcurrency(ctx, rep, byPattern["conc"], o) },
+		func() error { return inspectRWLocks(ctx, rep, byPattern["rw"], o) },
+		func() error { return inspectIdempotency(ctx, rep, byPattern["idem"], o) },
+		func() error { return inspectCaches(ctx, rep, byPattern["cache"], o) },
+		func() error { return inspectElections(ctx, rep, byPattern["elect"], o) },
+	} {
+		if err := v(); err != nil {
+			return nil, err
+		}
 	}
 	if o.limiter != "" {
 		if err := inspectLimiter(ctx, rep, rdb, nodes, o); err != nil {
@@ -338,10 +361,7 @@ func inspectLocks(ctx context.Context, rep *inspectReport, keys []scannedKey, o 
 		}
 		ttl := k.node.PTTL(ctx, k.key).Val()
 		fence, _ := k.node.Get(ctx, k.key+":fence").Result()
-		if len(owner) > 6 {
-			owner = "..." + owner[len(owner)-6:]
-		}
-		rep.Locks = append(rep.Locks, lockInfo{Key: k.key, Owner: owner, TTLms: ttl.Milliseconds(), Fence: fence})
+		rep.Locks = append(rep.Locks, lockInfo{Key: k.key, Owner: tokenSuffix(owner), TTLms: ttl.Milliseconds(), Fence: fence})
 	}
 	return nil
 }
@@ -569,4 +589,694 @@ func printInspect(w io.Writer, rep *inspectReport) {
 			fmt.Fprintf(w, "  %s  expires %s\n", s.Key, s.ExpiresAt.Format(time.RFC3339))
 		}
 	}
+	printDetails(w, rep)
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// msString prints milliseconds as a duration.
+func msString(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+
+// printDetails prints the views of the newer patterns.
+func printDetails(w io.Writer, rep *inspectReport) {
+	for _, s := range rep.Semaphores {
+		permits := "permits from the clients' options (none stored)"
+		if s.Permits > 0 {
+			permits = fmt.Sprintf("%d permits (stored by SetPermits)", s.Permits)
+		}
+		fmt.Fprintf(w, "\nsemaphore %s: %d held, %s, %d waiting\n", s.Name, s.Held, permits, s.Waiting)
+		for _, h := range s.Holders {
+			fmt.Fprintf(w, "  held by %s  lease %s\n", h.Token, msString(h.LeaseMs))
+		}
+		for i, wt := range s.Waiters {
+			fmt.Fprintf(w, "  waiting #%d %s  place kept %s\n", i+1, wt.Token, msString(wt.PlaceMs))
+		}
+	}
+	for _, c := range rep.Concurrency {
+		fmt.Fprintf(w, "\nconcurrency %s: %d in flight over %d keys\n", c.Limiter, c.InFlight, c.Keys)
+		for _, k := range c.Top {
+			fmt.Fprintf(w, "  %s  %d in flight\n", k.Key, k.InFlight)
+		}
+	}
+	for _, l := range rep.RWLocks {
+		writer := "no writer"
+		if l.Writer != "" {
+			writer = fmt.Sprintf("writer %s ttl %s", l.Writer, msString(l.WriterTTLms))
+		}
+		waiting := ""
+		if l.WriterWaiting {
+			waiting = fmt.Sprintf(", a writer waits (%s, intent ttl %s)", l.WaitingWriter, msString(l.IntentTTLms))
+		}
+		fmt.Fprintf(w, "\nrwlock %s: %d readers, %s%s  fence %s\n", l.Name, l.Readers, writer, waiting, l.Fence)
+		for _, r := range l.ReaderLeases {
+			fmt.Fprintf(w, "  reader %s  lease %s\n", r.Token, msString(r.LeaseMs))
+		}
+	}
+	for _, s := range rep.Idempotency {
+		fmt.Fprintf(w, "\nidempotency %s: %s\n", s.Store, plural(int64(s.Keys), "key", "keys"))
+		for _, k := range s.Shown {
+			fp := k.Fingerprint
+			if fp == "" {
+				fp = "none"
+			}
+			switch k.State {
+			case "in progress":
+				fmt.Fprintf(w, "  %s  in progress, holder %s, lease %s, %d waiting  fingerprint %s  fence %s\n",
+					k.Key, k.Holder, msString(k.TTLms), k.Waiters, fp, k.Fence)
+			default:
+				fmt.Fprintf(w, "  %s  %s, result %s, retention %s  fingerprint %s  fence %s\n",
+					k.Key, k.State, humanBytes(k.ResultBytes), msString(k.TTLms), fp, k.Fence)
+			}
+		}
+	}
+	for _, c := range rep.Caches {
+		fmt.Fprintf(w, "\ncache %s: %s, %s, %s\n", c.Name, plural(int64(c.Entries), "entry", "entries"),
+			plural(int64(c.Leases), "load lease", "load leases"), plural(c.TagRecords, "tag invalidated", "tags invalidated"))
+		for _, t := range c.Latest {
+			fmt.Fprintf(w, "  tag %s  invalidated %s\n", t.Tag, t.InvalidatedAt.Format(time.RFC3339Nano))
+		}
+		for _, e := range c.Shown {
+			var b strings.Builder
+			switch {
+			case !e.Entry:
+				b.WriteString("no entry")
+			case e.Unrecognized:
+				fmt.Fprintf(&b, "ttl %s, %s, not a cache entry", msString(e.TTLms), humanBytes(e.Bytes))
+			default:
+				fmt.Fprintf(&b, "ttl %s, %s (payload %s)", msString(e.TTLms), humanBytes(e.Bytes), humanBytes(e.PayloadBytes))
+				if e.Compressed {
+					b.WriteString(", deflated")
+				}
+				if len(e.Tags) > 0 {
+					fmt.Fprintf(&b, ", tags %s", strings.Join(e.Tags, ","))
+				}
+				if e.Negative {
+					b.WriteString(", not found (negative)")
+				}
+				if e.Invalidated {
+					b.WriteString(", invalidated by a tag")
+				}
+			}
+			if e.Lease {
+				fmt.Fprintf(&b, ", load lease held (ttl %s)", msString(e.LeaseTTLms))
+			}
+			fmt.Fprintf(w, "  entry %s  %s\n", e.Key, b.String())
+		}
+	}
+	for _, e := range rep.Elections {
+		fmt.Fprintf(w, "\nelection %s: leader %s (token %s)  ttl %s  fence %s\n", e.Name, e.Leader, e.Token, msString(e.TTLms), e.Fence)
+	}
+}
+
+// The detail views of the newer patterns. Each reads at most o.show objects
+// (and o.show holders, waiters or entries of each) with a few round trips
+// per object, on the node that SCAN found the keys on; lease ends are
+// compared with that node's clock (TIME), as the scripts do.
+
+// tokenSuffix is the last characters of an owner token: enough to tell
+// holders apart, not enough to release or refresh their hold.
+func tokenSuffix(tok string) string {
+	if len(tok) > 6 {
+		return "..." + tok[len(tok)-6:]
+	}
+	return tok
+}
+
+// holderInfo is one lease: a semaphore's permit or a read lock's reader.
+type holderInfo struct {
+	Token   string `json:"token_suffix"`
+	LeaseMs int64  `json:"lease_ms"` // left
+}
+
+// waiterInfo is a waiter of a fair semaphore, in order of arrival.
+type waiterInfo struct {
+	Token   string `json:"token_suffix"`
+	PlaceMs int64  `json:"place_ms"` // how long its place lasts unless it asks again
+}
+
+type semaphoreInfo struct {
+	Name string `json:"name"`
+	// Permits is the number stored by SetPermits; 0 when none is stored
+	// (each client then uses its SemaphoreOptions.Permits, which Redis
+	// does not know).
+	Permits int64        `json:"permits_stored,omitempty"`
+	Held    int64        `json:"held"`
+	Holders []holderInfo `json:"holders,omitempty"`
+	// Waiting counts the waiters of a fair (FIFO) semaphore, up to 1000.
+	Waiting int          `json:"waiting"`
+	Waiters []waiterInfo `json:"waiters,omitempty"`
+}
+
+type concurrencyKey struct {
+	Key      string `json:"key"`
+	InFlight int64  `json:"in_flight"`
+}
+
+type concurrencyInfo struct {
+	Limiter  string           `json:"limiter"`
+	Keys     int              `json:"keys"`      // keys with state, up to 1000 read
+	InFlight int64            `json:"in_flight"` // over those keys
+	Top      []concurrencyKey `json:"top"`       // most in flight first
+}
+
+type rwLockInfo struct {
+	Name         string       `json:"name"`
+	Readers      int64        `json:"readers"`
+	ReaderLeases []holderInfo `json:"reader_leases,omitempty"`
+	Writer       string       `json:"writer_token_suffix,omitempty"`
+	WriterTTLms  int64        `json:"writer_ttl_ms,omitempty"`
+	// WriterWaiting is set while a refused writer's intent holds new
+	// readers off.
+	WriterWaiting bool   `json:"writer_waiting"`
+	WaitingWriter string `json:"waiting_writer_token_suffix,omitempty"`
+	IntentTTLms   int64  `json:"intent_ttl_ms,omitempty"`
+	Fence         string `json:"fencing_token,omitempty"`
+}
+
+// idemInfo is one idempotency key. The stored result is never read: only
+// its size.
+type idemInfo struct {
+	Key   string `json:"key"`
+	State string `json:"state"` // in progress, completed, completed with error
+	// TTLms is the lease left while in progress, the retention left once
+	// completed.
+	TTLms       int64  `json:"ttl_ms"`
+	ResultBytes int64  `json:"result_bytes"`
+	Fingerprint string `json:"fingerprint_sha256_suffix,omitempty"` // hex; "" when the fingerprint was ""
+	Holder      string `json:"holder_token_suffix,omitempty"`
+	Waiters     int64  `json:"waiters,omitempty"`
+	Fence       string `json:"fencing_token,omitempty"`
+}
+
+type idemStoreInfo struct {
+	Store string     `json:"store"`
+	Keys  int        `json:"keys"`
+	Shown []idemInfo `json:"shown"`
+}
+
+type tagVersion struct {
+	Tag           string    `json:"tag"`
+	InvalidatedAt time.Time `json:"invalidated_at"`
+}
+
+type cacheEntryInfo struct {
+	Key          string    `json:"key"`
+	Entry        bool      `json:"entry"` // false: only a load lease
+	TTLms        int64     `json:"ttl_ms,omitempty"`
+	Bytes        int64     `json:"bytes,omitempty"`         // the Redis value, header included
+	PayloadBytes int64     `json:"payload_bytes,omitempty"` // the format byte and the encoded value
+	Compressed   bool      `json:"compressed,omitempty"`
+	Tags         []string  `json:"tags,omitempty"`
+	Negative     bool      `json:"negative,omitempty"` // a cached "not found"
+	WrittenAt    time.Time `json:"written_at,omitzero"`
+	// Invalidated is set when one of its tags was invalidated after it was
+	// written: the entry is no longer served.
+	Invalidated  bool  `json:"invalidated,omitempty"`
+	Lease        bool  `json:"load_lease"`
+	LeaseTTLms   int64 `json:"load_lease_ttl_ms,omitempty"`
+	Unrecognized bool  `json:"unrecognized,omitempty"` // not the entry format of cache_set
+}
+
+type cacheInfo struct {
+	Name    string `json:"name"`
+	Entries int    `json:"entries"`
+	Leases  int    `json:"load_leases"`
+	// TagRecords counts the tags with an invalidation on record; Latest
+	// are the most recent invalidations.
+	TagRecords int64            `json:"tag_records"`
+	Latest     []tagVersion     `json:"latest_invalidations,omitempty"`
+	Shown      []cacheEntryInfo `json:"shown"`
+}
+
+type electionInfo struct {
+	Name   string `json:"name"`
+	Leader string `json:"leader"`
+	Token  string `json:"token_suffix"`
+	Fence  string `json:"fencing_token,omitempty"`
+	TTLms  int64  `json:"ttl_ms"`
+}
+
+// keyGroup is the keys of one id of a pattern: base is the key up to the
+// hash tag's closing brace, keys maps what follows it ("" for base itself)
+// to the key.
+type keyGroup struct {
+	id   string
+	base string
+	node *redis.Client
+	keys map[string]string
+}
+
+func groupByID(keys []scannedKey) []*keyGroup {
+	by := map[string]*keyGroup{}
+	var out []*keyGroup
+	for _, k := range keys {
+		end := strings.IndexByte(k.key, '}')
+		if end < 0 {
+			continue
+		}
+		base := k.key[:end+1]
+		g := by[base]
+		if g == nil {
+			id, _ := idOf(k.key)
+			g = &keyGroup{id: id, base: base, node: k.node, keys: map[string]string{}}
+			by[base] = g
+			out = append(out, g)
+		}
+		_, rest := idOf(k.key)
+		g.keys[rest] = k.key
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// maxGroupsRead bounds the ids a view reads to find the o.show it shows
+// (idle ones are skipped).
+const maxGroupsRead = 1000
+
+// firstGroups is groupByID's first maxGroupsRead groups.
+func firstGroups(keys []scannedKey) []*keyGroup {
+	g := groupByID(keys)
+	return g[:min(len(g), maxGroupsRead)]
+}
+
+// serverMs reads a node's clock in milliseconds.
+func serverMs(ctx context.Context, n *redis.Client) (int64, error) {
+	t, err := n.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("inspect: TIME on %s: %w", n.Options().Addr, err)
+	}
+	return t.UnixMilli(), nil
+}
+
+// leases reads a sorted set of tokens scored by lease end (ms): how many
+// are live at now, and the first show of them.
+func leases(ctx context.Context, p redis.Pipeliner, key string, now int64, show int) (*redis.IntCmd, *redis.ZSliceCmd) {
+	live := fmt.Sprintf("(%d", now)
+	return p.ZCount(ctx, key, live, "+inf"),
+		p.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: live, Max: "+inf", Count: int64(show)})
+}
+
+func holders(z []redis.Z, now int64) []holderInfo {
+	var out []holderInfo
+	for _, h := range z {
+		out = append(out, holderInfo{Token: tokenSuffix(fmt.Sprint(h.Member)), LeaseMs: int64(h.Score) - now})
+	}
+	return out
+}
+
+// pipeErr returns the first error of cmds other than redis.Nil.
+func pipeErr(what string, cmds []redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && err != redis.Nil {
+			return fmt.Errorf("inspect: %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+// inspectSemaphores reads semaphores (semaphore.go, sem_acquire.lua):
+// prefix:sem:{name} holds the holders' tokens scored by lease end,
+// :permits the number stored by SetPermits, :queue the fair mode's waiters
+// scored by arrival and :qttl the same scored by when their place lapses.
+func inspectSemaphores(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	for _, g := range firstGroups(keys) {
+		if len(rep.Semaphores) >= o.show {
+			break
+		}
+		now, err := serverMs(ctx, g.node)
+		if err != nil {
+			return err
+		}
+		p := g.node.Pipeline()
+		held, first := leases(ctx, p, g.base, now, o.show)
+		permits := p.Get(ctx, g.base+":permits")
+		queue := p.ZRange(ctx, g.base+":queue", 0, 999)
+		places := p.ZRangeByScoreWithScores(ctx, g.base+":qttl", &redis.ZRangeBy{Min: fmt.Sprintf("(%d", now), Max: "+inf", Count: 1000})
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("semaphore "+g.id, cmds); err != nil {
+			return err
+		}
+		si := semaphoreInfo{Name: g.id, Held: held.Val(), Holders: holders(first.Val(), now)}
+		if v, err := permits.Int64(); err == nil {
+			si.Permits = v
+		}
+		lapse := map[string]int64{}
+		for _, z := range places.Val() {
+			lapse[fmt.Sprint(z.Member)] = int64(z.Score)
+		}
+		for _, tok := range queue.Val() {
+			if end, ok := lapse[tok]; ok {
+				si.Waiting++
+				if len(si.Waiters) < o.show {
+					si.Waiters = append(si.Waiters, waiterInfo{Token: tokenSuffix(tok), PlaceMs: end - now})
+				}
+			}
+		}
+		if si.Held == 0 && si.Waiting == 0 && si.Permits == 0 {
+			continue // nothing held: only keys on their way out
+		}
+		rep.Semaphores = append(rep.Semaphores, si)
+	}
+	return nil
+}
+
+// inspectConcurrency reads concurrency limiters (concurrency.go): one
+// semaphore per key, prefix:conc:{key}:NAME, NAME escaped.
+func inspectConcurrency(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	type sem struct {
+		limiter, key, zset string // zset: the holders' sorted set
+		node               *redis.Client
+		n                  *redis.IntCmd
+	}
+	var sems []*sem
+	for _, g := range groupByID(keys) {
+		for rest, k := range g.keys {
+			if rest != "" && !strings.Contains(rest, ":") && len(sems) < 1000 {
+				sems = append(sems, &sem{limiter: unescape(rest), key: g.id, zset: k, node: g.node})
+			}
+		}
+	}
+	// One TIME and one pipeline per node.
+	pipes := map[*redis.Client]redis.Pipeliner{}
+	for _, s := range sems {
+		if pipes[s.node] == nil {
+			pipes[s.node] = s.node.Pipeline()
+		}
+	}
+	for n, p := range pipes {
+		now, err := serverMs(ctx, n)
+		if err != nil {
+			return err
+		}
+		for _, s := range sems {
+			if s.node == n {
+				s.n = p.ZCount(ctx, s.zset, fmt.Sprintf("(%d", now), "+inf")
+			}
+		}
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("concurrency", cmds); err != nil {
+			return err
+		}
+	}
+	by := map[string]*concurrencyInfo{}
+	var names []string
+	for _, s := range sems {
+		ci := by[s.limiter]
+		if ci == nil {
+			ci = &concurrencyInfo{Limiter: s.limiter}
+			by[s.limiter] = ci
+			names = append(names, s.limiter)
+		}
+		ci.Keys++
+		ci.InFlight += s.n.Val()
+		ci.Top = append(ci.Top, concurrencyKey{Key: s.key, InFlight: s.n.Val()})
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ci := by[name]
+		sort.Slice(ci.Top, func(i, j int) bool {
+			a, b := ci.Top[i], ci.Top[j]
+			return a.InFlight > b.InFlight || a.InFlight == b.InFlight && a.Key < b.Key
+		})
+		ci.Top = ci.Top[:min(len(ci.Top), o.show)]
+		rep.Concurrency = append(rep.Concurrency, *ci)
+	}
+	return nil
+}
+
+// inspectRWLocks reads read-write locks (rwlock.go, rw.lua):
+// prefix:rw:{name}:r the readers' tokens scored by lease end, :w the
+// writer's token, :intent a refused writer's token, :fence the counter.
+func inspectRWLocks(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	for _, g := range firstGroups(keys) {
+		if len(rep.RWLocks) >= o.show {
+			break
+		}
+		now, err := serverMs(ctx, g.node)
+		if err != nil {
+			return err
+		}
+		p := g.node.Pipeline()
+		readers, first := leases(ctx, p, g.base+":r", now, o.show)
+		writer, wttl := p.Get(ctx, g.base+":w"), p.PTTL(ctx, g.base+":w")
+		intent, ittl := p.Get(ctx, g.base+":intent"), p.PTTL(ctx, g.base+":intent")
+		fence := p.Get(ctx, g.base+":fence")
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("rwlock "+g.id, cmds); err != nil {
+			return err
+		}
+		ri := rwLockInfo{Name: g.id, Readers: readers.Val(), ReaderLeases: holders(first.Val(), now), Fence: fence.Val()}
+		if writer.Err() == nil {
+			ri.Writer, ri.WriterTTLms = tokenSuffix(writer.Val()), wttl.Val().Milliseconds()
+		}
+		if intent.Err() == nil {
+			ri.WriterWaiting, ri.WaitingWriter, ri.IntentTTLms = true, tokenSuffix(intent.Val()), ittl.Val().Milliseconds()
+		}
+		if ri.Readers == 0 && ri.Writer == "" && !ri.WriterWaiting {
+			continue // released: only the fencing counter is left
+		}
+		rep.RWLocks = append(rep.RWLocks, ri)
+	}
+	return nil
+}
+
+// inspectIdempotency reads idempotency keys (idempotency.go, idem_begin.lua,
+// idem_end.lua): prefix:idem:{LEN:NAME:KEY} is a hash (st "run" or "done",
+// own the holder's token, fp the fingerprint's SHA-256, res the result,
+// fail "1" for a stored error, w the waiters), :fence the counter.
+func inspectIdempotency(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	by := map[string]*idemStoreInfo{}
+	var stores []string
+	for _, g := range groupByID(keys) {
+		rec, ok := g.keys[""]
+		if !ok {
+			continue // only the fencing counter
+		}
+		store, key, ok := splitIdemID(g.id)
+		if !ok {
+			continue
+		}
+		si := by[store]
+		if si == nil {
+			si = &idemStoreInfo{Store: store}
+			by[store] = si
+			stores = append(stores, store)
+		}
+		si.Keys++
+		if len(si.Shown) >= o.show {
+			continue
+		}
+		p := g.node.Pipeline()
+		f := p.HMGet(ctx, rec, "st", "own", "fp", "fail", "w")
+		size := p.HStrLen(ctx, rec, "res")
+		ttl := p.PTTL(ctx, rec)
+		fence := p.Get(ctx, g.base+":fence")
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("idempotency "+g.id, cmds); err != nil {
+			return err
+		}
+		v := f.Val()
+		st, _ := v[0].(string)
+		ii := idemInfo{Key: key, TTLms: ttl.Val().Milliseconds(), Fence: fence.Val()}
+		switch st {
+		case "run":
+			ii.State = "in progress"
+			own, _ := v[1].(string)
+			ii.Holder = tokenSuffix(own)
+			w, _ := v[4].(string)
+			ii.Waiters = atoi64(w)
+		case "done":
+			ii.State, ii.ResultBytes = "completed", size.Val()
+			if fail, _ := v[3].(string); fail == "1" {
+				ii.State = "completed with error"
+			}
+		default:
+			si.Keys--
+			continue // gone meanwhile
+		}
+		if fp, _ := v[2].(string); fp != "" {
+			h := fmt.Sprintf("%x", fp)
+			ii.Fingerprint = "..." + h[max(0, len(h)-8):]
+		}
+		si.Shown = append(si.Shown, ii)
+	}
+	sort.Strings(stores)
+	for _, s := range stores {
+		rep.Idempotency = append(rep.Idempotency, *by[s])
+	}
+	return nil
+}
+
+// splitIdemID splits an idempotency id, LEN:NAME:KEY (idempotency.go keys).
+func splitIdemID(id string) (store, key string, ok bool) {
+	l, rest, ok := strings.Cut(id, ":")
+	n := int(atoi64(l))
+	if !ok || n <= 0 || n >= len(rest) || rest[n] != ':' {
+		return "", "", false
+	}
+	return rest[:n], rest[n+1:], true
+}
+
+// cacheHeaderMax bounds the bytes read of an entry to find its header: the
+// longest header (64 tags of patterns.MaxIDLen bytes) and some.
+const cacheHeaderMax = 64*(patterns.MaxIDLen+1) + 128
+
+// inspectCaches reads caches (cache.go, cache_get.lua, cache_set.lua,
+// cache_invalidate.lua): prefix:cache:{name}:e:KEY an entry
+// "1|WRITTEN|DELTA|NEG|TAGS\n" + payload (WRITTEN in server µs, TAGS
+// joined by \x1f; the payload's first byte 1 when deflated), :l:KEY the load lease, :tags a hash tag ->
+// invalidated-at (µs), :tagz the same as a sorted set. An entry with a tag
+// invalidated at or after WRITTEN is no longer served.
+func inspectCaches(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	for _, g := range groupByID(keys) {
+		if len(rep.Caches) >= o.show {
+			break
+		}
+		ci := cacheInfo{Name: g.id}
+		names := map[string]bool{}
+		for rest := range g.keys {
+			switch {
+			case strings.HasPrefix(rest, "e:"):
+				ci.Entries++
+				names[rest[2:]] = true
+			case strings.HasPrefix(rest, "l:"):
+				ci.Leases++
+				names[rest[2:]] = true
+			}
+		}
+		shown := make([]string, 0, len(names))
+		for k := range names {
+			shown = append(shown, k)
+		}
+		sort.Strings(shown)
+		shown = shown[:min(len(shown), o.show)]
+
+		p := g.node.Pipeline()
+		tags := g.base + ":tags"
+		nTags := p.HLen(ctx, tags)
+		latest := p.ZRevRangeWithScores(ctx, g.base+":tagz", 0, int64(o.show)-1)
+		type reads struct {
+			head      *redis.StringCmd
+			size      *redis.IntCmd
+			ttl, lttl *redis.DurationCmd
+		}
+		rs := make([]reads, len(shown))
+		for i, k := range shown {
+			e, l := g.base+":e:"+k, g.base+":l:"+k
+			rs[i] = reads{head: p.GetRange(ctx, e, 0, cacheHeaderMax), size: p.StrLen(ctx, e), ttl: p.PTTL(ctx, e), lttl: p.PTTL(ctx, l)}
+		}
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("cache "+g.id, cmds); err != nil {
+			return err
+		}
+		ci.TagRecords = nTags.Val()
+		for _, z := range latest.Val() {
+			ci.Latest = append(ci.Latest, tagVersion{Tag: fmt.Sprint(z.Member), InvalidatedAt: time.UnixMicro(int64(z.Score)).UTC()})
+		}
+		// The versions of the shown entries' tags, in one more round trip.
+		type tagged struct {
+			i       int // in ci.Shown
+			written int64
+			v       *redis.SliceCmd
+		}
+		var check []tagged
+		p = g.node.Pipeline()
+		for i, k := range shown {
+			ce := cacheEntryInfo{Key: unescape(k)}
+			if d := rs[i].lttl.Val(); d > 0 {
+				ce.Lease, ce.LeaseTTLms = true, d.Milliseconds()
+			}
+			var written int64
+			if size := rs[i].size.Val(); size > 0 {
+				head := rs[i].head.Val()
+				ce.Entry, ce.Bytes, ce.TTLms = true, size, rs[i].ttl.Val().Milliseconds()
+				var ok bool
+				if written, ce.Negative, ce.Tags, ok = parseCacheHeader(head); ok {
+					nl := strings.IndexByte(head, '\n')
+					ce.PayloadBytes = size - int64(nl+1)
+					// The payload's first byte: 0 plain, 1 deflated (cache.go encode).
+					ce.Compressed = len(head) > nl+1 && head[nl+1] == 1
+					ce.WrittenAt = time.UnixMicro(written).UTC()
+				} else {
+					ce.Unrecognized = true
+				}
+			}
+			if !ce.Entry && !ce.Lease {
+				continue // expired meanwhile
+			}
+			if len(ce.Tags) > 0 {
+				check = append(check, tagged{i: len(ci.Shown), written: written, v: p.HMGet(ctx, tags, ce.Tags...)})
+			}
+			ci.Shown = append(ci.Shown, ce)
+		}
+		if len(check) > 0 {
+			cmds, _ := p.Exec(ctx)
+			if err := pipeErr("cache "+g.id+" tags", cmds); err != nil {
+				return err
+			}
+			for _, c := range check {
+				for _, v := range c.v.Val() {
+					if s, ok := v.(string); ok && atoi64(s) >= c.written {
+						ci.Shown[c.i].Invalidated = true
+					}
+				}
+			}
+		}
+		rep.Caches = append(rep.Caches, ci)
+	}
+	return nil
+}
+
+// parseCacheHeader reads an entry's header, "1|WRITTEN|DELTA|NEG|TAGS\n"
+// (cache.go parseEntry).
+func parseCacheHeader(v string) (written int64, negative bool, tags []string, ok bool) {
+	nl := strings.IndexByte(v, '\n')
+	if nl < 0 || !strings.HasPrefix(v, "1|") {
+		return 0, false, nil, false
+	}
+	f := strings.SplitN(v[2:nl], "|", 4)
+	if len(f) != 4 {
+		return 0, false, nil, false
+	}
+	w, err1 := strconv.ParseInt(f[0], 10, 64)
+	_, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false, nil, false
+	}
+	if f[3] != "" {
+		tags = strings.Split(f[3], "\x1f")
+	}
+	return w, f[2] == "1", tags, true
+}
+
+// inspectElections reads elections (elect.go): prefix:elect:{name} is a
+// lock whose value is the leader's token (22 bytes) followed by its
+// identity, :fence its fencing counter.
+func inspectElections(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
+	const tokenLen = 22 // elect.go
+	for _, g := range groupByID(keys) {
+		if len(rep.Elections) >= o.show {
+			break
+		}
+		if _, ok := g.keys[""]; !ok {
+			continue // no leader: only the counter or wake keys
+		}
+		p := g.node.Pipeline()
+		v, ttl, fence := p.Get(ctx, g.base), p.PTTL(ctx, g.base), p.Get(ctx, g.base+":fence")
+		cmds, _ := p.Exec(ctx)
+		if err := pipeErr("election "+g.id, cmds); err != nil {
+			return err
+		}
+		if v.Err() == redis.Nil || len(v.Val()) <= tokenLen {
+			continue // resigned meanwhile
+		}
+		rep.Elections = append(rep.Elections, electionInfo{Name: g.id, Leader: v.Val()[tokenLen:],
+			Token: tokenSuffix(v.Val()[:tokenLen]), Fence: fence.Val(), TTLms: ttl.Val().Milliseconds()})
+	}
+	return nil
 }
