@@ -97,13 +97,8 @@ func doctorMain(ctx context.Context, url string, args []string, w io.Writer) err
 	return nil
 }
 
-// connectAny is connect plus Sentinel: with master set, url's hosts are
-// Sentinels and the client follows that master.
-func connectAny(url string, cluster bool, master string) (redis.UniversalClient, error) {
-	return connectTLS(url, cluster, master, nil)
-}
-
-// connectTLS is connectAny with the TLS flags tf (nil: none).
+// connectTLS is connect plus Sentinel (with master set, url's hosts are
+// Sentinels) and the TLS flags tf (nil: none).
 func connectTLS(url string, cluster bool, master string, tf *tlsFlags) (redis.UniversalClient, error) {
 	if cluster || master != "" {
 		url = commaHosts(url)

@@ -107,6 +107,14 @@ func TestDoctorTLS(t *testing.T) {
 		if !errors.Is(err, errDoctorFail) || verdicts(rep)["connect"] != verdictFail {
 			t.Errorf("cluster without a client certificate: %v %+v, want a connect FAIL", err, rep.Checks)
 		}
+		// inspect takes the same flags.
+		var out strings.Builder
+		if err := inspectMain(context.Background(), url, join([]string{"-cluster", "-json"}, ca, cert), &out); err != nil || !strings.HasPrefix(out.String(), "{") {
+			t.Errorf("inspect over mutual TLS: %v %q", err, out.String())
+		}
+		if err := inspectMain(context.Background(), url, join([]string{"-cluster"}, ca), &out); err == nil {
+			t.Error("inspect without a client certificate: no error")
+		}
 	})
 }
 

@@ -120,6 +120,7 @@ func inspectMain(ctx context.Context, url string, args []string, w io.Writer) er
 	fs.StringVar(&o.limiter, "limiter", "", "decode the rate-limit state of this id")
 	fs.StringVar(&o.sessions, "sessions", "", "the Sessions name for -user")
 	fs.StringVar(&o.user, "user", "", "list this user's sessions (hashes only)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func inspectMain(ctx context.Context, url string, args []string, w io.Writer) er
 	if o.user != "" && o.sessions == "" {
 		return fmt.Errorf("inspect: -user needs -sessions NAME")
 	}
-	rdb, err := connectAny(url, *cluster, *sentinel)
+	rdb, err := connectTLS(url, *cluster, *sentinel, tf)
 	if err != nil {
 		return err
 	}
