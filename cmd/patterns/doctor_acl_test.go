@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redispatterns/patterns/internal/aclrule"
-	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
 // aclRuleArgs is the ACL SETUSER arguments of the rule of `patterns acl
@@ -134,11 +133,7 @@ func TestDoctorACLCluster(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := redisserver.StartCluster(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
+	cl := startCluster(t)
 	for _, n := range cl.Nodes {
 		c, err := n.Client()
 		if err != nil {

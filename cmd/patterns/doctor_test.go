@@ -60,6 +60,19 @@ func expectVerdicts(t *testing.T, rep *doctorReport, want map[string]string) {
 	}
 }
 
+// startCluster starts a cluster of 3 masters, closed when the test ends.
+func startCluster(t *testing.T) *redisserver.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := redisserver.StartCluster(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
 func startProc(t *testing.T, args ...string) (*redisserver.Server, *redis.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -191,11 +204,7 @@ func TestDoctorCluster(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := redisserver.StartCluster(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
+	cl := startCluster(t)
 	url := "redis://" + strings.Join(cl.Addrs(), ",")
 	// A user that may not use CLIENT TRACKING, on every node.
 	for _, n := range cl.Nodes {

@@ -16,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redispatterns/patterns"
-	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
 // fillPatterns writes a lock, limiter state, a queue with a dead letter, a
@@ -554,11 +553,7 @@ func TestInspectCluster(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := redisserver.StartCluster(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
+	cl := startCluster(t)
 	crdb, err := cl.Client(ctx)
 	if err != nil {
 		t.Fatal(err)
