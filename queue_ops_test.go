@@ -37,7 +37,19 @@ func init() {
 			if _, err := q.AckMany(ctx, ms[1:]); err != nil && !errors.Is(err, ErrQueueLeaseLost) {
 				return err
 			}
-			_, err = q.Peek(ctx, QueueReady, 10)
+			if _, err := q.Peek(ctx, QueueReady, 10); err != nil {
+				return err
+			}
+			if _, err := q.Pause(ctx); err != nil {
+				return err
+			}
+			if _, err := q.Resume(ctx); err != nil {
+				return err
+			}
+			if _, err := q.PurgeDead(ctx); err != nil {
+				return err
+			}
+			_, err = q.Stats(ctx)
 			return err
 		}}}
 	})
