@@ -9,6 +9,7 @@
 //	patterns doctor            check the server against the patterns' needs
 //	patterns inspect           show what the patterns keep under a prefix
 //	patterns acl               print the least-privilege ACL rule for a prefix
+//	patterns queue             stats, peek, redrive or purge a queue
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster). When REDIS_URL is unset, demo
@@ -60,6 +61,8 @@ func usage(w io.Writer) {
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
+  patterns queue stats|peek|redrive|purge [-cluster] [-prefix P] [...] NAME [ID...]
+                                      a queue's stats, messages, dead letters
 `)
 }
 
@@ -79,6 +82,8 @@ func run(args []string, w io.Writer) error {
 		return cmdInspect(ctx, args[1:], w)
 	case "acl":
 		return cmdACL(args[1:], w)
+	case "queue":
+		return cmdQueue(ctx, args[1:], w)
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
