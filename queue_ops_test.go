@@ -142,9 +142,13 @@ func TestQueueRedrive(t *testing.T) {
 			t.Fatalf("after Redrive all: %+v", st)
 		}
 		got := map[string]int{}
+		var held []*QueueMessage
 		for range 2 {
 			m := dequeueWithin(t, q)
 			got[m.ID] = m.Deliveries
+			held = append(held, m)
+		}
+		for _, m := range held {
 			if err := m.Nack(ctx); err != nil {
 				t.Fatal(err)
 			}
