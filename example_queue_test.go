@@ -77,7 +77,9 @@ func ExampleQueue_EnqueueMany() {
 	_, _, err = jobs.Enqueue(ctx, []byte("one more"), nil)
 	fmt.Println(errors.Is(err, patterns.ErrQueueFull))
 
-	ms, _ := jobs.DequeueMany(ctx, 10) // highest priority first
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ms, _ := jobs.DequeueMany(wctx, 10) // highest priority first
 	for _, m := range ms {
 		fmt.Println(string(m.Body))
 	}

@@ -81,8 +81,9 @@ type QueueOptions struct {
 // Queue is a reliable queue: a message is delivered to one consumer at a
 // time under a lease (the visibility timeout); not acked in time, it is
 // delivered again; after MaxDeliveries it goes to a dead-letter list.
-// Delivery is at least once. Enqueue, Dequeue, Ack, Nack and Extend are one
-// script each, on the server's clock.
+// Delivery is at least once. Every operation is one call of one script, on
+// the server's clock (Redrive and PurgeDead without ids: one per
+// MaxQueueBatch dead letters).
 //
 // Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
 // :inflight, :msgs, :dead, :signal, :seq and :paused, all with the hash tag
@@ -586,8 +587,8 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 // Redrive moves the dead letters ids (all of them when ids is empty) back to
 // the ready messages of their priority, due now, with their delivery count
 // reset to 0 (MaxDeliveries counts afresh), and returns how many it moved
-// (ids that are not dead letters are skipped). A call with ids is one script
-// call; one without moves the dead letters MaxQueueBatch at a time, each batch
+// (ids that are not dead letters are skipped). A call with ids (at most
+// MaxQueueBatch) is one script call; one without moves the dead letters MaxQueueBatch at a time, each batch
 // one script call. MaxLen does not apply.
 func (q *Queue) Redrive(ctx context.Context, ids ...string) (n int, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "redrive", q.name)
