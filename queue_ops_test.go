@@ -571,3 +571,36 @@ func TestQueueOpsBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestQueueResumeSignals: Resume pushes the signal list, one element per
+// ready message (at most 64), so that consumers blocked on it wake at once
+// rather than at the end of their wait.
+func TestQueueResumeSignals(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		q, err := c.Queue("resume-signal", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Pause(ctx); err != nil {
+			t.Fatal(err)
+		}
+		items := make([]QueueItem, 3)
+		if _, err := q.EnqueueMany(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Del(ctx, q.keys[4]).Err(); err != nil { // the enqueue's own signals
+			t.Fatal(err)
+		}
+		if _, err := q.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := rdb.LLen(ctx, q.keys[4]).Result(); n != 3 {
+			t.Fatalf("signal list after Resume: %d elements, want 3", n)
+		}
+		if ttl, _ := rdb.PTTL(ctx, q.keys[4]).Result(); ttl <= 0 {
+			t.Fatalf("signal list TTL %v", ttl)
+		}
+	})
+}
