@@ -35,8 +35,10 @@ type Observer interface {
 //	ratelimit: allow, peek, wait, allow-at-most, batch [allowed, denied], reset [ok]
 //	cache: get, lookup [hit, local-hit, miss, stale, negative], load [loaded, negative], load-many [loaded],
 //	       set, delete, invalidate, get-many, set-many, delete-many, warm [ok]
-//	queue: enqueue [enqueued, duplicate], dequeue [delivered, empty],
-//	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost]
+//	queue: enqueue [enqueued, duplicate, full], dequeue [delivered, empty],
+//	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost],
+//	       enqueue-many [ok, full], dequeue-many [ok, empty], ack-many [ok, lease-lost],
+//	       peek, redrive, purge-dead, pause, resume [ok]
 //	sessions: create [created], get [ok, not-found], set, unset [ok, not-found],
 //	          rotate [rotated, not-found], destroy [destroyed], destroy-all [ok]
 //	board: submit, rank, top, page, around, remove, reset [ok, not-found]
@@ -120,6 +122,8 @@ func outcome(ok string, err error) string {
 		return outcomeDenied
 	case errors.Is(err, ErrNotHeld):
 		return outcomeNotHeld
+	case errors.Is(err, ErrQueueFull):
+		return "full"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return outcomeCanceled
 	}

@@ -5,16 +5,38 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // ErrQueueLeaseLost is returned by Message.Ack, Nack and Extend when the
 // message's visibility timeout ran out (it may be delivered again, to
 // another consumer) or it was acked already.
 var ErrQueueLeaseLost = errors.New("patterns: message lease lost")
+
+// ErrQueueFull is returned by Enqueue and EnqueueMany when the queue holds
+// QueueOptions.MaxLen messages (ready and in flight) already, or the batch
+// would take it past that; nothing was enqueued.
+var ErrQueueFull = errors.New("patterns: queue full")
+
+// QueuePriority is a message's priority: ready messages are served highest
+// priority first, strictly (a low message waits as long as a higher one is
+// due: steady high-priority traffic starves the lower levels), and by due
+// time within a priority.
+type QueuePriority int8
+
+// The priorities. The zero value is QueuePriorityNormal.
+const (
+	QueuePriorityLow    QueuePriority = -1
+	QueuePriorityNormal QueuePriority = 0
+	QueuePriorityHigh   QueuePriority = 1
+)
+
+// MaxQueueBatch is the most messages EnqueueMany, DequeueMany, AckMany and
+// Peek take in one call.
+const MaxQueueBatch = 1000
+
+// maxQueueBatchBytes bounds the bodies of one EnqueueMany.
+const maxQueueBatchBytes = 16 << 20
 
 var scriptQueue = newScript("queue")
 
@@ -46,18 +68,29 @@ type QueueOptions struct {
 	//
 	// default: 7 days
 	Retention time.Duration
+
+	// MaxLen is the most messages the queue holds, ready and in flight
+	// (dead letters are not counted): Enqueue and EnqueueMany return
+	// ErrQueueFull beyond it. Redrive and Nack are not limited by it, nor is
+	// WriteBehind's Set.
+	//
+	// default: 0 (unlimited)
+	MaxLen int64
 }
 
 // Queue is a reliable queue: a message is delivered to one consumer at a
 // time under a lease (the visibility timeout); not acked in time, it is
 // delivered again; after MaxDeliveries it goes to a dead-letter list.
-// Delivery is at least once. Enqueue, Dequeue, Ack, Nack and Extend are one
-// script each, on the server's clock.
+// Delivery is at least once. Every operation is one call of one script, on
+// the server's clock (Redrive and PurgeDead without ids: one per
+// MaxQueueBatch dead letters).
 //
-// Keys: prefix:q:{name}:ready, :inflight, :msgs, :dead, :signal and :seq,
-// all with the hash tag {name} (one slot; a queue is one shard's work) and
-// the retention as TTL, renewed by every write. A blocking Dequeue waits on
-// :signal with BLPOP, which holds one connection of the pool while it waits.
+// Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
+// :inflight, :msgs, :dead, :signal, :seq and :paused, all with the hash tag
+// {name} (one slot; a queue is one shard's work) and the retention as TTL,
+// renewed by every write. The blocking Dequeue and DequeueMany of one Client
+// on one queue share one BLPOP on :signal, which holds one connection of the
+// pool while they wait.
 type Queue struct {
 	c    *Client
 	name string
@@ -104,8 +137,12 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 	if o.MaxDeliveries < 1 {
 		return nil, invalidf("MaxDeliveries %d: want at least 1", o.MaxDeliveries)
 	}
-	for _, s := range []string{"ready", "inflight", "msgs", "dead", "signal", "seq"} {
-		q.keys = append(q.keys, c.key("q", name, s))
+	if o.MaxLen < 0 {
+		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
+	}
+	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
+		{"ready", "high"}, {"ready", "low"}, {"paused"}} {
+		q.keys = append(q.keys, c.key("q", name, s...))
 	}
 	return q, nil
 }
@@ -135,6 +172,23 @@ type EnqueueOptions struct {
 	//
 	// default: 0
 	Delay time.Duration
+	// Priority is the message's priority, for every delivery.
+	//
+	// default: QueuePriorityNormal
+	Priority QueuePriority
+}
+
+// bad returns what is wrong with body under o, or "".
+func (o *EnqueueOptions) bad(body []byte) string {
+	switch {
+	case len(body) > MaxMessageBytes:
+		return fmt.Sprintf("message of %d bytes, over %d", len(body), MaxMessageBytes)
+	case len(o.ID) > MaxIDLen || o.Delay < 0:
+		return fmt.Sprintf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
+	case o.Priority < QueuePriorityLow || o.Priority > QueuePriorityHigh:
+		return fmt.Sprintf("priority %d", o.Priority)
+	}
+	return ""
 }
 
 func (q *Queue) run(ctx context.Context, args ...any) ([]any, error) {
@@ -150,45 +204,112 @@ func (q *Queue) run(ctx context.Context, args ...any) ([]any, error) {
 }
 
 // Enqueue adds body and returns its id, and queued false when opt.ID was
-// already pending.
+// already pending. It returns ErrQueueFull, and adds nothing, when the queue
+// holds MaxLen messages.
 func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (id string, queued bool, err error) {
 	var o EnqueueOptions
 	if opt != nil {
 		o = *opt
 	}
-	if len(body) > MaxMessageBytes {
-		return "", false, invalidf("message of %d bytes, over %d", len(body), MaxMessageBytes)
-	}
-	if len(o.ID) > MaxIDLen || o.Delay < 0 {
-		return "", false, invalidf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
+	if bad := o.bad(body); bad != "" {
+		return "", false, invalidf("%s", bad)
 	}
 	ctx, done := q.c.observe(ctx, "queue", "enqueue", q.name)
 	defer func() { done(queueOutcome(queued, "enqueued", "duplicate", err), err) }()
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds())
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen)
 	if err != nil {
 		return "", false, err
 	}
 	if len(v) != 2 {
 		return "", false, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
+	if v[1] == int64(-1) {
+		return "", false, fmt.Errorf("patterns: queue %q: %w", q.name, ErrQueueFull)
+	}
 	id, _ = v[0].(string)
 	return id, v[1] == int64(1), nil
 }
 
-// TryDequeue returns the next due message, or nil when none is due, and how
-// long until one is (-1: the queue is empty).
+// QueueItem is one message for EnqueueMany.
+type QueueItem struct {
+	Body []byte
+	// Options: ID (deduplicates, "" to generate one), Delay, Priority.
+	EnqueueOptions
+}
+
+// QueueEnqueued is what EnqueueMany did with one item.
+type QueueEnqueued struct {
+	// ID is the message's id (the item's, or generated).
+	ID string
+	// Queued is false when the id was already pending (in the queue or
+	// earlier in the batch).
+	Queued bool
+}
+
+// EnqueueMany adds up to MaxQueueBatch items (16 MiB of bodies at most) in
+// one script call, atomically: it returns ErrQueueFull, and adds nothing,
+// when the new messages would take the queue past MaxLen.
+func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []QueueEnqueued, err error) {
+	if len(items) > MaxQueueBatch {
+		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
+	}
+	size := 0
+	args := make([]any, 0, 2+4*len(items))
+	args = append(args, "enqueuemany", q.opt.MaxLen)
+	for i := range items {
+		it := &items[i]
+		if bad := it.bad(it.Body); bad != "" {
+			return nil, invalidf("item %d: %s", i, bad)
+		}
+		size += len(it.Body)
+		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority))
+	}
+	if size > maxQueueBatchBytes {
+		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)
+	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	ctx, done := q.c.observe(ctx, "queue", "enqueue-many", q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	v, err := q.run(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) == 1 && v[0] == int64(-1) {
+		return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ErrQueueFull)
+	}
+	if len(v) != 2*len(items) {
+		return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	res = make([]QueueEnqueued, len(items))
+	for i := range res {
+		res[i].ID, _ = v[2*i].(string)
+		res[i].Queued = v[2*i+1] == int64(1)
+	}
+	return res, nil
+}
+
+// TryDequeue returns the next due message (highest priority first), or nil
+// when none is due, and how long until one is (-1: the queue is empty, or
+// paused).
 func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Duration, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
 	defer func() { done(queueOutcome(m != nil, "delivered", "empty", err), err) }()
-	return q.tryDequeue(ctx)
+	ms, wait, err := q.tryDequeue(ctx, 1)
+	if len(ms) > 0 {
+		m = ms[0]
+	}
+	return m, wait, err
 }
 
-func (q *Queue) tryDequeue(ctx context.Context) (*QueueMessage, time.Duration, error) {
+// tryDequeue takes up to n due messages in one script call.
+func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Duration, error) {
 	token, err := newToken()
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token)
+	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -199,26 +320,58 @@ func (q *Queue) tryDequeue(ctx context.Context) (*QueueMessage, time.Duration, e
 		}
 		return nil, time.Duration(wait) * time.Millisecond, nil
 	}
-	if len(v) != 3 {
+	if len(v) == 0 || len(v)%3 != 0 || len(v)/3 > n {
 		return nil, 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	id, _ := v[0].(string)
-	body, _ := v[1].(string)
-	n, _ := v[2].(int64)
-	return &QueueMessage{ID: id, Body: []byte(body), Deliveries: int(n), q: q, token: token}, 0, nil
+	ms := make([]*QueueMessage, 0, len(v)/3)
+	for i := 0; i < len(v); i += 3 {
+		id, _ := v[i].(string)
+		body, _ := v[i+1].(string)
+		d, _ := v[i+2].(int64)
+		ms = append(ms, &QueueMessage{ID: id, Body: []byte(body), Deliveries: int(d), q: q, token: token})
+	}
+	return ms, 0, nil
 }
 
-// Dequeue waits for the next message, without polling: between attempts it
-// blocks on the queue's signal list (BLPOP), woken by every Enqueue and Nack,
-// for at most the time until the next delayed message or lease expiry, and
-// at most a second, so that ctx is honoured promptly.
+// Dequeue waits for the next message (highest priority first), without
+// polling: between attempts it waits on the queue's signal list (one BLPOP
+// shared by the Client's waiters on the queue), woken by every Enqueue, Nack,
+// Redrive and Resume, for at most the time until the next delayed message or
+// lease expiry, and at most a second. While the queue is paused it waits
+// until Resume or the end of ctx.
 func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
 	defer func() { done(outcome("delivered", err), err) }()
+	ms, err := q.dequeue(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// DequeueMany waits as Dequeue does until a message is due, and returns up
+// to n (at most MaxQueueBatch) due messages, highest priority first, taken
+// in one script call. Each has its own lease.
+func (q *Queue) DequeueMany(ctx context.Context, n int) (ms []*QueueMessage, err error) {
+	if n < 1 || n > MaxQueueBatch {
+		return nil, invalidf("n = %d: want 1 to %d", n, MaxQueueBatch)
+	}
+	ctx, done := q.c.observe(ctx, "queue", "dequeue-many", q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	return q.dequeue(ctx, n)
+}
+
+func (q *Queue) dequeue(ctx context.Context, n int) ([]*QueueMessage, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		m, wait, err := q.tryDequeue(ctx)
-		if err != nil || m != nil {
-			return m, err
+		ms, wait, err := q.tryDequeue(ctx, n)
+		if err != nil || len(ms) > 0 {
+			return ms, err
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
@@ -226,16 +379,24 @@ func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
 		if wait < 0 || wait > time.Second {
 			wait = time.Second
 		}
-		if wait < 10*time.Millisecond {
-			wait = 10 * time.Millisecond
+		wait = max(wait, lockWakeMinBlock)
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
 		}
-		// BLPOP with a fractional timeout (go-redis's BLPop rounds up to 1s).
-		err = q.c.rdb.Do(ctx, "blpop", q.keys[4], strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)).Err()
-		if err != nil && err != redis.Nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
+		// The shared BLPOP may have been started by a waiter with a longer
+		// wait: the timer ends ours on time.
+		w := q.c.watchSignal(q.keys[4], q.c.blockCap(wait))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
+		case <-timer.C:
+		case <-w.done:
+			if w.err != nil {
+				return nil, fmt.Errorf("patterns: queue %q: wait: %w", q.name, w.err)
 			}
-			return nil, fmt.Errorf("patterns: queue %q: wait: %w", q.name, err)
+			timer.Stop() // Reset discards a fire that raced with Stop (Go 1.23 timers)
 		}
 	}
 }
@@ -282,24 +443,79 @@ func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	return m.observedLease(ctx, "extend", outcomeOK, func(ctx context.Context) error { return m.lease(ctx, "extend", d.Milliseconds()) })
 }
 
-// QueueStats counts a queue's messages.
-type QueueStats struct {
-	Ready, InFlight, Dead int64
+// AckMany acks msgs, all of this queue, at most MaxQueueBatch, in one
+// script call, and returns how many it acked. When some leases were lost it
+// also returns ErrQueueLeaseLost (the others are acked all the same).
+func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, err error) {
+	if len(msgs) > MaxQueueBatch {
+		return 0, invalidf("%d messages, over %d", len(msgs), MaxQueueBatch)
+	}
+	args := make([]any, 0, 1+2*len(msgs))
+	args = append(args, "ackmany")
+	for i, m := range msgs {
+		if m == nil || m.q == nil || m.q.keys[2] != q.keys[2] {
+			return 0, invalidf("message %d is not from queue %q", i, q.name)
+		}
+		args = append(args, m.ID, m.token)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	ctx, done := q.c.observe(ctx, "queue", "ack-many", q.name)
+	defer func() {
+		if errors.Is(err, ErrQueueLeaseLost) {
+			done("lease-lost", err)
+		} else {
+			done(outcome(outcomeOK, err), err)
+		}
+	}()
+	v, err := q.run(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != len(msgs) {
+		return 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	for _, x := range v {
+		if x == int64(1) {
+			acked++
+		}
+	}
+	if acked < len(msgs) {
+		return acked, fmt.Errorf("patterns: queue %q: %d of %d: %w", q.name, len(msgs)-acked, len(msgs), ErrQueueLeaseLost)
+	}
+	return acked, nil
 }
 
-// Stats returns the queue's counts.
+// QueueStats counts a queue's messages.
+type QueueStats struct {
+	// Ready counts the messages waiting for a consumer, due or delayed.
+	Ready int64
+	// InFlight counts the messages leased to a consumer.
+	InFlight int64
+	// Dead counts the dead letters.
+	Dead int64
+	// OldestReady is how long the ready message due first has been due
+	// (waited for a consumer), on the server's clock: 0 when none is due.
+	OldestReady time.Duration
+	// Paused is true between Pause and Resume.
+	Paused bool
+}
+
+// Stats returns the queue's counts, in one script call.
 func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 	v, err := q.run(ctx, "stats")
 	if err != nil {
 		return QueueStats{}, err
 	}
-	if len(v) != 3 {
+	if len(v) != 5 {
 		return QueueStats{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	r, _ := v[0].(int64)
 	f, _ := v[1].(int64)
 	d, _ := v[2].(int64)
-	return QueueStats{Ready: r, InFlight: f, Dead: d}, nil
+	age, _ := v[3].(int64)
+	return QueueStats{Ready: r, InFlight: f, Dead: d, OldestReady: time.Duration(age) * time.Millisecond, Paused: v[4] == int64(1)}, nil
 }
 
 // DeadLetters returns the ids of up to n dead messages, oldest first.
@@ -312,4 +528,142 @@ func (q *Queue) DeadLetters(ctx context.Context, n int) ([]string, error) {
 		return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
 	}
 	return ids, nil
+}
+
+// QueueState names where Peek looks.
+type QueueState string
+
+// The states of a message.
+const (
+	QueueReady    QueueState = "ready"
+	QueueInFlight QueueState = "inflight"
+	QueueDead     QueueState = "dead"
+)
+
+// QueuePeek is a message seen by Peek, without a lease.
+type QueuePeek struct {
+	ID   string
+	Body []byte
+	// Deliveries so far.
+	Deliveries int
+	Priority   QueuePriority
+	// Until is, for a ready message, how long until it is due (negative: it
+	// has been due for that long); for one in flight, until its lease ends;
+	// 0 for a dead letter.
+	Until time.Duration
+}
+
+// Peek returns up to n (at most MaxQueueBatch) messages in state without
+// taking leases, in one script call: ready ones in serving order (by
+// priority, then due time), in-flight ones by lease deadline, dead letters
+// oldest first.
+func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePeek, err error) {
+	if n < 1 || n > MaxQueueBatch {
+		return nil, invalidf("n = %d: want 1 to %d", n, MaxQueueBatch)
+	}
+	if state != QueueReady && state != QueueInFlight && state != QueueDead {
+		return nil, invalidf("queue state %q", state)
+	}
+	ctx, done := q.c.observe(ctx, "queue", "peek", q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	v, err := q.run(ctx, "peek", string(state), n)
+	if err != nil {
+		return nil, err
+	}
+	if len(v)%5 != 0 || len(v)/5 > n {
+		return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	for i := 0; i < len(v); i += 5 {
+		var p QueuePeek
+		p.ID, _ = v[i].(string)
+		body, _ := v[i+1].(string)
+		p.Body = []byte(body)
+		d, _ := v[i+2].(int64)
+		pr, _ := v[i+3].(int64)
+		ms, _ := v[i+4].(int64)
+		p.Deliveries, p.Priority, p.Until = int(d), QueuePriority(pr), time.Duration(ms)*time.Millisecond
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// Redrive moves the dead letters ids (all of them when ids is empty) back to
+// the ready messages of their priority, due now, with their delivery count
+// reset to 0 (MaxDeliveries counts afresh), and returns how many it moved
+// (ids that are not dead letters are skipped). A call with ids (at most
+// MaxQueueBatch) is one script call; one without moves the dead letters MaxQueueBatch at a time, each batch
+// one script call. MaxLen does not apply.
+func (q *Queue) Redrive(ctx context.Context, ids ...string) (n int, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "redrive", q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	return q.dead(ctx, "redrive", ids)
+}
+
+// PurgeDead deletes the dead letters ids (all of them when ids is empty),
+// bodies included, and returns how many it deleted; batches as Redrive.
+func (q *Queue) PurgeDead(ctx context.Context, ids ...string) (n int, err error) {
+	ctx, done := q.c.observe(ctx, "queue", "purge-dead", q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	return q.dead(ctx, "purgedead", ids)
+}
+
+func (q *Queue) dead(ctx context.Context, op string, ids []string) (int, error) {
+	if len(ids) > MaxQueueBatch {
+		return 0, invalidf("%d ids, over %d", len(ids), MaxQueueBatch)
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > MaxIDLen {
+			return 0, invalidf("message id of %d bytes", len(id))
+		}
+	}
+	args := []any{op, MaxQueueBatch}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	total := 0
+	for {
+		v, err := q.run(ctx, args...)
+		if err != nil {
+			return total, err
+		}
+		if len(v) != 1 {
+			return total, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		n, ok := v[0].(int64)
+		if !ok {
+			return total, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+		}
+		total += int(n)
+		if len(ids) > 0 || n < MaxQueueBatch {
+			return total, nil
+		}
+	}
+}
+
+// Pause stops deliveries: Dequeue and DequeueMany wait, and TryDequeue
+// returns nothing, until Resume; Enqueue goes on. Leases already taken run
+// on (expired ones return to the ready messages after Resume). The pause is
+// kept in a key of the queue, with its retention. It reports whether the
+// queue was running.
+func (q *Queue) Pause(ctx context.Context) (changed bool, err error) {
+	return q.pauseOp(ctx, "pause")
+}
+
+// Resume ends a Pause and wakes the waiting consumers. It reports whether
+// the queue was paused.
+func (q *Queue) Resume(ctx context.Context) (changed bool, err error) {
+	return q.pauseOp(ctx, "resume")
+}
+
+func (q *Queue) pauseOp(ctx context.Context, op string) (changed bool, err error) {
+	ctx, done := q.c.observe(ctx, "queue", op, q.name)
+	defer func() { done(outcome(outcomeOK, err), err) }()
+	v, err := q.run(ctx, op)
+	if err != nil {
+		return false, err
+	}
+	if len(v) != 1 {
+		return false, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	return v[0] == int64(1), nil
 }

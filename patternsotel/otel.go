@@ -26,6 +26,7 @@
 //	patterns.queue.depth            gauge: ready messages, for queues given to ObserveQueue
 //	patterns.queue.in_flight        gauge: leased messages
 //	patterns.queue.dead             gauge: dead letters
+//	patterns.queue.oldest_ready     gauge, s: how long the oldest due message has waited (QueueStats.OldestReady)
 package patternsotel
 
 import (
@@ -86,6 +87,7 @@ type Observer struct {
 	queues []*patterns.Queue
 	names  []string
 	gauges [3]metric.Int64ObservableGauge
+	age    metric.Float64ObservableGauge
 	reg    metric.Registration
 }
 
@@ -103,7 +105,7 @@ func New(opt *Options) (*Observer, error) {
 	o := &Observer{tracer: tp.Tracer(ScopeName), meter: mp.Meter(ScopeName)}
 	m := o.meter
 	secs := []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-	var errs [12]error
+	var errs [13]error
 	o.duration, errs[0] = m.Float64Histogram("patterns.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of the library's operations."), metric.WithExplicitBucketBoundaries(secs...))
 	o.decisions, errs[1] = m.Int64Counter("patterns.ratelimit.decisions", metric.WithDescription("Rate limit decisions."))
@@ -120,14 +122,17 @@ func New(opt *Options) (*Observer, error) {
 	o.gauges[0], errs[9] = m.Int64ObservableGauge("patterns.queue.depth", metric.WithDescription("Ready messages."))
 	o.gauges[1], errs[10] = m.Int64ObservableGauge("patterns.queue.in_flight", metric.WithDescription("Leased messages."))
 	o.gauges[2], errs[11] = m.Int64ObservableGauge("patterns.queue.dead", metric.WithDescription("Dead letters."))
+	o.age, errs[12] = m.Float64ObservableGauge("patterns.queue.oldest_ready", metric.WithUnit("s"),
+		metric.WithDescription("How long the oldest due message has waited for a consumer."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
-// ObserveQueue reports the depth, in-flight and dead-letter counts of q, labelled name, as
-// gauges, reading q.Stats once per collection.
+// ObserveQueue reports the depth, in-flight and dead-letter counts of q and
+// the age of its oldest due message, labelled name, as gauges, reading
+// q.Stats once per collection.
 func (o *Observer) ObserveQueue(q *patterns.Queue, name string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -137,7 +142,7 @@ func (o *Observer) ObserveQueue(q *patterns.Queue, name string) error {
 		return nil
 	}
 	var err error
-	o.reg, err = o.meter.RegisterCallback(o.collectQueues, o.gauges[0], o.gauges[1], o.gauges[2])
+	o.reg, err = o.meter.RegisterCallback(o.collectQueues, o.gauges[0], o.gauges[1], o.gauges[2], o.age)
 	return err
 }
 
@@ -156,6 +161,7 @@ func (o *Observer) collectQueues(ctx context.Context, ob metric.Observer) error 
 		ob.ObserveInt64(o.gauges[0], st.Ready, set)
 		ob.ObserveInt64(o.gauges[1], st.InFlight, set)
 		ob.ObserveInt64(o.gauges[2], st.Dead, set)
+		ob.ObserveFloat64(o.age, st.OldestReady.Seconds(), set)
 	}
 	return errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,7 @@ func TestPrometheusScrape(t *testing.T) {
 	if err != nil || m == nil {
 		t.Fatal(m, err)
 	}
+	time.Sleep(100 * time.Millisecond) // the oldest ready message ages
 	lock, err := pc.Obtain(ctx, "invoice:42", time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +202,21 @@ func TestPrometheusScrape(t *testing.T) {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("no line\n%s\nin the scrape", want)
 		}
+	}
+	// The age of the oldest ready message: at least the sleep above, on the
+	// server's clock.
+	agePrefix := `patterns_queue_oldest_ready_seconds{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs"} `
+	ageSeen := false
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, agePrefix); ok {
+			ageSeen = true
+			if age, err := strconv.ParseFloat(v, 64); err != nil || age < 0.09 || age > 60 {
+				t.Errorf("oldest ready age %q (%v), want 0.1s or more", v, err)
+			}
+		}
+	}
+	if !ageSeen {
+		t.Errorf("no line %s... in the scrape", agePrefix)
 	}
 	exported := exportedSeries()
 	for _, l := range strings.Split(body, "\n") {
@@ -289,7 +306,8 @@ func exportedSeries() map[string]bool {
 		}
 	}
 	for _, n := range []string{"patterns_ratelimit_decisions_total", "patterns_lock_lost_total", "patterns_cache_requests_total",
-		"patterns_queue_messages_total", "patterns_sessions_events_total", "patterns_queue_depth", "patterns_queue_in_flight", "patterns_queue_dead"} {
+		"patterns_queue_messages_total", "patterns_sessions_events_total", "patterns_queue_depth", "patterns_queue_in_flight", "patterns_queue_dead",
+		"patterns_queue_oldest_ready_seconds"} {
 		exported[n] = true
 	}
 	return exported

@@ -1,51 +1,161 @@
--- queue: a reliable queue with visibility timeouts, every operation atomic
--- on the server's clock.
+-- queue: a reliable queue with visibility timeouts, priorities, pause and
+-- dead letters, every operation atomic on the server's clock.
 --
--- KEYS[1]  ready:    sorted set id -> time it may be delivered (ms)
--- KEYS[2]  inflight: sorted set id -> lease deadline (ms)
--- KEYS[3]  messages: hash id -> body, "n:"..id -> deliveries, "t:"..id -> lease token
--- KEYS[4]  dead:     list of ids that failed too often (bodies stay in messages)
--- KEYS[5]  signal:   list pushed on every enqueue, for blocking consumers
--- KEYS[6]  seq:      counter for generated ids
--- ARGV[1]  op: enqueue | dequeue | ack | nack | extend | stats
+-- KEYS[1]  ready:      sorted set id -> time it may be delivered (ms), normal priority
+-- KEYS[2]  inflight:   sorted set id -> lease deadline (ms)
+-- KEYS[3]  messages:   hash id -> body, "n:"..id -> deliveries, "t:"..id -> lease token,
+--                      "p:"..id -> priority (1 high, -1 low; absent: normal)
+-- KEYS[4]  dead:       list of ids that failed too often (bodies stay in messages)
+-- KEYS[5]  signal:     list pushed on every enqueue, for blocking consumers
+-- KEYS[6]  seq:        counter for generated ids
+-- KEYS[7]  ready:high: as KEYS[1], high priority
+-- KEYS[8]  ready:low:  as KEYS[1], low priority
+-- KEYS[9]  paused:     exists while the queue is paused
+-- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
+--          stats | peek | redrive | purgedead | pause | resume
 -- ARGV[2]  retention in ms: every key's TTL, renewed on every write
--- enqueue: ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms
--- dequeue: ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token
--- ack:     ARGV[3] id, ARGV[4] lease token
--- nack:    ARGV[3] id, ARGV[4] lease token, ARGV[5] delay ms, ARGV[6] max deliveries
--- extend:  ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms
+-- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
+--              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none)
+-- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority per message
+-- dequeue:     ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token,
+--              ARGV[6] how many messages at most (default 1)
+-- ack:         ARGV[3] id, ARGV[4] lease token
+-- ackmany:     id, lease token per message from ARGV[3]
+-- nack:        ARGV[3] id, ARGV[4] lease token, ARGV[5] delay ms, ARGV[6] max deliveries
+-- extend:      ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms
+-- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
+-- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
 --
--- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending};
--- dequeue -> {id, body, deliveries} or {"", wait ms until the next message
--- is due (-1: none)}; ack, nack, extend -> 1, or 0 when the lease is no
--- longer the caller's; stats -> {ready, inflight, dead}.
+-- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
+-- -1 if the queue is full}; enqueuemany -> {id, 1|0, ...} per message, or -1
+-- if the queue is full (nothing written); dequeue -> {id, body, deliveries,
+-- ...} per message delivered, or {"", wait ms until the next message is due
+-- (-1: none; -2: the queue is paused)}; ack, nack, extend -> 1, or 0 when the
+-- lease is no longer the caller's; ackmany -> {1|0, ...} per message; stats
+-- -> {ready, inflight, dead, ms since the oldest ready message was due (0:
+-- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
+-- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
+-- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
+-- state changed, 0 if not.
 --
--- A dequeue first returns expired leases to the ready set (or, after max
--- deliveries, to the dead list).
+-- Ready messages are served highest priority first (strict: a low message
+-- waits while a higher one is due), by due time within a priority. A dequeue
+-- first returns expired leases to the ready sets (or, after max deliveries,
+-- to the dead list). A redriven dead letter goes back to its priority's ready
+-- set, due now, with its delivery count reset to 0. Max length counts ready
+-- and in-flight messages (not dead letters).
 --
--- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq , enqueue 604800000 "" hello 0
+-- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The ready sets in serving order, and by priority.
+local levels = {KEYS[7], KEYS[1], KEYS[8]}
+local function readyKey(p)
+  if p == 1 then return KEYS[7] elseif p == -1 then return KEYS[8] end
+  return KEYS[1]
+end
+local function prio(id) return tonumber(redis.call('HGET', KEYS[3], 'p:' .. id) or '0') end
 
 local function keep()
-  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], retention) end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], retention) end
+end
+
+local function signal(n)
+  n = math.min(math.max(n, 1), 64)
+  local ones = {}
+  for i = 1, n do ones[i] = 1 end
+  redis.call('LPUSH', KEYS[5], unpack(ones))
+  redis.call('LTRIM', KEYS[5], 0, 63)
+end
+
+local function readyCount()
+  return redis.call('ZCARD', KEYS[7]) + redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[8])
 end
 
 if op == 'stats' then
-  return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[4])}
+  local oldest
+  for _, k in ipairs(levels) do
+    local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+  end
+  local age = 0
+  if oldest and oldest < now then age = now - oldest end
+  return {readyCount(), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[4]), age, redis.call('EXISTS', KEYS[9])}
+end
+
+if op == 'peek' then
+  local which, n, out = ARGV[3], tonumber(ARGV[4]), {}
+  local function add(id, at)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+    out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0')
+    out[#out + 1] = prio(id)
+    out[#out + 1] = at
+  end
+  if which == 'dead' then
+    for _, id in ipairs(redis.call('LRANGE', KEYS[4], 0, n - 1)) do add(id, 0) end
+    return out
+  end
+  local sets = levels
+  if which == 'inflight' then sets = {KEYS[2]} end
+  for _, k in ipairs(sets) do
+    local left = n - #out / 5
+    if left <= 0 then break end
+    local r = redis.call('ZRANGE', k, 0, left - 1, 'WITHSCORES')
+    for i = 1, #r, 2 do add(r[i], tonumber(r[i + 1]) - now) end
+  end
+  return out
+end
+
+-- add queues one message and returns 1, or 0 if its id is pending already.
+local function add(id, body, delay, p)
+  if redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
+  redis.call('HSET', KEYS[3], 'n:' .. id, 0)
+  if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
+  redis.call('ZADD', readyKey(p), now + delay, id)
+  return 1
+end
+
+local function full(maxlen, extra)
+  return maxlen > 0 and readyCount() + redis.call('ZCARD', KEYS[2]) + extra > maxlen
 end
 
 if op == 'enqueue' then
-  local id = ARGV[3]
+  local id, maxlen = ARGV[3], tonumber(ARGV[7] or '0')
+  if id ~= '' and redis.call('HEXISTS', KEYS[3], id) == 1 then return {id, 0} end
+  if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
-  if redis.call('HSETNX', KEYS[3], id, ARGV[4]) == 0 then return {id, 0} end
-  redis.call('HSET', KEYS[3], 'n:' .. id, 0)
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), id)
-  redis.call('LPUSH', KEYS[5], 1)
-  redis.call('LTRIM', KEYS[5], 0, 63)
+  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'))
+  signal(1)
   keep()
   return {id, 1}
+end
+
+if op == 'enqueuemany' then
+  local maxlen, seen, new = tonumber(ARGV[3]), {}, 0
+  for i = 4, #ARGV, 4 do
+    local id = ARGV[i]
+    if id == '' then
+      new = new + 1
+    elseif not seen[id] and redis.call('HEXISTS', KEYS[3], id) == 0 then
+      seen[id] = true
+      new = new + 1
+    end
+  end
+  if full(maxlen, new) then return -1 end
+  local out = {}
+  for i = 4, #ARGV, 4 do
+    local id = ARGV[i]
+    if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
+    out[#out + 1] = id
+    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+  end
+  if new > 0 then
+    signal(new)
+    keep()
+  end
+  return out
 end
 
 local function bury(id)
@@ -54,33 +164,98 @@ local function bury(id)
 end
 
 if op == 'dequeue' then
-  local vis, maxd = tonumber(ARGV[3]), tonumber(ARGV[4])
+  if redis.call('EXISTS', KEYS[9]) == 1 then return {'', -2} end
+  local vis, maxd, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6] or '1')
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[2], id)
     if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
       bury(id)
     else
-      redis.call('ZADD', KEYS[1], now, id)
+      redis.call('ZADD', readyKey(prio(id)), now, id)
     end
   end
-  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
-  if #due == 0 then
-    local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    local lease = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local out = {}
+  for _, k in ipairs(levels) do
+    local left = n - #out / 3
+    if left <= 0 then break end
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, left)) do
+      redis.call('ZREM', k, id)
+      redis.call('ZADD', KEYS[2], now + vis, id)
+      out[#out + 1] = id
+      out[#out + 1] = redis.call('HGET', KEYS[3], id)
+      out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
+      redis.call('HSET', KEYS[3], 't:' .. id, ARGV[5])
+    end
+  end
+  if #out == 0 then
     local wait = -1
-    if #next > 0 then wait = tonumber(next[2]) - now end
-    if #lease > 0 and (wait < 0 or tonumber(lease[2]) - now < wait) then wait = tonumber(lease[2]) - now end
+    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+      local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+      if #first > 0 and (wait < 0 or tonumber(first[2]) - now < wait) then wait = tonumber(first[2]) - now end
+    end
     if #expired > 0 then keep() end
     return {'', math.max(wait, -1)}
   end
-  local id = due[1]
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], now + vis, id)
-  local n = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
-  redis.call('HSET', KEYS[3], 't:' .. id, ARGV[5])
   keep()
-  return {id, redis.call('HGET', KEYS[3], id), n}
+  return out
+end
+
+if op == 'redrive' or op == 'purgedead' then
+  local ids = {}
+  if #ARGV == 3 then
+    local n = tonumber(ARGV[3])
+    ids = redis.call('LRANGE', KEYS[4], 0, n - 1)
+    redis.call('LTRIM', KEYS[4], #ids, -1)
+  else
+    for i = 4, #ARGV do
+      if redis.call('LREM', KEYS[4], 1, ARGV[i]) == 1 then ids[#ids + 1] = ARGV[i] end
+    end
+  end
+  for _, id in ipairs(ids) do
+    if op == 'redrive' then
+      redis.call('HSET', KEYS[3], 'n:' .. id, 0)
+      redis.call('HDEL', KEYS[3], 't:' .. id)
+      redis.call('ZADD', readyKey(prio(id)), now, id)
+    else
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+    end
+  end
+  if #ids > 0 then
+    if op == 'redrive' then signal(#ids) end
+    keep()
+  end
+  return #ids
+end
+
+if op == 'pause' then
+  if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
+  redis.call('SET', KEYS[9], 1)
+  keep()
+  return 1
+end
+
+if op == 'resume' then
+  if redis.call('DEL', KEYS[9]) == 0 then return 0 end
+  signal(readyCount())
+  keep()
+  return 1
+end
+
+if op == 'ackmany' then
+  local out, acked = {}, 0
+  for i = 3, #ARGV, 2 do
+    local id = ARGV[i]
+    if redis.call('HGET', KEYS[3], 't:' .. id) == ARGV[i + 1] and redis.call('ZREM', KEYS[2], id) == 1 then
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+      out[#out + 1] = 1
+      acked = acked + 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  if acked > 0 then keep() end
+  return out
 end
 
 -- ack, nack, extend: only by the holder of the current lease.
@@ -90,7 +265,7 @@ if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not redis.call('ZSCORE', 
 end
 if op == 'ack' then
   redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id)
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
 elseif op == 'extend' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
 elseif op == 'nack' then
@@ -99,9 +274,8 @@ elseif op == 'nack' then
     bury(id)
   else
     redis.call('HDEL', KEYS[3], 't:' .. id)
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), id)
-    redis.call('LPUSH', KEYS[5], 1)
-    redis.call('LTRIM', KEYS[5], 0, 63)
+    redis.call('ZADD', readyKey(prio(id)), now + tonumber(ARGV[5]), id)
+    signal(1)
   end
 else
   return redis.error_reply('unknown op ' .. op)

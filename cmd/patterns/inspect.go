@@ -66,6 +66,8 @@ type queueInfo struct {
 	Ready       int64    `json:"ready"`
 	InFlight    int64    `json:"in_flight"`
 	Dead        int64    `json:"dead"`
+	OldestReady string   `json:"oldest_ready,omitempty"` // how long the oldest due message has waited
+	Paused      bool     `json:"paused,omitempty"`
 	DeadLetters []string `json:"first_dead_letters,omitempty"`
 	Err         string   `json:"error,omitempty"`
 }
@@ -397,7 +399,10 @@ func inspectQueues(ctx context.Context, rep *inspectReport, pc *patterns.Client,
 		if err == nil {
 			var st patterns.QueueStats
 			if st, err = q.Stats(ctx); err == nil {
-				qi.Ready, qi.InFlight, qi.Dead = st.Ready, st.InFlight, st.Dead
+				qi.Ready, qi.InFlight, qi.Dead, qi.Paused = st.Ready, st.InFlight, st.Dead, st.Paused
+				if st.OldestReady > 0 {
+					qi.OldestReady = st.OldestReady.Round(time.Millisecond).String()
+				}
 				qi.DeadLetters, err = q.DeadLetters(ctx, o.show)
 			}
 		}
@@ -573,7 +578,14 @@ func printInspect(w io.Writer, rep *inspectReport) {
 			fmt.Fprintf(w, "\nqueue %s: %s\n", q.Name, q.Err)
 			continue
 		}
-		fmt.Fprintf(w, "\nqueue %s: %d ready, %d in flight, %d dead\n", q.Name, q.Ready, q.InFlight, q.Dead)
+		fmt.Fprintf(w, "\nqueue %s: %d ready, %d in flight, %d dead", q.Name, q.Ready, q.InFlight, q.Dead)
+		if q.OldestReady != "" {
+			fmt.Fprintf(w, ", oldest ready waiting %s", q.OldestReady)
+		}
+		if q.Paused {
+			fmt.Fprint(w, ", paused")
+		}
+		fmt.Fprintln(w)
 		for _, d := range q.DeadLetters {
 			fmt.Fprintf(w, "  dead: %s\n", d)
 		}

@@ -531,6 +531,28 @@ func checkInspect(t *testing.T, url string, q *patterns.Queue, ns *newerState, e
 		}
 	}
 	t.Log("\n" + out.String())
+
+	// A paused queue says so, with the age of its oldest ready message.
+	if _, err := q.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = q.Resume(context.Background()) }()
+	time.Sleep(5 * time.Millisecond)
+	out.Reset()
+	if err := inspectMain(context.Background(), url, append([]string{"-json", "-prefix", "insp"}, extra...), &out); err != nil {
+		t.Fatal(err)
+	}
+	var paused inspectReport
+	if err := json.Unmarshal(out.Bytes(), &paused); err != nil {
+		t.Fatal(err)
+	}
+	if len(paused.Queues) != 1 || !paused.Queues[0].Paused {
+		t.Errorf("paused queue: %+v", paused.Queues)
+	} else if qi := paused.Queues[0]; qi.Ready > 0 {
+		if d, err := time.ParseDuration(qi.OldestReady); err != nil || d < 5*time.Millisecond {
+			t.Errorf("oldest ready of %d ready: %q (%v)", qi.Ready, qi.OldestReady, err)
+		}
+	}
 }
 
 func TestInspectStandalone(t *testing.T) {

@@ -9,6 +9,7 @@
 //	patterns doctor            check the server against the patterns' needs
 //	patterns inspect           show what the patterns keep under a prefix
 //	patterns acl               print the least-privilege ACL rule for a prefix
+//	patterns queue             stats, peek, redrive or purge a queue
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster; rediss:// for TLS, where
@@ -60,10 +61,12 @@ func usage(w io.Writer) {
   patterns load [-cluster] [TLS]      preload every script into REDIS_URL's server
   patterns doctor [-cluster|-sentinel MASTER] [-json] [-prefix P] [-patterns ...] [-acl-user U] [TLS]
                                       check REDIS_URL's server against the patterns' needs
-  patterns inspect [-cluster] [-json] -prefix P [...]
+  patterns inspect [-cluster] [-json] -prefix P [...] [TLS]
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
+  patterns queue stats|peek|redrive|purge [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+                                      a queue's stats, messages, dead letters
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
 `)
@@ -85,6 +88,8 @@ func run(args []string, w io.Writer) error {
 		return cmdInspect(ctx, args[1:], w)
 	case "acl":
 		return cmdACL(args[1:], w)
+	case "queue":
+		return cmdQueue(ctx, args[1:], w)
 	case "load":
 		fs := flag.NewFlagSet("load", flag.ContinueOnError)
 		cluster := fs.Bool("cluster", false, "REDIS_URL names a Redis Cluster")
