@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -175,12 +176,42 @@ func startProcess(ctx context.Context, port int, pre, post []string) (*Server, e
 		<-exited
 		return os.RemoveAll(dir)
 	}
-	if err := waitPing(ctx, s.Addr, 10*time.Second); err != nil {
+	err = waitPing(ctx, s.Addr, 10*time.Second)
+	if err == nil {
+		err = checkOwner(ctx, s.Addr, s.pid, exited)
+	}
+	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
 		_ = s.Close()
 		return nil, fmt.Errorf("%w; server log: %s", err, lastLines(string(log), 5))
 	}
 	return s, nil
+}
+
+// checkOwner checks that the server answering at addr is process pid, which
+// has not exited: a server that could not bind its port exits, and another
+// one (of another test binary) may answer there.
+func checkOwner(ctx context.Context, addr string, pid int, exited <-chan struct{}) error {
+	select {
+	case <-exited:
+		return fmt.Errorf("redisserver: the server for %s exited at start (port taken?)", addr)
+	default:
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return fmt.Errorf("redisserver: %s: INFO server: %w", addr, err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			if v != strconv.Itoa(pid) {
+				return fmt.Errorf("redisserver: %s answers as process %s, not the one started (%d): port taken", addr, v, pid)
+			}
+			return nil
+		}
+	}
+	return nil // no process_id reported: nothing to compare
 }
 
 // ServerBinary returns the path of the server binary: EnvServer (a path or a
@@ -218,16 +249,28 @@ var portMu sync.Mutex
 var portsGiven = map[int]bool{}
 
 // FreePort returns a loopback port nobody listens on; with bus it also checks
-// port+10000, which a cluster node uses for its bus.
+// port+10000, which a cluster node uses for its bus. Ports are picked at
+// random below the kernel's range of ephemeral ports, when that range can
+// be read: no outgoing connection and no listener on port 0 takes them
+// while a server restarts on its port, and two test binaries rarely pick
+// the same.
 func FreePort(bus bool) (int, error) {
 	portMu.Lock()
 	defer portMu.Unlock()
+	lo, hi := fixedPortRange()
 	for i := 0; i < 200; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			if port == 0 {
+				return 0, err
+			}
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		if portsGiven[port] || (bus && (port+10000 > 65535 || portsGiven[port+10000])) {
 			continue
@@ -244,6 +287,26 @@ func FreePort(bus bool) (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("redisserver: no free port found")
+}
+
+// fixedPortRange is where FreePort picks: from 15000 to the first ephemeral
+// port (so that port+10000, a cluster bus, stays a valid port); 0, 0 (any
+// port the kernel gives) when the ephemeral range cannot be read or leaves
+// too little room.
+func fixedPortRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first-15000 < 2000 {
+		return 0, 0
+	}
+	return 15000, first
 }
 
 func waitPing(ctx context.Context, addr string, limit time.Duration) error {

@@ -88,3 +88,26 @@ func TestTLSCluster(t *testing.T) {
 		t.Error("a TLS cluster node answered in clear text")
 	}
 }
+
+// TestPortTaken: a server started on a port another server holds fails to
+// start, though the other one answers PING there; FreePort picks below the
+// ephemeral ports when their range is known.
+func TestPortTaken(t *testing.T) {
+	ctx := context.Background()
+	first, err := StartProcess(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := StartProcess(ctx, &ProcessConfig{Port: first.Port()})
+	if err == nil {
+		_ = second.Close()
+		t.Fatal("a second server on a taken port started")
+	}
+	t.Log(err)
+	if lo, hi := fixedPortRange(); hi > lo {
+		if p := first.Port(); p < lo || p >= hi {
+			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+		}
+	}
+}
