@@ -258,3 +258,39 @@ func TestCacheFillAfterLeaseExpired(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheWriteDuringNegativeLoad: a load that found nothing
+// (ErrCacheNotFound) is not cached as "not found" when a write ran during
+// it: a Set during it stays, a Delete leaves a miss.
+func TestCacheWriteDuringNegativeLoad(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		for _, w := range fillWrites {
+			t.Run(w, func(t *testing.T) {
+				k := fillCache(t, c, "filln-"+w, false, CacheOptions{})
+				b := newBlocker()
+				got := make(chan error, 1)
+				go func() {
+					_, err := k.Get(ctx, "k", func(ctx context.Context) (string, error) {
+						if err := b.wait(ctx); err != nil {
+							return "", err
+						}
+						return "", ErrCacheNotFound
+					}, &CacheSetOptions{Tags: []string{"t"}})
+					got <- err
+				}()
+				b.waitStarted(t)
+				if err := fillWrite(ctx, k, w); err != nil {
+					t.Fatal(err)
+				}
+				close(b.release)
+				if err := <-got; !errors.Is(err, ErrCacheNotFound) {
+					t.Fatalf("the Get whose load raced: %v; want ErrCacheNotFound", err)
+				}
+				k.Wait()
+				checkAfterFill(t, ctx, k, w)
+			})
+		}
+	})
+}
