@@ -82,7 +82,10 @@ type CacheOptions struct {
 
 	// LeaseTTL bounds how long one loader may hold the load of a missing key
 	// across all processes; LeaseWait is how long the others wait for its
-	// value before loading themselves.
+	// value before loading themselves. A load's value is cached only while
+	// its lease holds: a load that outlives LeaseTTL returns its value
+	// uncached (a write during it may have found no lease to revoke), so
+	// LeaseTTL should exceed the slowest load worth caching.
 	//
 	// default: 5 seconds and 2 seconds
 	LeaseTTL, LeaseWait time.Duration
@@ -312,6 +315,7 @@ type entry struct {
 	delta                time.Duration // how long the value took to load
 	ttl                  time.Duration // left in Redis, when asked for
 	lease                bool          // on a miss: the caller holds the load lease
+	began                int64         // with lease: the server time (µs) it was granted
 	tagged               bool          // the entry carries tags
 	size                 int           // bytes of the Redis value
 	snap                 localSnap     // the local layer's state before the GET
@@ -408,13 +412,25 @@ func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry,
 		return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	if v[0] == nil {
-		return entry{lease: v[2] == int64(1)}, nil
+		began, lease := leaseGranted(v[2])
+		return entry{lease: lease, began: began}, nil
 	}
 	s, _ := v[0].(string)
 	if e, _, _, ok := parseEntry(s); ok {
 		return e, nil
 	}
 	return entry{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+}
+
+// leaseGranted reads cache_get's lease item: 0, or the server time (µs) at
+// which the caller's lease was granted.
+func leaseGranted(v any) (began int64, ok bool) {
+	s, _ := v.(string)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // Lookup is the cache-aside read: the value if the cache holds it (ok), or
@@ -468,7 +484,9 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 }
 
 // Get is the read-through read: the cached value, or load's, which it then
-// caches. For a missing key at most one load runs at a time across all
+// caches, unless a write of key (Set, Delete, their batch forms, or an
+// InvalidateTags of one of opt's tags) ran during the load, or the load
+// outlived LeaseTTL: the caller then gets the loaded value, uncached. For a missing key at most one load runs at a time across all
 // processes (shared in the process, and a short owner-checked lease in
 // Redis); the others wait for its value (up to LeaseWait), then load
 // themselves. A load that returns ErrCacheNotFound is cached as such. When Redis
@@ -587,7 +605,8 @@ func (k *Cache[T]) checkSet(opt *CacheSetOptions) error {
 }
 
 // Set writes value under key (write-through: call it after writing the
-// source of truth). opt may be nil.
+// source of truth). A load of key under way, begun before Set, is not
+// cached: Set revokes its lease in the same script. opt may be nil.
 func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) error {
 	if err := checkCacheKey(key); err != nil {
 		return err
@@ -600,10 +619,14 @@ func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOp
 		return err
 	}
 	ctx, done := k.c.observe(ctx, "cache", "set", k.name)
-	return end(done, outcomeOK, k.set(ctx, key, payload, false, opt, 0, ""))
+	return end(done, outcomeOK, k.set(ctx, key, payload, false, opt, 0, "", 0))
 }
 
-func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *CacheSetOptions, delta time.Duration, token string) error {
+// set writes key's entry: a write (token "": it also revokes the key's load
+// lease, so that a load under way is not cached), or the fill of a load
+// under token's lease granted at began (written only while token still
+// holds the lease, stamped with began).
+func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative bool, opt *CacheSetOptions, delta time.Duration, token string, began int64) error {
 	ttl := k.opt.TTL
 	var tags []string
 	if opt != nil {
@@ -624,7 +647,7 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 	}
 	ttl = max(ttl, time.Millisecond)
 	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
-		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg).Err()
+		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, writtenArg(began)).Err()
 	k.evictLocal(key)
 	if err != nil {
 		return k.redisError("set", key, err)
@@ -650,20 +673,29 @@ func (k *Cache[T]) evictLocal(key string) {
 	}
 }
 
+// writtenArg is cache_set's written time: began, or "" for the server's now.
+func writtenArg(began int64) string {
+	if began <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(began, 10)
+}
+
 // Delete removes key's entry (invalidate on write: call it after writing the
-// source of truth; the next Get loads afresh).
+// source of truth; the next Get loads afresh). A load of key under way,
+// begun before Delete, is not cached: its lease is deleted with the entry.
 func (k *Cache[T]) Delete(ctx context.Context, key string) (err error) {
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
 	ctx, done := k.c.observe(ctx, "cache", "delete", k.name)
 	defer func() { done(outcome(outcomeOK, err), err) }()
-	ek := k.entryKey(key)
+	ek, lk := k.entryKey(key), k.leaseKey(key)
 	if ch := k.fanout(); ch == "" {
-		err = k.c.rdb.Del(ctx, ek).Err()
+		err = k.c.rdb.Del(ctx, ek, lk).Err()
 	} else {
 		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, ek)
+			p.Del(ctx, ek, lk)
 			p.Publish(ctx, ch, ek)
 			return nil
 		})

@@ -178,7 +178,7 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 			return nil, rerr
 		}
 		k.misses.Add(int64(len(pending)))
-		k.loadInto(ctx, keys, res, pending, loadMany, opt, "", false)
+		k.loadInto(ctx, keys, res, pending, loadMany, opt, "", 0, false)
 		return res, nil
 	}
 	missing := pending[:0]
@@ -210,10 +210,11 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 			if k.opt.FailClosed {
 				return nil, rerr
 			}
-			k.loadInto(ctx, keys, res, pending, loadMany, opt, "", false)
+			k.loadInto(ctx, keys, res, pending, loadMany, opt, "", 0, false)
 			break
 		}
 		var load, others []int
+		var began int64 // when this round's leases were granted
 		for j, i := range pending {
 			e := got[j]
 			switch {
@@ -221,16 +222,18 @@ func (k *Cache[T]) getBatch(ctx context.Context, keys []string, loadMany CacheLo
 				e.snap = snaps[i]
 				k.serve(keys[i], e, &res[i])
 			case e.lease:
-				load = append(load, i)
+				load, began = append(load, i), e.began
 			default:
 				others = append(others, i)
 			}
 		}
 		if len(others) > 0 && time.Now().After(deadline) {
-			load, others = append(load, others...), nil // waited long enough: load them here
+			// Waited long enough: load them here (returned, not cached: the
+			// lease holder's fill is).
+			load, others = append(load, others...), nil
 		}
 		if len(load) > 0 {
-			k.loadInto(ctx, keys, res, load, loadMany, opt, token, true)
+			k.loadInto(ctx, keys, res, load, loadMany, opt, token, began, true)
 		}
 		pending = others
 		if len(pending) == 0 {
@@ -381,7 +384,7 @@ func (k *Cache[T]) lookupMany(ctx context.Context, keys []string, token string, 
 	for i := range keys {
 		raw, ttl, lease := v[3*i], v[3*i+1], v[3*i+2]
 		ms, _ := ttl.(int64)
-		out[i].lease = lease == int64(1)
+		out[i].began, out[i].lease = leaseGranted(lease)
 		if raw == nil {
 			continue
 		}
@@ -390,7 +393,7 @@ func (k *Cache[T]) lookupMany(ctx context.Context, keys []string, token string, 
 		if !ok {
 			return nil, fmt.Errorf("%w: cache entry %q", ErrUnexpectedReply, keys[i])
 		}
-		e.lease = out[i].lease
+		e.lease, e.began = out[i].lease, out[i].began
 		e.ttl = time.Duration(ms) * time.Millisecond
 		e.tagged, e.size = len(tags) > 0, len(s)
 		e.stale = !e.negative && k.opt.StaleWhileRevalidate > 0 && ms >= 0 && e.ttl < k.opt.StaleWhileRevalidate
@@ -400,8 +403,9 @@ func (k *Cache[T]) lookupMany(ctx context.Context, keys []string, token string, 
 }
 
 // loadInto loads keys[idx] with one call of loadMany and fills their
-// results; with write, it caches them (releasing token's leases).
-func (k *Cache[T]) loadInto(ctx context.Context, keys []string, res []CacheResult[T], idx []int, loadMany CacheLoadMany[T], opt *CacheSetOptions, token string, write bool) {
+// results; with write, it caches them, each only while token still holds
+// its lease, granted at began (see loadAndSet), and releases the leases.
+func (k *Cache[T]) loadInto(ctx context.Context, keys []string, res []CacheResult[T], idx []int, loadMany CacheLoadMany[T], opt *CacheSetOptions, token string, began int64, write bool) {
 	batch := keysAt(keys, idx)
 	vals, delta, err := k.callLoadMany(ctx, batch, loadMany, token)
 	if err != nil {
@@ -424,7 +428,7 @@ func (k *Cache[T]) loadInto(ctx context.Context, keys []string, res []CacheResul
 		}
 	}
 	if write {
-		k.writeBack(ctx, batch, items, opt, delta, token)
+		k.writeBack(ctx, batch, items, opt, delta, token, began)
 	}
 }
 
@@ -463,11 +467,11 @@ func (k *Cache[T]) callLoadMany(ctx context.Context, keys []string, loadMany Cac
 // writeBack caches what a load returned, with a context of its own (ctx
 // may have ended meanwhile; the values are worth keeping), and releases
 // token's leases of keys, written or not.
-func (k *Cache[T]) writeBack(ctx context.Context, keys []string, items []cacheItem, opt *CacheSetOptions, delta time.Duration, token string) {
+func (k *Cache[T]) writeBack(ctx context.Context, keys []string, items []cacheItem, opt *CacheSetOptions, delta time.Duration, token string, began int64) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.opt.LeaseTTL)
 	defer cancel()
 	if len(items) > 0 {
-		if err := k.writeMany(wctx, items, opt, delta, token); err != nil {
+		if err := k.writeMany(wctx, items, opt, delta, token, began); err != nil {
 			_ = k.redisError("set", items[0].key, err)
 		}
 	}
@@ -496,8 +500,10 @@ type cacheItem struct {
 }
 
 // writeMany writes items with one cache_set call, each with its TTL
-// (jittered), opt's tags, and token's lease released.
-func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheSetOptions, delta time.Duration, token string) error {
+// (jittered) and opt's tags: a write (token "", which revokes the items'
+// load leases), or a fill under token's leases granted at began (each item
+// written only while token holds its lease, which is then released).
+func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheSetOptions, delta time.Duration, token string, began int64) error {
 	base := k.opt.TTL
 	var tags string
 	if opt != nil {
@@ -507,7 +513,7 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 		tags = strings.Join(opt.Tags, "\x1f")
 	}
 	keys := make([]string, 0, 2*len(items))
-	args := make([]any, 0, 2+5*len(items))
+	args := make([]any, 0, 2+6*len(items))
 	args = append(args, token, k.fanout())
 	for _, it := range items {
 		ttl, neg := base, 0
@@ -522,7 +528,7 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 		}
 		ttl = max(ttl, time.Millisecond)
 		keys = append(keys, k.entryKey(it.key), k.leaseKey(it.key))
-		args = append(args, it.payload, ttl.Milliseconds(), tags, delta.Microseconds(), neg)
+		args = append(args, it.payload, ttl.Milliseconds(), tags, delta.Microseconds(), neg, writtenArg(began))
 	}
 	err := scriptCacheSet.run(ctx, k.c.rdb, keys, args...).Err()
 	for _, it := range items {
@@ -532,7 +538,7 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 }
 
 // SetMany writes every value of values under its key, MaxBatch keys per
-// round trip, like Set. Bad input (a bad key, opt, or a value the codec
+// round trip, like Set (a load under way of one of them is not cached). Bad input (a bad key, opt, or a value the codec
 // refuses) is an error with nothing written.
 func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheSetOptions) (err error) {
 	ctx, done := k.c.observe(ctx, "cache", "set-many", k.name)
@@ -557,7 +563,7 @@ func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheS
 		for i, key := range batch {
 			items[i] = cacheItem{key: key, payload: payloads[key]}
 		}
-		if err := k.writeMany(ctx, items, opt, 0, ""); err != nil {
+		if err := k.writeMany(ctx, items, opt, 0, "", 0); err != nil {
 			return k.redisError("set", batch[0], err)
 		}
 		return nil
@@ -565,7 +571,7 @@ func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheS
 }
 
 // DeleteMany removes the entries of keys, MaxBatch keys per round trip,
-// like Delete.
+// like Delete (with their load leases: a load under way is not cached).
 func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
 	ctx, done := k.c.observe(ctx, "cache", "delete-many", k.name)
 	defer func() { done(outcome(outcomeOK, err), err) }()
@@ -573,16 +579,16 @@ func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
 		return err
 	}
 	return k.chunks(uniqueKeys(keys), func(batch []string) error {
-		rk := make([]string, len(batch))
-		for i, key := range batch {
-			rk[i] = k.entryKey(key)
+		rk := make([]string, 0, 2*len(batch)) // entry, lease, entry, lease...
+		for _, key := range batch {
+			rk = append(rk, k.entryKey(key), k.leaseKey(key))
 		}
 		ch := k.fanout()
 		_, err := k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.Del(ctx, rk...)
 			if ch != "" {
-				for _, r := range rk {
-					p.Publish(ctx, ch, r)
+				for i := 0; i < len(rk); i += 2 {
+					p.Publish(ctx, ch, rk[i])
 				}
 			}
 			return nil
@@ -655,16 +661,17 @@ func (k *Cache[T]) refill(ctx context.Context, batch []string, loadMany CacheLoa
 		return 0, nil, k.redisError("get", batch[0], err)
 	}
 	var idx []int
+	var began int64
 	for i, e := range got {
 		if e.lease {
-			idx = append(idx, i)
+			idx, began = append(idx, i), e.began
 		}
 	}
 	if len(idx) == 0 {
 		return 0, nil, nil
 	}
 	res := make([]CacheResult[T], len(batch))
-	k.loadInto(ctx, batch, res, idx, loadMany, opt, token, true)
+	k.loadInto(ctx, batch, res, idx, loadMany, opt, token, began, true)
 	for _, i := range idx {
 		if res[i].Err != nil && !errors.Is(res[i].Err, ErrCacheNotFound) {
 			return 0, res[i].Err, nil

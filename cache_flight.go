@@ -217,7 +217,9 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 			return k.decode(e.payload)
 		}
 		if e.lease || time.Now().After(deadline) {
-			return k.loadAndSet(ctx, key, load, opt, token)
+			// Past the deadline without the lease, the value is returned and
+			// not cached: the holder's fill is.
+			return k.loadAndSet(ctx, key, load, opt, token, e.began)
 		}
 		select {
 		case <-ctx.Done():
@@ -228,10 +230,14 @@ func (k *Cache[T]) loadShared(ctx context.Context, key string, load func(ctx con
 	}
 }
 
-// loadAndSet loads and caches the value, with the lease token (which the
-// Set releases). If the load fails, panics or its value cannot be encoded,
-// the lease is released for the next caller.
-func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions, token string) (v T, err error) {
+// loadAndSet loads and caches the value, with the lease token granted at
+// began (which the Set releases). The value is cached only if token still
+// holds the lease when it is written: a write of key during the load
+// (Set, Delete, and their batch forms) revokes the lease, as does its
+// expiry (LeaseTTL); the caller gets the value all the same. If the load
+// fails, panics or its value cannot be encoded, the lease is released for
+// the next caller.
+func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions, token string, began int64) (v T, err error) {
 	released := false
 	defer func() {
 		if !released {
@@ -244,14 +250,14 @@ func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx con
 	switch {
 	case errors.Is(err, ErrCacheNotFound):
 		if k.opt.NegativeTTL > 0 {
-			released = k.set(ctx, key, nil, true, opt, delta, token) == nil
+			released = k.set(ctx, key, nil, true, opt, delta, token, began) == nil
 		}
 		return v, err
 	case err != nil:
 		return v, err
 	}
 	if payload, perr := k.encode(v); perr == nil {
-		released = k.set(ctx, key, payload, false, opt, delta, token) == nil
+		released = k.set(ctx, key, payload, false, opt, delta, token, began) == nil
 	}
 	return v, nil
 }
@@ -287,11 +293,12 @@ func (k *Cache[T]) refreshInBackground(ctx context.Context, key string, load fun
 		if err != nil {
 			return
 		}
-		// Only one process refreshes: the lease.
-		ok, err := k.c.rdb.SetNX(ctx, k.leaseKey(key), token, k.opt.LeaseTTL).Result()
-		if err != nil || !ok {
+		// Only one process refreshes: the lease (taken by cache_get whatever
+		// the entry's TTL, for the server time of its grant).
+		got, err := k.lookupMany(ctx, []string{key}, token, k.opt.MaxTTL+k.opt.StaleWhileRevalidate+time.Hour)
+		if err != nil || !got[0].lease {
 			return
 		}
-		_, _ = k.loadAndSet(ctx, key, load, opt, token)
+		_, _ = k.loadAndSet(ctx, key, load, opt, token, got[0].began)
 	}()
 }

@@ -53,7 +53,8 @@ func (w *WriteBehind[T]) Cache() *Cache[T] { return w.cache }
 func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
 
 // Set writes value under key to the cache and queues it for persist,
-// atomically.
+// atomically. Like Cache.Set, it revokes the load lease of key: a load
+// under way is not cached.
 func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) (err error) {
 	ctx, done := w.cache.c.observe(ctx, "writebehind", "set", w.cache.name)
 	defer func() { done(outcome(outcomeOK, err), err) }()
@@ -81,7 +82,7 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *Cach
 		return invalidf("write of %d bytes, over %d", len(body), MaxMessageBytes)
 	}
 	set := scriptCacheSet.args([]string{w.cache.entryKey(key), w.cache.leaseKey(key)},
-		[]any{"", w.cache.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0})
+		[]any{"", w.cache.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), 0, 0, ""})
 	enq := scriptQueue.args(w.queue.keys, []any{"enqueue", w.queue.opt.Retention.Milliseconds(), "", body, 0})
 	// EVAL, not EVALSHA: inside MULTI a NOSCRIPT would fail one command and
 	// not the other.

@@ -21,11 +21,16 @@
 -- {cache name}), so the check is atomic.
 --
 -- Returns three items per key: the entry (or false when there is nothing
--- valid to serve), its TTL left in ms (PTTL), and 1 if the caller holds the
--- key's lease now, else 0 (a miss with 0: somebody else is loading).
+-- valid to serve), its TTL left in ms (PTTL), and, if the caller took the
+-- key's lease now, the server time (µs, a string) at which it did, else 0
+-- (a miss with 0: somebody else is loading). The caller passes that time
+-- back to cache_set as the written time of what it loads, so that a tag
+-- invalidation that runs during the load hides the entry.
 --
 -- Example: redis-cli --eval scripts/cache_get.lua patterns:cache:{demo}:tags patterns:cache:{demo}:e:k patterns:cache:{demo}:l:k , token 5000
 local below = tonumber(ARGV[3] or '') or 0
+local t = redis.call('TIME')
+local now = string.format('%s%06d', t[1], tonumber(t[2]))
 local out = {}
 for i = 2, #KEYS, 2 do
   local v = redis.call('GET', KEYS[i])
@@ -46,7 +51,7 @@ for i = 2, #KEYS, 2 do
   local lease = 0
   if (not v or (below > 0 and ttl >= 0 and ttl < below)) and
       redis.call('SET', KEYS[i + 1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    lease = 1
+    lease = now
   end
   out[#out + 1] = v or false
   out[#out + 1] = ttl
