@@ -384,7 +384,7 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 // loader lease if it is free, in one script.
 func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry, error) {
 	keys := []string{k.tags[0], k.entryKey(key), k.leaseKey(key)}
-	v, err := scriptCacheGet.run(ctx, k.c.rdb, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
+	v, err := scriptCacheGet.run(ctx, k.c.scr, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
 	if err != nil {
 		return entry{}, err
 	}
@@ -607,7 +607,7 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
-	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
+	err := scriptCacheSet.run(ctx, k.c.scr, []string{k.entryKey(key), k.leaseKey(key)},
 		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg).Err()
 	k.evictLocal(key)
 	if err != nil {
@@ -676,7 +676,7 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) (err erro
 	for _, t := range tags {
 		args = append(args, t)
 	}
-	err = scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
+	err = scriptCacheInvalidate.run(ctx, k.c.scr, k.tags[:], args...).Err()
 	if k.local != nil {
 		k.local.invalidateTags()
 	}

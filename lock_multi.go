@@ -145,7 +145,7 @@ func (m *MultiLock) releaseGroups(ctx context.Context, groups []lockGroup) (int6
 	var deleted int64
 	var first error
 	for _, g := range groups {
-		n, err := scriptLockRelease.run(ctx, m.c.rdb, g.keys[:len(g.names)], m.token).Int64()
+		n, err := scriptLockRelease.run(ctx, m.c.scr, g.keys[:len(g.names)], m.token).Int64()
 		if err != nil && first == nil {
 			first = err
 		}
