@@ -219,6 +219,12 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
+	co.one.mu.Lock()
+	left := len(co.one.pending)
+	co.one.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d callers that left are still queued", left)
+	}
 	for i := range errs {
 		if !isTimeout(errs[i]) {
 			t.Errorf("queued caller %d: %v, want a timeout", i, errs[i])
