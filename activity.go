@@ -153,7 +153,7 @@ func (a *Activity) combine(ctx context.Context, op string, days []time.Time) (re
 	// The temporary key is named after the operation and the days, so that
 	// concurrent callers asking the same question share it.
 	keys[0] = a.c.key("bm", a.name, "tmp", op, strconv.FormatUint(h.Sum64(), 16))
-	v, err := scriptBitopCount.run(ctx, a.c.rdb, keys, op, a.tmp.Milliseconds()).Int64Slice()
+	v, err := scriptBitopCount.run(ctx, a.c.scr, keys, op, a.tmp.Milliseconds()).Int64Slice()
 	if err != nil {
 		return 0, 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
 	}

@@ -404,7 +404,7 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 // loader lease if it is free, in one script.
 func (k *Cache[T]) lookupOrLease(ctx context.Context, key, token string) (entry, error) {
 	keys := []string{k.tags[0], k.entryKey(key), k.leaseKey(key)}
-	v, err := scriptCacheGet.run(ctx, k.c.rdb, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
+	v, err := scriptCacheGet.run(ctx, k.c.scr, keys, token, k.opt.LeaseTTL.Milliseconds()).Slice()
 	if err != nil {
 		return entry{}, err
 	}
@@ -646,7 +646,7 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
-	err := scriptCacheSet.run(ctx, k.c.rdb, []string{k.entryKey(key), k.leaseKey(key)},
+	err := scriptCacheSet.run(ctx, k.c.scr, []string{k.entryKey(key), k.leaseKey(key)},
 		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, writtenArg(began)).Err()
 	k.evictLocal(key)
 	if err != nil {
@@ -724,7 +724,7 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) (err erro
 	for _, t := range tags {
 		args = append(args, t)
 	}
-	err = scriptCacheInvalidate.run(ctx, k.c.rdb, k.tags[:], args...).Err()
+	err = scriptCacheInvalidate.run(ctx, k.c.scr, k.tags[:], args...).Err()
 	if k.local != nil {
 		k.local.invalidateTags()
 	}

@@ -373,7 +373,7 @@ func (k *Cache[T]) lookupMany(ctx context.Context, keys []string, token string, 
 	for _, key := range keys {
 		rk = append(rk, k.entryKey(key), k.leaseKey(key))
 	}
-	v, err := scriptCacheGet.run(ctx, k.c.rdb, rk, token, k.opt.LeaseTTL.Milliseconds(), below.Milliseconds()).Slice()
+	v, err := scriptCacheGet.run(ctx, k.c.scr, rk, token, k.opt.LeaseTTL.Milliseconds(), below.Milliseconds()).Slice()
 	if err != nil {
 		return nil, err
 	}
@@ -530,7 +530,7 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 		keys = append(keys, k.entryKey(it.key), k.leaseKey(it.key))
 		args = append(args, it.payload, ttl.Milliseconds(), tags, delta.Microseconds(), neg, writtenArg(began))
 	}
-	err := scriptCacheSet.run(ctx, k.c.rdb, keys, args...).Err()
+	err := scriptCacheSet.run(ctx, k.c.scr, keys, args...).Err()
 	for _, it := range items {
 		k.evictLocal(it.key)
 	}

@@ -268,7 +268,7 @@ func (k *Cache[T]) loadAndSet(ctx context.Context, key string, load func(ctx con
 func (k *Cache[T]) releaseLease(ctx context.Context, key, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.opt.LeaseTTL)
 	defer cancel()
-	_ = scriptLockRelease.run(ctx, k.c.rdb, []string{k.leaseKey(key)}, token).Err()
+	_ = scriptLockRelease.run(ctx, k.c.scr, []string{k.leaseKey(key)}, token).Err()
 }
 
 // refreshInBackground reloads key in a goroutine, one at a time per key in

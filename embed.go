@@ -133,6 +133,9 @@ func evalLine(verb string, body any, keys []string, args []any) []any {
 // runArgs runs an EVALSHA command line made by args (callers on a hot path
 // may build and keep it themselves), falling back to EVAL on NOSCRIPT.
 func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any) *redis.Cmd {
+	if co, ok := rdb.(*coalescing); ok {
+		return co.run(ctx, s, evalsha)
+	}
 	cmd := newEvalCmd(ctx, evalsha)
 	_ = process(ctx, rdb, cmd)
 	if isNoScript(cmd.Err()) {
@@ -187,7 +190,11 @@ func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 // onceScripter is rdb for a library that runs scripts of its own
 // (redis_rate, behind GCRA): its EVAL and EVALSHA are sent as onceCmds, at
 // most once, like the package's scripts; everything else goes to rdb as is.
-type onceScripter struct{ redis.UniversalClient }
+// With coalescing (co set) they go through its queue.
+type onceScripter struct {
+	redis.UniversalClient
+	co *coalescing
+}
 
 // Eval runs EVAL at most once.
 func (o onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
@@ -200,7 +207,11 @@ func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, a
 }
 
 func (o onceScripter) once(ctx context.Context, verb, body string, keys []string, args []any) *redis.Cmd {
-	cmd := newEvalCmd(ctx, evalLine(verb, body, keys, args))
+	line := evalLine(verb, body, keys, args)
+	if o.co != nil {
+		return o.co.run(ctx, nil, line)
+	}
+	cmd := newEvalCmd(ctx, line)
 	_ = process(ctx, o.UniversalClient, cmd)
 	return cmd
 }

@@ -201,7 +201,7 @@ func TestScriptsAreNotRetried(t *testing.T) {
 	}
 	// Pipelines too.
 	arm()
-	c := &Client{rdb: rdb, prefix: "t"}
+	c := &Client{rdb: rdb, scr: rdb, prefix: "t"}
 	err = c.runBatch(ctx, []call{incr.call([]string{counter}), incr.call([]string{counter})})
 	if err == nil {
 		n, _ := direct.Get(ctx, counter).Int()

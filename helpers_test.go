@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -254,10 +255,14 @@ func forEachPrimary(ctx context.Context, rdb redis.UniversalClient, fn func(ctx 
 // tests never see each other's keys, and a check at cleanup that every key
 // under that prefix has a TTL (the library's rule), except those for which
 // longLived returns true.
+// coalesceTests runs the Clients of newClient with Options.Coalesce when
+// PATTERNS_COALESCE=1: the fault batteries and the rest then run coalesced.
+var coalesceTests = os.Getenv("PATTERNS_COALESCE") == "1"
+
 func newClient(t testing.TB, rdb redis.UniversalClient, longLived ...func(key string) bool) *Client {
 	t.Helper()
 	prefix := uniquePrefix(t)
-	c, err := New(rdb, &Options{Prefix: prefix})
+	c, err := New(rdb, &Options{Prefix: prefix, Coalesce: coalesceTests})
 	if err != nil {
 		t.Fatal(err)
 	}

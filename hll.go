@@ -95,7 +95,7 @@ func (c *Client) bucketAdd(ctx context.Context, op string, bucket time.Duration,
 	for attempt := 0; attempt < 3; attempt++ {
 		idx := strconv.FormatInt(index, 10)
 		args := append([]any{op, int64(bucket / time.Second), idx, ret.Milliseconds()}, values...)
-		v, err := scriptBucketAdd.run(ctx, c.rdb, []string{key(index)}, args...).Slice()
+		v, err := scriptBucketAdd.run(ctx, c.scr, []string{key(index)}, args...).Slice()
 		if err != nil {
 			return false, err
 		}

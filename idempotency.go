@@ -240,7 +240,7 @@ func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(c
 	var res IdempotencyResult
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		v, err := scriptIdemBegin.run(ctx, i.c.rdb, keys, token, fp, i.leaseArg, fenceTTLArg, waitFlag).Slice()
+		v, err := scriptIdemBegin.run(ctx, i.c.scr, keys, token, fp, i.leaseArg, fenceTTLArg, waitFlag).Slice()
 		if err != nil {
 			return res, i.wrapErr(ctx, key, err)
 		}
@@ -362,7 +362,7 @@ func (i *Idempotency) end(ctx context.Context, k idemKeys, token, op string, val
 		// Sent at most once per attempt; repeated after a network error,
 		// which is safe: a repeated "store" by the holder returns 1, a
 		// repeated "release" finds nothing to release.
-		n, err = scriptIdemEnd.run(ectx, i.c.rdb, []string{k.rec, k.signal}, args...).Int64()
+		n, err = scriptIdemEnd.run(ectx, i.c.scr, []string{k.rec, k.signal}, args...).Int64()
 		var rerr redis.Error
 		if err == nil || attempt == 3 || ectx.Err() != nil || errors.As(err, &rerr) {
 			break

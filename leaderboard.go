@@ -200,7 +200,7 @@ func (b *Board) Submit(ctx context.Context, member string, score float64) (e Boa
 			args = append(args, w.kind, buckets[w.kind], w.ret.Milliseconds())
 			args[4] = args[4].(int) + 1
 		}
-		v, err := scriptLBSubmit.run(ctx, b.c.rdb, keys, args...).Slice()
+		v, err := scriptLBSubmit.run(ctx, b.c.scr, keys, args...).Slice()
 		if err != nil {
 			return BoardEntry{}, fmt.Errorf("patterns: board %q: submit: %w", b.name, err)
 		}
@@ -284,7 +284,7 @@ func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, er
 	if mode < RankOrdinal || mode > RankDense {
 		return nil, invalidf("unknown rank mode %d", mode)
 	}
-	v, err := scriptLBRead.run(ctx, b.c.rdb, b.keys, append([]any{b.order(), rankModes[mode]}, args...)...).Slice()
+	v, err := scriptLBRead.run(ctx, b.c.scr, b.keys, append([]any{b.order(), rankModes[mode]}, args...)...).Slice()
 	if err == redis.Nil {
 		return nil, nil
 	}
@@ -400,7 +400,7 @@ func (b *Board) Remove(ctx context.Context, member string) (err error) {
 	if err := checkMember(member); err != nil {
 		return err
 	}
-	if err := scriptLBRemove.run(ctx, b.c.rdb, b.keys, member).Err(); err != nil {
+	if err := scriptLBRemove.run(ctx, b.c.scr, b.keys, member).Err(); err != nil {
 		return fmt.Errorf("patterns: board %q: %w", b.name, err)
 	}
 	return nil

@@ -251,7 +251,7 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		if replicas, timeout := opt.replicas(); replicas > 0 {
 			n, acked, err = c.runLockReplicated(ctx, scriptLockObtain, replicas, timeout, l.keys[:3], cmd[6:]...)
 		} else {
-			n, err = scriptLockObtain.runArgs(ctx, c.rdb, cmd).Int64()
+			n, err = scriptLockObtain.runArgs(ctx, c.scr, cmd).Int64()
 		}
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
@@ -319,7 +319,7 @@ func (c *Client) newLockAt(id, lockKey, fenceKey, token string, ttl time.Duratio
 func (c *Client) runLock(ctx context.Context, opt *LockOptions, s *script, keys []string, args ...any) (n, acked int64, err error) {
 	replicas, timeout := opt.replicas()
 	if replicas == 0 {
-		n, err = s.run(ctx, c.rdb, keys, args...).Int64()
+		n, err = s.run(ctx, c.scr, keys, args...).Int64()
 		return n, 0, err
 	}
 	return c.runLockReplicated(ctx, s, replicas, timeout, keys, args...)
@@ -438,7 +438,7 @@ func (l *Lock) Release(ctx context.Context) error {
 }
 
 func (l *Lock) release(ctx context.Context) error {
-	n, err := scriptLockRelease.runArgs(ctx, l.c.rdb, l.releaseCmd[:]).Int64()
+	n, err := scriptLockRelease.runArgs(ctx, l.c.scr, l.releaseCmd[:]).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: release lock %q: %w", l.id, err)
 	}

@@ -147,7 +147,7 @@ func (m *MultiLock) releaseGroups(ctx context.Context, groups []lockGroup) (int6
 	var first error
 	for _, g := range groups {
 		// Releasing wakes the callers of Obtain waiting for one of the locks.
-		n, err := scriptLockRelease.run(ctx, m.c.rdb, g.release, m.token, lockSignalTTLArg).Int64()
+		n, err := scriptLockRelease.run(ctx, m.c.scr, g.release, m.token, lockSignalTTLArg).Int64()
 		if err != nil && first == nil {
 			first = err
 		}

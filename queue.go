@@ -192,7 +192,7 @@ func (o *EnqueueOptions) bad(body []byte) string {
 }
 
 func (q *Queue) run(ctx context.Context, args ...any) ([]any, error) {
-	v, err := scriptQueue.run(ctx, q.c.rdb, q.keys, append([]any{args[0], q.opt.Retention.Milliseconds()}, args[1:]...)...).Result()
+	v, err := scriptQueue.run(ctx, q.c.scr, q.keys, append([]any{args[0], q.opt.Retention.Milliseconds()}, args[1:]...)...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
 	}

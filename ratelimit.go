@@ -56,10 +56,11 @@ func (a Algorithm) String() string {
 }
 
 var (
-	scriptRLFixedWindow   = newScript("rl_fixed_window")
-	scriptRLSlidingLog    = newScript("rl_sliding_log")
-	scriptRLSlidingWindow = newScript("rl_sliding_window")
-	scriptRLTokenBucket   = newScript("rl_token_bucket")
+	scriptRLFixedWindow      = newScript("rl_fixed_window")
+	scriptRLSlidingLog       = newScript("rl_sliding_log")
+	scriptRLSlidingWindow    = newScript("rl_sliding_window")
+	scriptRLTokenBucket      = newScript("rl_token_bucket")
+	scriptRLTokenBucketBatch = newScript("rl_token_bucket_batch")
 )
 
 // maxScaled bounds Burst*Period(ms) for the token bucket (twice it plus the
@@ -218,7 +219,7 @@ func (c *Client) Limiter(name string, opt *LimiterOptions) (*Limiter, error) {
 	}
 	l := &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}}
 	if algo == GCRA {
-		l.gcra = redis_rate.NewLimiter(onceScripter{c.rdb}) // decisions are sent at most once
+		l.gcra = redis_rate.NewLimiter(onceScripter{c.rdb, c.coalescing()}) // decisions are sent at most once
 	}
 	return l, nil
 }
@@ -425,7 +426,7 @@ func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, l
 	if err != nil {
 		return LimitResult{}, err
 	}
-	res, err := l.parse(cl.script.runArgs(ctx, l.c.rdb, cl.line), limits, n)
+	res, err := l.parse(cl.script.runArgs(ctx, l.c.scr, cl.line), limits, n)
 	if err != nil {
 		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
@@ -672,10 +673,18 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 		}
 		calls[i] = cl
 	}
-	err = l.c.runBatch(ctx, calls)
+	cmds := make([]*redis.Cmd, len(reqs))
+	if l.algo == TokenBucket {
+		err = l.tokenBucketBatch(ctx, reqs, calls, cmds)
+	} else {
+		err = l.c.runBatch(ctx, calls)
+		for i := range calls {
+			cmds[i] = calls[i].cmd
+		}
+	}
 	out := make([]LimitResult, len(reqs))
-	for i, cl := range calls {
-		res, rerr := l.parse(cl.cmd, reqs[i].Limits, reqs[i].N)
+	for i, cmd := range cmds {
+		res, rerr := l.parse(cmd, reqs[i].Limits, reqs[i].N)
 		if rerr != nil {
 			if err == nil {
 				err = rerr
@@ -685,4 +694,72 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 		out[i] = res
 	}
 	return out, nil
+}
+
+// tbBatchMax caps the requests one rl_token_bucket_batch call decides, so
+// that one call holds the server for a bounded time.
+const tbBatchMax = 100
+
+// tokenBucketBatch decides a token-bucket batch with rl_token_bucket_batch:
+// one script call per group of requests whose keys can meet in a script
+// (one slot on a cluster, any on a single server; on a Ring, one request per
+// group), at most tbBatchMax each, all groups in one pipeline. It sets
+// cmds[i] to a command holding request i's reply as rl_token_bucket gives
+// it, or the group's error; calls are the requests' prepared calls (their
+// keys).
+func (l *Limiter) tokenBucketBatch(ctx context.Context, reqs []LimitRequest, calls []call, cmds []*redis.Cmd) error {
+	type group struct{ reqs []int }
+	var groups []*group
+	bySlot := map[int]*group{}
+	_, cluster := l.c.rdb.(*redis.ClusterClient)
+	_, ring := l.c.rdb.(*redis.Ring)
+	for i := range reqs {
+		slot := 0
+		if cluster {
+			slot = clusterSlot(calls[i].line[3].(string))
+		}
+		g := bySlot[slot]
+		if g == nil || ring || len(g.reqs) == tbBatchMax || len(reqs[i].Limits) > 255 {
+			g = &group{}
+			groups = append(groups, g)
+			bySlot[slot] = g
+		}
+		g.reqs = append(g.reqs, i)
+	}
+	batch := make([]call, len(groups))
+	for gi, g := range groups {
+		var keys []string
+		var records, layout []byte
+		for _, i := range g.reqs {
+			lims := reqs[i].Limits
+			for j, lim := range lims {
+				keys = append(keys, calls[i].line[3+j].(string))
+				records = tbRecord(records, lim, reqs[i].N)
+			}
+			layout = append(layout, byte(len(lims)))
+		}
+		batch[gi] = scriptRLTokenBucketBatch.call(keys, string(records), string(layout))
+	}
+	err := l.c.runBatch(ctx, batch)
+	for gi, g := range groups {
+		v, gerr := batch[gi].cmd.Slice()
+		base := 0
+		for _, i := range g.reqs {
+			m := len(reqs[i].Limits)
+			cmd := redis.NewCmd(ctx)
+			switch {
+			case gerr != nil:
+				cmd.SetErr(gerr)
+			case base+m > len(v):
+				cmd.SetErr(fmt.Errorf("%w: %d replies for more keys", ErrUnexpectedReply, len(v)))
+			case m == 1:
+				cmd.SetVal(v[base])
+			default:
+				cmd.SetVal(v[base : base+m])
+			}
+			cmds[i] = cmd
+			base += m
+		}
+	}
+	return err
 }

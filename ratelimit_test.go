@@ -779,3 +779,45 @@ func TestRateLimitWindowKeysAligned(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitBatchSameAsAllow checks that a token-bucket AllowBatch (one
+// script call per slot group) decides exactly as AllowN called request by
+// request: over 300 requests (several groups) that repeat keys inside one
+// batch, mix one and two limits and run buckets dry, twice.
+func TestRateLimitBatchSameAsAllow(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		batched := newLimiter(t, newClient(t, rdb), TokenBucket)
+		single := newLimiter(t, newClient(t, rdb), TokenBucket)
+		var reqs []LimitRequest
+		for i := 0; i < 300; i++ {
+			limits := []Limit{PerHour(5)}
+			if i%4 == 0 {
+				limits = append(limits, PerDay(7))
+			}
+			reqs = append(reqs, LimitRequest{Key: "user" + strconv.Itoa(i%40), N: i%2 + 1, Limits: limits})
+		}
+		for round := 0; round < 2; round++ {
+			res, err := batched.AllowBatch(ctx, reqs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			admitted := 0
+			for i, r := range reqs {
+				want, err := single.AllowN(ctx, r.Key, r.N, r.Limits...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res[i].Allowed != want.Allowed || res[i].Remaining != want.Remaining {
+					t.Fatalf("round %d request %d %+v: batch %+v, one by one %+v", round, i, r, res[i], want)
+				}
+				if want.Allowed {
+					admitted++
+				}
+			}
+			if round == 0 && (admitted == 0 || admitted == len(reqs)) {
+				t.Fatalf("%d of %d admitted: the test decides nothing", admitted, len(reqs))
+			}
+		}
+	})
+}

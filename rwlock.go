@@ -197,7 +197,7 @@ func (rw *RWLock) run(ctx context.Context, step, token string, lease, intent int
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rw.c.releaseTimeout)
 		defer cancel()
 	}
-	return scriptRW.run(ctx, rw.c.rdb, rw.keys, step, token, lease, intent, fenceTTLArg, mark.Milliseconds()).Int64()
+	return scriptRW.run(ctx, rw.c.scr, rw.keys, step, token, lease, intent, fenceTTLArg, mark.Milliseconds()).Int64()
 }
 
 // Writer reports whether l holds the lock to write.

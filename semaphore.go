@@ -172,7 +172,7 @@ func (s *Semaphore) attempt(ctx context.Context, token string, mode int, mark ti
 	if mark > 0 {
 		keys, args = s.keys[:5], append(args, mark.Milliseconds())
 	}
-	v, err := scriptSemAcquire.run(ctx, s.c.rdb, keys, args...).Int64Slice()
+	v, err := scriptSemAcquire.run(ctx, s.c.scr, keys, args...).Int64Slice()
 	if err != nil {
 		return semReply{}, err
 	}
@@ -337,7 +337,7 @@ func (p *Permit) touch(ctx context.Context, lease time.Duration) (time.Duration,
 	if p == nil {
 		return 0, ErrNotHeld
 	}
-	n, err := scriptSemTouch.run(ctx, p.s.c.rdb, p.s.keys[:1], p.token, lease.Milliseconds()).Int64()
+	n, err := scriptSemTouch.run(ctx, p.s.c.scr, p.s.keys[:1], p.token, lease.Milliseconds()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: semaphore %q: %w", p.s.name, err)
 	}
@@ -368,7 +368,7 @@ func (p *Permit) release(ctx context.Context) error {
 		defer cancel()
 	}
 	k := &p.s.keys
-	n, err := scriptSemRelease.run(ctx, p.s.c.rdb, []string{k[0], k[2], k[3], k[4], k[5]}, p.token, lockSignalTTLArg).Int64()
+	n, err := scriptSemRelease.run(ctx, p.s.c.scr, []string{k[0], k[2], k[3], k[4], k[5]}, p.token, lockSignalTTLArg).Int64()
 	if err != nil {
 		return fmt.Errorf("patterns: semaphore %q: release: %w", p.s.name, err)
 	}

@@ -222,7 +222,7 @@ func (s *Sessions) Create(ctx context.Context, user string, data map[string]stri
 }
 
 func (s *Sessions) run(ctx context.Context, keys []string, args ...any) (any, error) {
-	v, err := scriptSession.run(ctx, s.c.rdb, keys, args...).Result()
+	v, err := scriptSession.run(ctx, s.c.scr, keys, args...).Result()
 	if err == redis.Nil {
 		return nil, nil
 	}

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -211,4 +213,102 @@ func BenchmarkRateLimitServerCost(b *testing.B) {
 			b.ReportMetric(us[0]/us[1], "tb/redis_rate")
 		})
 	}
+}
+
+// The server's cost per decision of AllowBatch (token bucket, 100 keys, all
+// admitted, one rl_token_bucket_batch call) beside, each on a server of its
+// own and alternated op by op: what AllowBatch sent before, a pipeline of 100
+// EVALSHA of rl_token_bucket (one per decision, packed arguments), and the
+// floor, a pipeline of 100 EVALSHA of `return 1`. Costs are the EVALSHA
+// microseconds of INFO commandstats over the decisions; srv-ratio and
+// srv-ratio-per-call are the batch's and the per-decision calls' cost over
+// the floor's.
+func BenchmarkRateLimitBatchServerCost(b *testing.B) {
+	ctx := context.Background()
+	const batch = 100
+	lim := patterns.Limit{Rate: 1 << 30, Period: time.Hour}
+	pRdb, pc := benchRedis(b)
+	l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]patterns.LimitRequest, batch)
+	keys := make([]string, batch)
+	for i := range reqs {
+		reqs[i] = patterns.LimitRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{lim}}
+		keys[i] = "patterns:rl:{user:" + strconv.Itoa(i) + "}:tb"
+	}
+	rRdb, _ := benchRedis(b)
+	sha, err := rRdb.ScriptLoad(ctx, "return 1").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The per-decision script, with its packed argument (three
+	// little-endian doubles: n * period ms, rate, burst * period ms).
+	sRdb, _ := benchRedis(b)
+	var tbSHA string
+	for _, s := range patterns.Scripts() {
+		if s.Name == "rl_token_bucket" {
+			tbSHA = s.SHA1
+		}
+	}
+	ms := float64(lim.Period.Milliseconds())
+	var rec []byte
+	for _, v := range []float64{ms, float64(lim.Rate), float64(lim.Rate) * ms} {
+		rec = binary.LittleEndian.AppendUint64(rec, math.Float64bits(v))
+	}
+	record := string(rec)
+	raw := func() {
+		pipe := rRdb.Pipeline()
+		for j := 0; j < batch; j++ {
+			pipe.EvalSha(ctx, sha, keys[j:j+1], 1)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perCall := func() {
+		pipe := sRdb.Pipeline()
+		for j := 0; j < batch; j++ {
+			pipe.EvalSha(ctx, tbSHA, keys[j:j+1], record)
+		}
+		cmds, err := pipe.Exec(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v, _ := cmds[0].(*redis.Cmd).Int64(); v <= 0 {
+			b.Fatal("denied", v)
+		}
+	}
+	allow := func() {
+		res, err := l.AllowBatch(ctx, reqs)
+		if err != nil || !res[0].Allowed {
+			b.Fatal(res, err)
+		}
+	}
+	allow() // every bucket exists
+	perCall()
+	servers := []*redis.Client{pRdb, sRdb, rRdb}
+	for _, rdb := range servers {
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		allow()
+		perCall()
+		raw()
+	}
+	b.StopTimer()
+	decisions := float64(b.N * batch)
+	var us [3]float64
+	for i, rdb := range servers {
+		_, usec := commandStats(b, rdb, "evalsha")
+		us[i] = float64(usec) / decisions
+	}
+	b.ReportMetric(us[0], "srv-us/decision")
+	b.ReportMetric(us[2], "floor-srv-us/call")
+	b.ReportMetric(us[0]/us[2], "srv-ratio")
+	b.ReportMetric(us[1]/us[2], "srv-ratio-per-call")
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Throughput of the hot operations, coalescing off and on, beside the peers
+# and the floors, in one run: writes throughput.txt (raw output),
+# throughput.md (table) and throughput.png (plot) here, in bench/.
+#
+#   cd bench && ./throughput.sh [benchtime, default 3000x]
+set -euo pipefail
+cd "$(dirname "$0")"
+benchtime=${1:-3000x}
+port=$((20000 + RANDOM % 20000))
+redis-server --port "$port" --save '' --appendonly no --daemonize no >/dev/null &
+srv=$!
+trap 'kill $srv 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+sha=$(redis-cli -p "$port" script load 'return 1')
+{
+	go test -run '^$' -bench '^BenchmarkThroughput$' -benchtime "$benchtime" .
+	# The pipelined floor: the same script, 16 in flight on each of 64
+	# connections.
+	rps=$(redis-benchmark -p "$port" -P 16 -c 64 -n 400000 -q evalsha "$sha" 1 k | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
+	echo "redis-benchmark -P 16 -c 64 evalsha return 1: $rps ops/s"
+} | tee throughput.txt
+go run ./cmd/throughputplot -o throughput.png < throughput.txt > throughput.md
+cat throughput.md

@@ -1,0 +1,237 @@
+package patterns
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Coalescing (Options.Coalesce) sends the script calls of concurrent callers
+// to one server in shared pipelines.
+//
+// It is written here rather than built on go-redis's AutoPipeliner, which
+// does not keep the package's guarantees: a queued command runs on the
+// pipeliner's own context, not the caller's (a caller cannot stop waiting),
+// its batches of ordinary commands are retried whole after a network error,
+// its NOSCRIPT fallback is Script.Run's (not inside a batch), it is
+// experimental, and it is one instance owned by the go-redis client whose
+// flusher goroutines live until that client or pipeliner is closed, which a
+// Client (that has no Close and does not own rdb) cannot do.
+//
+// The design needs no goroutine while a server is idle. A caller that finds
+// no batch in flight to its server sends its call at once, on its own
+// goroutine and context (exactly as without coalescing). Callers arriving
+// while a batch is in flight queue up; when the batch ends, the queue is sent
+// as the next batch by a goroutine that lives while the queue keeps filling
+// and ends when it is empty. A queued caller whose context ends is taken out
+// of the queue (never sent) or, once its batch is on the wire, stops waiting
+// and gets its context's error; its call is sent once and never again.
+
+// coalescing is the Scripter the patterns run scripts through when
+// Options.Coalesce is set. It embeds rdb for every other command.
+type coalescing struct {
+	redis.UniversalClient
+	cluster *redis.ClusterClient // nil unless rdb is one
+	one     *coalescer           // the queue of a single server (or Ring)
+	nodes   sync.Map             // *redis.Client (a cluster master) → *coalescer
+
+	batches atomic.Int64 // pipelines of more than one call sent (for tests)
+	calls   atomic.Int64 // calls sent in such pipelines
+}
+
+func newCoalescing(rdb redis.UniversalClient) *coalescing {
+	co := &coalescing{UniversalClient: rdb}
+	co.cluster, _ = rdb.(*redis.ClusterClient)
+	co.one = &coalescer{co: co}
+	return co
+}
+
+// coalescer is the queue of one server.
+type coalescer struct {
+	co      *coalescing
+	mu      sync.Mutex
+	busy    bool     // a batch to this server is in flight
+	pending []*pcall // calls waiting for the next batch
+}
+
+// pcall is one queued script call.
+type pcall struct {
+	ctx  context.Context
+	s    *script // nil: no NOSCRIPT fallback (a foreign script, onceScripter)
+	line []any   // the EVALSHA (or EVAL) command line
+	cmd  *redis.Cmd
+	done chan struct{} // closed when cmd holds the reply
+}
+
+// queue returns the coalescer of the server that runs line.
+func (co *coalescing) queue(ctx context.Context, line []any) *coalescer {
+	if co.cluster == nil {
+		return co.one
+	}
+	key, ok := "", false
+	if n, _ := line[2].(int); n > 0 {
+		key, ok = line[3].(string)
+	}
+	if !ok {
+		return co.one
+	}
+	node, err := co.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return co.one // the cluster pipeline routes it and reports the error
+	}
+	if q, ok := co.nodes.Load(node); ok {
+		return q.(*coalescer)
+	}
+	q, _ := co.nodes.LoadOrStore(node, &coalescer{co: co})
+	return q.(*coalescer)
+}
+
+// run runs one script call (s may be nil) through the server's queue and
+// returns its command, whose result is this caller's alone.
+func (co *coalescing) run(ctx context.Context, s *script, line []any) *redis.Cmd {
+	q := co.queue(ctx, line)
+	p := &pcall{ctx: ctx, s: s, line: line}
+	q.mu.Lock()
+	if !q.busy {
+		// Nothing in flight: send at once, on the caller's goroutine.
+		q.busy = true
+		q.mu.Unlock()
+		q.send([]*pcall{p})
+		q.next()
+		return p.cmd
+	}
+	p.done = make(chan struct{})
+	q.pending = append(q.pending, p)
+	q.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.cmd
+	case <-ctx.Done():
+	}
+	q.mu.Lock()
+	for i, x := range q.pending {
+		if x == p { // not sent: leave the queue
+			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			break
+		}
+	}
+	q.mu.Unlock()
+	select {
+	case <-p.done: // the reply came meanwhile
+		return p.cmd
+	default:
+	}
+	// Sent or not, the call is never sent again; p.cmd belongs to the batch.
+	cmd := redis.NewCmd(ctx, line...)
+	cmd.SetErr(ctx.Err())
+	return cmd
+}
+
+// next ends the batch in flight: it hands the queued calls to a goroutine
+// that sends them as the next batch, or marks the server idle.
+func (q *coalescer) next() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		q.busy = false
+		return
+	}
+	go q.drain()
+}
+
+// drain sends the queue, batch after batch, until it is empty.
+func (q *coalescer) drain() {
+	for {
+		q.mu.Lock()
+		batch := q.pending
+		q.pending = nil
+		if len(batch) == 0 {
+			q.busy = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		q.send(batch)
+		for _, p := range batch {
+			close(p.done)
+		}
+	}
+}
+
+// send runs batch in one pipeline (a cluster pipeline on a cluster, which
+// follows MOVED and ASK) with EVALSHA, then the calls answered NOSCRIPT in a
+// second one with EVAL. Calls whose context ended before the send are not
+// sent and get their context's error. Every call is sent at most once.
+func (q *coalescer) send(batch []*pcall) {
+	live := make([]*pcall, 0, len(batch))
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.cmd = redis.NewCmd(p.ctx, p.line...)
+			p.cmd.SetErr(err)
+			continue
+		}
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := batchContext(live)
+	defer cancel()
+	if len(live) == 1 {
+		p := live[0]
+		p.cmd = newEvalCmd(ctx, p.line)
+		_ = process(ctx, q.co.UniversalClient, p.cmd)
+		if p.s != nil && isNoScript(p.cmd.Err()) {
+			p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+			_ = process(ctx, q.co.UniversalClient, p.cmd)
+		}
+		return
+	}
+	q.co.batches.Add(1)
+	q.co.calls.Add(int64(len(live)))
+	pipe := q.co.Pipeline()
+	for _, p := range live {
+		p.cmd = newEvalCmd(ctx, p.line)
+		_ = pipe.Process(ctx, onceCmd{p.cmd})
+	}
+	_, _ = pipe.Exec(ctx)
+	var again []*pcall
+	for _, p := range live {
+		if p.s != nil && isNoScript(p.cmd.Err()) {
+			again = append(again, p)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	pipe = q.co.Pipeline()
+	for _, p := range again {
+		p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+		_ = pipe.Process(ctx, onceCmd{p.cmd})
+	}
+	_, _ = pipe.Exec(ctx)
+}
+
+// batchContext returns the context a batch is sent on: a lone call's own;
+// for several, one that no caller can cancel (a caller leaving must not fail
+// the others), carrying the first caller's values and the latest of their
+// deadlines (none if one of them has none: go-redis's timeouts bound it).
+func batchContext(batch []*pcall) (context.Context, context.CancelFunc) {
+	if len(batch) == 1 {
+		return batch[0].ctx, func() {}
+	}
+	var last time.Time
+	for _, p := range batch {
+		dl, ok := p.ctx.Deadline()
+		if !ok {
+			return context.WithoutCancel(batch[0].ctx), func() {}
+		}
+		if dl.After(last) {
+			last = dl
+		}
+	}
+	return context.WithDeadline(context.WithoutCancel(batch[0].ctx), last)
+}

@@ -1,0 +1,246 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// coalesced returns a Client with Options.Coalesce on rdb, with c's prefix
+// (so c's cleanup audits its keys).
+func coalesced(t *testing.T, c *Client) *Client {
+	t.Helper()
+	cc, err := New(c.rdb, &Options{Prefix: c.prefix, Coalesce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
+// TestCoalesceMix runs a concurrent mix of patterns (limiter decisions on
+// shared keys, queue enqueue/dequeue/ack, a lock taken by many) on a
+// coalescing Client, with a SCRIPT FLUSH between two rounds so that
+// batches meet NOSCRIPT, and checks every result: each limit admits exactly
+// its capacity, each message is delivered exactly once, the lock is never
+// held twice, and batches of more than one call did form.
+func TestCoalesceMix(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		cc := coalesced(t, newClient(t, rdb))
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		lim, err := cc.Limiter("mix", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := cc.Queue("mix", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const (
+			workers  = 32
+			keys     = 4
+			capacity = 50
+			perRound = 16 // decisions per worker and round
+		)
+		limit := PerMinute(capacity)
+		var allowed [keys]atomic.Int64
+		var held, lockErrs atomic.Int64
+		var seen sync.Map
+		var dupes, msgs atomic.Int64
+		round := func(r int) {
+			var wg sync.WaitGroup
+			errs := make(chan error, workers)
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					fail := func(err error) { errs <- err }
+					for i := 0; i < perRound; i++ {
+						k := (w + i) % keys
+						res, err := lim.Allow(ctx, fmt.Sprintf("k%d", k), limit)
+						if err != nil {
+							fail(err)
+							return
+						}
+						if res.Allowed {
+							allowed[k].Add(1)
+						}
+					}
+					body := []byte(fmt.Sprintf("r%d-w%d", r, w))
+					if _, _, err := q.Enqueue(ctx, body, nil); err != nil {
+						fail(err)
+						return
+					}
+					m, _, err := q.TryDequeue(ctx)
+					if err != nil {
+						fail(err)
+						return
+					}
+					if m != nil {
+						msgs.Add(1)
+						if _, dup := seen.LoadOrStore(m.ID, true); dup {
+							dupes.Add(1)
+						}
+						if err := m.Ack(ctx); err != nil {
+							fail(err)
+							return
+						}
+					}
+					l, err := cc.Obtain(ctx, "mixlock", 10*time.Second, nil)
+					if errors.Is(err, ErrNotObtained) {
+						return
+					}
+					if err != nil {
+						fail(err)
+						return
+					}
+					if held.Add(1) > 1 {
+						lockErrs.Add(1)
+					}
+					held.Add(-1)
+					if err := l.Release(ctx); err != nil {
+						fail(err)
+					}
+				}(w)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("round %d: %v", r, err)
+			}
+		}
+		round(0)
+		if err := forEachPrimary(ctx, rdb, func(ctx context.Context, n *redis.Client) error {
+			return n.ScriptFlush(ctx).Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		round(1)
+		// Drain what TryDequeue missed (a message enqueued by one worker
+		// may be taken by another, or by none).
+		for {
+			m, _, err := q.TryDequeue(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m == nil {
+				break
+			}
+			msgs.Add(1)
+			if _, dup := seen.LoadOrStore(m.ID, true); dup {
+				dupes.Add(1)
+			}
+			if err := m.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k := range allowed {
+			if got := allowed[k].Load(); got != capacity {
+				t.Errorf("key %d: %d admitted, want exactly %d", k, got, capacity)
+			}
+		}
+		if got := msgs.Load(); got != 2*workers || dupes.Load() != 0 {
+			t.Errorf("%d messages delivered (%d twice), want %d once each", got, dupes.Load(), 2*workers)
+		}
+		if lockErrs.Load() != 0 {
+			t.Errorf("lock held by two callers at once %d times", lockErrs.Load())
+		}
+		co := cc.coalescing()
+		if co.batches.Load() == 0 {
+			// Possible only if the scheduler ran every call alone.
+			t.Errorf("no batch of more than one call formed (%d calls)", co.calls.Load())
+		}
+		t.Logf("%d batches of %d calls in all", co.batches.Load(), co.calls.Load())
+	})
+}
+
+// TestCoalesceQueuedCallerLeaves stalls the server (DEBUG SLEEP) while one
+// call is in flight: callers queued behind it with a short deadline must
+// return a timeout before the stall ends, and their calls must never be sent
+// (the limiter counts only the call in flight).
+func TestCoalesceQueuedCallerLeaves(t *testing.T) {
+	t.Parallel()
+	_, rdb, admin := startStallable(t, true)
+	cc := coalesced(t, newClient(t, rdb))
+	lim, err := cc.Limiter("leave", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := PerMinute(100)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const stall = 2 * time.Second
+	debugSleep(t, admin, stall)
+	time.Sleep(100 * time.Millisecond) // the server is asleep
+	first := make(chan error, 1)
+	go func() {
+		_, err := lim.Allow(ctx, "k", limit)
+		first <- err
+	}()
+	// Wait until the first call is in flight (the queue is busy).
+	co := cc.coalescing()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		co.one.mu.Lock()
+		busy := co.one.busy
+		co.one.mu.Unlock()
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first call never in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	const queued = 10
+	var wg sync.WaitGroup
+	start := time.Now()
+	errs := make([]error, queued)
+	took := make([]time.Duration, queued)
+	for i := 0; i < queued; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			qctx, qcancel := context.WithTimeout(ctx, 150*time.Millisecond)
+			defer qcancel()
+			_, errs[i] = lim.Allow(qctx, "k", limit)
+			took[i] = time.Since(start)
+		}(i)
+	}
+	wg.Wait()
+	co.one.mu.Lock()
+	left := len(co.one.pending)
+	co.one.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d callers that left are still queued", left)
+	}
+	for i := range errs {
+		if !isTimeout(errs[i]) {
+			t.Errorf("queued caller %d: %v, want a timeout", i, errs[i])
+		}
+		if took[i] > stall*3/4 { // loosely: it did not wait for the stall
+			t.Errorf("queued caller %d returned after %v, stall %v", i, took[i], stall)
+		}
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("call in flight: %v", err)
+	}
+	res, err := lim.Peek(ctx, "k", 1, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Remaining != 98 { // Peek counts its own request: 100 - 1 - 1
+		t.Errorf("remaining %d after one admitted call and a Peek, want 98: a queued caller's call was sent", res.Remaining)
+	}
+}
