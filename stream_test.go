@@ -619,3 +619,38 @@ func TestStreamSubscriberChild(t *testing.T) {
 		t.Fatalf("subscribe: %v", err)
 	}
 }
+
+// FuzzStreamNames: a stream topic's name is its hash tag; bad names and
+// bad entry ids are refused before Redis.
+func FuzzStreamNames(f *testing.F) {
+	for _, id := range fuzzIDs {
+		f.Add(id, "1-0")
+	}
+	f.Add("t", "")
+	f.Add("t", "$")
+	f.Add("t", "1700000000000")
+	f.Add("t", "1-2-3")
+	f.Add("t", "-")
+	c := fuzzClient()
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, name, after string) {
+		topic, err := NewStreamTopic[int](c, name, nil)
+		if !validID(name) {
+			wantInvalid(t, "NewStreamTopic", err)
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkKey(t, topic.key, "st", name)
+		ms, seq, dash := strings.Cut(after, "-")
+		valid := decimal(ms) && (!dash || decimal(seq)) && len(after) <= 41
+		if after == "" || after == StreamLatest {
+			valid = true
+		}
+		if !valid {
+			_, err := topic.Read(ctx, after, 1, 0)
+			wantInvalid(t, "Read after "+strconv.Quote(after), err)
+		}
+	})
+}
