@@ -44,6 +44,7 @@ type Observer interface {
 //	board: submit, rank, top, page, around, remove, reset [ok, not-found]
 //	uniques: add [ok, changed], count, merge [ok]; activity: mark [ok, changed], count [ok]
 //	topic: publish [ok]
+//	stream: publish, publish-batch, read, group, group-read, ack [ok]
 //	semaphore: acquire [obtained, not-obtained], release [released, not-held], refresh [refreshed, lost]
 //	rwlock: rlock, lock [obtained, not-obtained], release [released, not-held], refresh [refreshed, lost]
 //	elect: elect [resigned, lost]
@@ -52,7 +53,7 @@ type Observer interface {
 type ObserveOp struct {
 	// Pattern names the primitive: "lock", "ratelimit", "cache", "queue",
 	// "sessions", "board", "uniques", "activity", "topic", "semaphore",
-	// "rwlock", "elect", "idempotency", "writebehind".
+	// "rwlock", "elect", "idempotency", "writebehind", "stream".
 	Pattern string
 	// Operation names the call: "obtain", "allow", "get", ...
 	Operation string

@@ -19,6 +19,14 @@ sha=$(redis-cli -p "$port" script load 'return 1')
 	# connections.
 	rps=$(redis-benchmark -p "$port" -P 16 -c 64 -n 400000 -q evalsha "$sha" 1 k | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
 	echo "redis-benchmark -P 16 -c 64 evalsha return 1: $rps ops/s"
+	# What the server decides when token-bucket calls arrive pipelined: the
+	# limiter's script, its limit (the benchmark's: 2^30 per hour) over
+	# 1,000 random ids, its arguments as text (the library packs them).
+	tb=$(redis-cli -p "$port" script load "$(cat ../scripts/rl_token_bucket.lua)")
+	rps=$(redis-benchmark -p "$port" -P 16 -c 64 -n 400000 -r 1000 -q evalsha "$tb" 1 \
+		'bench:rl:{user:__rand_int__}:tb:1073741824:3600000:1073741824' 3600000 1073741824 3865470566400000 |
+		tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
+	echo "redis-benchmark -P 16 -c 64 evalsha token bucket: $rps ops/s"
 } | tee throughput.txt
 go run ./cmd/throughputplot -o throughput.png < throughput.txt > throughput.md
 cat throughput.md

@@ -1,0 +1,656 @@
+package patterns
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func init() {
+	moreFaultOps = append(moreFaultOps, streamFaultOps)
+	moreOnceOps = append(moreOnceOps, streamOnceOps)
+}
+
+// streamFaultOps: publish, a fan-out read, and a group read and ack.
+func streamFaultOps(t testing.TB, c *Client) []faultOp {
+	topic, err := NewStreamTopic[string](c, "fault-stream", &StreamTopicOptions{MaxLen: 100, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g atomic.Pointer[StreamGroup[string]]
+	return []faultOp{{name: "stream", run: func(ctx context.Context) error {
+		// (A restart may lose what was published: reads are not checked
+		// for content here.)
+		if _, err := topic.Publish(ctx, "event"); err != nil {
+			return err
+		}
+		if _, err := topic.PublishBatch(ctx, []string{"a", "b"}); err != nil {
+			return err
+		}
+		if _, err := topic.Read(ctx, "", 10, 0); err != nil {
+			return err
+		}
+		gr := g.Load()
+		if gr == nil {
+			if gr, err = topic.Group(ctx, "workers", "w1", &StreamGroupOptions{FromStart: true}); err != nil {
+				return err
+			}
+			g.Store(gr)
+		}
+		got, err := gr.Read(ctx, 10, 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range got {
+			if _, err := gr.Ack(ctx, m.ID); err != nil {
+				return err
+			}
+		}
+		_, err = topic.Len(ctx)
+		return err
+	}}}
+}
+
+// streamOnceOps: a publish is applied at most once under connection resets.
+func streamOnceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
+	topic, err := NewStreamTopic[int](c, "once-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dtopic, err := NewStreamTopic[int](dc, "once-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []onceOp{{name: "stream publish", run: func(ctx context.Context) error {
+		_, err := topic.Publish(ctx, 1)
+		return err
+	}, applied: func(ctx context.Context) int64 {
+		n, err := dtopic.Len(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}, perRun: 1}}
+}
+
+func newStreamTopic[T any](t testing.TB, c *Client, name string, opt *StreamTopicOptions) *StreamTopic[T] {
+	t.Helper()
+	topic, err := NewStreamTopic[T](c, name, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topic
+}
+
+// TestStreamFanOut: every reader reads every event, in order, resuming
+// after the id it passes; StreamLatest sees only what comes next; the key
+// is prefix:st:{name} with the retention as TTL.
+func TestStreamFanOut(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := newClient(t, rdb)
+		topic := newStreamTopic[string](t, c, "news{1}", &StreamTopicOptions{Retention: time.Hour})
+		if want := c.prefix + ":st:{news%7B1%7D}"; topic.key != want {
+			t.Fatalf("key %q, want %q", topic.key, want)
+		}
+		ids, err := topic.PublishBatch(ctx, []string{"a", "b", "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id4, err := topic.Publish(ctx, "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id4)
+		for _, reader := range []string{"r1", "r2"} {
+			msgs, err := topic.Read(ctx, "", 10, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := streamValues(msgs); got != "a b c d" {
+				t.Fatalf("%s read %q", reader, got)
+			}
+			for i, m := range msgs {
+				if m.ID != ids[i] || m.Err != nil {
+					t.Fatalf("message %d: %+v, want id %s", i, m, ids[i])
+				}
+			}
+		}
+		msgs, err := topic.Read(ctx, ids[1], 1, 0)
+		if err != nil || streamValues(msgs) != "c" {
+			t.Fatalf("after %s, count 1: %q, %v", ids[1], streamValues(msgs), err)
+		}
+		msgs, err = topic.Read(ctx, id4, 10, 0)
+		if err != nil || len(msgs) != 0 {
+			t.Fatalf("after the last id: %q, %v", streamValues(msgs), err)
+		}
+		ttl, err := rdb.PTTL(ctx, topic.key).Result()
+		if err != nil || ttl <= 0 || ttl > time.Hour {
+			t.Fatalf("PTTL %v, %v; want the retention", ttl, err)
+		}
+
+		// A blocking read from StreamLatest wakes on the next publish.
+		got := make(chan []StreamMessage[string], 1)
+		go func() {
+			m, err := topic.Read(ctx, StreamLatest, 10, 10*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- m
+		}()
+		time.Sleep(200 * time.Millisecond)
+		if _, err := topic.Publish(ctx, "e"); err != nil {
+			t.Fatal(err)
+		}
+		if m := <-got; streamValues(m) != "e" {
+			t.Fatalf("blocking read from $: %q", streamValues(m))
+		}
+
+		// Subscribe delivers in order, from the id given, until ctx ends.
+		sctx, scancel := context.WithCancel(ctx)
+		var mu sync.Mutex
+		var seen []string
+		done := make(chan error, 1)
+		go func() {
+			done <- topic.Subscribe(sctx, ids[2], nil, func(m StreamMessage[string]) {
+				mu.Lock()
+				seen = append(seen, m.Value)
+				mu.Unlock()
+			}, func(err error) { t.Error(err) })
+		}()
+		if _, err := topic.Publish(ctx, "f"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "subscriber sees d e f", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Join(seen, " ") == "d e f"
+		})
+		scancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe returned %v, want context.Canceled", err)
+		}
+	})
+}
+
+func streamValues[T any](msgs []StreamMessage[T]) string {
+	s := make([]string, len(msgs))
+	for i, m := range msgs {
+		s[i] = fmt.Sprint(m.Value)
+	}
+	return strings.Join(s, " ")
+}
+
+// TestStreamBlockBoundedByContext: a blocking read returns when ctx ends,
+// long before its block time, and a subscriber returns on cancel.
+func TestStreamBlockBoundedByContext(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		topic := newStreamTopic[int](t, c, "quiet", nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := topic.Read(ctx, StreamLatest, 1, time.Minute)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("returned after %v", d)
+		}
+		gctx, gcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer gcancel()
+		g, err := topic.Group(gctx, "g", "w", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel2()
+		if _, err := g.Read(ctx2, 1, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("group read: err %v, want DeadlineExceeded", err)
+		}
+		// Without a deadline, a block time alone bounds the wait.
+		msgs, err := g.Read(gctx, 1, 100*time.Millisecond)
+		if err != nil || len(msgs) != 0 {
+			t.Fatalf("group read, 100ms: %v, %v", msgs, err)
+		}
+	})
+}
+
+// TestStreamRetention: 100,000 events published with MaxLen 1000 leave
+// about 1000 entries; MaxAge removes entries older than it on the server's
+// clock.
+func TestStreamRetention(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		c := newClient(t, rdb)
+		topic := newStreamTopic[int](t, c, "firehose", &StreamTopicOptions{MaxLen: 1000, Retention: time.Hour})
+		const n, batch = 100_000, 1000
+		events := make([]int, batch)
+		// Batches of 1000 (one script each), 10 batches per pipeline round.
+		for sent := 0; sent < n; sent += 10 * batch {
+			var wg sync.WaitGroup
+			errs := make([]error, 10)
+			for j := 0; j < 10; j++ {
+				wg.Add(1)
+				go func(j int) {
+					defer wg.Done()
+					_, errs[j] = topic.PublishBatch(ctx, events)
+				}(j)
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		xlen, err := rdb.XLen(ctx, topic.key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := rdb.XInfoStream(ctx, topic.key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d events published with MaxLen 1000 (~): XLEN %d, %d entries added", n, xlen, info.EntriesAdded)
+		if info.EntriesAdded != n {
+			t.Fatalf("%d entries added, want %d", info.EntriesAdded, n)
+		}
+		if xlen < 1000 || xlen > 1200 {
+			t.Fatalf("XLEN %d, want about 1000", xlen)
+		}
+
+		aged := newStreamTopic[int](t, c, "aged", &StreamTopicOptions{MaxAge: 100 * time.Millisecond})
+		if _, err := aged.PublishBatch(ctx, []int{1, 2, 3, 4, 5}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		last, err := aged.Publish(ctx, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := aged.Read(ctx, "", 10, 0)
+		if err != nil || len(msgs) != 1 || msgs[0].ID != last {
+			t.Fatalf("after MaxAge: %q, %v; want only the last event", streamValues(msgs), err)
+		}
+		ttl, _ := rdb.PTTL(ctx, aged.key).Result()
+		if ttl < 6*24*time.Hour {
+			t.Fatalf("PTTL %v, want the default retention of 7 days", ttl)
+		}
+	})
+}
+
+// TestStreamGroup: consumers of a group share the events; an entry left
+// unacknowledged past ClaimTimeout is delivered again to another consumer;
+// acked entries are not; creating the group again is a no-op.
+func TestStreamGroup(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := newClient(t, rdb)
+		topic := newStreamTopic[int](t, c, "jobs", &StreamTopicOptions{Retention: time.Hour})
+		if _, err := topic.Publish(ctx, -1); err != nil { // before the group: not delivered
+			t.Fatal(err)
+		}
+		claim := time.Second
+		opt := &StreamGroupOptions{ClaimTimeout: claim}
+		a, err := topic.Group(ctx, "workers", "a", opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := topic.Group(ctx, "workers", "b", opt) // exists: joins it
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl, _ := rdb.PTTL(ctx, topic.key).Result()
+		if ttl <= 0 {
+			t.Fatalf("PTTL %v after group creation", ttl)
+		}
+		if _, err := topic.PublishBatch(ctx, []int{0, 1, 2, 3, 4, 5}); err != nil {
+			t.Fatal(err)
+		}
+		ma, err := a.Read(ctx, 3, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAt := time.Now()
+		mb, err := b.Read(ctx, 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if streamValues(ma) != "0 1 2" || (time.Since(readAt) < claim && streamValues(mb) != "3 4 5") {
+			t.Fatalf("a read %q, b read %q", streamValues(ma), streamValues(mb))
+		}
+		// a acks 0 only and stops; b acks all of its own.
+		if n, err := a.Ack(ctx, ma[0].ID); err != nil || n != 1 {
+			t.Fatalf("ack: %d, %v", n, err)
+		}
+		for _, m := range mb {
+			if _, err := b.Ack(ctx, m.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Since(readAt) < claim/2 {
+			if m, err := b.Read(ctx, 10, 0); err != nil || len(m) != 0 {
+				t.Fatalf("before the claim timeout: %q, %v", streamValues(m), err)
+			}
+		}
+		// Past the claim timeout, b gets a's unacked 1 and 2.
+		var again []StreamMessage[int]
+		deadline := time.Now().Add(15 * time.Second)
+		for len(again) < 2 && time.Now().Before(deadline) {
+			m, err := b.Read(ctx, 10, 200*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again = append(again, m...)
+		}
+		if streamValues(again) != "1 2" || again[0].ID != ma[1].ID || again[1].ID != ma[2].ID {
+			t.Fatalf("redelivered %q, want a's unacked 1 2", streamValues(again))
+		}
+		for _, m := range again {
+			if n, err := b.Ack(ctx, m.ID); err != nil || n != 1 {
+				t.Fatalf("ack of a claimed entry: %d, %v", n, err)
+			}
+		}
+		pending, err := rdb.XPending(ctx, topic.key, "workers").Result()
+		if err != nil || pending.Count != 0 {
+			t.Fatalf("pending %+v, %v", pending, err)
+		}
+		time.Sleep(claim + 100*time.Millisecond)
+		if m, err := a.Read(ctx, 10, 0); err != nil || len(m) != 0 {
+			t.Fatalf("after every ack: %q, %v", streamValues(m), err)
+		}
+
+		// The stream lost (expired, or a restart without persistence): the
+		// group is made again on the next read.
+		rdb.Del(ctx, topic.key)
+		if m, err := a.Read(ctx, 10, 0); err != nil || len(m) != 0 {
+			t.Fatalf("read after the stream was lost: %q, %v", streamValues(m), err)
+		}
+		if _, err := topic.Publish(ctx, 7); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := b.Read(ctx, 10, 0); err != nil || streamValues(m) != "7" {
+			t.Fatalf("read after the group was made again: %q, %v", streamValues(m), err)
+		}
+	})
+}
+
+// TestStreamInvalid: bad input is ErrInvalidArgument and writes nothing.
+func TestStreamInvalid(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rdb := testRedis(t)
+	c := newClient(t, rdb)
+	for what, opt := range map[string]*StreamTopicOptions{
+		"MaxLen -2":          {MaxLen: -2},
+		"negative MaxAge":    {MaxAge: -time.Second},
+		"MaxAge under 1ms":   {MaxAge: time.Microsecond},
+		"negative Retention": {Retention: -time.Hour},
+	} {
+		if _, err := NewStreamTopic[int](c, "x", opt); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: err %v", what, err)
+		}
+	}
+	for _, name := range []string{"", strings.Repeat("n", MaxIDLen+1)} {
+		if _, err := NewStreamTopic[int](c, name, nil); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("name of %d bytes: err %v", len(name), err)
+		}
+	}
+	if _, err := NewStreamTopic[int](nil, "x", nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("nil client: err %v", err)
+	}
+	topic := newStreamTopic[string](t, c, "bad", nil)
+	big := strings.Repeat("x", MaxMessageBytes)
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: err %v, want ErrInvalidArgument", what, err)
+		}
+	}
+	_, err := topic.Publish(ctx, big)
+	check("event over MaxMessageBytes", err)
+	_, err = topic.PublishBatch(ctx, []string{"ok", big})
+	check("batch with an event over MaxMessageBytes", err)
+	_, err = topic.PublishBatch(ctx, nil)
+	check("empty batch", err)
+	_, err = topic.PublishBatch(ctx, make([]string, MaxStreamBatch+1))
+	check("batch over MaxStreamBatch", err)
+	for _, id := range []string{"x", "1-", "-1", "1-2-3", "1.5", " 1", "0x10", strings.Repeat("9", 42)} {
+		_, err = topic.Read(ctx, id, 1, 0)
+		check("read after "+strconv.Quote(id), err)
+		check("subscribe after "+strconv.Quote(id), topic.Subscribe(ctx, id, nil, func(StreamMessage[string]) {}, nil))
+	}
+	_, err = topic.Read(ctx, "", 0, 0)
+	check("count 0", err)
+	_, err = topic.Read(ctx, "", 1, -time.Second)
+	check("negative block", err)
+	check("nil handler", topic.Subscribe(ctx, "", nil, nil, nil))
+	_, err = topic.Group(ctx, "", "w", nil)
+	check("empty group", err)
+	_, err = topic.Group(ctx, "g", "", nil)
+	check("empty consumer", err)
+	_, err = topic.Group(ctx, "g", "w", &StreamGroupOptions{ClaimTimeout: -time.Second})
+	check("negative ClaimTimeout", err)
+	if n, err := rdb.Exists(ctx, topic.key).Result(); err != nil || n != 0 {
+		t.Fatalf("bad input wrote the stream: exists %d, %v", n, err)
+	}
+	g, err := topic.Group(ctx, "g", "w", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.Ack(ctx, "1-0", "nope")
+	check("ack of a bad id", err)
+	_, err = g.Read(ctx, 0, 0)
+	check("group read of 0", err)
+	if n, _ := rdb.XLen(ctx, topic.key).Result(); n != 0 {
+		t.Fatalf("bad input wrote %d entries", n)
+	}
+}
+
+// TestStreamResumeAfterKill: a subscriber process, which writes each event
+// with its id to a file as it handles it, is killed with SIGKILL twice and
+// started again, resuming after the last id in its file. Events are
+// published all along, also while no subscriber runs: the file ends with
+// every event, in order, once each.
+func TestStreamResumeAfterKill(t *testing.T) {
+	if isChild() {
+		t.Skip("parent only")
+	}
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		c := newClient(t, rdb)
+		const name, n = "resume", 600
+		topic := newStreamTopic[int](t, c, name, &StreamTopicOptions{Retention: time.Hour})
+		path := filepath.Join(t.TempDir(), "handled")
+		env := []string{"PATTERNS_TEST_PREFIX=" + c.prefix, "STREAM_CHILD_FILE=" + path,
+			"STREAM_CHILD_TOPIC=" + name, "STREAM_CHILD_N=" + strconv.Itoa(n)}
+		var ids []string
+		publish := func(from, to int, pause time.Duration) {
+			for i := from; i < to; i++ {
+				id, err := topic.Publish(ctx, i)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids = append(ids, id)
+				time.Sleep(pause)
+			}
+		}
+		var outs []*bytes.Buffer
+		start := func() *exec.Cmd {
+			outs = append(outs, new(bytes.Buffer))
+			return startChild(t, rdb, "TestStreamSubscriberChild", outs[len(outs)-1], env...)
+		}
+		waitLines := func(k int) {
+			t.Helper()
+			eventuallyWithin(t, 60*time.Second, fmt.Sprintf("%d events handled", k), func() bool {
+				time.Sleep(5 * time.Millisecond)
+				return len(readHandled(t, path)) >= k
+			})
+		}
+		kill := func(cmd *exec.Cmd) int {
+			_ = cmd.Process.Kill() // SIGKILL
+			_ = cmd.Wait()
+			return len(readHandled(t, path))
+		}
+
+		publish(0, 100, 0)
+		child := start()
+		waitLines(50)
+		k1 := kill(child)
+		publish(100, 300, 0) // while no subscriber runs
+		child = start()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); publish(300, n, time.Millisecond) }()
+		waitLines(k1 + 100)
+		k2 := kill(child)
+		wg.Wait()
+		child = start()
+		exited := make(chan error, 1)
+		go func() { exited <- child.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("last subscriber: %v\n%s", err, outs[len(outs)-1])
+			}
+		case <-time.After(90 * time.Second):
+			t.Fatalf("last subscriber did not finish\n%s", outs[len(outs)-1])
+		}
+		got := readHandled(t, path)
+		t.Logf("%d events, subscriber killed after %d and %d handled: %d handled in all", n, k1, k2, len(got))
+		if len(got) != n {
+			t.Fatalf("%d events handled, want %d", len(got), n)
+		}
+		for i, h := range got {
+			if h.value != i || h.id != ids[i] {
+				t.Fatalf("handled #%d: %s %d, want %s %d", i, h.id, h.value, ids[i], i)
+			}
+		}
+	})
+}
+
+type handled struct {
+	id    string
+	value int
+}
+
+// readHandled reads the child's file: "id value" lines.
+func readHandled(t *testing.T, path string) []handled {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []handled
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		id, v, ok := strings.Cut(sc.Text(), " ")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		out = append(out, handled{id, n})
+	}
+	return out
+}
+
+// TestStreamSubscriberChild is the subscriber process of
+// TestStreamResumeAfterKill: it resumes after the last id in its file and
+// appends "id value" for each event, in one write (a SIGKILL leaves whole
+// lines), until it handles the last event.
+func TestStreamSubscriberChild(t *testing.T) {
+	if !isChild() || os.Getenv("STREAM_CHILD_FILE") == "" {
+		t.Skip("child of TestStreamResumeAfterKill")
+	}
+	path := os.Getenv("STREAM_CHILD_FILE")
+	n, _ := strconv.Atoi(os.Getenv("STREAM_CHILD_N"))
+	c := childClient(t)
+	topic := newStreamTopic[int](t, c, os.Getenv("STREAM_CHILD_TOPIC"), nil)
+	after := ""
+	if h := readHandled(t, path); len(h) > 0 {
+		after = h[len(h)-1].id
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	fmt.Println("resuming after", strconv.Quote(after))
+	err = topic.Subscribe(ctx, after, nil, func(m StreamMessage[int]) {
+		if m.Err != nil {
+			t.Error(m.Err)
+		}
+		if _, err := f.WriteString(m.ID + " " + strconv.Itoa(m.Value) + "\n"); err != nil {
+			t.Error(err)
+		}
+		if m.Value == n-1 {
+			cancel()
+		}
+	}, func(err error) { fmt.Println("subscribe:", err) })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("subscribe: %v", err)
+	}
+}
+
+// FuzzStreamNames: a stream topic's name is its hash tag; bad names and
+// bad entry ids are refused before Redis.
+func FuzzStreamNames(f *testing.F) {
+	for _, id := range fuzzIDs {
+		f.Add(id, "1-0")
+	}
+	f.Add("t", "")
+	f.Add("t", "$")
+	f.Add("t", "1700000000000")
+	f.Add("t", "1-2-3")
+	f.Add("t", "-")
+	c := fuzzClient()
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, name, after string) {
+		topic, err := NewStreamTopic[int](c, name, nil)
+		if !validID(name) {
+			wantInvalid(t, "NewStreamTopic", err)
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkKey(t, topic.key, "st", name)
+		ms, seq, dash := strings.Cut(after, "-")
+		valid := decimal(ms) && (!dash || decimal(seq)) && len(after) <= 41
+		if after == "" || after == StreamLatest {
+			valid = true
+		}
+		if !valid {
+			_, err := topic.Read(ctx, after, 1, 0)
+			wantInvalid(t, "Read after "+strconv.Quote(after), err)
+		}
+	})
+}
