@@ -359,12 +359,19 @@ func (c *Cluster) Close() error {
 // mode, splits the 16384 slots evenly between them, joins them and waits until
 // every node reports cluster_state:ok and agrees on the slots.
 func StartCluster(ctx context.Context, masters int) (*Cluster, error) {
+	return startCluster(ctx, masters, func() (*Server, error) {
+		return StartProcess(ctx, &ProcessConfig{Args: clusterNodeArgs})
+	})
+}
+
+// startCluster starts masters nodes (at least 3) with start and joins them.
+func startCluster(ctx context.Context, masters int, start func() (*Server, error)) (*Cluster, error) {
 	if masters < 3 {
 		masters = 3
 	}
 	cl := &Cluster{}
 	for i := 0; i < masters; i++ {
-		n, err := StartProcess(ctx, &ProcessConfig{Args: clusterNodeArgs})
+		n, err := start()
 		if err != nil {
 			cl.Close()
 			return nil, err

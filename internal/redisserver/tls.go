@@ -101,28 +101,13 @@ func startTLSProcess(ctx context.Context, cfg *TLSConfig, port int, extra []stri
 // the bus, so with AuthClients it must also allow client authentication
 // (WriteTestPKI's does). Client of the returned cluster carries cfg.Client.
 func StartTLSCluster(ctx context.Context, cfg *TLSConfig, masters int) (*Cluster, error) {
-	if masters < 3 {
-		masters = 3
-	}
-	cl := &Cluster{}
-	for i := 0; i < masters; i++ {
+	return startCluster(ctx, masters, func() (*Server, error) {
 		port, err := FreePort(true)
 		if err != nil {
-			cl.Close()
 			return nil, err
 		}
-		n, err := startTLSProcess(ctx, cfg, port, append([]string{"--tls-cluster", "yes", "--tls-replication", "yes"}, clusterNodeArgs...))
-		if err != nil {
-			cl.Close()
-			return nil, err
-		}
-		cl.Nodes = append(cl.Nodes, n)
-	}
-	if err := cl.join(ctx, masters); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return cl, nil
+		return startTLSProcess(ctx, cfg, port, append([]string{"--tls-cluster", "yes", "--tls-replication", "yes"}, clusterNodeArgs...))
+	})
 }
 
 // TestPKI names the PEM files WriteTestPKI wrote: a CA, a server certificate
