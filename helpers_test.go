@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -315,5 +316,19 @@ func auditKeys(t testing.TB, rdb redis.UniversalClient, prefix string, longLived
 	err := forEachPrimary(ctx, rdb, scan)
 	if err != nil && !strings.Contains(err.Error(), "closed") {
 		t.Logf("key audit: %v", err)
+	}
+}
+
+// rejectsAll checks that every call fails with ErrInvalidArgument and that
+// none of them wrote a key under prefix.
+func rejectsAll(t *testing.T, rdb redis.UniversalClient, prefix string, calls map[string]func() error) {
+	t.Helper()
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if n := countKeys(t, rdb, prefix); n != 0 {
+		t.Fatalf("rejected calls wrote %d keys", n)
 	}
 }
