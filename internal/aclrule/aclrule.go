@@ -58,14 +58,22 @@ func Names() []string {
 	return n
 }
 
-var callRE = regexp.MustCompile(`redis\.p?call\(\s*['"]([A-Za-z]+)['"]`)
+var callRE = regexp.MustCompile(`redis\.p?call\(\s*['"]([A-Za-z]+)['"](?:\s*,\s*['"]([A-Za-z-]+)['"])?`)
+
+// containers are the commands whose first argument is a subcommand: a script
+// calling one is allowed that subcommand only ("xgroup|create").
+var containers = map[string]bool{"xgroup": true, "xinfo": true, "object": true, "memory": true, "client": true, "config": true}
 
 // ScriptCommands returns the commands a script's source calls, lower case,
-// sorted.
+// sorted; a subcommand of a container command as "command|subcommand".
 func ScriptCommands(src string) []string {
 	set := map[string]bool{}
 	for _, m := range callRE.FindAllStringSubmatch(src, -1) {
-		set[strings.ToLower(m[1])] = true
+		c := strings.ToLower(m[1])
+		if containers[c] && m[2] != "" {
+			c += "|" + strings.ToLower(m[2])
+		}
+		set[c] = true
 	}
 	return sorted(set)
 }
