@@ -10,7 +10,9 @@
 --          of limits m and, per limit, c, rate and capacity
 --
 -- One call saves the server the cost of a command and of a script call per
--- decision (argument parsing, KEYS and ARGV tables, the call itself).
+-- decision (argument parsing, KEYS and ARGV tables, the call itself), and
+-- reads TIME once for all: a decision is one GET, and a SET if admitted.
+-- Keys hold E and X as rl_token_bucket describes (old 8-byte values too).
 --
 -- Returns one integer per key, as rl_token_bucket for each request: d + c
 -- (> 0) if the request was admitted, else -d (< 0).
@@ -36,80 +38,92 @@ else
   end
   for q = 1, #layout do M[q] = string.byte(layout, q) end
 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local pack, unpack, ceil = struct.pack, struct.unpack, math.ceil
 local out = {}
 local base = 0
 for q = 1, #M do
   local m = M[q]
-  local done = false
   if m == 1 then
     -- One limit: rl_token_bucket's common call, inline, without tables.
     local i = base + 1
-    local k, c, r, cap = KEYS[i], C[i], R[i], CAP[i]
-    local p = redis.call('PTTL', k)
-    local pr, x, d = p * r, nil, 0
-    if p >= 0 then
-      local v = redis.call('GET', k)
-      if v and #v == 8 then
-        x = struct.unpack('<d', v)
-        d = pr - x
+    local k, c, r = KEYS[i], C[i], R[i]
+    local v = redis.call('GET', k)
+    local e, x, d = 0, nil, 0
+    if v then
+      local n = #v
+      if n == 16 then
+        e, x = unpack('<dd', v)
+      elseif n == 8 then
+        e, x = now + redis.call('PTTL', k), unpack('<d', v)
+      end
+      if x then
+        d = (e - now) * r - x
         if d < 0 then d = 0 end
       end
     end
     local d2 = d + c
-    if d2 > cap then
-      out[i], done = -d, true
-    elseif not x then
-      local ttl = math.ceil((d2 + cap) / r)
-      redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
-      out[i], done = d2, true
-    elseif pr >= d2 then
-      redis.call('SET', k, struct.pack('<d', pr - d2), 'KEEPTTL')
-      out[i], done = d2, true
-    end
-    -- else E has to move: below, reading the key again.
-  end
-  if not done then
-  local ps, xs, ds, cs, rs, caps = {}, {}, {}, {}, {}, {}
-  local ok = true
-  for j = 1, m do
-    local i = base + j
-    local c, r, cap = C[i], R[i], CAP[i]
-    local k = KEYS[i]
-    local p = redis.call('PTTL', k)
-    local x, d = nil, 0
-    if p >= 0 then
-      local v = redis.call('GET', k)
-      if v and #v == 8 then
-        x = struct.unpack('<d', v)
-        d = p * r - x
-        if d < 0 then d = 0 end
-      end
-    end
-    ps[j], xs[j], ds[j], cs[j], rs[j], caps[j] = p, x, d, c, r, cap
-    if d + c > cap then ok = false end
-  end
-  for j = 1, m do
-    if ok then out[base + j] = ds[j] + cs[j] else out[base + j] = -ds[j] end
-  end
-  if ok then
-    for j = 1, m do
-      local k, p, x, d, d2, r = KEYS[base + j], ps[j], xs[j], ds[j], out[base + j], rs[j]
-      if x and p * r >= d2 then
-        redis.call('SET', k, struct.pack('<d', p * r - d2), 'KEEPTTL')
+    local pr = (e - now) * r
+    if d2 > CAP[i] then
+      out[i] = -d
+    elseif x and pr >= d2 then
+      if #v == 16 then
+        redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
       else
-        local ttl = math.ceil((d2 + caps[j]) / r)
-        local e = -1
-        if x and d > 0 then
-          e = redis.pcall('PEXPIRETIME', k)
+        redis.call('SET', k, pack('<dd', e, pr - d2), 'PXAT', e)
+      end
+      out[i] = d2
+    else
+      local ttl = ceil((d2 + CAP[i]) / r)
+      e = now + ttl
+      redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
+      out[i] = d2
+    end
+  else
+    local es, xs, ns, ds = {}, {}, {}, {}
+    local ok = true
+    for j = 1, m do
+      local i = base + j
+      local k, r = KEYS[i], R[i]
+      local v = redis.call('GET', k)
+      local e, x, n, d = 0, nil, 0, 0
+      if v then
+        n = #v
+        if n == 16 then
+          e, x = unpack('<dd', v)
+        elseif n == 8 then
+          e, x = now + redis.call('PTTL', k), unpack('<d', v)
         end
-        if type(e) == 'number' and e > 0 then
-          redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PXAT', e - p + ttl)
+        if x then
+          d = (e - now) * r - x
+          if d < 0 then d = 0 end
+        end
+      end
+      es[j], xs[j], ns[j], ds[j] = e, x, n, d
+      if d + C[i] > CAP[i] then ok = false end
+    end
+    for j = 1, m do
+      if ok then out[base + j] = ds[j] + C[base + j] else out[base + j] = -ds[j] end
+    end
+    if ok then
+      for j = 1, m do
+        local i = base + j
+        local k, e, d2, r = KEYS[i], es[j], out[i], R[i]
+        local pr = (e - now) * r
+        if xs[j] and pr >= d2 then
+          if ns[j] == 16 then
+            redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
+          else
+            redis.call('SET', k, pack('<dd', e, pr - d2), 'PXAT', e)
+          end
         else
-          redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
+          local ttl = ceil((d2 + CAP[i]) / r)
+          e = now + ttl
+          redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
         end
       end
     end
-  end
   end
   base = base + m
 end
