@@ -18,37 +18,33 @@
 -- (> 0) if the request was admitted, else -d (< 0).
 --
 -- Example: redis-cli --eval scripts/rl_token_bucket_batch.lua patterns:rl:{a}:tb:10:1000:10 patterns:rl:{b}:tb:10:1000:10 , text 1 1000 10 10000 1 1000 10 10000
-local C, R, CAP, M = {}, {}, {}, {}
-if ARGV[1] == 'text' then
-  local a, i = 2, 0
+local recs, layout = ARGV[1], ARGV[2]
+if recs == 'text' then
+  -- Text (redis-cli): packed here as the library sends it.
+  local r, l, a = {}, {}, 2
   while ARGV[a] do
     local m = ARGV[a] + 0
-    M[#M + 1] = m
+    l[#l + 1] = string.char(m)
     for _ = 1, m do
-      i = i + 1
-      C[i], R[i], CAP[i] = ARGV[a + 1] + 0, ARGV[a + 2] + 0, ARGV[a + 3] + 0
+      r[#r + 1] = struct.pack('<ddd', ARGV[a + 1] + 0, ARGV[a + 2] + 0, ARGV[a + 3] + 0)
       a = a + 3
     end
     a = a + 1
   end
-else
-  local recs, layout = ARGV[1], ARGV[2]
-  for i = 1, #KEYS do
-    C[i], R[i], CAP[i] = struct.unpack('<ddd', recs, 24 * i - 23)
-  end
-  for q = 1, #layout do M[q] = string.byte(layout, q) end
+  recs, layout = table.concat(r), table.concat(l)
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local pack, unpack, ceil = struct.pack, struct.unpack, math.ceil
+local pack, unpack, ceil, byte = struct.pack, struct.unpack, math.ceil, string.byte
 local out = {}
 local base = 0
-for q = 1, #M do
-  local m = M[q]
+for q = 1, #layout do
+  local m = byte(layout, q)
   if m == 1 then
     -- One limit: rl_token_bucket's common call, inline, without tables.
     local i = base + 1
-    local k, c, r = KEYS[i], C[i], R[i]
+    local k = KEYS[i]
+    local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
     local v = redis.call('GET', k)
     local e, x, d = 0, nil, 0
     if v then
@@ -65,7 +61,7 @@ for q = 1, #M do
     end
     local d2 = d + c
     local pr = (e - now) * r
-    if d2 > CAP[i] then
+    if d2 > cap then
       out[i] = -d
     elseif x and pr >= d2 then
       if #v == 16 then
@@ -75,17 +71,19 @@ for q = 1, #M do
       end
       out[i] = d2
     else
-      local ttl = ceil((d2 + CAP[i]) / r)
+      local ttl = ceil((d2 + cap) / r)
       e = now + ttl
       redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
       out[i] = d2
     end
   else
-    local es, xs, ns, ds = {}, {}, {}, {}
+    local es, xs, ns, ds, cs, rs, caps = {}, {}, {}, {}, {}, {}, {}
     local ok = true
     for j = 1, m do
       local i = base + j
-      local k, r = KEYS[i], R[i]
+      local k = KEYS[i]
+      local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
+      cs[j], rs[j], caps[j] = c, r, cap
       local v = redis.call('GET', k)
       local e, x, n, d = 0, nil, 0, 0
       if v then
@@ -101,15 +99,15 @@ for q = 1, #M do
         end
       end
       es[j], xs[j], ns[j], ds[j] = e, x, n, d
-      if d + C[i] > CAP[i] then ok = false end
+      if d + c > cap then ok = false end
     end
     for j = 1, m do
-      if ok then out[base + j] = ds[j] + C[base + j] else out[base + j] = -ds[j] end
+      if ok then out[base + j] = ds[j] + cs[j] else out[base + j] = -ds[j] end
     end
     if ok then
       for j = 1, m do
         local i = base + j
-        local k, e, d2, r = KEYS[i], es[j], out[i], R[i]
+        local k, e, d2, r = KEYS[i], es[j], out[i], rs[j]
         local pr = (e - now) * r
         if xs[j] and pr >= d2 then
           if ns[j] == 16 then
@@ -118,7 +116,7 @@ for q = 1, #M do
             redis.call('SET', k, pack('<dd', e, pr - d2), 'PXAT', e)
           end
         else
-          local ttl = ceil((d2 + CAP[i]) / r)
+          local ttl = ceil((d2 + caps[j]) / r)
           e = now + ttl
           redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
         end
