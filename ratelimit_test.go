@@ -756,6 +756,16 @@ func TestRateLimitTokenBucketTextArgs(t *testing.T) {
 		if err != nil || res.Allowed || res.Remaining != 0 || res.RetryAfter <= 19*time.Minute || res.RetryAfter > 20*time.Minute {
 			t.Fatalf("Peek: %+v %v", res, err)
 		}
+		// rl_token_bucket_batch's text form: a request of one limit on a
+		// fresh key, then one of two limits on that key (exactly one token
+		// from full: the call reads the clock once) and the spent one.
+		lim4 := Limit{Rate: 3, Period: time.Hour, Burst: 4}
+		fresh, _ := l.keys("text", []Limit{lim4})
+		v, err := scriptRLTokenBucketBatch.run(ctx, rdb, []string{fresh[0], fresh[0], keys[0]},
+			"text", 1, cost, lim.Rate, 4*cost, 2, cost, lim.Rate, 4*cost, cost, lim.Rate, capacity).Int64Slice()
+		if err != nil || len(v) != 3 || v[0] != cost || v[1] != -cost || v[2] >= 0 {
+			t.Fatalf("batch, text: %v %v; want %d (admitted), then %d and < 0 (denied)", v, err, cost, -cost)
+		}
 	})
 }
 

@@ -13,15 +13,21 @@
 -- Time is counted per limit in units of 1/rate ms: a token is period_ms
 -- units, a full bucket capacity units, and every quantity is a whole number
 -- below 2^53 (checked by the caller), so exact in Lua's doubles. A key holds
--- one such number X, packed as a little-endian double, and expires at E
--- (absolute server ms). The bucket is full again at TAT = E - X/rate, so with
--- p = PTTL (E - now, on the server's clock), d = p * rate - X is how far the
--- bucket is from full, in units. No key, or d <= 0, is a full bucket (d = 0).
--- A request is admitted if d + c fits in the capacity for every limit; a
--- denied request writes nothing. An admitted one leaves d + c, keeping E
--- (KEEPTTL) while TAT stays before it, else moving E to TAT plus one window
--- (capacity / rate ms): a key's TTL is always at least the time until its
--- bucket is full, and at most that plus one window and a millisecond.
+-- two little-endian doubles, E and X: it expires at E (absolute server ms,
+-- its TTL), and the bucket is full again at TAT = E - X/rate. With now from
+-- TIME (whole ms) and p = E - now, d = p * rate - X is how far the bucket is
+-- from full, in units. No key, or d <= 0, is a full bucket (d = 0). Holding
+-- E in the value spares a PTTL per key: a decision is one GET, and a SET if
+-- admitted. A request is admitted if d + c fits in the capacity for every
+-- limit; a denied request writes nothing. An admitted one leaves d + c,
+-- keeping E (KEEPTTL) while TAT stays before it, else moving E to TAT plus
+-- one window (capacity / rate ms): a key's TTL is always at least the time
+-- until its bucket is full, and at most that plus one window and a
+-- millisecond.
+--
+-- Earlier versions held X alone (8 bytes) with E as the key's expiry: such
+-- a key is read with its PTTL and rewritten in this form when admitted.
+-- Any other value is read as a full bucket.
 --
 -- Returns, for one limit, an integer: d + c (> 0) if admitted (for Peek: if
 -- it would be), else -d (< 0); for several, a table of one such integer per
@@ -34,39 +40,60 @@ local nk = #KEYS
 if nk == 1 and #ARGV == 1 then
   -- One limit, packed, consuming: the library's common call, inline. It
   -- repeats the loop below on purpose: a Lua function in a script is a
-  -- closure made anew on every call, and sharing read and write helpers
-  -- cost this path about 7% more instructions (callgrind).
+  -- closure made anew on every call. Here the key's PTTL p gives now = E - p
+  -- (cheaper than TIME, whose reply is a table of strings); only a new key
+  -- reads TIME.
   local k = KEYS[1]
   local c, r, cap = struct.unpack('<ddd', ARGV[1])
   local p = redis.call('PTTL', k)
-  local pr, x, d = p * r, nil, 0
+  local e, x, d, v = 0, nil, 0, nil
   if p >= 0 then
-    local v = redis.call('GET', k)
-    if v and #v == 8 then
-      x = struct.unpack('<d', v)
-      d = pr - x
-      if d < 0 then
-        d = 0
-      elseif d + c > cap then
-        return -d
+    v = redis.call('GET', k)
+    if v then
+      local n = #v
+      if n == 16 then
+        e, x = struct.unpack('<dd', v)
+      elseif n == 8 then
+        x = struct.unpack('<d', v)
+      end
+      if x then
+        d = p * r - x
+        if d < 0 then
+          d = 0
+        elseif d + c > cap then
+          return -d
+        end
       end
     end
   end
   local d2 = d + c
-  if not x then
-    local ttl = math.ceil((d2 + cap) / r)
-    redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
+  local pr = p * r
+  if x and pr >= d2 then
+    if #v == 16 then
+      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
+    else
+      -- An 8-byte key of an earlier version: E from the clock of PTTL.
+      local t = redis.call('TIME')
+      e = t[1] * 1000 + math.floor(t[2] / 1000) + p
+      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'PXAT', e)
+    end
     return d2
   end
-  if pr >= d2 then
-    redis.call('SET', k, struct.pack('<d', pr - d2), 'KEEPTTL')
-    return d2
+  local ttl = math.ceil((d2 + cap) / r)
+  if x and #v == 16 then
+    e = e - p + ttl -- E - p is now, on the clock of PTTL
+  else
+    local t = redis.call('TIME')
+    e = t[1] * 1000 + math.floor(t[2] / 1000) + ttl
   end
-  -- E has to move (once a window at most): below.
+  redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
+  return d2
 end
 
--- Several limits, Peek, text arguments, or a key whose expiry has to move:
--- read every bucket, decide, then write.
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Several limits, Peek, or text arguments: read every bucket, decide, then
+-- write.
 local cs, rs, caps, peek = {}, {}, {}, nil
 if #ARGV[1] == 24 * nk then
   for i = 1, nk do
@@ -79,21 +106,25 @@ else
   end
   peek = ARGV[3 * nk + 1]
 end
-local ps, xs, ds, out = {}, {}, {}, {}
+local es, xs, ns, ds, out = {}, {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
   local k = KEYS[i]
-  local p = redis.call('PTTL', k)
-  local x, d = nil, 0
-  if p >= 0 then
-    local v = redis.call('GET', k)
-    if v and #v == 8 then
-      x = struct.unpack('<d', v)
-      d = p * rs[i] - x
+  local v = redis.call('GET', k)
+  local e, x, n, d = 0, nil, 0, 0
+  if v then
+    n = #v
+    if n == 16 then
+      e, x = struct.unpack('<dd', v)
+    elseif n == 8 then
+      e, x = now + redis.call('PTTL', k), struct.unpack('<d', v)
+    end
+    if x then
+      d = (e - now) * rs[i] - x
       if d < 0 then d = 0 end
     end
   end
-  ps[i], xs[i], ds[i] = p, x, d
+  es[i], xs[i], ns[i], ds[i] = e, x, n, d
   if d + cs[i] > caps[i] then ok = false end
 end
 for i = 1, nk do
@@ -101,25 +132,18 @@ for i = 1, nk do
 end
 if ok and not peek then
   for i = 1, nk do
-    local k, p, x, d, d2, r = KEYS[i], ps[i], xs[i], ds[i], out[i], rs[i]
-    if x and p * r >= d2 then
-      redis.call('SET', k, struct.pack('<d', p * r - d2), 'KEEPTTL')
+    local k, e, d2, r = KEYS[i], es[i], out[i], rs[i]
+    local pr = (e - now) * r
+    if xs[i] and pr >= d2 then
+      if ns[i] == 16 then
+        redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
+      else
+        redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'PXAT', e)
+      end
     else
       local ttl = math.ceil((d2 + caps[i]) / r)
-      local e = -1
-      if x and d > 0 then
-        -- The bucket is not full: E moves by exactly what TAT needs, from
-        -- the absolute E and the PTTL read above (E - p is that instant).
-        -- Before Redis 7 (no PEXPIRETIME), PX counts from the clock of this
-        -- command instead, which can only delay the refill by the
-        -- millisecond the clock may have ticked during this script.
-        e = redis.pcall('PEXPIRETIME', k)
-      end
-      if type(e) == 'number' and e > 0 then
-        redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PXAT', e - p + ttl)
-      else
-        redis.call('SET', k, struct.pack('<d', ttl * r - d2), 'PX', ttl)
-      end
+      e = now + ttl
+      redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
     end
   end
 end

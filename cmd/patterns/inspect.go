@@ -495,7 +495,7 @@ func inspectLimiter(ctx context.Context, rep *inspectReport, rdb redis.Universal
 		case "string":
 			v := rdb.Get(ctx, k).Val()
 			switch {
-			case len(parts) >= 5 && parts[1] == "tb" && len(v) == 8:
+			case len(parts) >= 5 && parts[1] == "tb" && (len(v) == 16 || len(v) == 8):
 				decodeTokenBucket(lk.State, v, lk.TTLms, atoi64(parts[2]), atoi64(parts[3]), atoi64(parts[4]))
 			case len(parts) >= 4 && parts[1] == "fw":
 				lk.State["count"] = v
@@ -518,11 +518,12 @@ func inspectLimiter(ctx context.Context, rep *inspectReport, rdb redis.Universal
 	return nil
 }
 
-// decodeTokenBucket reads a token bucket's key (see rl_token_bucket.lua): X,
-// a little-endian double, and its PTTL p give d = p*rate - X units (1/rate
-// ms) from full.
+// decodeTokenBucket reads a token bucket's key (see rl_token_bucket.lua): E,
+// its expiry in ms, and X, two little-endian doubles (or X alone, the 8-byte
+// form of earlier versions); E is the key's expiry, so with its PTTL p the
+// bucket is d = p*rate - X units (1/rate ms) from full.
 func decodeTokenBucket(state map[string]string, v string, pttl, rate, periodMs, burst int64) {
-	x := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v)))
+	x := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[len(v)-8:])))
 	d := math.Max(0, float64(pttl)*float64(rate)-x)
 	capacity := float64(burst * periodMs)
 	state["tokens"] = fmt.Sprintf("%.0f of %d", math.Floor((capacity-d)/float64(periodMs)), burst)
