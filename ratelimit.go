@@ -708,7 +708,12 @@ const tbBatchMax = 100
 // it, or the group's error; calls are the requests' prepared calls (their
 // keys).
 func (l *Limiter) tokenBucketBatch(ctx context.Context, reqs []LimitRequest, calls []call, cmds []*redis.Cmd) error {
-	type group struct{ reqs []int }
+	// A request of more than 255 limits (the batch script's layout holds a
+	// count per byte) goes alone, as its own prepared call.
+	type group struct {
+		reqs   []int
+		single bool
+	}
 	var groups []*group
 	bySlot := map[int]*group{}
 	_, cluster := l.c.rdb.(*redis.ClusterClient)
@@ -718,8 +723,13 @@ func (l *Limiter) tokenBucketBatch(ctx context.Context, reqs []LimitRequest, cal
 		if cluster {
 			slot = clusterSlot(calls[i].line[3].(string))
 		}
+		if len(reqs[i].Limits) > 255 {
+			groups = append(groups, &group{reqs: []int{i}, single: true})
+			delete(bySlot, slot) // later requests of its slot are decided after it
+			continue
+		}
 		g := bySlot[slot]
-		if g == nil || ring || len(g.reqs) == tbBatchMax || len(reqs[i].Limits) > 255 {
+		if g == nil || ring || len(g.reqs) == tbBatchMax {
 			g = &group{}
 			groups = append(groups, g)
 			bySlot[slot] = g
@@ -728,6 +738,10 @@ func (l *Limiter) tokenBucketBatch(ctx context.Context, reqs []LimitRequest, cal
 	}
 	batch := make([]call, len(groups))
 	for gi, g := range groups {
+		if g.single {
+			batch[gi] = calls[g.reqs[0]]
+			continue
+		}
 		var keys []string
 		var records, layout []byte
 		for _, i := range g.reqs {
@@ -742,6 +756,10 @@ func (l *Limiter) tokenBucketBatch(ctx context.Context, reqs []LimitRequest, cal
 	}
 	err := l.c.runBatch(ctx, batch)
 	for gi, g := range groups {
+		if g.single {
+			cmds[g.reqs[0]] = batch[gi].cmd
+			continue
+		}
 		v, gerr := batch[gi].cmd.Slice()
 		base := 0
 		for _, i := range g.reqs {

@@ -814,6 +814,11 @@ func TestRateLimitBatchSameAsAllow(t *testing.T) {
 			if i%4 == 0 {
 				limits = append(limits, PerDay(7))
 			}
+			if i == 7 || i == 47 { // over 255 limits: sent alone, decided the same
+				for k := 0; k < 300; k++ {
+					limits = append(limits, Limit{Rate: 50 + k, Period: time.Hour})
+				}
+			}
 			reqs = append(reqs, LimitRequest{Key: "user" + strconv.Itoa(i%40), N: i%2 + 1, Limits: limits})
 		}
 		for round := 0; round < 2; round++ {
