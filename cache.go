@@ -155,6 +155,11 @@ type CacheStats struct {
 	EarlyRefreshes int64
 	// RedisErrors are the Redis errors reported to OnError.
 	RedisErrors int64
+	// FillsRefused are loaded values not cached because their load lease
+	// was gone when they were written: a write of the key (Set, Delete, a
+	// batch or write-behind write) ran during the load, or the load
+	// outlived LeaseTTL. Their callers got them all the same.
+	FillsRefused int64
 }
 
 // HitRate is (Hits + LocalHits) / (Hits + LocalHits + Misses), or 0 before
@@ -194,8 +199,8 @@ type Cache[T any] struct {
 	refreshing sync.Map       // keys being refreshed in the background
 	local      *localLayer[T] // nil without CacheOptions.Local
 
-	hits, misses, loads, loadErrors, stale, early, redisErrs atomic.Int64
-	bg                                                       sync.WaitGroup
+	hits, misses, loads, loadErrors, stale, early, redisErrs, refused atomic.Int64
+	bg                                                                sync.WaitGroup
 }
 
 // NewCache returns the cache named name.
@@ -285,7 +290,7 @@ func (k *Cache[T]) Stats() CacheStats {
 	}
 	return CacheStats{Hits: k.hits.Load(), LocalHits: localHits, Misses: k.misses.Load(), Loads: k.loads.Load(),
 		LoadErrors: k.loadErrors.Load(), StaleServed: k.stale.Load(), EarlyRefreshes: k.early.Load(),
-		RedisErrors: k.redisErrs.Load()}
+		RedisErrors: k.redisErrs.Load(), FillsRefused: k.refused.Load()}
 }
 
 // Wait blocks until the background refreshes started by Get, and the loads
@@ -646,8 +651,11 @@ func (k *Cache[T]) set(ctx context.Context, key string, payload []byte, negative
 		ttl += k.opt.StaleWhileRevalidate // stale once less than that is left
 	}
 	ttl = max(ttl, time.Millisecond)
-	err := scriptCacheSet.run(ctx, k.c.scr, []string{k.entryKey(key), k.leaseKey(key)},
-		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, writtenArg(began)).Err()
+	n, err := scriptCacheSet.run(ctx, k.c.scr, []string{k.entryKey(key), k.leaseKey(key)},
+		token, k.fanout(), payload, ttl.Milliseconds(), strings.Join(tags, "\x1f"), delta.Microseconds(), neg, writtenArg(began)).Int64()
+	if err == nil && token != "" && n == 0 {
+		k.refused.Add(1)
+	}
 	k.evictLocal(key)
 	if err != nil {
 		return k.redisError("set", key, err)

@@ -530,7 +530,10 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 		keys = append(keys, k.entryKey(it.key), k.leaseKey(it.key))
 		args = append(args, it.payload, ttl.Milliseconds(), tags, delta.Microseconds(), neg, writtenArg(began))
 	}
-	err := scriptCacheSet.run(ctx, k.c.scr, keys, args...).Err()
+	n, err := scriptCacheSet.run(ctx, k.c.scr, keys, args...).Int64()
+	if err == nil && token != "" {
+		k.refused.Add(int64(len(items)) - n)
+	}
 	for _, it := range items {
 		k.evictLocal(it.key)
 	}

@@ -133,6 +133,15 @@ func TestCacheWriteDuringLoad(t *testing.T) {
 					}
 					k.Wait()
 					checkAfterFill(t, ctx, k, w)
+					// A write revoked the lease: the fill was refused. A tag
+					// invalidation does not: the fill is written, hidden.
+					want := int64(1)
+					if w == "invalidate" {
+						want = 0
+					}
+					if got := k.Stats().FillsRefused; got != want {
+						t.Fatalf("FillsRefused = %d after %s during a load, want %d", got, w, want)
+					}
 				})
 			}
 		}
@@ -216,6 +225,13 @@ func TestCacheWriteDuringBatchLoad(t *testing.T) {
 					}
 					k.Wait()
 					checkAfterFill(t, ctx, k, w)
+					want := int64(1) // the write revoked the lease; a tag invalidation does not
+					if w == "invalidate" {
+						want = 0
+					}
+					if got := k.Stats().FillsRefused; got != want {
+						t.Fatalf("FillsRefused = %d after %s during a load, want %d", got, w, want)
+					}
 				})
 			}
 		}
@@ -255,6 +271,9 @@ func TestCacheFillAfterLeaseExpired(t *testing.T) {
 		k.Wait()
 		if v, ok, err := k.Lookup(ctx, "k"); ok || err != nil {
 			t.Fatalf("Lookup after a load that outlived its lease = %q, %t, %v; want a miss", v, ok, err)
+		}
+		if got := k.Stats().FillsRefused; got != 1 {
+			t.Fatalf("FillsRefused = %d, want 1", got)
 		}
 	})
 }
