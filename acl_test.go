@@ -143,22 +143,7 @@ func TestACL(t *testing.T) {
 			errs = append(errs, fmt.Errorf("%s %s: %w", op, key, err))
 			mu.Unlock()
 		}
-		a := newLocalCache[string](t, c, "local", &CacheOptions{TTL: time.Minute, OnError: onErr})
-		b := newLocalCache[string](t, c, "local", &CacheOptions{TTL: time.Minute, OnError: onErr})
-		if !a.local.tracking.Load() {
-			t.Error("local layer: CLIENT TRACKING refused")
-		}
-		if err := a.Set(ctx, "k", "v1", nil); err != nil {
-			t.Fatal(err)
-		}
-		holdLocally(t, b, "k")
-		if err := a.Set(ctx, "k", "v2", nil); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "invalidation reaches the other layer", func() bool {
-			v, _, _ := b.Lookup(ctx, "k")
-			return v == "v2"
-		})
+		localLayersInvalidate(t, c, CacheOptions{OnError: onErr})
 		mu.Lock()
 		for _, err := range errs {
 			t.Errorf("local layer: %v", err)

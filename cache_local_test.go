@@ -79,6 +79,31 @@ func holdLocally[T any](t testing.TB, k *Cache[T], key string) {
 	})
 }
 
+// localLayersInvalidate checks two local layers of one cache on c, as in two
+// processes: the first tracks keys (CLIENT TRACKING accepted), and its write
+// invalidates what the second holds. opt's TTL is set to a minute.
+func localLayersInvalidate(t *testing.T, c *Client, opt CacheOptions) {
+	t.Helper()
+	ctx := context.Background()
+	opt.TTL = time.Minute
+	a := newLocalCache[string](t, c, "local", &opt)
+	b := newLocalCache[string](t, c, "local", &opt)
+	if !a.local.tracking.Load() {
+		t.Error("local layer: CLIENT TRACKING refused")
+	}
+	if err := a.Set(ctx, "k", "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	holdLocally(t, b, "k")
+	if err := a.Set(ctx, "k", "v2", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "invalidation reaches the other layer", func() bool {
+		v, _, _ := b.Lookup(ctx, "k")
+		return v == "v2"
+	})
+}
+
 // settle returns once k's layer has handled every invalidation sent to it
 // before the call (the tracking messages of earlier writes may still be on
 // their way, and one arriving after a later read dropped what that read

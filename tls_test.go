@@ -126,20 +126,5 @@ func tlsPass(t *testing.T, rdb redis.UniversalClient) {
 			}
 		}
 	}
-	a := newLocalCache[string](t, c, "local", &CacheOptions{TTL: time.Minute})
-	b := newLocalCache[string](t, c, "local", &CacheOptions{TTL: time.Minute})
-	if !a.local.tracking.Load() {
-		t.Error("local layer: no tracking over TLS")
-	}
-	if err := a.Set(ctx, "k", "v1", nil); err != nil {
-		t.Fatal(err)
-	}
-	holdLocally(t, b, "k")
-	if err := a.Set(ctx, "k", "v2", nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "invalidation over TLS reaches the other layer", func() bool {
-		v, _, _ := b.Lookup(ctx, "k")
-		return v == "v2"
-	})
+	localLayersInvalidate(t, c, CacheOptions{}) // the layer's own connection inherits TLS
 }
