@@ -366,7 +366,25 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 	if k.local != nil {
 		snap = k.local.begin(key)
 	}
-	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil {
+	withTTL := k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil
+	co := k.c.coalescing()
+	switch {
+	case co != nil:
+		// Coalescing: the reads go in the server's shared pipeline.
+		get := redis.NewStringCmd(ctx, "get", ek)
+		cmds := []redis.Cmder{get}
+		var pttl *redis.DurationCmd
+		if withTTL {
+			pttl = redis.NewDurationCmd(ctx, time.Millisecond, "pttl", ek)
+			cmds = append(cmds, pttl)
+		}
+		if err = co.do(ctx, ek, cmds...); err == nil || err == redis.Nil {
+			v = get.Val()
+			if pttl != nil {
+				ttl = pttl.Val()
+			}
+		}
+	case withTTL:
 		var get *redis.StringCmd
 		var pttl *redis.DurationCmd
 		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -374,7 +392,7 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 			return nil
 		})
 		v, ttl = get.Val(), pttl.Val()
-	} else {
+	default:
 		v, err = k.c.rdb.Get(ctx, ek).Result()
 	}
 	if err == redis.Nil {
@@ -388,7 +406,7 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 		return entry{}, nil // not an entry of this library: a miss
 	}
 	if len(tags) > 0 {
-		versions, err := k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
+		versions, err := k.tagVersions(ctx, tags)
 		if err != nil {
 			return entry{}, err
 		}
@@ -403,6 +421,25 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 	e.ttl, e.tagged, e.size, e.snap = ttl, len(tags) > 0, len(v), snap
 	e.stale = !e.negative && k.opt.StaleWhileRevalidate > 0 && ttl >= 0 && ttl < k.opt.StaleWhileRevalidate
 	return e, nil
+}
+
+// tagVersions reads the invalidation times of tags (HMGET of the tag hash),
+// through the coalescing queue when there is one.
+func (k *Cache[T]) tagVersions(ctx context.Context, tags []string) ([]any, error) {
+	co := k.c.coalescing()
+	if co == nil {
+		return k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
+	}
+	args := make([]any, 0, 2+len(tags))
+	args = append(args, "hmget", k.tags[0])
+	for _, t := range tags {
+		args = append(args, t)
+	}
+	cmd := redis.NewSliceCmd(ctx, args...)
+	if err := co.do(ctx, k.tags[0], cmd); err != nil {
+		return nil, err
+	}
+	return cmd.Val(), nil
 }
 
 // lookupOrLease is the miss path: the entry if it landed meanwhile, else the

@@ -343,7 +343,7 @@ func (k *Cache[T]) lookupFast(ctx context.Context, keys []string) ([]entry, erro
 	if len(tags) == 0 {
 		return out, nil
 	}
-	versions, err := k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
+	versions, err := k.tagVersions(ctx, tags)
 	if err != nil {
 		return nil, err
 	}

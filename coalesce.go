@@ -10,7 +10,8 @@ import (
 )
 
 // Coalescing (Options.Coalesce) sends the script calls of concurrent callers
-// to one server in shared pipelines.
+// to one server in shared pipelines, and the plain reads of the cache hit
+// (GET, PTTL, HMGET of tags) with them.
 //
 // It is written here rather than built on go-redis's AutoPipeliner, which
 // does not keep the package's guarantees: a queued command runs on the
@@ -40,6 +41,7 @@ type coalescing struct {
 
 	batches atomic.Int64 // pipelines of more than one call sent (for tests)
 	calls   atomic.Int64 // calls sent in such pipelines
+	reads   atomic.Int64 // plain-command calls sent in such pipelines
 }
 
 func newCoalescing(rdb redis.UniversalClient) *coalescing {
@@ -57,25 +59,29 @@ type coalescer struct {
 	pending []*pcall // calls waiting for the next batch
 }
 
-// pcall is one queued script call.
+// pcall is one queued call: a script call (line) or plain commands (reads,
+// such as the cache hit's GET), sent together in the batch.
 type pcall struct {
-	ctx  context.Context
-	s    *script // nil: no NOSCRIPT fallback (a foreign script, onceScripter)
-	line []any   // the EVALSHA (or EVAL) command line
-	cmd  *redis.Cmd
-	done chan struct{} // closed when cmd holds the reply
+	ctx   context.Context
+	s     *script // nil: no NOSCRIPT fallback (a foreign script, onceScripter)
+	line  []any   // the EVALSHA (or EVAL) command line; nil for plain commands
+	cmd   *redis.Cmd
+	plain []redis.Cmder // plain commands, when line is nil
+	done  chan struct{} // closed when cmd (or plain) holds the reply
 }
 
 // queue returns the coalescer of the server that runs line.
 func (co *coalescing) queue(ctx context.Context, line []any) *coalescer {
-	if co.cluster == nil {
-		return co.one
-	}
-	key, ok := "", false
+	key := ""
 	if n, _ := line[2].(int); n > 0 {
-		key, ok = line[3].(string)
+		key, _ = line[3].(string)
 	}
-	if !ok {
+	return co.queueFor(ctx, key)
+}
+
+// queueFor returns the coalescer of the server that holds key ("": any).
+func (co *coalescing) queueFor(ctx context.Context, key string) *coalescer {
+	if co.cluster == nil || key == "" {
 		return co.one
 	}
 	node, err := co.cluster.MasterForKey(ctx, key)
@@ -92,8 +98,38 @@ func (co *coalescing) queue(ctx context.Context, line []any) *coalescer {
 // run runs one script call (s may be nil) through the server's queue and
 // returns its command, whose result is this caller's alone.
 func (co *coalescing) run(ctx context.Context, s *script, line []any) *redis.Cmd {
-	q := co.queue(ctx, line)
 	p := &pcall{ctx: ctx, s: s, line: line}
+	if !co.queue(ctx, line).wait(p) {
+		// Sent or not, the call is never sent again; p.cmd belongs to the
+		// batch.
+		cmd := redis.NewCmd(ctx, line...)
+		cmd.SetErr(ctx.Err())
+		return cmd
+	}
+	return p.cmd
+}
+
+// do sends cmds, plain commands on key's server that are safe to run
+// whenever the batch goes (reads), through the server's queue, and returns
+// the first error among them. After an error the caller must not read cmds:
+// when its context ended they may still belong to a batch on the wire.
+func (co *coalescing) do(ctx context.Context, key string, cmds ...redis.Cmder) error {
+	p := &pcall{ctx: ctx, plain: cmds}
+	if !co.queueFor(ctx, key).wait(p) {
+		return ctx.Err()
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wait sends p at once if nothing is in flight to the server, else queues it
+// for the next batch and waits for its reply or the end of its context. It
+// reports whether p holds its reply; false when the context ended first.
+func (q *coalescer) wait(p *pcall) bool {
 	q.mu.Lock()
 	if !q.busy {
 		// Nothing in flight: send at once, on the caller's goroutine.
@@ -101,15 +137,15 @@ func (co *coalescing) run(ctx context.Context, s *script, line []any) *redis.Cmd
 		q.mu.Unlock()
 		q.send([]*pcall{p})
 		q.next()
-		return p.cmd
+		return true
 	}
 	p.done = make(chan struct{})
 	q.pending = append(q.pending, p)
 	q.mu.Unlock()
 	select {
 	case <-p.done:
-		return p.cmd
-	case <-ctx.Done():
+		return true
+	case <-p.ctx.Done():
 	}
 	q.mu.Lock()
 	for i, x := range q.pending {
@@ -121,13 +157,10 @@ func (co *coalescing) run(ctx context.Context, s *script, line []any) *redis.Cmd
 	q.mu.Unlock()
 	select {
 	case <-p.done: // the reply came meanwhile
-		return p.cmd
+		return true
 	default:
+		return false
 	}
-	// Sent or not, the call is never sent again; p.cmd belongs to the batch.
-	cmd := redis.NewCmd(ctx, line...)
-	cmd.SetErr(ctx.Err())
-	return cmd
 }
 
 // next ends the batch in flight: it hands the queued calls to a goroutine
@@ -169,8 +202,7 @@ func (q *coalescer) send(batch []*pcall) {
 	live := make([]*pcall, 0, len(batch))
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {
-			p.cmd = redis.NewCmd(p.ctx, p.line...)
-			p.cmd.SetErr(err)
+			p.fail(err)
 			continue
 		}
 		live = append(live, p)
@@ -180,39 +212,66 @@ func (q *coalescer) send(batch []*pcall) {
 	}
 	ctx, cancel := batchContext(live)
 	defer cancel()
-	if len(live) == 1 {
-		p := live[0]
-		p.cmd = newEvalCmd(ctx, p.line)
-		_ = process(ctx, q.co.UniversalClient, p.cmd)
-		if p.s != nil && isNoScript(p.cmd.Err()) {
-			p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
-			_ = process(ctx, q.co.UniversalClient, p.cmd)
+	var pr processor = q.co.UniversalClient
+	var pipe redis.Pipeliner
+	if len(live) > 1 || len(live[0].plain) > 1 {
+		if len(live) > 1 {
+			q.co.batches.Add(1)
+			q.co.calls.Add(int64(len(live)))
+			for _, p := range live {
+				if p.line == nil {
+					q.co.reads.Add(1)
+				}
+			}
 		}
-		return
+		pipe = q.co.Pipeline()
+		pr = pipe
 	}
-	q.co.batches.Add(1)
-	q.co.calls.Add(int64(len(live)))
-	pipe := q.co.Pipeline()
 	for _, p := range live {
+		if p.line == nil {
+			for _, c := range p.plain {
+				_ = pr.Process(ctx, c)
+			}
+			continue
+		}
 		p.cmd = newEvalCmd(ctx, p.line)
-		_ = pipe.Process(ctx, onceCmd{p.cmd})
+		_ = pr.Process(ctx, onceCmd{p.cmd})
 	}
-	_, _ = pipe.Exec(ctx)
+	if pipe != nil {
+		_, _ = pipe.Exec(ctx)
+	}
 	var again []*pcall
 	for _, p := range live {
-		if p.s != nil && isNoScript(p.cmd.Err()) {
+		if p.s != nil && p.line != nil && isNoScript(p.cmd.Err()) {
 			again = append(again, p)
 		}
 	}
-	if len(again) == 0 {
+	switch len(again) {
+	case 0:
+	case 1:
+		p := again[0]
+		p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+		_ = process(ctx, q.co.UniversalClient, p.cmd)
+	default:
+		pipe = q.co.Pipeline()
+		for _, p := range again {
+			p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+			_ = pipe.Process(ctx, onceCmd{p.cmd})
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+}
+
+// fail gives p err without sending it.
+func (p *pcall) fail(err error) {
+	if p.line == nil {
+		for _, c := range p.plain {
+			c.SetErr(err)
+		}
 		return
 	}
-	pipe = q.co.Pipeline()
-	for _, p := range again {
-		p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
-		_ = pipe.Process(ctx, onceCmd{p.cmd})
-	}
-	_, _ = pipe.Exec(ctx)
+	p.cmd = redis.NewCmd(p.ctx, p.line...)
+	p.cmd.SetErr(err)
 }
 
 // batchContext returns the context a batch is sent on: a lone call's own;

@@ -163,9 +163,10 @@ func TestCoalesceMix(t *testing.T) {
 }
 
 // TestCoalesceQueuedCallerLeaves stalls the server (DEBUG SLEEP) while one
-// call is in flight: callers queued behind it with a short deadline must
-// return a timeout before the stall ends, and their calls must never be sent
-// (the limiter counts only the call in flight).
+// call is in flight: callers queued behind it with a short deadline (limiter
+// decisions and cache hits) must return a timeout before the stall ends, and
+// their calls must never be sent (the limiter counts only the call in
+// flight).
 func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	t.Parallel()
 	_, rdb, admin := startStallable(t, true)
@@ -178,6 +179,13 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := cc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := NewCache[string](cc, "leave", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.Set(ctx, "k", "v", nil); err != nil {
 		t.Fatal(err)
 	}
 	const stall = 2 * time.Second
@@ -214,7 +222,11 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 			defer wg.Done()
 			qctx, qcancel := context.WithTimeout(ctx, 150*time.Millisecond)
 			defer qcancel()
-			_, errs[i] = lim.Allow(qctx, "k", limit)
+			if i%2 == 0 {
+				_, errs[i] = lim.Allow(qctx, "k", limit)
+			} else { // a cache hit: plain commands leave the queue alike
+				_, errs[i] = kc.Get(qctx, "k", func(context.Context) (string, error) { return "loaded", nil }, nil)
+			}
 			took[i] = time.Since(start)
 		}(i)
 	}
@@ -243,4 +255,86 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	if res.Remaining != 98 { // Peek counts its own request: 100 - 1 - 1
 		t.Errorf("remaining %d after one admitted call and a Peek, want 98: a queued caller's call was sent", res.Remaining)
 	}
+}
+
+// TestCoalesceCacheHits runs concurrent cache hits on a coalescing Client (a
+// plain GET, or GET with PTTL for stale-while-revalidate, then HMGET of the
+// tags): they go out in shared batches, every caller reads its own key's
+// value, and after InvalidateTags every key is a miss that loads anew.
+func TestCoalesceCacheHits(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		cc := coalesced(t, newClient(t, rdb))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, swr := range []time.Duration{0, time.Minute} {
+			name := fmt.Sprintf("hits-%d", swr/time.Second)
+			k, err := NewCache[string](cc, name, &CacheOptions{TTL: 10 * time.Minute, StaleWhileRevalidate: swr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const keys, workers, gets = 8, 32, 40
+			set := func(tags []string) {
+				t.Helper()
+				for i := 0; i < keys; i++ {
+					if err := k.Set(ctx, fmt.Sprint("k", i), fmt.Sprint("v", i), &CacheSetOptions{Tags: tags}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var loads atomic.Int64
+			run := func(want string) {
+				t.Helper()
+				var wg sync.WaitGroup
+				errs := make(chan error, workers)
+				for w := 0; w < workers; w++ {
+					wg.Add(1)
+					go func(w int) {
+						defer wg.Done()
+						for i := 0; i < gets; i++ {
+							key := fmt.Sprint("k", (w+i)%keys)
+							v, err := k.Get(ctx, key, func(context.Context) (string, error) {
+								loads.Add(1)
+								return "new-" + key, nil
+							}, &CacheSetOptions{Tags: []string{"t"}})
+							if err == nil && v != want+key[1:] {
+								err = fmt.Errorf("%s: got %q, want %q", key, v, want+key[1:])
+							}
+							if err != nil {
+								errs <- err
+								return
+							}
+						}
+					}(w)
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Error(err)
+				}
+			}
+			co := cc.coalescing()
+			// Untagged entries: a hit is the GET (and PTTL) alone.
+			set(nil)
+			r0 := co.reads.Load()
+			run("v")
+			if co.reads.Load() == r0 {
+				t.Errorf("%s: no hit went in a batch of more than one call in %d concurrent hits", name, workers*gets)
+			}
+			// Tagged: the GET, then the HMGET of the tag.
+			set([]string{"t"})
+			run("v")
+			if n := loads.Load(); n != 0 {
+				t.Fatalf("%s: %d loads on hits", name, n)
+			}
+			if err := k.InvalidateTags(ctx, "t"); err != nil {
+				t.Fatal(err)
+			}
+			run("new-k")
+			if n := loads.Load(); n < keys {
+				t.Errorf("%s: %d loads after InvalidateTags, want at least %d", name, n, keys)
+			}
+		}
+	})
 }

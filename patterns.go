@@ -118,8 +118,8 @@ type Options struct {
 	// default: nil, none
 	Observer Observer
 
-	// Coalesce sends the script calls of concurrent callers (every pattern's)
-	// to one server in shared pipelines: a caller that finds no call in
+	// Coalesce sends the script calls of concurrent callers (every pattern's),
+	// and the cache hit's reads, to one server in shared pipelines: a caller that finds no call in
 	// flight to its server is sent at once, and callers arriving while one is
 	// in flight go together in the next pipeline (one per cluster master). It
 	// saves round trips and server system calls, so turn it on when many
