@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput of the hot operations, coalescing off and on, beside the peers
-# and the floors, in one run: writes throughput.txt (raw output),
+# and the floors, in one run, then the ratios between them within rounds
+# (BenchmarkThroughputRatios): writes throughput.txt (raw output),
 # throughput.md (table) and throughput.png (plot) here, in bench/.
 #
 #   cd bench && ./throughput.sh [benchtime, default 3000x]
@@ -21,12 +22,20 @@ sha=$(redis-cli -p "$port" script load 'return 1')
 	echo "redis-benchmark -P 16 -c 64 evalsha return 1: $rps ops/s"
 	# What the server decides when token-bucket calls arrive pipelined: the
 	# limiter's script, its limit (the benchmark's: 2^30 per hour) over
-	# 1,000 random ids, its arguments as text (the library packs them).
+	# 1,000 random ids, keys of the limiter's shape, its argument packed as
+	# the library packs it (three little-endian doubles), with no NUL byte
+	# (argv cannot hold one): bench.TokenBucketFloor, printed by
+	# cmd/tbfloorarg, which BenchmarkThroughputRatios sends too.
 	tb=$(redis-cli -p "$port" script load "$(cat ../scripts/rl_token_bucket.lua)")
+	arg=$(go run ./cmd/tbfloorarg 2>/dev/null)
+	go run ./cmd/tbfloorarg 2>&1 >/dev/null # its values, into throughput.txt
 	rps=$(redis-benchmark -p "$port" -P 16 -c 64 -n 400000 -r 1000 -q evalsha "$tb" 1 \
-		'bench:rl:{user:__rand_int__}:tb:1073741824:3600000:1073741824' 3600000 1073741824 3865470566400000 |
+		'tp-rb:rl:{user:__rand_int__}:tp:tb:1073741824:3600000:1073741824' "$arg" |
 		tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
-	echo "redis-benchmark -P 16 -c 64 evalsha token bucket: $rps ops/s"
+	echo "redis-benchmark -P 16 -c 64 evalsha token bucket, packed: $rps ops/s"
+	# Ratios within rounds, at 64 goroutines: every contender once a round,
+	# medians of 5 rounds (a server of its own).
+	go test -run '^$' -bench '^BenchmarkThroughputRatios$' -benchtime 5x .
 } | tee throughput.txt
 go run ./cmd/throughputplot -o throughput.png < throughput.txt > throughput.md
 cat throughput.md
