@@ -199,13 +199,21 @@ func (q *coalescer) drain() {
 // second one with EVAL. Calls whose context ended before the send are not
 // sent and get their context's error. Every call is sent at most once.
 func (q *coalescer) send(batch []*pcall) {
-	live := make([]*pcall, 0, len(batch))
+	live := batch
 	for _, p := range batch {
-		if err := p.ctx.Err(); err != nil {
-			p.fail(err)
+		if p.ctx.Err() == nil {
 			continue
 		}
-		live = append(live, p)
+		// Some callers have left: send the others only.
+		live = make([]*pcall, 0, len(batch))
+		for _, p := range batch {
+			if err := p.ctx.Err(); err != nil {
+				p.fail(err)
+			} else {
+				live = append(live, p)
+			}
+		}
+		break
 	}
 	if len(live) == 0 {
 		return
