@@ -203,6 +203,11 @@ func TestRateLimitSlidingLogDurations(t *testing.T) {
 			res, now = call(step, peek, 1, false, 0, a, a)
 			within(step, "RetryAfter", res.RetryAfter, time.Minute, t1, now)
 			within(step, "ResetAfter", res.ResetAfter, time.Minute, t3, now)
+			// As many as the rate wait for the newest.
+			step = fmt.Sprintf("5 more (peek %t)", peek)
+			res, now = call(step, peek, 5, false, 0, a, a)
+			within(step, "RetryAfter", res.RetryAfter, time.Minute, t3, now)
+			within(step, "ResetAfter", res.ResetAfter, time.Minute, t3, now)
 		}
 		// b alone would admit 2 more: Peek reports its newest's wait.
 		res, now := call("peek b", true, 2, true, 94, b, b)

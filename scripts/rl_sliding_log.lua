@@ -33,9 +33,9 @@ local nk = #KEYS
 local c1 -- the count of the only limit, when the common case below took it
 if nk == 1 and consume then
   -- One limit, consuming: the library's common call. Admitting one event
-  -- is inline (it repeats the loops below on purpose: a table or a Lua
-  -- function in a script is made anew on every call); any other outcome
-  -- goes on below with the count.
+  -- or denying is inline (it repeats the loops below on purpose: a table or
+  -- a Lua function in a script is made anew on every call); any other
+  -- outcome (n > 1 admitted) goes on below with the count.
   local key, rate, ms = KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ms * 1000)
   c1 = redis.call('ZCARD', key)
@@ -43,6 +43,19 @@ if nk == 1 and consume then
     redis.call('ZADD', key, now, t[1] .. '.' .. t[2] .. ':' .. (c1 + 1))
     redis.call('PEXPIRE', key, ARGV[4])
     return rate - c1 - 1
+  end
+  if c1 + n > rate then
+    -- Denied (c1 >= 1: n is at most the rate): as below, inline. The wait
+    -- is for the (c1 + n - rate)-th oldest event, the reset for the newest.
+    local period = ms * 1000
+    local r = n - rate - 1
+    local old = redis.call('ZRANGE', key, r, r, 'WITHSCORES')
+    local newest = old
+    if r ~= -1 then newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES') end
+    local left = rate - c1
+    if left < 0 then left = 0 end
+    return {0, left, math.ceil((tonumber(old[2]) + period - now) / 1000),
+      math.ceil((tonumber(newest[2]) + period - now) / 1000), 1}
   end
 end
 -- Count each limit's live events, then decide for all limits at once. In
