@@ -440,8 +440,29 @@ func (l *Limiter) parse(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, err
 		return parseTokenBucket(cmd, limits, n)
 	case FixedWindow:
 		return parseFixedWindow(cmd, limits, n)
+	case SlidingWindowLog:
+		return parseSlidingLog(cmd, limits)
 	}
 	return parseResult(cmd, limits)
+}
+
+// parseSlidingLog reads rl_sliding_log's reply: for one limit, a request
+// admitted and consumed is an integer, what is left (the limit is full again
+// one period later: its newest event is now); anything else is the table
+// parseResult reads.
+func parseSlidingLog(cmd *redis.Cmd, limits []Limit) (LimitResult, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return LimitResult{}, err
+	}
+	left, ok := v.(int64)
+	if !ok {
+		return parseResult(cmd, limits)
+	}
+	if len(limits) != 1 || left < 0 || left >= int64(limits[0].Rate) {
+		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	return LimitResult{Allowed: true, Remaining: int(left), ResetAfter: limits[0].Period, Limit: limits[0]}, nil
 }
 
 // limitOutcome is one limit's part of a decision.

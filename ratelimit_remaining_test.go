@@ -2,6 +2,7 @@ package patterns
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -132,4 +133,92 @@ func TestRateLimitGCRAResetAfterExact(t *testing.T) {
 			t.Errorf("ceilMs(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
+}
+
+// TestRateLimitSlidingLogDurations: the sliding log's RetryAfter and
+// ResetAfter, admitted and denied, consuming and Peek, with n > 1 and several
+// limits, from the events' server times. Each call's server time lies
+// between the client's clock before and after it, which bounds every
+// duration: RetryAfter is when the (c + n - rate)-th oldest live event of a
+// denying limit leaves its window, ResetAfter when the newest event of any
+// limit does (one period, exactly, right after an admission).
+func TestRateLimitSlidingLogDurations(t *testing.T) {
+	a, b := Limit{Rate: 5, Period: time.Minute}, Limit{Rate: 100, Period: time.Hour}
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		l := newLimiter(t, newClient(t, rdb), SlidingWindowLog)
+		type span struct{ before, after time.Time }
+		call := func(step string, peek bool, n int, allowed bool, remaining int, binding Limit, limits ...Limit) (LimitResult, span) {
+			t.Helper()
+			decide := l.AllowN
+			if peek {
+				decide = l.Peek
+			}
+			var s span
+			s.before = time.Now()
+			res, err := decide(ctx, "durations", n, limits...)
+			s.after = time.Now()
+			if err != nil || res.Allowed != allowed || res.Remaining != remaining || res.Limit != binding {
+				t.Fatalf("%s: %+v %v; want allowed=%t remaining=%d limit=%v", step, res, err, allowed, remaining, binding)
+			}
+			if allowed && res.RetryAfter != 0 {
+				t.Fatalf("%s: admitted with RetryAfter %v", step, res.RetryAfter)
+			}
+			return res, s
+		}
+		// within checks that d is when an event in ev leaves a window of
+		// period, seen from a call in now.
+		within := func(step, what string, d time.Duration, period time.Duration, ev, now span) {
+			t.Helper()
+			lo := period - now.after.Sub(ev.before)
+			hi := period - now.before.Sub(ev.after) + 2*time.Millisecond
+			if d < lo || d > hi {
+				t.Errorf("%s: %s %v, want from %v to %v", step, what, d, lo, hi)
+			}
+		}
+		// Events: 2 at t1 (a and b), 1 at t2 (a alone), 2 at t3 (a and b).
+		res, t1 := call("t1", false, 2, true, 3, a, a, b)
+		if res.ResetAfter != time.Hour {
+			t.Errorf("t1: ResetAfter %v, want %v", res.ResetAfter, time.Hour)
+		}
+		time.Sleep(200 * time.Millisecond)
+		res, t2 := call("t2", false, 1, true, 2, a, a)
+		if res.ResetAfter != time.Minute {
+			t.Errorf("t2: ResetAfter %v, want %v", res.ResetAfter, time.Minute)
+		}
+		time.Sleep(200 * time.Millisecond)
+		res, t3 := call("t3", false, 2, true, 0, a, b, a)
+		if res.ResetAfter != time.Hour {
+			t.Errorf("t3: ResetAfter %v, want %v", res.ResetAfter, time.Hour)
+		}
+		time.Sleep(200 * time.Millisecond)
+		// a is full: 3 more wait for its 3rd oldest event (t2), 1 more for
+		// its oldest (t1). b's newest (t3) is the last to leave.
+		for _, peek := range []bool{false, true} {
+			step := fmt.Sprintf("3 more (peek %t)", peek)
+			res, now := call(step, peek, 3, false, 0, a, a, b)
+			within(step, "RetryAfter", res.RetryAfter, time.Minute, t2, now)
+			within(step, "ResetAfter", res.ResetAfter, time.Hour, t3, now)
+			step = fmt.Sprintf("1 more (peek %t)", peek)
+			res, now = call(step, peek, 1, false, 0, a, a)
+			within(step, "RetryAfter", res.RetryAfter, time.Minute, t1, now)
+			within(step, "ResetAfter", res.ResetAfter, time.Minute, t3, now)
+			// As many as the rate wait for the newest.
+			step = fmt.Sprintf("5 more (peek %t)", peek)
+			res, now = call(step, peek, 5, false, 0, a, a)
+			within(step, "RetryAfter", res.RetryAfter, time.Minute, t3, now)
+			within(step, "ResetAfter", res.ResetAfter, time.Minute, t3, now)
+		}
+		// b alone would admit 2 more: Peek reports its newest's wait.
+		res, now := call("peek b", true, 2, true, 94, b, b)
+		within("peek b", "ResetAfter", res.ResetAfter, time.Hour, t3, now)
+		if res, _ = call("2 more of b", false, 2, true, 94, b, b); res.ResetAfter != time.Hour {
+			t.Errorf("2 more of b: ResetAfter %v, want %v", res.ResetAfter, time.Hour)
+		}
+		// A request of more events than one ZADD call takes logs them all.
+		big := Limit{Rate: 1500, Period: time.Minute}
+		call("1201 of big", false, 1201, true, 299, big, big, Limit{Rate: 5000, Period: time.Hour})
+		call("299 of big", false, 299, true, 0, big, big)
+		call("1 of big", false, 1, false, 0, big, big)
+	})
 }

@@ -156,97 +156,133 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 	b.ReportMetric(med, "batch/raw")
 }
 
-// The server's cost per decision, token bucket beside redis_rate, each on a
-// server of its own (its own Lua state and garbage), measured in alternating
-// blocks of 100 calls so that the machine's load weighs on both alike, and
-// read from each server's INFO commandstats once, after the loop. Each op is
-// one decision of each. Three cases, the same for both: admitted on one hot
-// key (calls in the same millisecond find the bucket short of full), admitted
-// on 1000 keys in turn (each bucket full again by its next call), and denied
-// (a limit of 1 per hour, spent).
+// The server's cost per decision of each algorithm beside redis_rate (GCRA,
+// which the library's GCRA wraps), each on a server of its own (its own Lua
+// state and garbage), measured in alternating blocks of 100 calls so that the
+// machine's load weighs on both alike, and read from each server's INFO
+// commandstats once, after the loop. Each op is one decision of each; the
+// sub-benchmarks are algorithm/case. Three cases, redis_rate always given the
+// same limit as the algorithm it is measured beside: admitted on one hot key
+// (calls in the same millisecond find a bucket short of full), admitted on
+// 1000 keys in turn (each bucket full again by its next call), and denied (a
+// limit of 1 per hour, spent).
+//
+// The sliding log keeps one member per admitted event of the last period, so
+// its admitted cases use a period that bounds the set: on the hot key 1<<30
+// per 100ms (the set holds the key's calls of the last 100ms, some hundreds
+// here; log-members reports how many it held at the end), on the 1000 keys
+// 1000 per second (each set holds its key's calls of the last second, about
+// ten here). Its denied set holds one member.
 func BenchmarkRateLimitServerCost(b *testing.B) {
-	ctx := context.Background()
 	huge := patterns.Limit{Rate: 1 << 30, Period: time.Hour, Burst: 1 << 30}
 	one := patterns.Limit{Rate: 1, Period: time.Hour, Burst: 1}
-	for _, bc := range []struct {
+	cases := []struct {
 		name    string
 		lim     patterns.Limit
+		logLim  patterns.Limit // the sliding log's, when not lim
 		keys    int
 		allowed bool
 	}{
-		{"admitted-hot-key", huge, 1, true},
-		{"admitted-full-buckets", huge, 1000, true},
-		{"denied", one, 1, false},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			tbRdb, pc := benchRedis(b)
-			tb, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
-			if err != nil {
-				b.Fatal(err)
+		{"admitted-hot-key", huge, patterns.Limit{Rate: 1 << 30, Period: 100 * time.Millisecond}, 1, true},
+		{"admitted-full-buckets", huge, patterns.PerSecond(1000), 1000, true},
+		{"denied", one, one, 1, false},
+	}
+	for _, algo := range []patterns.Algorithm{patterns.SlidingWindowLog, patterns.TokenBucket,
+		patterns.FixedWindow, patterns.SlidingWindow} {
+		for _, bc := range cases {
+			lim := bc.lim
+			if algo == patterns.SlidingWindowLog {
+				lim = bc.logLim
 			}
-			rrRdb, _ := benchRedis(b)
-			rr := redis_rate.NewLimiter(rrRdb)
-			servers := []*redis.Client{tbRdb, rrRdb}
-			rrLim := redis_rate.Limit{Rate: bc.lim.Rate, Burst: bc.lim.Burst, Period: bc.lim.Period}
-			keys := make([]string, bc.keys)
-			for i := range keys {
-				keys[i] = "user:" + strconv.Itoa(i)
+			b.Run(algo.String()+"/"+bc.name, func(b *testing.B) {
+				serverCost(b, algo, lim, bc.keys, bc.allowed)
+			})
+		}
+	}
+}
+
+// serverCost is one case of BenchmarkRateLimitServerCost: the algorithm's
+// limiter and redis_rate deciding lim on keys keys in turn, every decision
+// admitted (or every one denied).
+func serverCost(b *testing.B, algo patterns.Algorithm, lim patterns.Limit, nkeys int, allowed bool) {
+	ctx := context.Background()
+	pRdb, pc := benchRedis(b)
+	pl, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: algo})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rrRdb, _ := benchRedis(b)
+	rr := redis_rate.NewLimiter(rrRdb)
+	servers := []*redis.Client{pRdb, rrRdb}
+	rrLim := redis_rate.Limit{Rate: lim.Rate, Burst: lim.Burst, Period: lim.Period}
+	if rrLim.Burst == 0 {
+		rrLim.Burst = lim.Rate
+	}
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = "user:" + strconv.Itoa(i)
+	}
+	decide := []func(key string){
+		func(key string) {
+			if res, err := pl.Allow(ctx, key, lim); err != nil || res.Allowed != allowed {
+				b.Fatal(res, err)
 			}
-			decide := []func(key string){
-				func(key string) {
-					if res, err := tb.Allow(ctx, key, bc.lim); err != nil || res.Allowed != bc.allowed {
-						b.Fatal(res, err)
-					}
-				},
-				func(key string) {
-					if res, err := rr.Allow(ctx, key, rrLim); err != nil || (res.Allowed == 1) != bc.allowed {
-						b.Fatal(res, err)
-					}
-				},
+		},
+		func(key string) {
+			if res, err := rr.Allow(ctx, key, rrLim); err != nil || (res.Allowed == 1) != allowed {
+				b.Fatal(res, err)
 			}
-			// Warm up: every key exists (and, for denied, is spent).
-			for _, key := range keys {
-				_, _ = tb.Allow(ctx, key, bc.lim)
-				_, _ = rr.Allow(ctx, key, rrLim)
+		},
+	}
+	// Warm up: every key exists (and, for denied, is spent).
+	for _, key := range keys {
+		_, _ = pl.Allow(ctx, key, lim)
+		_, _ = rr.Allow(ctx, key, rrLim)
+	}
+	// Each limiter has a server of its own: its counters from here to the
+	// end are its calls in the loop, read once at the end.
+	for _, rdb := range servers {
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const block = 100
+	next := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i += block {
+		n := min(block, b.N-i)
+		for _, f := range decide {
+			for j := 0; j < n; j++ {
+				f(keys[(next+j)%len(keys)])
 			}
-			// Each limiter has a server of its own: its counters from here
-			// to the end are its calls in the loop, read once at the end.
-			for _, rdb := range servers {
-				if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			const block = 100
-			next := 0
-			b.ResetTimer()
-			for i := 0; i < b.N; i += block {
-				n := min(block, b.N-i)
-				for _, f := range decide {
-					for j := 0; j < n; j++ {
-						f(keys[(next+j)%len(keys)])
-					}
-				}
-				next += n
-			}
-			b.StopTimer()
-			var us [2]float64
-			for v, rdb := range servers {
-				// One EVALSHA per decision, and no EVAL: a NOSCRIPT
-				// fallback or a retry would count server time that is not
-				// one decision's.
-				calls, usec := commandStats(b, rdb, "evalsha")
-				if evals, _ := commandStats(b, rdb, "eval"); calls != int64(b.N) || evals != 0 {
-					b.Fatalf("limiter %d: the server ran %d EVALSHA and %d EVAL for %d decisions; want exactly one EVALSHA each", v, calls, evals, b.N)
-				}
-				if usec <= 0 {
-					b.Fatalf("limiter %d: %d EVALSHA took %d us on the server", v, calls, usec)
-				}
-				us[v] = float64(usec) / float64(calls)
-			}
-			b.ReportMetric(us[0], "tb-srv-us/call")
-			b.ReportMetric(us[1], "redis_rate-srv-us/call")
-			b.ReportMetric(us[0]/us[1], "tb/redis_rate")
-		})
+		}
+		next += n
+	}
+	b.StopTimer()
+	var us [2]float64
+	for v, rdb := range servers {
+		// One EVALSHA per decision, and no EVAL: a NOSCRIPT fallback or a
+		// retry would count server time that is not one decision's.
+		calls, usec := commandStats(b, rdb, "evalsha")
+		if evals, _ := commandStats(b, rdb, "eval"); calls != int64(b.N) || evals != 0 {
+			b.Fatalf("limiter %d: the server ran %d EVALSHA and %d EVAL for %d decisions; want exactly one EVALSHA each", v, calls, evals, b.N)
+		}
+		if usec <= 0 {
+			b.Fatalf("limiter %d: %d EVALSHA took %d us on the server", v, calls, usec)
+		}
+		us[v] = float64(usec) / float64(calls)
+	}
+	name := algo.String()
+	b.ReportMetric(us[0], name+"-srv-us/call")
+	b.ReportMetric(us[1], "redis_rate-srv-us/call")
+	b.ReportMetric(us[0]/us[1], name+"/redis_rate")
+	if algo == patterns.SlidingWindowLog {
+		key := "patterns:rl:{" + keys[0] + "}:api:sl:" + strconv.Itoa(lim.Rate) + ":" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
+		members, err := pRdb.ZCard(ctx, key).Result()
+		if err != nil || members == 0 {
+			b.Fatalf("ZCARD %s: %d, %v", key, members, err)
+		}
+		b.ReportMetric(float64(members), "log-members")
 	}
 }
 
