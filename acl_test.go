@@ -200,6 +200,28 @@ func TestACL(t *testing.T) {
 			t.Error("ack:", err)
 		}
 
+		// A consumer group: the stream_read script (XAUTOCLAIM, XREADGROUP)
+		// and a blocking read (XREADGROUP BLOCK).
+		st, err := NewStreamTopic[string](c, "acl-stream", &StreamTopicOptions{Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg, err := st.Group(ctx, "workers", "w1", nil)
+		if err != nil {
+			t.Fatal("stream group:", err)
+		}
+		if _, err := st.Publish(ctx, "event"); err != nil {
+			t.Fatal("stream publish:", err)
+		}
+		if msgs, err := sg.Read(ctx, 10, 0); err != nil || len(msgs) != 1 {
+			t.Fatalf("stream group read: %d messages, %v", len(msgs), err)
+		} else if _, err := sg.Ack(ctx, msgs[0].ID); err != nil {
+			t.Error("stream ack:", err)
+		}
+		if _, err := sg.Read(ctx, 10, 20*time.Millisecond); err != nil {
+			t.Error("blocking stream group read:", err)
+		}
+
 		// WAIT: a lock write acknowledged by replicas (ErrNotReplicated is
 		// an answer; NOPERM is not).
 		l, err := c.Obtain(ctx, "replicated", 5*time.Second, &LockOptions{Replicas: 1, ReplicaTimeout: 100 * time.Millisecond})

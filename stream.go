@@ -14,6 +14,7 @@ import (
 var (
 	scriptStreamPublish = newScript("stream_publish")
 	scriptStreamGroup   = newScript("stream_group")
+	scriptStreamRead    = newScript("stream_read")
 )
 
 // StreamLatest, passed as the id to StreamTopic.Read or Subscribe, starts
@@ -521,9 +522,11 @@ func isNoGroup(err error) bool {
 // Read returns up to count entries for this consumer: first entries of any
 // consumer left unacknowledged for ClaimTimeout (claimed now for this
 // one), else new entries, waiting for them up to block (0: not at all) and
-// at most until ctx is done (then ctx's error). Acknowledge each with Ack
-// once handled. When the group is gone (the stream expired or the server
-// lost it) it is created again, starting as the options said.
+// at most until ctx is done (then ctx's error). The claim and the read of
+// new entries are one script call: a read that needs no wait is one round
+// trip. Acknowledge each with Ack once handled. When the group is gone (the
+// stream expired or the server lost it) it is created again, starting as
+// the options said.
 func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duration) (msgs []StreamMessage[T], err error) {
 	if err := checkRead(count, block); err != nil {
 		return nil, err
@@ -541,12 +544,20 @@ func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duratio
 	}
 }
 
+// read claims or reads without blocking in one script call (stream_read),
+// and only when that found nothing waits up to block with XREADGROUP BLOCK.
 func (g *StreamGroup[T]) read(ctx context.Context, count int, block time.Duration) ([]StreamMessage[T], error) {
-	claimed, err := g.autoclaim(ctx, count)
-	if err != nil || len(claimed) > 0 {
-		return claimed, err
+	msgs, err := g.claimOrRead(ctx, count)
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
 	}
 	t := g.t
+	if block == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, t.errorf("%w", context.Cause(ctx))
+		}
+		return nil, nil
+	}
 	return waitLoop(ctx, block, func(wait time.Duration) ([]StreamMessage[T], error) {
 		streams, err := t.c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: g.group, Consumer: g.consumer,
 			Streams: []string{t.key, ">"}, Count: int64(count), Block: wait}).Result()
@@ -563,25 +574,81 @@ func (g *StreamGroup[T]) read(ctx context.Context, count int, block time.Duratio
 	}, t.errorf)
 }
 
-// autoclaim claims up to count entries idle for the claim timeout, going
-// round the pending list with a cursor kept between calls.
-func (g *StreamGroup[T]) autoclaim(ctx context.Context, count int) ([]StreamMessage[T], error) {
+// claimOrRead runs stream_read: it claims up to count entries idle for the
+// claim timeout, going round the pending list with a cursor kept between
+// calls, and when it claimed none reads up to count new entries, without
+// blocking, all in one round trip.
+func (g *StreamGroup[T]) claimOrRead(ctx context.Context, count int) ([]StreamMessage[T], error) {
 	g.mu.Lock()
 	start := g.cursor
 	g.mu.Unlock()
-	msgs, next, err := g.t.c.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: g.t.key, Group: g.group, Consumer: g.consumer,
-		MinIdle: g.claim, Start: start, Count: int64(count)}).Result()
+	// Sent at most once, as every script: entries claimed or read by a call
+	// whose reply was lost stay pending for this consumer, and are
+	// delivered again after the claim timeout.
+	v, err := scriptStreamRead.run(ctx, g.t.c.scr, []string{g.t.key},
+		g.group, g.consumer, g.claim.Milliseconds(), start, count).Result()
 	if err != nil {
-		return nil, g.t.errorf("group %q: claim: %w", g.group, err)
+		if e := ctxEnded(ctx, err); e != nil {
+			return nil, g.t.errorf("%w", e)
+		}
+		return nil, g.t.errorf("group %q: read: %w", g.group, err)
+	}
+	next, msgs, err := g.t.decodeRead(v)
+	if err != nil {
+		return nil, g.t.errorf("group %q: read: %w", g.group, err)
 	}
 	g.mu.Lock()
 	g.cursor = next
 	g.mu.Unlock()
-	out := make([]StreamMessage[T], 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, g.t.decodeOne(m))
+	return msgs, nil
+}
+
+// decodeRead decodes stream_read's reply, {next cursor, {{id, {field,
+// value, ...}}, ...}}. An entry without fields (deleted from the stream
+// while pending) is skipped.
+func (t *StreamTopic[T]) decodeRead(v any) (next string, msgs []StreamMessage[T], err error) {
+	reply, ok := v.([]any)
+	if !ok || len(reply) != 2 {
+		return "", nil, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, v, v)
 	}
-	return out, nil
+	if next, ok = reply[0].(string); !ok {
+		return "", nil, fmt.Errorf("%w: cursor %T", ErrUnexpectedReply, reply[0])
+	}
+	if reply[1] == nil { // an empty Lua table may come back as nil
+		return next, nil, nil
+	}
+	entries, ok := reply[1].([]any)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: entries %T", ErrUnexpectedReply, reply[1])
+	}
+	msgs = make([]StreamMessage[T], 0, len(entries))
+	for _, e := range entries {
+		entry, ok := e.([]any)
+		if !ok || len(entry) != 2 {
+			return "", nil, fmt.Errorf("%w: entry %T %v", ErrUnexpectedReply, e, e)
+		}
+		id, ok := entry[0].(string)
+		if !ok {
+			return "", nil, fmt.Errorf("%w: entry id %T", ErrUnexpectedReply, entry[0])
+		}
+		if entry[1] == nil {
+			continue // deleted
+		}
+		fields, ok := entry[1].([]any)
+		if !ok || len(fields)%2 != 0 {
+			return "", nil, fmt.Errorf("%w: entry %s: fields %T %v", ErrUnexpectedReply, id, entry[1], entry[1])
+		}
+		m := redis.XMessage{ID: id, Values: make(map[string]any, len(fields)/2)}
+		for i := 0; i < len(fields); i += 2 {
+			f, ok := fields[i].(string)
+			if !ok {
+				return "", nil, fmt.Errorf("%w: entry %s: field %T", ErrUnexpectedReply, id, fields[i])
+			}
+			m.Values[f] = fields[i+1]
+		}
+		msgs = append(msgs, t.decodeOne(m))
+	}
+	return next, msgs, nil
 }
 
 // Ack acknowledges entries by id: they leave the group's pending list and

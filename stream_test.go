@@ -394,6 +394,188 @@ func TestStreamGroup(t *testing.T) {
 	})
 }
 
+// callRecorder is a go-redis hook that records, while on, the round trips
+// of a client: each command sent alone by its name, each pipeline as
+// "pipeline".
+type callRecorder struct {
+	on    atomic.Bool
+	mu    sync.Mutex
+	calls []string
+}
+
+func (h *callRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *callRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.record(cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+
+func (h *callRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.record("pipeline")
+		return next(ctx, cmds)
+	}
+}
+
+func (h *callRecorder) record(name string) {
+	if h.on.Load() {
+		h.mu.Lock()
+		h.calls = append(h.calls, name)
+		h.mu.Unlock()
+	}
+}
+
+// during returns the round trips fn makes.
+func (h *callRecorder) during(fn func()) []string {
+	h.mu.Lock()
+	h.calls = nil
+	h.mu.Unlock()
+	h.on.Store(true)
+	fn()
+	h.on.Store(false)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls
+}
+
+// TestStreamGroupReadOneCall: a non-blocking group Read is one round trip
+// (the stream_read script), whether it finds nothing, new entries, or
+// entries claimed from a consumer that died (one of them deleted meanwhile:
+// dropped); after a claim that found only deleted entries it reads the new
+// ones in the same call; the claim cursor goes on from read to read. A
+// blocking Read that finds nothing then waits with XREADGROUP BLOCK. (A
+// coalescing Client sends the script in a pipeline: one round trip too.)
+func TestStreamGroupReadOneCall(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rec := &callRecorder{}
+		rdb.AddHook(rec)
+		c := newClient(t, rdb)
+		if err := c.Load(ctx); err != nil { // no NOSCRIPT round trip below
+			t.Fatal(err)
+		}
+		topic := newStreamTopic[int](t, c, "onecall", &StreamTopicOptions{Retention: time.Hour})
+		groupOf := func(group, consumer string, claim time.Duration) *StreamGroup[int] {
+			g, err := topic.Group(ctx, group, consumer, &StreamGroupOptions{ClaimTimeout: claim})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return g
+		}
+		group := func(consumer string, claim time.Duration) *StreamGroup[int] {
+			return groupOf("workers", consumer, claim)
+		}
+		dead, live, rescuer := group("dead", time.Hour), group("live", time.Hour), group("rescuer", 50*time.Millisecond)
+		oneCallN := func(what string, g *StreamGroup[int], count int, want string) []StreamMessage[int] {
+			t.Helper()
+			var msgs []StreamMessage[int]
+			var err error
+			calls := rec.during(func() { msgs, err = g.Read(ctx, count, 0) })
+			if err != nil || streamValues(msgs) != want {
+				t.Fatalf("%s: read %q, %v; want %q", what, streamValues(msgs), err, want)
+			}
+			if len(calls) != 1 {
+				t.Fatalf("%s: %d round trips %v, want 1", what, len(calls), calls)
+			}
+			return msgs
+		}
+		oneCall := func(what string, g *StreamGroup[int], want string) []StreamMessage[int] {
+			t.Helper()
+			return oneCallN(what, g, 10, want)
+		}
+		publish := func(v ...int) []string {
+			t.Helper()
+			ids, err := topic.PublishBatch(ctx, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ids
+		}
+		ack := func(g *StreamGroup[int], msgs []StreamMessage[int]) {
+			t.Helper()
+			for _, m := range msgs {
+				if n, err := g.Ack(ctx, m.ID); err != nil || n != 1 {
+					t.Fatalf("ack %s: %d, %v", m.ID, n, err)
+				}
+			}
+		}
+
+		oneCall("nothing to claim, nothing new", live, "")
+		publish(1, 2, 3)
+		died := oneCall("nothing to claim, new entries", dead, "1 2 3")
+		oneCall("entries of another consumer not idle for the claim timeout", live, "")
+		publish(4)
+		ack(live, oneCall("new entry", live, "4"))
+
+		// A blocking read that finds nothing: the script, then XREADGROUP BLOCK.
+		var msgs []StreamMessage[int]
+		var err error
+		calls := rec.during(func() { msgs, err = live.Read(ctx, 10, 100*time.Millisecond) })
+		if err != nil || len(msgs) != 0 {
+			t.Fatalf("blocking read: %q, %v", streamValues(msgs), err)
+		}
+		if len(calls) < 2 || calls[0] != "evalsha" && calls[0] != "pipeline" || calls[1] != "xreadgroup" {
+			t.Fatalf("blocking read: round trips %v, want the script then xreadgroup", calls)
+		}
+
+		// dead's entries, idle past rescuer's claim timeout, 2 deleted
+		// meanwhile: 1 and 3 claimed in one call, 2 dropped.
+		if err := rdb.XDel(ctx, topic.key, died[1].ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		claimed := oneCall("claim", rescuer, "1 3")
+		if claimed[0].ID != died[0].ID || claimed[1].ID != died[2].ID {
+			t.Fatalf("claimed %s %s, want dead's %s %s", claimed[0].ID, claimed[1].ID, died[0].ID, died[2].ID)
+		}
+		pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: topic.key, Group: "workers", Start: "-", End: "+", Count: 10}).Result()
+		if err != nil || len(pending) != 2 || pending[0].Consumer != "rescuer" || pending[1].Consumer != "rescuer" {
+			t.Fatalf("pending after the claim: %+v, %v", pending, err)
+		}
+		ack(rescuer, claimed)
+
+		// Only a deleted entry to claim: the new one is read in the same call.
+		publish(5)
+		died = oneCall("new entry", dead, "5")
+		if err := rdb.XDel(ctx, topic.key, died[0].ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		publish(6)
+		time.Sleep(150 * time.Millisecond)
+		ack(rescuer, oneCall("deleted entry to claim, new entry", rescuer, "6"))
+		pending, err = rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: topic.key, Group: "workers", Start: "-", End: "+", Count: 10}).Result()
+		if err != nil || len(pending) != 0 {
+			t.Fatalf("pending at the end: %+v, %v", pending, err)
+		}
+
+		// The cursor is kept between reads: with count 1, XAUTOCLAIM looks at
+		// 10 pending entries a call, so only the second read reaches the
+		// 16th, the first one idle for long (XCLAIM IDLE sets that).
+		scanDead, scanner := groupOf("scan", "dead", time.Hour), groupOf("scan", "scanner", 30*time.Minute)
+		v, want := make([]int, 20), make([]string, 20)
+		for i := range v {
+			v[i], want[i] = 100+i, strconv.Itoa(100+i)
+		}
+		ids := publish(v...)
+		oneCallN("20 new entries", scanDead, 20, strings.Join(want, " "))
+		xclaim := []any{"xclaim", topic.key, "scan", "dead", 0}
+		for _, id := range ids[15:] {
+			xclaim = append(xclaim, id)
+		}
+		if err := rdb.Do(ctx, append(xclaim, "idle", time.Hour.Milliseconds())...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		oneCallN("claim, first 10 pending entries", scanner, 1, "")
+		if m := oneCallN("claim, next 10 pending entries", scanner, 1, "115"); m[0].ID != ids[15] {
+			t.Fatalf("claimed %s, want %s", m[0].ID, ids[15])
+		}
+	})
+}
+
 // TestStreamInvalid: bad input is ErrInvalidArgument and writes nothing.
 func TestStreamInvalid(t *testing.T) {
 	t.Parallel()
