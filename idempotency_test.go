@@ -30,8 +30,12 @@ func init() {
 				return idemFaultErr(err)
 			}
 			res, err := idem.Do(ctx, key, "fp", fn)
-			if err == nil && (!res.Replay || string(res.Value) != "v") {
+			if err == nil && string(res.Value) != "v" {
 				return fmt.Errorf("%w: replay %+v", ErrUnexpectedReply, res)
+			}
+			if err == nil && !res.Replay {
+				// Run again: its record is gone, as after a restart.
+				return fmt.Errorf("%w: idempotency record of %s", errStateLost, key)
 			}
 			return idemFaultErr(err)
 		}}}
