@@ -27,7 +27,10 @@ import (
 // goroutine and context (exactly as without coalescing). Callers arriving
 // while a batch is in flight queue up; when the batch ends, the queue is sent
 // as the next batch by a goroutine that lives while the queue keeps filling
-// and ends when it is empty. A queued caller whose context ends is taken out
+// and ends when it is empty. When spareAt callers wait while one batch is in
+// flight, a second goroutine sends them at once, on a connection of its own:
+// at most two batches are in flight to a server, so that it finds the next
+// one waiting when it ends one. A queued caller whose context ends is taken out
 // of the queue (never sent) or, once its batch is on the wire, stops waiting
 // and gets its context's error; its call is sent once and never again.
 
@@ -55,9 +58,14 @@ func newCoalescing(rdb redis.UniversalClient) *coalescing {
 type coalescer struct {
 	co      *coalescing
 	mu      sync.Mutex
-	busy    bool     // a batch to this server is in flight
+	flying  int      // batches in flight to this server: 0, 1 or 2
 	pending []*pcall // calls waiting for the next batch
 }
+
+// spareAt is how many queued calls make a second batch go out while one is
+// in flight: then the server finds the next batch waiting on its socket when
+// it ends one, instead of idling for a round trip to the client.
+const spareAt = 16
 
 // pcall is one queued call: a script call (line) or plain commands (reads,
 // such as the cache hit's GET), sent together in the batch.
@@ -131,9 +139,9 @@ func (co *coalescing) do(ctx context.Context, key string, cmds ...redis.Cmder) e
 // reports whether p holds its reply; false when the context ended first.
 func (q *coalescer) wait(p *pcall) bool {
 	q.mu.Lock()
-	if !q.busy {
+	if q.flying == 0 {
 		// Nothing in flight: send at once, on the caller's goroutine.
-		q.busy = true
+		q.flying = 1
 		q.mu.Unlock()
 		q.send([]*pcall{p})
 		q.next()
@@ -141,6 +149,10 @@ func (q *coalescer) wait(p *pcall) bool {
 	}
 	p.done = make(chan struct{})
 	q.pending = append(q.pending, p)
+	if q.flying == 1 && len(q.pending) >= spareAt {
+		q.flying = 2
+		go q.drain()
+	}
 	q.mu.Unlock()
 	select {
 	case <-p.done:
@@ -163,26 +175,27 @@ func (q *coalescer) wait(p *pcall) bool {
 	}
 }
 
-// next ends the batch in flight: it hands the queued calls to a goroutine
-// that sends them as the next batch, or marks the server idle.
+// next ends a lone call's batch: it hands the queued calls to a goroutine
+// that sends them as the next batch, or frees its place in flight.
 func (q *coalescer) next() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.pending) == 0 {
-		q.busy = false
+		q.flying--
 		return
 	}
 	go q.drain()
 }
 
-// drain sends the queue, batch after batch, until it is empty.
+// drain sends the queue, batch after batch, until it is empty; then it
+// frees its place in flight.
 func (q *coalescer) drain() {
 	for {
 		q.mu.Lock()
 		batch := q.pending
 		q.pending = nil
 		if len(batch) == 0 {
-			q.busy = false
+			q.flying--
 			q.mu.Unlock()
 			return
 		}

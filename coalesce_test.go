@@ -201,7 +201,7 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		co.one.mu.Lock()
-		busy := co.one.busy
+		busy := co.one.flying > 0
 		co.one.mu.Unlock()
 		if busy {
 			break
@@ -337,4 +337,78 @@ func TestCoalesceCacheHits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCoalesceSpareBatch stalls the server while one call is in flight and
+// queues spareAt callers or more behind it: a second batch must go out at
+// once (two in flight, never three), and every caller must get its own
+// decision after the stall.
+func TestCoalesceSpareBatch(t *testing.T) {
+	t.Parallel()
+	_, rdb, admin := startStallable(t, false)
+	cc := coalesced(t, newClient(t, rdb))
+	lim, err := cc.Limiter("spare", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := PerMinute(1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	co := cc.coalescing()
+	flying := func() int {
+		co.one.mu.Lock()
+		defer co.one.mu.Unlock()
+		return co.one.flying
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s", what)
+			}
+		}
+	}
+	debugSleep(t, admin, 2*time.Second)
+	time.Sleep(100 * time.Millisecond) // the server is asleep
+	const callers = 1 + spareAt + 8
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	call := func() {
+		defer wg.Done()
+		res, err := lim.Allow(ctx, "k", limit)
+		if err == nil && !res.Allowed {
+			err = fmt.Errorf("denied: %+v", res)
+		}
+		errs <- err
+	}
+	wg.Add(1)
+	go call()
+	waitFor("the first call in flight", func() bool { return flying() == 1 })
+	for i := 1; i < callers; i++ {
+		wg.Add(1)
+		go call()
+	}
+	waitFor("a second batch in flight", func() bool { return flying() == 2 })
+	waitFor("every caller answered", func() bool { return len(errs) == callers })
+	if n := flying(); n > 2 {
+		t.Errorf("%d batches in flight", n)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	res, err := lim.Peek(ctx, "k", 1, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1000 - callers - 1; res.Remaining != want {
+		t.Errorf("remaining %d after %d admitted calls and a Peek, want %d", res.Remaining, callers, want)
+	}
+	waitFor("the server idle again", func() bool { return flying() == 0 })
 }
