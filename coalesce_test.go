@@ -23,6 +23,21 @@ func coalesced(t *testing.T, c *Client) *Client {
 	return cc
 }
 
+// coalescedStallable returns a coalescing Client, with its scripts loaded,
+// on a server of its own that DEBUG SLEEP can stall (see startStallable), the
+// server's admin client, and a context that ends with the test or after 20 s.
+func coalescedStallable(t *testing.T, contextTimeout bool) (*Client, *redis.Client, context.Context) {
+	t.Helper()
+	_, rdb, admin := startStallable(t, contextTimeout)
+	cc := coalesced(t, newClient(t, rdb))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := cc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return cc, admin, ctx
+}
+
 // TestCoalesceMix runs a concurrent mix of patterns (limiter decisions on
 // shared keys, queue enqueue/dequeue/ack, a lock taken by many) on a
 // coalescing Client, with a SCRIPT FLUSH between two rounds so that
@@ -169,18 +184,12 @@ func TestCoalesceMix(t *testing.T) {
 // flight).
 func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	t.Parallel()
-	_, rdb, admin := startStallable(t, true)
-	cc := coalesced(t, newClient(t, rdb))
+	cc, admin, ctx := coalescedStallable(t, true)
 	lim, err := cc.Limiter("leave", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	limit := PerMinute(100)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cc.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	kc, err := NewCache[string](cc, "leave", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -345,18 +354,12 @@ func TestCoalesceCacheHits(t *testing.T) {
 // decision after the stall.
 func TestCoalesceSpareBatch(t *testing.T) {
 	t.Parallel()
-	_, rdb, admin := startStallable(t, false)
-	cc := coalesced(t, newClient(t, rdb))
+	cc, admin, ctx := coalescedStallable(t, false)
 	lim, err := cc.Limiter("spare", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	limit := PerMinute(1000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cc.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	co := cc.coalescing()
 	flying := func() int {
 		co.one.mu.Lock()

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
-	"math"
 	"slices"
 	"strconv"
 	"testing"
@@ -83,6 +81,21 @@ func BenchmarkRateLimit(b *testing.B) {
 	})
 }
 
+// batchRequests returns a token-bucket Limiter on pc and n requests of one
+// decision each, on ids user:0 to user:n-1, under lim.
+func batchRequests(b *testing.B, pc *patterns.Client, n int, lim patterns.Limit) (*patterns.Limiter, []patterns.LimitRequest) {
+	b.Helper()
+	l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]patterns.LimitRequest, n)
+	for i := range reqs {
+		reqs[i] = patterns.LimitRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{lim}}
+	}
+	return l, reqs
+}
+
 // Decisions for 100 keys in one pipelined round trip (AllowBatch, token
 // bucket), beside the floor, a raw pipeline of 100 EVALSHA of a trivial
 // script, on one server. Each op is one of each, alternating op by op (the
@@ -94,14 +107,9 @@ func BenchmarkRateLimitBatch(b *testing.B) {
 	ctx := context.Background()
 	const batch, ratioBlock = 100, 20
 	rdb, pc := benchRedis(b)
-	l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reqs := make([]patterns.LimitRequest, batch)
+	l, reqs := batchRequests(b, pc, batch, patterns.Limit{Rate: 1 << 30, Period: time.Hour})
 	keys := make([]string, batch)
-	for i := range reqs {
-		reqs[i] = patterns.LimitRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{{Rate: 1 << 30, Period: time.Hour}}}
+	for i := range keys {
 		keys[i] = "raw:user:" + strconv.Itoa(i)
 	}
 	sha, err := rdb.ScriptLoad(ctx, "return 1").Result()
@@ -299,14 +307,9 @@ func BenchmarkRateLimitBatchServerCost(b *testing.B) {
 	const batch = 100
 	lim := patterns.Limit{Rate: 1 << 30, Period: time.Hour}
 	pRdb, pc := benchRedis(b)
-	l, err := pc.Limiter("api", &patterns.LimiterOptions{Algorithm: patterns.TokenBucket})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reqs := make([]patterns.LimitRequest, batch)
+	l, reqs := batchRequests(b, pc, batch, lim)
 	keys := make([]string, batch)
-	for i := range reqs {
-		reqs[i] = patterns.LimitRequest{Key: "user:" + strconv.Itoa(i), N: 1, Limits: []patterns.Limit{lim}}
+	for i := range keys {
 		keys[i] = "patterns:rl:{user:" + strconv.Itoa(i) + "}:tb"
 	}
 	rRdb, _ := benchRedis(b)
@@ -317,18 +320,8 @@ func BenchmarkRateLimitBatchServerCost(b *testing.B) {
 	// The per-decision script, with its packed argument (three
 	// little-endian doubles: n * period ms, rate, burst * period ms).
 	sRdb, _ := benchRedis(b)
-	var tbSHA string
-	for _, s := range patterns.Scripts() {
-		if s.Name == "rl_token_bucket" {
-			tbSHA = s.SHA1
-		}
-	}
-	ms := float64(lim.Period.Milliseconds())
-	var rec []byte
-	for _, v := range []float64{ms, float64(lim.Rate), float64(lim.Rate) * ms} {
-		rec = binary.LittleEndian.AppendUint64(rec, math.Float64bits(v))
-	}
-	record := string(rec)
+	tbSHA := tokenBucketSHA(b)
+	record := PackTokenBucket(lim.Rate, lim.Rate, lim.Period.Milliseconds())
 	raw := func() {
 		pipe := rRdb.Pipeline()
 		for j := 0; j < batch; j++ {
