@@ -38,6 +38,36 @@ func coalescedStallable(t *testing.T, contextTimeout bool) (*Client, *redis.Clie
 	return cc, admin, ctx
 }
 
+// inFlight returns how many batches are in flight to co's (single) server.
+func inFlight(co *coalescing) int {
+	co.one.mu.Lock()
+	defer co.one.mu.Unlock()
+	return co.one.flying
+}
+
+// waitUntil fails t unless ok holds within 5 s.
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+	}
+}
+
+// admittedExactly checks that limit has admitted exactly n requests of one
+// on key "k": a Peek (which counts its own request) finds the rest.
+func admittedExactly(ctx context.Context, t *testing.T, lim *Limiter, limit Limit, n int) {
+	t.Helper()
+	res, err := lim.Peek(ctx, "k", 1, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := limit.Rate - n - 1; res.Remaining != want {
+		t.Errorf("remaining %d after %d admitted calls and a Peek, want %d", res.Remaining, n, want)
+	}
+}
+
 // TestCoalesceMix runs a concurrent mix of patterns (limiter decisions on
 // shared keys, queue enqueue/dequeue/ack, a lock taken by many) on a
 // coalescing Client, with a SCRIPT FLUSH between two rounds so that
@@ -205,21 +235,8 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 		_, err := lim.Allow(ctx, "k", limit)
 		first <- err
 	}()
-	// Wait until the first call is in flight (the queue is busy).
 	co := cc.coalescing()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		co.one.mu.Lock()
-		busy := co.one.flying > 0
-		co.one.mu.Unlock()
-		if busy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first call never in flight")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the first call in flight", func() bool { return inFlight(co) > 0 })
 	const queued = 10
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -257,13 +274,7 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatalf("call in flight: %v", err)
 	}
-	res, err := lim.Peek(ctx, "k", 1, limit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Remaining != 98 { // Peek counts its own request: 100 - 1 - 1
-		t.Errorf("remaining %d after one admitted call and a Peek, want 98: a queued caller's call was sent", res.Remaining)
-	}
+	admittedExactly(ctx, t, lim, limit, 1) // a queued caller's call was never sent
 }
 
 // TestCoalesceCacheHits runs concurrent cache hits on a coalescing Client (a
@@ -361,19 +372,8 @@ func TestCoalesceSpareBatch(t *testing.T) {
 	}
 	limit := PerMinute(1000)
 	co := cc.coalescing()
-	flying := func() int {
-		co.one.mu.Lock()
-		defer co.one.mu.Unlock()
-		return co.one.flying
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5 s", what)
-			}
-		}
-	}
+	flying := func() int { return inFlight(co) }
+	waitFor := func(what string, ok func() bool) { t.Helper(); waitUntil(t, what, ok) }
 	debugSleep(t, admin, 2*time.Second)
 	time.Sleep(100 * time.Millisecond) // the server is asleep
 	const callers = 1 + spareAt + 8
@@ -406,12 +406,6 @@ func TestCoalesceSpareBatch(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	res, err := lim.Peek(ctx, "k", 1, limit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 1000 - callers - 1; res.Remaining != want {
-		t.Errorf("remaining %d after %d admitted calls and a Peek, want %d", res.Remaining, callers, want)
-	}
+	admittedExactly(ctx, t, lim, limit, callers)
 	waitFor("the server idle again", func() bool { return flying() == 0 })
 }
