@@ -366,40 +366,24 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 	if k.local != nil {
 		snap = k.local.begin(key)
 	}
-	withTTL := k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil
-	co := k.c.coalescing()
-	switch {
-	case co != nil:
-		// Coalescing: the reads go in the server's shared pipeline.
-		get := redis.NewStringCmd(ctx, "get", ek)
-		cmds := []redis.Cmder{get}
-		var pttl *redis.DurationCmd
-		if withTTL {
-			pttl = redis.NewDurationCmd(ctx, time.Millisecond, "pttl", ek)
-			cmds = append(cmds, pttl)
-		}
-		if err = co.do(ctx, ek, cmds...); err == nil || err == redis.Nil {
-			v = get.Val()
-			if pttl != nil {
-				ttl = pttl.Val()
-			}
-		}
-	case withTTL:
-		var get *redis.StringCmd
-		var pttl *redis.DurationCmd
-		_, err = k.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			get, pttl = p.Get(ctx, ek), p.PTTL(ctx, ek)
-			return nil
-		})
-		v, ttl = get.Val(), pttl.Val()
-	default:
-		v, err = k.c.rdb.Get(ctx, ek).Result()
+	// One round trip: the GET, and the PTTL when something needs it.
+	get := redis.NewStringCmd(ctx, "get", ek)
+	var pttl *redis.DurationCmd
+	if k.opt.StaleWhileRevalidate > 0 || k.opt.Beta > 0 || k.local != nil {
+		pttl = redis.NewDurationCmd(ctx, time.Millisecond, "pttl", ek)
+		err = k.c.read(ctx, ek, get, pttl)
+	} else {
+		err = k.c.read(ctx, ek, get)
 	}
 	if err == redis.Nil {
 		return entry{}, nil
 	}
 	if err != nil {
 		return entry{}, err
+	}
+	v = get.Val()
+	if pttl != nil {
+		ttl = pttl.Val()
 	}
 	e, written, tags, ok := parseEntry(v)
 	if !ok {
@@ -423,20 +407,15 @@ func (k *Cache[T]) lookup(ctx context.Context, key string) (entry, error) {
 	return e, nil
 }
 
-// tagVersions reads the invalidation times of tags (HMGET of the tag hash),
-// through the coalescing queue when there is one.
+// tagVersions reads the invalidation times of tags (HMGET of the tag hash).
 func (k *Cache[T]) tagVersions(ctx context.Context, tags []string) ([]any, error) {
-	co := k.c.coalescing()
-	if co == nil {
-		return k.c.rdb.HMGet(ctx, k.tags[0], tags...).Result()
-	}
 	args := make([]any, 0, 2+len(tags))
 	args = append(args, "hmget", k.tags[0])
 	for _, t := range tags {
 		args = append(args, t)
 	}
 	cmd := redis.NewSliceCmd(ctx, args...)
-	if err := co.do(ctx, k.tags[0], cmd); err != nil {
+	if err := k.c.read(ctx, k.tags[0], cmd); err != nil {
 		return nil, err
 	}
 	return cmd.Val(), nil

@@ -134,6 +134,26 @@ func (co *coalescing) do(ctx context.Context, key string, cmds ...redis.Cmder) e
 	return nil
 }
 
+// read sends cmds, reads of key's server, in one round trip, through the
+// coalescing queue when Options.Coalesce is set, and returns the first error
+// among them (redis.Nil for a missing key). After any other error the caller
+// must not read cmds (see coalescing.do).
+func (c *Client) read(ctx context.Context, key string, cmds ...redis.Cmder) error {
+	if co := c.coalescing(); co != nil {
+		return co.do(ctx, key, cmds...)
+	}
+	if len(cmds) == 1 {
+		return c.rdb.Process(ctx, cmds[0])
+	}
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, cmd := range cmds {
+			_ = p.Process(ctx, cmd)
+		}
+		return nil
+	})
+	return err
+}
+
 // wait sends p at once if nothing is in flight to the server, else queues it
 // for the next batch and waits for its reply or the end of its context. It
 // reports whether p holds its reply; false when the context ended first.
