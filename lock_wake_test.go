@@ -223,7 +223,19 @@ func TestSemaphoreWake(t *testing.T) {
 			if d > 2*time.Second {
 				t.Fatalf("fair %v: granted %v after the release; backoff 5s", fair, d)
 			}
+			// p holds the only permit: raising the number wakes the next
+			// waiter as a release does. (The marker is removed first, so that
+			// wokenAfter waits for this waiter's own refusal.)
+			marker := c.key("sem", name) + ":wake:waiting"
+			if err := rdb.Del(ctx, marker).Err(); err != nil {
+				t.Fatal(err)
+			}
+			q, d := wokenAfter(t, rdb, marker, s.Acquire, func() error { return s.SetPermits(ctx, 2) })
+			if d > 2*time.Second {
+				t.Fatalf("fair %v: granted %v after SetPermits raised the permits; backoff 5s", fair, d)
+			}
 			_ = p.Release(ctx)
+			_ = q.Release(ctx)
 		}
 	})
 }

@@ -16,6 +16,7 @@ var ErrNoPermit = errors.New("patterns: no permit available")
 var (
 	scriptSemAcquire = newScript("sem_acquire")
 	scriptSemRelease = newScript("sem_release")
+	scriptSemPermits = newScript("sem_permits")
 	scriptSemTouch   = newScript("sem_touch")
 )
 
@@ -288,16 +289,17 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 // name, in place of their Permits option, until it goes unused for 24 hours.
 // It is safe while permits are held: when n is below the number held,
 // nobody is granted a permit until enough holders have left (no permit is
-// revoked). Raising n does not wake waiters: they see the new permits at
-// their next attempt, within their backoff. It returns ErrInvalidArgument
-// for n < 1.
+// revoked). Raising n wakes callers waiting for a permit. It returns
+// ErrInvalidArgument for n < 1.
 func (s *Semaphore) SetPermits(ctx context.Context, n int) (err error) {
 	ctx, done := s.c.observe(ctx, s.obs[0], "set-permits", s.obs[1])
 	defer func() { done(outcome(outcomeOK, err), err) }()
 	if err := checkPermits(n); err != nil {
 		return err
 	}
-	if err := s.c.rdb.Set(ctx, s.keys[1], n, semPermitsTTL).Err(); err != nil {
+	k := &s.keys
+	keys := []string{k[1], k[2], k[4], k[5]}
+	if err := scriptSemPermits.run(ctx, s.c.scr, keys, n, s.opt.Permits, semPermitsTTL.Milliseconds(), lockSignalTTLArg).Err(); err != nil {
 		return fmt.Errorf("patterns: semaphore %q: set permits: %w", s.name, err)
 	}
 	return nil

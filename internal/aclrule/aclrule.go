@@ -24,7 +24,7 @@ var patterns = map[string]pattern{
 	"lock":        {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"wait", "blpop"}},
 	"elect":       {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"get", "wait", "blpop"}},
 	"rwlock":      {scripts: []string{"rw"}, commands: []string{"blpop"}},
-	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_touch"}, commands: []string{"set", "blpop"}},
+	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_permits", "sem_touch"}, commands: []string{"blpop"}},
 	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket", "rl_token_bucket_batch"}, commands: []string{"del", "get", "set", "time"}, rate: true},
 	"cache":       {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release"}, commands: []string{"get", "mget", "set", "del", "hmget", "pttl", "publish", "subscribe", "ping", "info", "client|id", "client|tracking"}, channels: true, tracking: true},
 	"writebehind": {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release", "queue"}, commands: []string{"get", "set", "del", "hmget", "pttl", "publish", "multi", "exec", "lrange", "blpop"}, channels: true},
