@@ -538,3 +538,46 @@ func TestIdempotencyCallerGone(t *testing.T) {
 		}
 	})
 }
+
+// TestIdempotencyKeyTTLs: the TTLs the doc gives: the record has the lease
+// while fn runs and the retention once stored, the fencing counter 7 days,
+// and the signal list, pushed once per waiter counted, 10 seconds.
+func TestIdempotencyKeyTTLs(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		idem, err := c.Idempotency("ttl", &IdempotencyOptions{Lease: 20 * time.Second, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := idem.keys("k")
+		within := func(what, key string, lo, hi time.Duration) {
+			t.Helper()
+			d, err := rdb.PTTL(ctx, key).Result()
+			if err != nil || d <= lo || d > hi {
+				t.Errorf("%s %s: PTTL %v (%v), want in (%v, %v]", what, key, d, err, lo, hi)
+			}
+		}
+		_, err = idem.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) {
+			within("running record", k.rec, 10*time.Second, 20*time.Second)
+			within("fencing counter", k.fence, fenceTTL-time.Hour, fenceTTL)
+			// Two callers that will wait, counted by idem_begin.
+			for j := 0; j < 2; j++ {
+				v, err := scriptIdemBegin.run(ctx, c.scr, []string{k.rec, k.fence, k.signal}, "waiter", "", idem.leaseArg, fenceTTLArg, "1").Slice()
+				if err != nil || len(v) != 2 || v[0] != "busy" {
+					t.Errorf("waiter's begin: %v %v", v, err)
+				}
+			}
+			return []byte("v"), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		within("stored record", k.rec, 50*time.Minute, time.Hour)
+		within("fencing counter", k.fence, fenceTTL-time.Hour, fenceTTL)
+		if n, err := rdb.LLen(ctx, k.signal).Result(); n != 2 || err != nil {
+			t.Errorf("signal list: %d elements (%v), want one per waiter: 2", n, err)
+		}
+		within("signal list", k.signal, 0, idemSignalTTL)
+	})
+}
