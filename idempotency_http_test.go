@@ -406,3 +406,55 @@ func TestIdempotencyHTTPKilledHolder(t *testing.T) {
 		}
 	})
 }
+
+// TestIdempotencyHTTPFingerprintAndHeaders: the default fingerprint is the
+// method, the path with the query and the body's hash (another of any of
+// them with the same key: 422, the handler not run); Fingerprint replaces
+// it; Headers and ReplayHeader choose what a replay carries.
+func TestIdempotencyHTTPFingerprintAndHeaders(t *testing.T) {
+	c := newClient(t, testRedis(t))
+	idem, _ := c.Idempotency("fp", nil)
+	var runs atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		w.Header().Set("X-Order", strconv.FormatInt(n, 10))
+		w.Header().Set("Location", "/orders/"+strconv.FormatInt(n, 10))
+		w.WriteHeader(http.StatusCreated)
+	})
+	h, err := idem.Middleware(nil, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := idemServe(h, idemRequest(http.MethodPost, `"d"`, "x")); w.Code != http.StatusCreated {
+		t.Fatalf("first: %d", w.Code)
+	}
+	other := idemRequest(http.MethodPost, `"d"`, "x")
+	other.URL.Path = "/refunds"
+	query := idemRequest(http.MethodPost, `"d"`, "x")
+	query.URL.RawQuery = "dry=1"
+	for name, r := range map[string]*http.Request{"path": other, "query": query, "method": idemRequest(http.MethodPatch, `"d"`, "x"), "body": idemRequest(http.MethodPost, `"d"`, "y")} {
+		w := idemServe(h, r)
+		if w.Code != http.StatusUnprocessableEntity {
+			t.Errorf("another %s, same key: %d, want 422", name, w.Code)
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", runs.Load())
+	}
+
+	custom, err := idem.Middleware(&IdempotencyMiddlewareOptions{
+		Fingerprint:  func(r *http.Request, body []byte) string { return r.URL.Path }, // the body does not count
+		Headers:      []string{"x-order"},
+		ReplayHeader: "X-Replayed",
+	}, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := idemServe(custom, idemRequest(http.MethodPost, `"c"`, "a"))
+	again := idemServe(custom, idemRequest(http.MethodPost, `"c"`, "b"))
+	if runs.Load() != 2 || again.Code != http.StatusCreated || again.Header().Get("X-Replayed") != "true" ||
+		again.Header().Get("Idempotent-Replayed") != "" || again.Header().Get("X-Order") != first.Header().Get("X-Order") ||
+		again.Header().Get("Location") != "" {
+		t.Fatalf("custom fingerprint and headers: runs %d, replay %d %v (first %v)", runs.Load(), again.Code, again.Header(), first.Header())
+	}
+}
