@@ -382,11 +382,14 @@ func TestIdempotencyHTTPKilledHolder(t *testing.T) {
 		}
 		_ = cmd.Wait()
 		w := idemServe(h, idemRequest(http.MethodPost, `"k"`, "body"))
-		if time.Since(killed) < idemKillLease/2 { // else the machine is too slow to tell
+		if since := time.Since(killed); since < idemKillLease/2 {
 			wantProblem(t, w, http.StatusConflict)
 			if runs.Load() != 0 {
 				t.Fatal("handler ran while the dead holder's lease lasted")
 			}
+			t.Logf("retry %v after the kill, lease %v: %d", since.Round(time.Millisecond), idemKillLease, w.Code)
+		} else {
+			t.Logf("retry %v after the kill: too late to tell the lease from its end, 409 not checked", since.Round(time.Millisecond))
 		}
 		for runs.Load() == 0 {
 			if time.Now().After(deadline) {
@@ -397,8 +400,61 @@ func TestIdempotencyHTTPKilledHolder(t *testing.T) {
 				t.Fatalf("retry: %d %s", w.Code, w.Body)
 			}
 		}
+		t.Logf("a retry ran the handler %v after the kill", time.Since(killed).Round(time.Millisecond))
 		if w := idemServe(h, idemRequest(http.MethodPost, `"k"`, "body")); w.Code != http.StatusCreated || w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 1 {
 			t.Fatalf("after the retry: %d, runs %d", w.Code, runs.Load())
 		}
 	})
+}
+
+// TestIdempotencyHTTPFingerprintAndHeaders: the default fingerprint is the
+// method, the path with the query and the body's hash (another of any of
+// them with the same key: 422, the handler not run); Fingerprint replaces
+// it; Headers and ReplayHeader choose what a replay carries.
+func TestIdempotencyHTTPFingerprintAndHeaders(t *testing.T) {
+	c := newClient(t, testRedis(t))
+	idem, _ := c.Idempotency("fp", nil)
+	var runs atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		w.Header().Set("X-Order", strconv.FormatInt(n, 10))
+		w.Header().Set("Location", "/orders/"+strconv.FormatInt(n, 10))
+		w.WriteHeader(http.StatusCreated)
+	})
+	h, err := idem.Middleware(nil, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := idemServe(h, idemRequest(http.MethodPost, `"d"`, "x")); w.Code != http.StatusCreated {
+		t.Fatalf("first: %d", w.Code)
+	}
+	other := idemRequest(http.MethodPost, `"d"`, "x")
+	other.URL.Path = "/refunds"
+	query := idemRequest(http.MethodPost, `"d"`, "x")
+	query.URL.RawQuery = "dry=1"
+	for name, r := range map[string]*http.Request{"path": other, "query": query, "method": idemRequest(http.MethodPatch, `"d"`, "x"), "body": idemRequest(http.MethodPost, `"d"`, "y")} {
+		w := idemServe(h, r)
+		if w.Code != http.StatusUnprocessableEntity {
+			t.Errorf("another %s, same key: %d, want 422", name, w.Code)
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("handler ran %d times, want 1", runs.Load())
+	}
+
+	custom, err := idem.Middleware(&IdempotencyMiddlewareOptions{
+		Fingerprint:  func(r *http.Request, body []byte) string { return r.URL.Path }, // the body does not count
+		Headers:      []string{"x-order"},
+		ReplayHeader: "X-Replayed",
+	}, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := idemServe(custom, idemRequest(http.MethodPost, `"c"`, "a"))
+	again := idemServe(custom, idemRequest(http.MethodPost, `"c"`, "b"))
+	if runs.Load() != 2 || again.Code != http.StatusCreated || again.Header().Get("X-Replayed") != "true" ||
+		again.Header().Get("Idempotent-Replayed") != "" || again.Header().Get("X-Order") != first.Header().Get("X-Order") ||
+		again.Header().Get("Location") != "" {
+		t.Fatalf("custom fingerprint and headers: runs %d, replay %d %v (first %v)", runs.Load(), again.Code, again.Header(), first.Header())
+	}
 }

@@ -538,3 +538,128 @@ func TestIdempotencyCallerGone(t *testing.T) {
 		}
 	})
 }
+
+// TestIdempotencyKeyTTLs: the TTLs the doc gives: the record has the lease
+// while fn runs and the retention once stored, the fencing counter 7 days,
+// and the signal list, pushed once per waiter counted, 10 seconds.
+func TestIdempotencyKeyTTLs(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		idem, err := c.Idempotency("ttl", &IdempotencyOptions{Lease: 20 * time.Second, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := idem.keys("k")
+		within := func(what, key string, lo, hi time.Duration) {
+			t.Helper()
+			d, err := rdb.PTTL(ctx, key).Result()
+			if err != nil || d <= lo || d > hi {
+				t.Errorf("%s %s: PTTL %v (%v), want in (%v, %v]", what, key, d, err, lo, hi)
+			}
+		}
+		_, err = idem.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) {
+			within("running record", k.rec, 10*time.Second, 20*time.Second)
+			within("fencing counter", k.fence, fenceTTL-time.Hour, fenceTTL)
+			// Two callers that will wait, counted by idem_begin.
+			for j := 0; j < 2; j++ {
+				v, err := scriptIdemBegin.run(ctx, c.scr, []string{k.rec, k.fence, k.signal}, "waiter", "", idem.leaseArg, fenceTTLArg, "1").Slice()
+				if err != nil || len(v) != 2 || v[0] != "busy" {
+					t.Errorf("waiter's begin: %v %v", v, err)
+				}
+			}
+			return []byte("v"), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		within("stored record", k.rec, 50*time.Minute, time.Hour)
+		within("fencing counter", k.fence, fenceTTL-time.Hour, fenceTTL)
+		if n, err := rdb.LLen(ctx, k.signal).Result(); n != 2 || err != nil {
+			t.Errorf("signal list: %d elements (%v), want one per waiter: 2", n, err)
+		}
+		within("signal list", k.signal, 0, idemSignalTTL)
+	})
+}
+
+// blpopHook counts the BLPOPs that returned an element.
+type blpopHook struct{ popped atomic.Int64 }
+
+func (h *blpopHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *blpopHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && cmd.Name() == "blpop" {
+			h.popped.Add(1)
+		}
+		return err
+	}
+}
+func (h *blpopHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestIdempotencyWaitWoken: a waiting caller is woken by the end of the
+// holder's run (its BLPOP returns the element idem_end pushed), not by its
+// 500 ms fallback. A waiter whose BLPOP ran out just before the push finds
+// the result unwoken (rare): of three rounds one must be woken, while a lost
+// wake-up fails them all.
+func TestIdempotencyWaitWoken(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		hook := &blpopHook{}
+		rdb.AddHook(hook)
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		wait, _ := c.Idempotency("woken", &IdempotencyOptions{Wait: true})
+		for round := 0; round < 3 && hook.popped.Load() == 0; round++ {
+			key := "k" + strconv.Itoa(round)
+			k, _ := wait.keys(key)
+			started, release := make(chan struct{}), make(chan struct{})
+			holder := make(chan error, 1)
+			go func() {
+				_, err := wait.Do(ctx, key, "", func(context.Context, IdempotencyLease) ([]byte, error) {
+					close(started)
+					<-release
+					return []byte("done"), nil
+				})
+				holder <- err
+			}()
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("holder did not start")
+			}
+			waiter := make(chan error, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				res, err := wait.Do(wctx, key, "", nil2(t))
+				if err == nil && (!res.Replay || string(res.Value) != "done") {
+					err = fmt.Errorf("waiter got %+v", res)
+				}
+				waiter <- err
+			}()
+			// The waiter is counted in the record; let it reach its BLPOP.
+			deadline := time.Now().Add(10 * time.Second)
+			for rdb.HGet(ctx, k.rec, "w").Val() == "" {
+				if time.Now().After(deadline) {
+					t.Fatal("the waiter was not counted")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
+			close(release)
+			if err := <-holder; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-waiter; err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("round %d: %d BLPOPs woken", round, hook.popped.Load())
+		}
+		if hook.popped.Load() == 0 {
+			t.Fatal("no waiter was woken by the signal list in 3 rounds: they only polled")
+		}
+	})
+}
