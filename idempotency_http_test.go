@@ -458,3 +458,92 @@ func TestIdempotencyHTTPFingerprintAndHeaders(t *testing.T) {
 		t.Fatalf("custom fingerprint and headers: runs %d, replay %d %v (first %v)", runs.Load(), again.Code, again.Header(), first.Header())
 	}
 }
+
+// The middleware's other options: KeyOptional, FailOpen (and OnError), a
+// scope that fails, bounds on the request body and on the scoped key.
+func TestIdempotencyHTTPOptions(t *testing.T) {
+	rdb := testRedis(t)
+	c := newClient(t, rdb)
+	idem, err := c.Idempotency("opts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var runs atomic.Int64
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	})
+	serve := func(opt *IdempotencyMiddlewareOptions, r *http.Request) *httptest.ResponseRecorder {
+		t.Helper()
+		h, err := idem.Middleware(opt, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idemServe(h, r)
+	}
+	wantRuns := func(n int64) {
+		t.Helper()
+		if got := runs.Load(); got != n {
+			t.Fatalf("handler ran %d times, want %d", got, n)
+		}
+	}
+
+	// KeyOptional: no key passes through, not deduplicated.
+	for i := 0; i < 2; i++ {
+		if w := serve(&IdempotencyMiddlewareOptions{KeyOptional: true}, idemRequest(http.MethodPost, "", "x")); w.Code != http.StatusCreated {
+			t.Fatalf("KeyOptional without a key: %d", w.Code)
+		}
+	}
+	wantRuns(2)
+
+	// Rejected before anything is written: a scope that fails (403), a body
+	// over MaxRequestBytes (413), a scope and key over MaxIDLen (400).
+	failScope := func(*http.Request) (string, error) { return "", errors.New("no account") }
+	wantProblem(t, serve(&IdempotencyMiddlewareOptions{Scope: failScope}, idemRequest(http.MethodPost, `"k1"`, "x")), http.StatusForbidden)
+	wantProblem(t, serve(&IdempotencyMiddlewareOptions{MaxRequestBytes: 4}, idemRequest(http.MethodPost, `"k2"`, "12345")), http.StatusRequestEntityTooLarge)
+	longScope := func(*http.Request) (string, error) { return strings.Repeat("a", MaxIDLen), nil }
+	wantProblem(t, serve(&IdempotencyMiddlewareOptions{Scope: longScope}, idemRequest(http.MethodPost, `"k3"`, "x")), http.StatusBadRequest)
+	wantRuns(2)
+	if n := countKeys(t, rdb, c.prefix); n != 0 {
+		t.Fatalf("rejected requests wrote %d keys", n)
+	}
+	// A body of exactly MaxRequestBytes is taken.
+	if w := serve(&IdempotencyMiddlewareOptions{MaxRequestBytes: 4}, idemRequest(http.MethodPost, `"k2"`, "1234")); w.Code != http.StatusCreated {
+		t.Fatalf("body at the bound: %d", w.Code)
+	}
+	wantRuns(3)
+
+	// Redis unreachable: 503, or the handler with FailOpen; OnError is told
+	// either way.
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = dead.Close() })
+	dc, err := New(dead, &Options{Prefix: c.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	didem, err := dc.Idempotency("opts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reported atomic.Int64
+	onError := func(*http.Request, error) { reported.Add(1) }
+	for _, open := range []bool{false, true} {
+		h, err := didem.Middleware(&IdempotencyMiddlewareOptions{FailOpen: open, OnError: onError}, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := idemServe(h, idemRequest(http.MethodPost, `"k4"`, "x").WithContext(ctx))
+		if open {
+			if w.Code != http.StatusCreated {
+				t.Fatalf("FailOpen, Redis down: %d %s", w.Code, w.Body)
+			}
+			continue
+		}
+		wantProblem(t, w, http.StatusServiceUnavailable)
+	}
+	wantRuns(4)
+	if reported.Load() != 2 {
+		t.Fatalf("OnError told %d times, want 2", reported.Load())
+	}
+}
