@@ -174,12 +174,16 @@ func (s CacheStats) HitRate() float64 {
 
 // CacheSetOptions tune one Set (and the Set a Get makes after a load).
 type CacheSetOptions struct {
-	// TTL overrides CacheOptions.TTL.
+	// TTL overrides CacheOptions.TTL for this entry.
+	//
+	// default: CacheOptions.TTL
 	TTL time.Duration
 	// Tags invalidate the entry together with every other entry under the
 	// same tag (InvalidateTags). At most 64 tags; each is 1 to MaxIDLen
 	// bytes and may not contain a newline ('\n') or the byte 0x1f (unit
 	// separator): ErrInvalidArgument.
+	//
+	// default: none
 	Tags []string
 }
 

@@ -395,8 +395,9 @@ func TestCacheLoaderPanic(t *testing.T) {
 }
 
 // TestCacheRefreshPanic: a loader that panics in a background refresh
-// (stale-while-revalidate, early refresh) does not crash the process; the
-// panic goes to OnError, the lease is released, and a later refresh works.
+// (stale-while-revalidate, early refresh; of Get and of GetMany) does not
+// crash the process; the panic goes to OnError, the lease is released, and a
+// later refresh works.
 func TestCacheRefreshPanic(t *testing.T) {
 	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
@@ -405,9 +406,12 @@ func TestCacheRefreshPanic(t *testing.T) {
 		for _, tc := range []struct {
 			name string
 			opt  CacheOptions
+			many bool // through GetMany
 		}{
-			{"stale", CacheOptions{TTL: 200 * time.Millisecond, StaleWhileRevalidate: time.Minute, Jitter: 0.01}},
-			{"early", CacheOptions{TTL: time.Minute, Beta: 1e9}},
+			{"stale", CacheOptions{TTL: 200 * time.Millisecond, StaleWhileRevalidate: time.Minute, Jitter: 0.01}, false},
+			{"early", CacheOptions{TTL: time.Minute, Beta: 1e9}, false},
+			{"stale-many", CacheOptions{TTL: 200 * time.Millisecond, StaleWhileRevalidate: time.Minute, Jitter: 0.01}, true},
+			{"early-many", CacheOptions{TTL: time.Minute, Beta: 1e9}, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				var log errorLog
@@ -421,7 +425,20 @@ func TestCacheRefreshPanic(t *testing.T) {
 				ok := func(v string) func(context.Context) (string, error) {
 					return func(context.Context) (string, error) { time.Sleep(time.Millisecond); return v, nil }
 				}
-				if v, err := k.Get(ctx, "k", ok("v1"), nil); err != nil || v != "v1" {
+				get := k.Get
+				if tc.many {
+					get = func(ctx context.Context, key string, load func(context.Context) (string, error), opt *CacheSetOptions) (string, error) {
+						res, err := k.GetMany(ctx, []string{key}, func(ctx context.Context, keys []string) (map[string]string, error) {
+							v, err := load(ctx)
+							return map[string]string{key: v}, err
+						}, opt)
+						if err != nil {
+							return "", err
+						}
+						return res[0].Value, res[0].Err
+					}
+				}
+				if v, err := get(ctx, "k", ok("v1"), nil); err != nil || v != "v1" {
 					t.Fatalf("first Get = %q, %v", v, err)
 				}
 				if tc.opt.StaleWhileRevalidate > 0 {
@@ -430,7 +447,7 @@ func TestCacheRefreshPanic(t *testing.T) {
 						return ttl > 0 && ttl < tc.opt.StaleWhileRevalidate
 					})
 				}
-				v, err := k.Get(ctx, "k", func(context.Context) (string, error) { panic("refresh boom") }, nil)
+				v, err := get(ctx, "k", func(context.Context) (string, error) { panic("refresh boom") }, nil)
 				if err != nil || v != "v1" {
 					t.Fatalf("Get during the refresh = %q, %v; want the cached v1", v, err)
 				}
@@ -442,7 +459,7 @@ func TestCacheRefreshPanic(t *testing.T) {
 					t.Fatal("the lease is still held after the refresh panicked")
 				}
 				// Still stale (or due early): the next hit refreshes, for real.
-				if v, err := k.Get(ctx, "k", ok("v2"), nil); err != nil || v != "v1" {
+				if v, err := get(ctx, "k", ok("v2"), nil); err != nil || v != "v1" {
 					t.Fatalf("Get = %q, %v; want the cached v1", v, err)
 				}
 				k.Wait()

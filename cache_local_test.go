@@ -526,7 +526,7 @@ func TestCacheLocalPubSubFallback(t *testing.T) {
 
 	// A write-behind over the same cache: its Set evicts from its own layer
 	// at once and publishes to the others.
-	wb, err := NewWriteBehind[int](c, "n", &CacheOptions{Local: &CacheLocalOptions{}}, nil)
+	wb, err := NewWriteBehind[int](c, "n", &WriteBehindOptions{Cache: &CacheOptions{Local: &CacheLocalOptions{}}})
 	if err != nil {
 		t.Fatal(err)
 	}

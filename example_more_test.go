@@ -67,7 +67,7 @@ func ExampleClient_Activity() {
 func ExampleNewWriteBehind() {
 	ctx := context.Background()
 	pc := exampleClient("writebehind")
-	profiles, err := patterns.NewWriteBehind[string](pc, "profiles", nil, nil)
+	profiles, err := patterns.NewWriteBehind[string](pc, "profiles", nil)
 	if err != nil {
 		panic(err)
 	}

@@ -476,9 +476,9 @@ func onceOps(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 		return n
 	}, perRun: 1})
 
-	wb, err := NewWriteBehind[string](c, "once-wb", nil, &QueueOptions{Retention: time.Hour})
+	wb, err := NewWriteBehind[string](c, "once-wb", &WriteBehindOptions{Queue: &QueueOptions{Retention: time.Hour}})
 	must(err)
-	dwb, err := NewWriteBehind[string](dc, "once-wb", nil, &QueueOptions{Retention: time.Hour})
+	dwb, err := NewWriteBehind[string](dc, "once-wb", &WriteBehindOptions{Queue: &QueueOptions{Retention: time.Hour}})
 	must(err)
 	ops = append(ops, onceOp{name: "write-behind set (transaction)", run: func(ctx context.Context) error {
 		return wb.Set(ctx, "k", "v", nil)

@@ -149,7 +149,7 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 		return m.Ack(ctx)
 	})
 
-	wb, err := NewWriteBehind[string](c, "fault-wb", &CacheOptions{TTL: time.Minute}, &QueueOptions{Retention: time.Hour})
+	wb, err := NewWriteBehind[string](c, "fault-wb", &WriteBehindOptions{Cache: &CacheOptions{TTL: time.Minute}, Queue: &QueueOptions{Retention: time.Hour}})
 	must(err)
 	add("write-behind", func(ctx context.Context) error {
 		return wb.Set(ctx, "k", "v", nil)

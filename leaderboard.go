@@ -55,7 +55,7 @@ const MaxMemberLen = 1024
 type BoardOptions struct {
 	// Policy is what Submit does with a score.
 	//
-	// default: KeepBest
+	// default: ScoreKeepBest
 	Policy ScorePolicy
 
 	// LowerIsBetter ranks the lowest score first (race times, golf).
@@ -164,7 +164,7 @@ func checkScore(score float64) error {
 	return nil
 }
 
-// Submit applies score to member under the board's policy (for Increment,
+// Submit applies score to member under the board's policy (for ScoreIncrement,
 // score is the increment) on the all-time board and on the current windowed
 // boards, in one script, and returns the member's all-time score and ordinal
 // rank. NaN and infinite scores are ErrInvalidArgument.
@@ -247,9 +247,9 @@ func (b *Board) windowView(view string) *Board {
 
 // Rollup merges the daily boards of the days days ending with last (UTC
 // dates) into a cached board, kept for BoardOptions.RollupTTL, and returns a
-// read-only view of it. Scores combine by the policy: the best for KeepBest
-// and KeepLatest, the sum for Increment. Equal scores in a roll-up rank by
-// member name. One round trip (ZUNIONSTORE and PEXPIRE in a transaction).
+// read-only view of it. Scores combine by the policy: the best for
+// ScoreKeepBest and ScoreKeepLatest, the sum for ScoreIncrement. Equal
+// scores in a roll-up rank by member name. One round trip (ZUNIONSTORE and PEXPIRE in a transaction).
 func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (rolled *Board, err error) {
 	ctx, done := b.c.observe(ctx, "board", "rollup", b.name)
 	defer func() { done(outcome(outcomeOK, err), err) }()

@@ -146,7 +146,7 @@ func TestObserverOutcomes(t *testing.T) {
 		}
 		expect("cache.load-many users loaded", "cache.get-many users ok", "cache.set-many users ok", "cache.delete-many users ok", "cache.get-many users invalid")
 
-		wb, err := NewWriteBehind[string](c, "profiles", nil, nil)
+		wb, err := NewWriteBehind[string](c, "profiles", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -47,8 +47,9 @@
 // (pc.Board(name, opt), pc.Queue(name, opt), pc.Limiter(name, opt)), a
 // function for generic ones (NewCache[T](pc, name, opt)), since Go methods
 // cannot have type parameters. Constructors return a concrete type and
-// ErrInvalidArgument for bad options. Calls that act on one key at once
-// (Obtain, WithLock) take the key instead of a name.
+// ErrInvalidArgument for bad options. Calls that act at once instead of
+// returning a pattern (Obtain, ObtainMulti, WithLock, Elect, Leader) take
+// the key or election name directly.
 //
 // Options: a nil *XOptions means all defaults, and a zero field its default,
 // which the field's doc states ("default: 30s"). A feature that is on by

@@ -32,9 +32,29 @@ type WriteBehind[T any] struct {
 	queue *Queue
 }
 
-// NewWriteBehind returns the write-behind cache named name. Either options
-// may be nil.
-func NewWriteBehind[T any](c *Client, name string, cacheOpt *CacheOptions, queueOpt *QueueOptions) (*WriteBehind[T], error) {
+// WriteBehindOptions configure a WriteBehind. A nil *WriteBehindOptions
+// means all defaults.
+type WriteBehindOptions struct {
+	// Cache configures the cache; its OnError also receives the errors of
+	// persist (op "persist").
+	//
+	// default: nil (the cache's defaults)
+	Cache *CacheOptions
+
+	// Queue configures the queue of pending writes (Visibility, Backoff,
+	// MaxDeliveries: how persist is retried).
+	//
+	// default: nil (the queue's defaults)
+	Queue *QueueOptions
+}
+
+// NewWriteBehind returns the write-behind cache named name.
+func NewWriteBehind[T any](c *Client, name string, opt *WriteBehindOptions) (*WriteBehind[T], error) {
+	var cacheOpt *CacheOptions
+	var queueOpt *QueueOptions
+	if opt != nil {
+		cacheOpt, queueOpt = opt.Cache, opt.Queue
+	}
 	k, err := NewCache[T](c, name, cacheOpt)
 	if err != nil {
 		return nil, err

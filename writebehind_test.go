@@ -27,8 +27,10 @@ func TestWriteBehind(t *testing.T) {
 				reported = append(reported, err)
 			}
 		}
-		wb, err := NewWriteBehind[int](c, "counters", &CacheOptions{OnError: onError}, &QueueOptions{Visibility: time.Second,
-			Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+		wb, err := NewWriteBehind[int](c, "counters", &WriteBehindOptions{
+			Cache: &CacheOptions{OnError: onError},
+			Queue: &QueueOptions{Visibility: time.Second, Backoff: func(int) time.Duration { return 10 * time.Millisecond }},
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +106,7 @@ func TestWriteBehindKilledWorker(t *testing.T) {
 	prefix := uniquePrefix(t)
 	c, _ := New(rdb, &Options{Prefix: prefix})
 	qopt := &QueueOptions{Visibility: 500 * time.Millisecond}
-	wb, _ := NewWriteBehind[int](c, "rows", &CacheOptions{TTL: time.Hour}, qopt)
+	wb, _ := NewWriteBehind[int](c, "rows", &WriteBehindOptions{Cache: &CacheOptions{TTL: time.Hour}, Queue: qopt})
 	for i := 0; i < n; i++ {
 		if err := wb.Set(ctx, "row"+strconv.Itoa(i), i, nil); err != nil {
 			t.Fatal(err)
@@ -154,7 +156,7 @@ func TestWriteBehindWorkerChild(t *testing.T) {
 	rdb := childRedis(t)
 	prefix := os.Getenv("PATTERNS_TEST_PREFIX")
 	c, _ := New(rdb, &Options{Prefix: prefix})
-	wb, _ := NewWriteBehind[int](c, "rows", &CacheOptions{TTL: time.Hour}, &QueueOptions{Visibility: 500 * time.Millisecond})
+	wb, _ := NewWriteBehind[int](c, "rows", &WriteBehindOptions{Cache: &CacheOptions{TTL: time.Hour}, Queue: &QueueOptions{Visibility: 500 * time.Millisecond}})
 	_ = wb.Run(context.Background(), 4, func(ctx context.Context, key string, v int) error {
 		return rdb.HIncrBy(ctx, prefix+":persisted", key, 1).Err()
 	})

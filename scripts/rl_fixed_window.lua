@@ -1,6 +1,6 @@
 -- rl_fixed_window: fixed-window rate limit over one or more limits, atomically.
 --
--- KEYS[i]  one string per limit (prefix:rl:{id}:fw:RATE:PERIODms), all in one slot
+-- KEYS[i]  one string per limit (prefix:rl:{id}:NAME:fw:RATE:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
 -- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
@@ -15,7 +15,7 @@
 -- admitted (for Peek: if it would be), else -(count + 1) with the count as it
 -- is (< 0); and the ms left in the window.
 --
--- Example: redis-cli --eval scripts/rl_fixed_window.lua patterns:rl:{demo}:fw:10:1000 , 1 1 10 1000
+-- Example: redis-cli --eval scripts/rl_fixed_window.lua patterns:rl:{demo}:api:fw:10:1000 , 1 1 10 1000
 local nk = #KEYS
 local n = ARGV[1] + 0
 if nk == 1 then

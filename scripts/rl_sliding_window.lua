@@ -1,7 +1,7 @@
 -- rl_sliding_window: sliding-window-counter rate limit (two weighted fixed
 -- windows, constant memory) over one or more limits, atomically.
 --
--- KEYS[i]  one hash per limit (prefix:rl:{id}:sw:RATE:PERIODms), all in one slot
+-- KEYS[i]  one hash per limit (prefix:rl:{id}:NAME:sw:RATE:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
 -- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
@@ -23,7 +23,7 @@
 -- retry_after_ms is 0 when admitted, else the longest wait of the limits
 -- that deny; reset_after_ms the longest time until a limit is full again.
 --
--- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:sw:10:1000 , 1 1 10 1000
+-- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:api:sw:10:1000 , 1 1 10 1000
 local n = tonumber(ARGV[1])
 local nk = #KEYS
 local allowed = 1

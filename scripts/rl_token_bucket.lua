@@ -1,7 +1,7 @@
 -- rl_token_bucket: token-bucket rate limit (capacity burst, refilled
 -- continuously at rate per period) over one or more limits, atomically.
 --
--- KEYS[i]  one string per limit (prefix:rl:{id}:tb:RATE:PERIODms:BURST), all in one slot
+-- KEYS[i]  one string per limit (prefix:rl:{id}:NAME:tb:RATE:PERIODms:BURST), all in one slot
 -- ARGV     per limit i, three whole numbers: c, the cost of this request
 --          (n * period_ms); the rate; and the capacity (burst * period_ms).
 --          Either as text, ARGV[3i-2], ARGV[3i-1], ARGV[3i], or packed in
@@ -35,7 +35,7 @@
 -- period_ms), full again in ceil(d / rate) ms, and a denied request could
 -- pass in ceil((d + c - capacity) / rate) ms.
 --
--- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:tb:10:1000:20 , 1000 10 20000
+-- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:api:tb:10:1000:20 , 1000 10 20000
 local nk = #KEYS
 if nk == 1 and #ARGV == 1 then
   -- One limit, packed, consuming: the library's common call, inline. It

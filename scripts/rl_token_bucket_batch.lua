@@ -2,7 +2,7 @@
 -- call, each atomic on its own, exactly as rl_token_bucket decides one.
 --
 -- KEYS[i]  one string per limit of each request, request after request
---          (prefix:rl:{id}:tb:RATE:PERIODms:BURST); on a cluster all in one slot
+--          (prefix:rl:{id}:NAME:tb:RATE:PERIODms:BURST); on a cluster all in one slot
 -- ARGV[1]  per key, three little-endian doubles (24 bytes): c, the cost of
 --          the request (n * period_ms); the rate; the capacity (burst * period_ms)
 -- ARGV[2]  one byte per request: how many of the keys, in order, are its limits
@@ -17,7 +17,7 @@
 -- Returns one integer per key, as rl_token_bucket for each request: d + c
 -- (> 0) if the request was admitted, else -d (< 0).
 --
--- Example: redis-cli --eval scripts/rl_token_bucket_batch.lua patterns:rl:{a}:tb:10:1000:10 patterns:rl:{b}:tb:10:1000:10 , text 1 1000 10 10000 1 1000 10 10000
+-- Example: redis-cli --eval scripts/rl_token_bucket_batch.lua patterns:rl:{a}:api:tb:10:1000:10 patterns:rl:{b}:api:tb:10:1000:10 , text 1 1000 10 10000 1 1000 10 10000
 local recs, layout = ARGV[1], ARGV[2]
 if recs == 'text' then
   -- Text (redis-cli): packed here as the library sends it.

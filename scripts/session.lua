@@ -7,8 +7,8 @@
 -- the ID. A user's sessions are also listed in the user's index (a sorted set
 -- "session key" -> absolute deadline) in the same slot.
 --
--- KEYS[1]  the session:        prefix:sess:{TAG}:HASH
--- KEYS[2]  the user's index:   prefix:sess:{TAG}:u (unused by anonymous sessions)
+-- KEYS[1]  the session:        prefix:sess:{TAG}:NAME:HASH
+-- KEYS[2]  the user's index:   prefix:sess:{TAG}:NAME:u (unused by anonymous sessions)
 -- KEYS[3]  create, rotate: the new session key (same slot)
 -- KEYS[3..]  destroyall: the sessions to destroy (listed by "list" first)
 -- ARGV[1]  op: create | get | fields | set | unset | destroy | rotate | list | destroyall
@@ -23,7 +23,7 @@
 -- {session key, absolute deadline ms, ...} of the live sessions;
 -- destroyall -> how many were destroyed.
 --
--- Example: redis-cli --eval scripts/session.lua patterns:sess:{t1}:h1 patterns:sess:{t1}:u patterns:sess:{t1}:h1 , create 60000 3600000 alice d:theme dark
+-- Example: redis-cli --eval scripts/session.lua patterns:sess:{t1}:web:h1 patterns:sess:{t1}:web:u patterns:sess:{t1}:web:h1 , create 60000 3600000 alice d:theme dark
 local op = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

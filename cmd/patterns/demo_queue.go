@@ -38,7 +38,7 @@ func demoQueue(ctx context.Context, pc *patterns.Client, w io.Writer) error {
 	dead, _ := q.DeadLetters(ctx, 10)
 	fmt.Fprintf(w, "B nacks it: 2 deliveries is the maximum, so it is a dead letter now: %v\n", dead)
 
-	wb, err := patterns.NewWriteBehind[int](pc, "stock", &patterns.CacheOptions{TTL: time.Minute}, nil)
+	wb, err := patterns.NewWriteBehind[int](pc, "stock", &patterns.WriteBehindOptions{Cache: &patterns.CacheOptions{TTL: time.Minute}})
 	if err != nil {
 		return err
 	}
