@@ -56,13 +56,16 @@ type IdempotencyMiddlewareOptions struct {
 	Fingerprint func(r *http.Request, body []byte) string
 
 	// MaxRequestBytes bounds the body read for the fingerprint; a larger
-	// body answers 413.
+	// body answers 413. The bound cannot be lifted (a negative value is
+	// refused): the body is held in memory to be hashed.
 	//
 	// default: 1 MiB
 	MaxRequestBytes int64
 
 	// MaxResponseBytes bounds a stored response body. A larger response is
 	// passed through, not stored (OnError is told), and the key released.
+	// The bound cannot be lifted (a negative value is refused): a stored
+	// response is one Redis value, held in memory while it is replayed.
 	//
 	// default: 1 MiB
 	MaxResponseBytes int
