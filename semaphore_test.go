@@ -236,7 +236,10 @@ func TestSemaphoreSetPermits(t *testing.T) {
 }
 
 func TestSemaphoreBadInput(t *testing.T) {
-	rdb := testRedis(t)
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) { semaphoreBadInput(t, rdb) })
+}
+
+func semaphoreBadInput(t *testing.T, rdb redis.UniversalClient) {
 	c := newClient(t, rdb)
 	for name, opt := range map[string]*SemaphoreOptions{
 		"nil options":    nil,
@@ -287,13 +290,7 @@ func TestSemaphoreBadInput(t *testing.T) {
 		t.Errorf("empty key: %v", err)
 	}
 	// Nothing was written by the bad calls (the one permit is released).
-	n := 0
-	_ = forEachPrimary(ctx, rdb, func(ctx context.Context, r *redis.Client) error {
-		keys, _ := r.Keys(ctx, c.prefix+":*").Result()
-		n += len(keys)
-		return nil
-	})
-	if n != 0 {
+	if n := countKeys(t, rdb, c.prefix); n != 0 {
 		t.Errorf("%d keys left", n)
 	}
 }
