@@ -125,6 +125,7 @@ func TestLimiterWaitDeadline(t *testing.T) {
 			if !errors.Is(err, ErrWaitDeadline) || took >= 2*time.Second {
 				t.Fatalf("%v: %v after %v, want ErrWaitDeadline at once", algo, err, took)
 			}
+			t.Logf("%v: a 2 s deadline, the next event at least 10 s away: ErrWaitDeadline after %v", algo, took)
 			// No deadline, cancelled while waiting: the context's error.
 			ctx, cancel = context.WithCancel(bg)
 			time.AfterFunc(50*time.Millisecond, cancel)
