@@ -200,8 +200,11 @@ func TestObtainMultiInvalid(t *testing.T) {
 		if _, err := c.ObtainMulti(ctx, []string{"a"}, time.Second, &LockOptions{Replicas: -1}); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("negative Replicas: %v", err)
 		}
-		if n := rdb.Exists(ctx, c.key("lock", "a")).Val(); n != 0 {
-			t.Fatal("bad input wrote a lock")
+		if err := (&MultiLock{c: c, token: "t", groups: c.lockGroups([]string{"a"})}).Refresh(ctx, 0); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Refresh(0): %v", err)
+		}
+		if n := countKeys(t, rdb, c.prefix); n != 0 {
+			t.Fatalf("bad input wrote %d keys", n)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,7 @@ func TestLimiterWaitDeadline(t *testing.T) {
 			if !errors.Is(err, ErrWaitDeadline) || took >= 2*time.Second {
 				t.Fatalf("%v: %v after %v, want ErrWaitDeadline at once", algo, err, took)
 			}
+			t.Logf("%v: a 2 s deadline, the next event at least 10 s away: ErrWaitDeadline after %v", algo, took)
 			// No deadline, cancelled while waiting: the context's error.
 			ctx, cancel = context.WithCancel(bg)
 			time.AfterFunc(50*time.Millisecond, cancel)
@@ -133,6 +135,48 @@ func TestLimiterWaitDeadline(t *testing.T) {
 			if err := l.WaitN(bg, "dl", 2, PerMinute(1)); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("%v: n above the rate: %v", algo, err)
 			}
+		}
+	})
+}
+
+// TestLimiterWaitSleeps: a Wait for an event about 400 ms away sleeps the
+// decision's RetryAfter between attempts instead of asking again and again:
+// a handful of attempts (each one observed as an "allow"), not one per
+// round trip.
+func TestLimiterWaitSleeps(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		rec := &recorder{}
+		c.observer = rec
+		lim := Limit{Rate: 1, Period: 400 * time.Millisecond}
+		for _, algo := range []Algorithm{FixedWindow, SlidingWindowLog, SlidingWindow, TokenBucket, GCRA} {
+			l, err := c.Limiter("sleep", &LimiterOptions{Algorithm: algo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Wait(ctx, "k", lim); err != nil { // the period's one event
+				t.Fatal(err)
+			}
+			rec.take()
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			start := time.Now()
+			err = l.Wait(wctx, "k", lim)
+			took := time.Since(start)
+			cancel()
+			if err != nil {
+				t.Fatalf("%v: %v", algo, err)
+			}
+			attempts := 0
+			for _, op := range rec.take() {
+				if strings.HasPrefix(op, "ratelimit.allow ") {
+					attempts++
+				}
+			}
+			if attempts < 1 || attempts > 5 {
+				t.Fatalf("%v: %d attempts in a wait of %v, want 1 to 5 (no spinning)", algo, attempts, took)
+			}
+			t.Logf("%v: admitted after %v in %d attempts", algo, took.Round(time.Millisecond), attempts)
 		}
 	})
 }
@@ -164,6 +208,9 @@ func TestLimiterAllowAtMost(t *testing.T) {
 			}
 			if _, _, err := l.AllowAtMost(ctx, "k", 0, lim); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("%v: n = 0: %v", algo, err)
+			}
+			if err := l.WaitN(ctx, "k", 0, lim); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("%v: WaitN, n = 0: %v", algo, err)
 			}
 			if _, _, err := l.AllowAtMost(ctx, "", 1, lim); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("%v: empty key: %v", algo, err)

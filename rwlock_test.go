@@ -200,6 +200,18 @@ func TestRWLockInvalid(t *testing.T) {
 	if _, err := c.RWLock(string(make([]byte, MaxIDLen+1)), nil); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("long name: %v", err)
 	}
+	rw, err := c.RWLock("x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{0, -time.Second, time.Microsecond} {
+		if err := (&RWLease{rw: rw, token: "t"}).Refresh(context.Background(), d); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Refresh(%v): %v, want ErrInvalidArgument", d, err)
+		}
+	}
+	if n := countKeys(t, c.rdb, c.prefix); n != 0 {
+		t.Errorf("bad input wrote %d keys", n)
+	}
 }
 
 // rwEnter is a reader's or the writer's entry into the critical section,
