@@ -1,7 +1,6 @@
 package patterns
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -739,23 +738,26 @@ type handled struct {
 	value int
 }
 
-// readHandled reads the child's file: "id value" lines.
+// readHandled reads the child's file: "id value" lines. A line still being
+// written (no newline yet: a reader can see part of a write) is left out.
 func readHandled(t *testing.T, path string) []handled {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
 	var out []handled
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		id, v, ok := strings.Cut(sc.Text(), " ")
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		id, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
 		n, err := strconv.Atoi(v)
 		if !ok || err != nil {
-			t.Fatalf("bad line %q", sc.Text())
+			t.Fatalf("bad line %q", line)
 		}
 		out = append(out, handled{id, n})
 	}
