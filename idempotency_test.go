@@ -215,21 +215,7 @@ func TestIdempotencyInProgressAndWait(t *testing.T) {
 		ctx := context.Background()
 		nowait, _ := c.Idempotency("w", nil)
 		wait, _ := c.Idempotency("w", &IdempotencyOptions{Wait: true})
-		started, release := make(chan struct{}), make(chan struct{})
-		holder := make(chan error, 1)
-		go func() {
-			_, err := nowait.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) {
-				close(started)
-				<-release
-				return []byte("done"), nil
-			})
-			holder <- err
-		}()
-		select {
-		case <-started:
-		case <-time.After(10 * time.Second):
-			t.Fatal("holder did not start")
-		}
+		release := holdIdempotency(t, ctx, nowait, "k", []byte("done"), nil)
 		var calls atomic.Int64
 		if _, err := nowait.Do(ctx, "k", "", idemFn(&calls, "x")); !errors.Is(err, ErrIdempotencyInProgress) {
 			t.Fatalf("while running: %v", err)
@@ -259,8 +245,7 @@ func TestIdempotencyInProgressAndWait(t *testing.T) {
 			}()
 		}
 		time.Sleep(100 * time.Millisecond) // let some block (not required)
-		close(release)
-		if err := <-holder; err != nil {
+		if err := release(); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
@@ -455,21 +440,7 @@ func TestIdempotencyWaitAfterRelease(t *testing.T) {
 		c := newClient(t, rdb)
 		ctx := context.Background()
 		wait, _ := c.Idempotency("r", &IdempotencyOptions{Wait: true})
-		started, release := make(chan struct{}), make(chan struct{})
-		holder := make(chan error, 1)
-		go func() {
-			_, err := wait.Do(ctx, "k", "", func(context.Context, IdempotencyLease) ([]byte, error) {
-				close(started)
-				<-release
-				return nil, errors.New("transient")
-			})
-			holder <- err
-		}()
-		select {
-		case <-started:
-		case <-time.After(10 * time.Second):
-			t.Fatal("holder did not start")
-		}
+		release := holdIdempotency(t, ctx, wait, "k", nil, errors.New("transient"))
 		var calls atomic.Int64
 		const waiters = 6
 		results := make(chan IdempotencyResult, waiters)
@@ -488,8 +459,7 @@ func TestIdempotencyWaitAfterRelease(t *testing.T) {
 			}()
 		}
 		time.Sleep(100 * time.Millisecond)
-		close(release)
-		if err := <-holder; err == nil {
+		if err := release(); err == nil {
 			t.Fatal("holder's error lost")
 		}
 		wg.Wait()
@@ -615,21 +585,7 @@ func TestIdempotencyWaitWoken(t *testing.T) {
 		for round := 0; round < 3 && hook.popped.Load() == 0; round++ {
 			key := "k" + strconv.Itoa(round)
 			k, _ := wait.keys(key)
-			started, release := make(chan struct{}), make(chan struct{})
-			holder := make(chan error, 1)
-			go func() {
-				_, err := wait.Do(ctx, key, "", func(context.Context, IdempotencyLease) ([]byte, error) {
-					close(started)
-					<-release
-					return []byte("done"), nil
-				})
-				holder <- err
-			}()
-			select {
-			case <-started:
-			case <-time.After(10 * time.Second):
-				t.Fatal("holder did not start")
-			}
+			release := holdIdempotency(t, ctx, wait, key, []byte("done"), nil)
 			waiter := make(chan error, 1)
 			go func() {
 				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -649,8 +605,7 @@ func TestIdempotencyWaitWoken(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			time.Sleep(50 * time.Millisecond)
-			close(release)
-			if err := <-holder; err != nil {
+			if err := release(); err != nil {
 				t.Fatal(err)
 			}
 			if err := <-waiter; err != nil {
@@ -662,4 +617,27 @@ func TestIdempotencyWaitWoken(t *testing.T) {
 			t.Fatal("no waiter was woken by the signal list in 3 rounds: they only polled")
 		}
 	})
+}
+
+// holdIdempotency runs idem.Do(ctx, key) with an fn that returns (val, err)
+// once release is called, and returns when fn has started; release returns
+// Do's error.
+func holdIdempotency(t *testing.T, ctx context.Context, idem *Idempotency, key string, val []byte, err error) (release func() error) {
+	t.Helper()
+	started, done := make(chan struct{}), make(chan struct{})
+	holder := make(chan error, 1)
+	go func() {
+		_, herr := idem.Do(ctx, key, "", func(context.Context, IdempotencyLease) ([]byte, error) {
+			close(started)
+			<-done
+			return val, err
+		})
+		holder <- herr
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("holder did not start")
+	}
+	return func() error { close(done); return <-holder }
 }
