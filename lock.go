@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Lock errors.
@@ -122,14 +124,14 @@ type LockOptions struct {
 	// default: 100 milliseconds
 	ReplicaTimeout time.Duration
 
-	// WakeBlock is the longest a retrying Obtain blocks a pool connection
-	// (BLPOP on the lock's signal list) at a time while it waits for the
-	// lock's release; it blocks again until its backoff is over. A Release
-	// wakes a waiter at once, and the backoff stays the upper bound: a lost
-	// signal (the holder crashed, a failover) costs at most one backoff. The
-	// waiters of one lock in one process share one BLPOP. Values under 10ms
-	// are raised to 10ms. -1 turns waking off: Obtain then sleeps its
-	// backoff between attempts.
+	// WakeBlock is the longest a retrying Obtain or ObtainMulti blocks a
+	// pool connection (BLPOP on the signal list of the lock found held) at a
+	// time while it waits for the lock's release; it blocks again until its
+	// backoff is over. A Release wakes a waiter at once, and the backoff
+	// stays the upper bound: a lost signal (the holder crashed, a failover)
+	// costs at most one backoff. The waiters of one lock in one process share
+	// one BLPOP. Values under 10ms are raised to 10ms. -1 turns waking off:
+	// Obtain and ObtainMulti then sleep their backoff between attempts.
 	//
 	// default: 1 second, or half the go-redis client's ReadTimeout when
 	// that is shorter
@@ -323,6 +325,17 @@ func (c *Client) runLock(ctx context.Context, opt *LockOptions, s *script, keys 
 		return n, 0, err
 	}
 	return c.runLockReplicated(ctx, s, replicas, timeout, keys, args...)
+}
+
+// runLockCmd is runLock for a reply that is not an integer: it returns the
+// script's command (its error is err).
+func (c *Client) runLockCmd(ctx context.Context, opt *LockOptions, s *script, keys []string, args ...any) (cmd *redis.Cmd, acked int64, err error) {
+	replicas, timeout := opt.replicas()
+	if replicas == 0 {
+		cmd = s.run(ctx, c.scr, keys, args...)
+		return cmd, 0, cmd.Err()
+	}
+	return c.runReplicated(ctx, s, replicas, timeout, keys, args...)
 }
 
 func (c *Client) runLockReplicated(ctx context.Context, s *script, replicas int, timeout time.Duration, keys []string, args ...any) (n, acked int64, err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type MultiLock struct {
 type lockGroup struct {
 	names   []string
 	keys    []string // the lock keys, then their fencing counters
+	marked  []string // keys, then the locks' waiters markers (for a caller that waits)
 	release []string // the lock keys, their waiters markers, their signal lists
 }
 
@@ -44,9 +46,15 @@ type lockGroup struct {
 // Between the first slot's grant and the rollback, another caller may find a
 // key held that ends up free.
 //
+// Between attempts it waits as Obtain does: the attempt that finds a lock
+// held marks it as waited for, in the same script call, and the caller
+// waits for that lock's release to wake it, for at most the retry
+// strategy's backoff (see LockOptions.WakeBlock; -1 sleeps the backoff).
+//
 // It returns ErrNotObtained when a key stays held for as long as the retry
 // strategy and ctx allow, and ErrInvalidArgument for an empty list, an empty
-// or too long name or a ttl under a millisecond (nothing is written then).
+// or too long name, a ttl under a millisecond or a WakeBlock under -1
+// (nothing is written then).
 // opt.Replicas applies to every call.
 func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (m *MultiLock, err error) {
 	ctx, done := c.observe(ctx, "lock", "obtain-multi", "")
@@ -65,6 +73,9 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 	if opt != nil && opt.Replicas < 0 {
 		return nil, invalidf("negative Replicas %d", opt.Replicas)
 	}
+	if opt != nil && opt.WakeBlock < -1 {
+		return nil, invalidf("WakeBlock %v: want -1, 0 or more", opt.WakeBlock)
+	}
 	token, err := newToken()
 	if err != nil {
 		return nil, err
@@ -74,6 +85,12 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		m.names = append(m.names, g.names...)
 	}
 	retry := opt.retryStrategy()
+	block := opt.wakeBlock(c)
+	maxAttempts := math.MaxInt
+	if opt == nil || opt.RetryStrategy == nil {
+		maxAttempts = 1 // NoRetry: nobody will wait
+	}
+	var backoff time.Duration
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -81,7 +98,13 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		held, err := m.obtainOnce(ctx, ttl)
+		// As Obtain: a caller that will wait for a release signal has the
+		// lock found held marked as waited for (see Client.obtain).
+		var mark int64
+		if block > 0 && attempt < maxAttempts {
+			mark = max(lockWakeMark, 2*backoff+lockWakeMarkSlack).Milliseconds()
+		}
+		held, signal, err := m.obtainOnce(ctx, ttl, mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
 				return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, m.names, cerr)
@@ -91,8 +114,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		if held {
 			return m, nil
 		}
-		backoff := retry.NextBackoff(attempt)
-		if backoff <= 0 {
+		if backoff = retry.NextBackoff(attempt); backoff <= 0 {
 			return nil, ErrNotObtained
 		}
 		if timer == nil {
@@ -100,19 +122,37 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		} else {
 			timer.Reset(backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, m.names, context.Cause(ctx))
-		case <-timer.C:
+		if signal != "" {
+			err = c.awaitRelease(ctx, signal, backoff, block, timer)
+		} else {
+			select {
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			case <-timer.C:
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, m.names, err)
 		}
 	}
 }
 
 // obtainOnce makes one attempt at every group, in order, and rolls back the
-// groups taken when one is held or fails.
-func (m *MultiLock) obtainOnce(ctx context.Context, ttl time.Duration) (bool, error) {
+// groups taken when one is held or fails. With mark > 0 the lock found held
+// is marked as waited for, for mark milliseconds, and signal is its signal
+// list.
+func (m *MultiLock) obtainOnce(ctx context.Context, ttl time.Duration, mark int64) (ok bool, signal string, err error) {
 	for i, g := range m.groups {
-		n, acked, err := m.c.runLock(ctx, m.opt, scriptLockObtain, g.keys, m.token, ttl.Milliseconds(), fenceTTLArg)
+		var n, at, acked int64
+		var cmd *redis.Cmd
+		if mark > 0 {
+			cmd, acked, err = m.c.runLockCmd(ctx, m.opt, scriptLockObtain, g.marked, m.token, ttl.Milliseconds(), fenceTTLArg, mark)
+		} else {
+			cmd, acked, err = m.c.runLockCmd(ctx, m.opt, scriptLockObtain, g.keys, m.token, ttl.Milliseconds(), fenceTTLArg)
+		}
+		if err == nil {
+			n, at, err = obtainReply(cmd)
+		}
 		if err == nil && n > 0 {
 			if want, _ := m.opt.replicas(); acked < int64(want) {
 				err = fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
@@ -127,12 +167,41 @@ func (m *MultiLock) obtainOnce(ctx context.Context, ttl time.Duration) (bool, er
 				_, _ = m.releaseGroups(ctx, m.groups[:i+1])
 			}
 			if err != nil {
-				return false, fmt.Errorf("patterns: obtain locks %q: %w", m.names, err)
+				return false, "", fmt.Errorf("patterns: obtain locks %q: %w", m.names, err)
 			}
-			return false, nil
+			if mark > 0 && at >= 1 && int(at) <= len(g.names) {
+				signal = g.release[2*len(g.names)+int(at)-1]
+			}
+			return false, signal, nil
 		}
 	}
-	return true, nil
+	return true, "", nil
+}
+
+// obtainReply reads lock_obtain's reply: n is the fencing token (> 0) or the
+// negated TTL of the lock found held, at that lock's position in KEYS
+// (1-based; the reply names it when the call had several locks).
+func obtainReply(cmd *redis.Cmd) (n, at int64, err error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	switch v := v.(type) {
+	case int64:
+		if v > 0 {
+			return v, 0, nil
+		}
+		return v, 1, nil
+	case []any:
+		if len(v) == 2 {
+			n, ok1 := v[0].(int64)
+			at, ok2 := v[1].(int64)
+			if ok1 && ok2 {
+				return n, at, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("unexpected lock_obtain reply %v", v)
 }
 
 // releaseGroups releases groups, on a context of its own when ctx is done,
@@ -146,7 +215,8 @@ func (m *MultiLock) releaseGroups(ctx context.Context, groups []lockGroup) (int6
 	var deleted int64
 	var first error
 	for _, g := range groups {
-		// Releasing wakes the callers of Obtain waiting for one of the locks.
+		// Releasing wakes the callers of Obtain and ObtainMulti waiting for
+		// one of the locks.
 		n, err := scriptLockRelease.run(ctx, m.c.scr, g.release, m.token, lockSignalTTLArg).Int64()
 		if err != nil && first == nil {
 			first = err
@@ -193,18 +263,20 @@ func (c *Client) lockGroups(names []string) []lockGroup {
 		for j < len(all) && all[j].slot == all[i].slot {
 			j++
 		}
-		g := lockGroup{}
+		g := lockGroup{marked: make([]string, 0, 3*(j-i))}
 		for _, x := range all[i:j] {
 			g.names = append(g.names, x.name)
-			g.keys = append(g.keys, x.key)
+			g.marked = append(g.marked, x.key)
 		}
 		for _, x := range all[i:j] {
-			g.keys = append(g.keys, x.key+":fence")
+			g.marked = append(g.marked, x.key+":fence")
 		}
+		for _, x := range all[i:j] {
+			g.marked = append(g.marked, x.key+":wake:waiting")
+		}
+		g.keys = g.marked[: 2*len(g.names) : 2*len(g.names)]
 		g.release = append(g.release, g.keys[:len(g.names)]...)
-		for _, x := range all[i:j] {
-			g.release = append(g.release, x.key+":wake:waiting")
-		}
+		g.release = append(g.release, g.marked[2*len(g.names):]...)
 		for _, x := range all[i:j] {
 			g.release = append(g.release, x.key+":wake")
 		}
@@ -255,7 +327,7 @@ func (m *MultiLock) Token() string {
 }
 
 // Release deletes every lock the caller still owns and wakes the callers of
-// Obtain waiting for one of them. It returns ErrNotHeld when some were not
+// Obtain and ObtainMulti waiting for one of them. It returns ErrNotHeld when some were not
 // held any more (the others are deleted all the same).
 // Like Lock.Release it reaches Redis even when ctx is already done.
 func (m *MultiLock) Release(ctx context.Context) (err error) {

@@ -303,3 +303,56 @@ func TestMultiLockWake(t *testing.T) {
 		}
 	})
 }
+
+// A release wakes a waiting ObtainMulti long before its 5 s backoff,
+// whichever of its locks was held: the refused attempt marked that one. On
+// a cluster the set spans slots, one slot with several of its keys.
+func TestObtainMultiWake(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		c := newClient(t, rdb)
+		ctx := context.Background()
+		names := append(sameSlotNames(c, 3), "a", "b", "c")
+		if _, cluster := rdb.(*redis.ClusterClient); cluster && len(c.lockGroups(names)) < 2 {
+			t.Fatalf("%q in one slot", names)
+		}
+		opt := &LockOptions{RetryStrategy: LinearBackoff(5 * time.Second)}
+		for _, waitFor := range names {
+			held, err := c.Obtain(ctx, waitFor, time.Minute, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			marker := c.key("lock", waitFor) + ":wake:waiting"
+			obtain := func(ctx context.Context) (*MultiLock, error) { return c.ObtainMulti(ctx, names, time.Minute, opt) }
+			m, d := wokenAfter(t, rdb, marker, obtain, func() error { return held.Release(ctx) })
+			if d > 2*time.Second {
+				t.Fatalf("lock %q: granted %v after the release; backoff 5s", waitFor, d)
+			}
+			t.Logf("lock %q: granted %v after the release", waitFor, d)
+			if ttl := rdb.PTTL(ctx, marker).Val(); ttl <= 0 || ttl > lockWakeMark {
+				t.Fatalf("marker of %q: TTL %v", waitFor, ttl)
+			}
+			if err := m.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A caller that will not wait marks nothing.
+		held, err := c.Obtain(ctx, "x", time.Minute, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, opt := range []*LockOptions{nil, {RetryStrategy: LimitRetry(LinearBackoff(time.Millisecond), 2), WakeBlock: -1}} {
+			if _, err := c.ObtainMulti(ctx, []string{"w", "x", "y"}, time.Second, opt); !errors.Is(err, ErrNotObtained) {
+				t.Fatalf("with x held: %v", err)
+			}
+			if n := rdb.Exists(ctx, c.key("lock", "x")+":wake:waiting").Val(); n != 0 {
+				t.Fatalf("options %+v marked the lock", opt)
+			}
+		}
+		if _, err := c.ObtainMulti(ctx, []string{"x"}, time.Second, &LockOptions{WakeBlock: -2}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("WakeBlock -2: %v", err)
+		}
+		_ = held.Release(ctx)
+	})
+}

@@ -1,24 +1,28 @@
 -- lock_obtain: take one lock, or several at once (all or none), if they are
 -- free, and issue fencing tokens.
 --
--- KEYS[1..n]     the lock keys           prefix:lock:{id}
--- KEYS[n+1..2n]  their fencing counters  prefix:lock:{id}:fence   (same order)
--- KEYS[3]        one lock only, optional: its waiters marker
---                                        prefix:lock:{id}:wake:waiting
+-- KEYS[1..n]       the lock keys           prefix:lock:{id}
+-- KEYS[n+1..2n]    their fencing counters  prefix:lock:{id}:fence   (same order)
+-- KEYS[2n+1..3n]   optional, with ARGV[4]: their waiters markers
+--                                          prefix:lock:{id}:wake:waiting
 -- ARGV[1]  the owner's random token
 -- ARGV[2]  the locks' TTL in milliseconds (> 0)
 -- ARGV[3]  the counters' TTL in milliseconds (> 0)
--- ARGV[4]  optional, with KEYS[3]: when the lock is held, mark for this many
---          milliseconds (> 0) that a caller waits for its release, so that
---          lock_release signals it (the marker's TTL is only ever raised)
+-- ARGV[4]  optional: when a lock is held, mark for this many milliseconds
+--          (> 0), in its waiters marker, that a caller waits for its
+--          release, so that lock_release signals it (the marker's TTL is
+--          only ever raised). With ARGV[4] there are 3n keys, without it 2n
+--          (one lock may pass its marker all the same: 3 keys, n = 1).
 --
 -- All the keys must be in one slot on a cluster (ObtainMulti calls the
 -- script once per slot).
 --
--- Returns the fencing token of KEYS[1] (>= 1) when every lock was taken, or
+-- Returns the fencing token of KEYS[1] (>= 1) when every lock was taken.
+-- When a lock is held by somebody (nothing is changed then but its marker):
 -- the remaining TTL in milliseconds of the first lock found held, negated
--- (<= 0; 0 when the key has no TTL: a value this script did not write), when
--- one is held by somebody (nothing is changed then).
+-- (<= 0; 0 when the key has no TTL: a value this script did not write); for
+-- one lock that integer, for several {that integer, i}, where KEYS[i] is the
+-- lock found held (the one whose marker was set).
 --
 -- A fencing token is strictly greater than every token issued before for the
 -- key. The counter goes up by one per grant; when it is created (first use,
@@ -28,23 +32,26 @@
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence patterns:lock:{demo}:wake:waiting , owner-token 10000 86400000 2000
 local n = math.floor(#KEYS / 2)
-local function held(key)
-  local pttl = redis.call('PTTL', key)
+if ARGV[4] then n = math.floor(#KEYS / 3) end
+local function held(i)
+  local mark = tonumber(ARGV[4])
+  local marker = KEYS[2 * n + i]
+  if mark and marker and redis.call('PTTL', marker) < mark then
+    redis.call('SET', marker, '1', 'PX', mark)
+  end
+  local pttl = redis.call('PTTL', KEYS[i])
   if pttl < 0 then pttl = 0 end
-  return -pttl
+  if n == 1 then return -pttl end
+  return {-pttl, i}
 end
 if n == 1 then
   -- One lock (Obtain): SET NX takes it or finds it held in one call.
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    local mark = tonumber(ARGV[4])
-    if mark and KEYS[3] and redis.call('PTTL', KEYS[3]) < mark then
-      redis.call('SET', KEYS[3], '1', 'PX', mark)
-    end
-    return held(KEYS[1])
+    return held(1)
   end
 else
   for i = 1, n do
-    if redis.call('EXISTS', KEYS[i]) == 1 then return held(KEYS[i]) end
+    if redis.call('EXISTS', KEYS[i]) == 1 then return held(i) end
   end
   for i = 1, n do
     redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
