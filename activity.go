@@ -78,7 +78,7 @@ func checkActivityID(id int64) error {
 // whether it was not yet marked.
 func (a *Activity) Mark(ctx context.Context, id int64) (changed bool, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "mark", a.name)
-	defer func() { done(queueOutcome(changed, "changed", outcomeOK, err), err) }()
+	defer func() { done.end(queueOutcome(changed, "changed", outcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -92,7 +92,7 @@ func (a *Activity) Mark(ctx context.Context, id int64) (changed bool, err error)
 // WasActive reports whether id was active on day (UTC).
 func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (active bool, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "was-active", a.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -106,7 +106,7 @@ func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (acti
 // Count returns how many ids were active on day (UTC).
 func (a *Activity) Count(ctx context.Context, day time.Time) (n int64, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "count", a.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, err = a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, DayBuckets)), nil).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
@@ -117,7 +117,7 @@ func (a *Activity) Count(ctx context.Context, day time.Time) (n int64, err error
 // ActiveOnAll returns how many ids were active on every one of days.
 func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (n int64, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "active-on-all", a.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, _, err = a.combine(ctx, "AND", days)
 	return n, err
 }
@@ -125,7 +125,7 @@ func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (n int64,
 // ActiveOnAny returns how many ids were active on at least one of days.
 func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (n int64, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "active-on-any", a.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, _, err = a.combine(ctx, "OR", days)
 	return n, err
 }
@@ -134,7 +134,7 @@ func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (n int64,
 // active again on day to.
 func (a *Activity) Retention(ctx context.Context, from, to time.Time) (cohort, retained int64, err error) {
 	ctx, done := a.c.observe(ctx, "activity", "retention", a.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	retained, cohort, err = a.combine(ctx, "AND", []time.Time{from, to})
 	return cohort, retained, err
 }

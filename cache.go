@@ -470,7 +470,7 @@ func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, er
 		if !ok && err == nil {
 			out = cacheMiss
 		}
-		done(cacheOutcome(out, err), err)
+		done.end(cacheOutcome(out, err), err)
 	}()
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
@@ -539,7 +539,7 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	}
 	ctx, done := k.c.observe(ctx, "cache", "get", k.name)
 	out := cacheMiss
-	defer func() { done(cacheOutcome(out, err), err) }()
+	defer func() { done.end(cacheOutcome(out, err), err) }()
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
 			out = cacheLocalHit
@@ -717,7 +717,7 @@ func (k *Cache[T]) Delete(ctx context.Context, key string) (err error) {
 		return err
 	}
 	ctx, done := k.c.observe(ctx, "cache", "delete", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	ek, lk := k.entryKey(key), k.leaseKey(key)
 	if ch := k.fanout(); ch == "" {
 		err = k.c.rdb.Del(ctx, ek, lk).Err()
@@ -746,7 +746,7 @@ func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) (err erro
 		return err
 	}
 	ctx, done := k.c.observe(ctx, "cache", "invalidate", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	args := make([]any, 0, len(tags)+2)
 	args = append(args, k.opt.MaxTTL.Milliseconds(), k.fanout())
 	for _, t := range tags {

@@ -104,7 +104,7 @@ func (k *Cache[T]) chunks(keys []string, fn func(batch []string) error) error {
 // the leases are released and the panic goes on up.
 func (k *Cache[T]) GetMany(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ []CacheResult[T], err error) {
 	ctx, done := k.c.observe(ctx, "cache", "get-many", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if loadMany == nil {
 		return nil, invalidf("nil loader")
 	}
@@ -453,10 +453,10 @@ func (k *Cache[T]) callLoadMany(ctx context.Context, keys []string, loadMany Cac
 	lctx, done := k.c.observe(lctx, "cache", "load-many", k.name)
 	defer func() {
 		if !ok && err == nil { // a panic: reported, and it goes on up
-			done(outcomeError, ErrLoaderPanicked)
+			done.end(outcomeError, ErrLoaderPanicked)
 			return
 		}
-		done(outcome("loaded", err), err)
+		done.end(outcome("loaded", err), err)
 	}()
 	start := time.Now()
 	vals, err = loadMany(lctx, keys)
@@ -545,7 +545,7 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 // refuses) is an error with nothing written.
 func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheSetOptions) (err error) {
 	ctx, done := k.c.observe(ctx, "cache", "set-many", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := k.checkSet(opt); err != nil {
 		return err
 	}
@@ -577,7 +577,7 @@ func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheS
 // like Delete (with their load leases: a load under way is not cached).
 func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
 	ctx, done := k.c.observe(ctx, "cache", "delete-many", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkCacheKeys(keys); err != nil {
 		return err
 	}
@@ -617,7 +617,7 @@ func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
 // (ErrInvalidArgument, nothing written), ctx ended, or a Redis error.
 func (k *Cache[T]) Warm(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ int, err error) {
 	ctx, done := k.c.observe(ctx, "cache", "warm", k.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if loadMany == nil {
 		return 0, invalidf("nil loader")
 	}

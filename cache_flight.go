@@ -179,7 +179,7 @@ func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) 
 	lctx, done := k.c.observe(ctx, "cache", "load", k.name)
 	v, err := load(lctx)
 	ok = err == nil || errors.Is(err, ErrCacheNotFound)
-	done(cacheOutcome("loaded", err), err)
+	done.end(cacheOutcome("loaded", err), err)
 	return v, err
 }
 

@@ -36,7 +36,7 @@ const tokenLen = 22
 // nil fn.
 func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Duration, fn func(ctx context.Context) error) (err error) {
 	ctx, done := c.observe(ctx, "elect", "elect", name)
-	defer func() { done(outcome("resigned", err), err) }()
+	defer func() { done.end(outcome("resigned", err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // called name, or ErrNoLeader when none does.
 func (c *Client) Leader(ctx context.Context, name string) (leader string, err error) {
 	ctx, done := c.observe(ctx, "elect", "leader", name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return "", err
 	}

@@ -119,7 +119,7 @@ func (c *Client) bucketAdd(ctx context.Context, op string, bucket time.Duration,
 // whether the estimate changed. Items are sent 1,000 per script call.
 func (u *Uniques) Add(ctx context.Context, items ...string) (changed bool, err error) {
 	ctx, done := u.c.observe(ctx, "uniques", "add", u.name)
-	defer func() { done(queueOutcome(changed, "changed", outcomeOK, err), err) }()
+	defer func() { done.end(queueOutcome(changed, "changed", outcomeOK, err), err) }()
 	if len(items) == 0 {
 		return false, invalidf("no item")
 	}
@@ -163,7 +163,7 @@ func (u *Uniques) keys(last time.Time, n int) ([]string, error) {
 // bucket wanted): one PFCOUNT over them all.
 func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (count int64, err error) {
 	ctx, done := u.c.observe(ctx, "uniques", "count", u.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	keys, err := u.keys(last, n)
 	if err != nil {
 		return 0, err
@@ -180,7 +180,7 @@ func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (count int64
 // trip (PFMERGE, PEXPIRE and PFCOUNT in a transaction).
 func (u *Uniques) Merge(ctx context.Context, dest string, last time.Time, n int, ttl time.Duration) (total int64, err error) {
 	ctx, done := u.c.observe(ctx, "uniques", "merge", u.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkID("merge destination", dest); err != nil {
 		return 0, err
 	}

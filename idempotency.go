@@ -219,7 +219,7 @@ func fingerprintHash(fp string) string {
 // Do costs one round trip for a replay, two when fn runs.
 func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(ctx context.Context, lease IdempotencyLease) ([]byte, error)) (result IdempotencyResult, err error) {
 	ctx, done := i.c.observe(ctx, "idempotency", "do", i.name)
-	defer func() { done(idemOutcome(result, err), err) }()
+	defer func() { done.end(idemOutcome(result, err), err) }()
 	if fn == nil {
 		return IdempotencyResult{}, invalidf("nil idempotency func")
 	}

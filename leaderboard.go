@@ -170,7 +170,7 @@ func checkScore(score float64) error {
 // rank. NaN and infinite scores are ErrInvalidArgument.
 func (b *Board) Submit(ctx context.Context, member string, score float64) (e BoardEntry, err error) {
 	ctx, done := b.c.observe(ctx, "board", "submit", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if b.view != "" {
 		return BoardEntry{}, invalidf("board view %q is read-only", b.view)
 	}
@@ -252,7 +252,7 @@ func (b *Board) windowView(view string) *Board {
 // scores in a roll-up rank by member name. One round trip (ZUNIONSTORE and PEXPIRE in a transaction).
 func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (rolled *Board, err error) {
 	ctx, done := b.c.observe(ctx, "board", "rollup", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if days < 1 || days > 366 {
 		return nil, invalidf("roll-up of %d days: want 1 to 366", days)
 	}
@@ -297,7 +297,7 @@ func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, er
 // Rank returns member's score and rank, or ErrNotOnBoard.
 func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (e BoardEntry, err error) {
 	ctx, done := b.c.observe(ctx, "board", "rank", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkMember(member); err != nil {
 		return BoardEntry{}, err
 	}
@@ -320,7 +320,7 @@ func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (e Board
 // Score returns member's score, or ErrNotOnBoard.
 func (b *Board) Score(ctx context.Context, member string) (score float64, err error) {
 	ctx, done := b.c.observe(ctx, "board", "score", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	e, err := b.Rank(ctx, member, RankOrdinal)
 	return e.Score, err
 }
@@ -328,7 +328,7 @@ func (b *Board) Score(ctx context.Context, member string) (score float64, err er
 // Top returns the n best entries.
 func (b *Board) Top(ctx context.Context, n int, mode RankMode) (es []BoardEntry, err error) {
 	ctx, done := b.c.observe(ctx, "board", "top", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if n < 1 {
 		return nil, invalidf("top %d: want at least 1", n)
 	}
@@ -338,7 +338,7 @@ func (b *Board) Top(ctx context.Context, n int, mode RankMode) (es []BoardEntry,
 // Page returns page number page (from 1) of size entries.
 func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) (es []BoardEntry, err error) {
 	ctx, done := b.c.observe(ctx, "board", "page", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if page < 1 || size < 1 || size > 1000 {
 		return nil, invalidf("page %d of size %d: want page >= 1 and size 1 to 1000", page, size)
 	}
@@ -350,7 +350,7 @@ func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) (es []B
 // none when member is not on the board.
 func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) (es []BoardEntry, err error) {
 	ctx, done := b.c.observe(ctx, "board", "around", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkMember(member); err != nil {
 		return nil, err
 	}
@@ -381,7 +381,7 @@ func (b *Board) entries(v []any, err error) ([]BoardEntry, error) {
 // Count returns how many members the board holds.
 func (b *Board) Count(ctx context.Context) (n int64, err error) {
 	ctx, done := b.c.observe(ctx, "board", "count", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, err = b.c.rdb.ZCard(ctx, b.keys[0]).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: board %q: %w", b.name, err)
@@ -393,7 +393,7 @@ func (b *Board) Count(ctx context.Context) (n int64, err error) {
 // history until they expire). One script.
 func (b *Board) Remove(ctx context.Context, member string) (err error) {
 	ctx, done := b.c.observe(ctx, "board", "remove", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if b.view != "" {
 		return invalidf("board view %q is read-only", b.view)
 	}
@@ -409,7 +409,7 @@ func (b *Board) Remove(ctx context.Context, member string) (err error) {
 // Reset deletes the board (for a view: that window or roll-up).
 func (b *Board) Reset(ctx context.Context) (err error) {
 	ctx, done := b.c.observe(ctx, "board", "reset", b.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := b.c.rdb.Del(ctx, b.keys...).Err(); err != nil {
 		return fmt.Errorf("patterns: board %q: %w", b.name, err)
 	}

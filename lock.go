@@ -219,7 +219,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	}
 	ctx, done := c.observe(ctx, "lock", "obtain", "")
 	l, err := c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
-	done(outcome(outcomeObtained, err), err)
+	done.end(outcome(outcomeObtained, err), err)
 	return l, err
 }
 
@@ -401,7 +401,7 @@ func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	ctx, done := l.c.observe(ctx, "lock", "refresh", "")
 	_, err := l.touch(ctx, ttl)
-	done(lostOutcome(err), err)
+	done.end(lostOutcome(err), err)
 	return err
 }
 
@@ -441,10 +441,10 @@ func (l *Lock) Release(ctx context.Context) error {
 		defer cancel()
 	}
 	if l.c.observer != nil {
-		var done func(string, error)
+		var done obsEnd
 		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: "lock", Operation: "release", Held: time.Since(l.held)})
 		err := l.release(ctx)
-		done(outcome(outcomeReleased, err), err)
+		done.end(outcome(outcomeReleased, err), err)
 		return err
 	}
 	return l.release(ctx)

@@ -58,7 +58,7 @@ type lockGroup struct {
 // opt.Replicas applies to every call.
 func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (m *MultiLock, err error) {
 	ctx, done := c.observe(ctx, "lock", "obtain-multi", "")
-	defer func() { done(outcome(outcomeObtained, err), err) }()
+	defer func() { done.end(outcome(outcomeObtained, err), err) }()
 	if len(keys) == 0 {
 		return nil, invalidf("empty lock key list")
 	}
@@ -335,7 +335,7 @@ func (m *MultiLock) Release(ctx context.Context) (err error) {
 		return ErrNotHeld
 	}
 	ctx, done := m.c.observe(ctx, "lock", "release-multi", "")
-	defer func() { done(outcome(outcomeReleased, err), err) }()
+	defer func() { done.end(outcome(outcomeReleased, err), err) }()
 	if m == nil {
 		return ErrNotHeld
 	}
@@ -357,7 +357,7 @@ func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) 
 		return ErrNotHeld
 	}
 	ctx, done := m.c.observe(ctx, "lock", "refresh-multi", "")
-	defer func() { done(lostOutcome(err), err) }()
+	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
 	}

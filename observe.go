@@ -14,11 +14,26 @@ import (
 // and a description of the operation; the context it returns is the one the
 // operation runs on (a span started in Start becomes the parent of what the
 // operation does, and a child of the caller's span). The function it returns
-// is called once when the operation ends, with its outcome (see ObserveOp)
-// and its error, nil on success. Both must be safe for concurrent use and
-// must not block.
+// is called once when the operation ends, with its outcome (see ObserveOp),
+// its error, nil on success, and the number of items it moved. Both must be
+// safe for concurrent use and must not block.
 type Observer interface {
-	Start(ctx context.Context, op ObserveOp) (context.Context, func(outcome string, err error))
+	Start(ctx context.Context, op ObserveOp) (context.Context, func(ObserveEnd))
+}
+
+// ObserveEnd is how an operation ended, given to the function returned by
+// Observer.Start.
+type ObserveEnd struct {
+	// Outcome is the operation's outcome (see ObserveOp).
+	Outcome string
+	// Err is the operation's error, nil on success.
+	Err error
+	// Count is how many items the operation moved: for the queue's batches
+	// (enqueue-many, dequeue-many, ack-many) the messages enqueued,
+	// delivered or acked, 0 when none (a DequeueMany that found none, a
+	// failed batch); 1 for every single-item operation, whatever its
+	// outcome, and for the other patterns' batches.
+	Count int
 }
 
 // ObserveOp describes one operation for an Observer. It never holds the
@@ -37,7 +52,8 @@ type Observer interface {
 //	       set, delete, invalidate, get-many, set-many, delete-many, warm [ok]
 //	queue: enqueue [enqueued, duplicate, full], dequeue [delivered, empty],
 //	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost],
-//	       enqueue-many [ok, full], dequeue-many [ok, empty], ack-many [ok, lease-lost],
+//	       enqueue-many [enqueued, duplicate, full], dequeue-many [delivered, empty],
+//	       ack-many [acked, lease-lost],
 //	       peek, redrive, purge-dead, pause, resume [ok]
 //	sessions: create [created], get [ok, not-found], set, unset [ok, not-found],
 //	          rotate [rotated, not-found], destroy [destroyed], destroy-all [ok]
@@ -50,6 +66,13 @@ type Observer interface {
 //	elect: elect [resigned, lost]
 //	idempotency: do [done, replayed, in-progress, mismatch]
 //	writebehind: set, persist [ok]
+//
+// The queue's batches report the messages they moved in ObserveEnd.Count:
+// enqueue-many is enqueued with the number of new messages, or duplicate
+// (Count 0) when every id was already pending; dequeue-many is delivered
+// with the number of messages returned; ack-many is acked with the number
+// acked, or lease-lost when some leases were lost, with Count the messages
+// acked all the same. A batch that fails counts 0.
 type ObserveOp struct {
 	// Pattern names the primitive: "lock", "ratelimit", "cache", "queue",
 	// "sessions", "board", "uniques", "activity", "topic", "semaphore",
@@ -85,21 +108,37 @@ const (
 	outcomeNotFound    = "not-found"
 )
 
-func nopEnd(string, error) {}
+// obsEnd ends an observed operation: the Observer's end function, nil
+// without an observer (then ending costs nothing).
+type obsEnd func(ObserveEnd)
+
+// end reports the outcome of a single-item operation (Count 1).
+func (f obsEnd) end(outcome string, err error) {
+	if f != nil {
+		f(ObserveEnd{Outcome: outcome, Err: err, Count: 1})
+	}
+}
+
+// endN reports the outcome of a batch that moved n items.
+func (f obsEnd) endN(outcome string, err error, n int) {
+	if f != nil {
+		f(ObserveEnd{Outcome: outcome, Err: err, Count: n})
+	}
+}
 
 // observe starts op on the client's observer; without one it returns ctx and
-// a no-op, and costs no allocation.
-func (c *Client) observe(ctx context.Context, pattern, operation, name string) (context.Context, func(string, error)) {
+// a nil obsEnd, and costs no allocation.
+func (c *Client) observe(ctx context.Context, pattern, operation, name string) (context.Context, obsEnd) {
 	if c.observer == nil {
-		return ctx, nopEnd
+		return ctx, nil
 	}
 	return c.observer.Start(ctx, ObserveOp{Pattern: pattern, Operation: operation, Name: name})
 }
 
 // observeOp is observe with a full ObserveOp.
-func (c *Client) observeOp(ctx context.Context, op ObserveOp) (context.Context, func(string, error)) {
+func (c *Client) observeOp(ctx context.Context, op ObserveOp) (context.Context, obsEnd) {
 	if c.observer == nil {
-		return ctx, nopEnd
+		return ctx, nil
 	}
 	return c.observer.Start(ctx, op)
 }
@@ -132,8 +171,8 @@ func outcome(ok string, err error) string {
 }
 
 // end reports the outcome of an operation and returns err.
-func end(done func(string, error), ok string, err error) error {
-	done(outcome(ok, err), err)
+func end(done obsEnd, ok string, err error) error {
+	done.end(outcome(ok, err), err)
 	return err
 }
 
@@ -149,14 +188,14 @@ func lostOutcome(err error) string {
 func (c *Client) observeLost(ctx context.Context, pattern, name string, err error) {
 	if c.observer != nil {
 		_, done := c.observe(ctx, pattern, "watchdog", name)
-		done(outcomeLost, err)
+		done.end(outcomeLost, err)
 	}
 }
 
 // observe starts a limiter operation.
-func (l *Limiter) observe(ctx context.Context, op string) (context.Context, func(string, error)) {
+func (l *Limiter) observe(ctx context.Context, op string) (context.Context, obsEnd) {
 	if l.c.observer == nil {
-		return ctx, nopEnd
+		return ctx, nil
 	}
 	return l.c.observer.Start(ctx, ObserveOp{Pattern: "ratelimit", Operation: op, Name: l.name, Algorithm: l.algo.String()})
 }
@@ -165,7 +204,7 @@ func (l *Limiter) observe(ctx context.Context, op string) (context.Context, func
 func (l *Limiter) observedDecide(ctx context.Context, op, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
 	ctx, done := l.observe(ctx, op)
 	res, err := l.decide(ctx, key, n, consume, limits)
-	done(decisionOutcome(res, err), err)
+	done.end(decisionOutcome(res, err), err)
 	return res, err
 }
 
@@ -216,9 +255,9 @@ func (m *QueueMessage) observedLease(ctx context.Context, op, ok string, fn func
 	ctx, done := m.q.c.observe(ctx, "queue", op, m.q.name)
 	err := fn(ctx)
 	if errors.Is(err, ErrQueueLeaseLost) {
-		done("lease-lost", err)
+		done.end("lease-lost", err)
 	} else {
-		done(outcome(ok, err), err)
+		done.end(outcome(ok, err), err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package patterns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ type observed struct {
 	op      ObserveOp
 	outcome string
 	err     error
+	count   int
 }
 
 // recorder is an Observer that records every operation, and puts a marker in
@@ -26,11 +28,11 @@ type recorder struct {
 
 type markerKey struct{}
 
-func (r *recorder) Start(ctx context.Context, op ObserveOp) (context.Context, func(string, error)) {
-	return context.WithValue(ctx, markerKey{}, op.Operation), func(outcome string, err error) {
+func (r *recorder) Start(ctx context.Context, op ObserveOp) (context.Context, func(ObserveEnd)) {
+	return context.WithValue(ctx, markerKey{}, op.Operation), func(e ObserveEnd) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.ops = append(r.ops, observed{op, outcome, err})
+		r.ops = append(r.ops, observed{op, e.Outcome, e.Err, e.Count})
 	}
 }
 
@@ -199,5 +201,87 @@ func TestObserverOutcomes(t *testing.T) {
 		if _, err := s.DestroyAll(ctx, "user-42"); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestObserverQueueBatchCounts: the queue's batches report the messages they
+// moved in ObserveEnd.Count, single-message calls 1.
+func TestObserverQueueBatchCounts(t *testing.T) {
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		rec := &recorder{}
+		c.observer = rec
+		expect := func(want ...string) {
+			t.Helper()
+			rec.mu.Lock()
+			var got []string
+			for _, o := range rec.ops {
+				got = append(got, fmt.Sprintf("%s.%s %s %d", o.op.Pattern, o.op.Operation, o.outcome, o.count))
+			}
+			rec.ops = nil
+			rec.mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Fatalf("observed\n%q\nwant\n%q", got, want)
+			}
+		}
+		q, err := c.Queue("jobs", &QueueOptions{MaxLen: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items := []QueueItem{{Body: []byte("a")}, {Body: []byte("b")}, {Body: []byte("c")}}
+		for i := range items {
+			items[i].ID = string(items[i].Body)
+		}
+		// One id twice in the batch: 3 new messages.
+		if _, err := q.EnqueueMany(ctx, append(items, items[0])); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := q.EnqueueMany(ctx, items[:1]); err != nil || res[0].Queued {
+			t.Fatal(res, err)
+		}
+		if _, err := q.EnqueueMany(ctx, []QueueItem{{Body: []byte("d")}, {Body: []byte("e")}}); !errors.Is(err, ErrQueueFull) {
+			t.Fatal(err)
+		}
+		expect("queue.enqueue-many enqueued 3", "queue.enqueue-many duplicate 0", "queue.enqueue-many full 0")
+
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ms, err := q.DequeueMany(dctx, 10)
+		cancel()
+		if err != nil || len(ms) != 3 {
+			t.Fatal(len(ms), err)
+		}
+		if err := ms[0].Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The first lease is gone: the other two are acked all the same.
+		if n, err := q.AckMany(ctx, ms); n != 2 || !errors.Is(err, ErrQueueLeaseLost) {
+			t.Fatal(n, err)
+		}
+		if n, err := q.AckMany(ctx, ms[1:]); n != 0 || !errors.Is(err, ErrQueueLeaseLost) {
+			t.Fatal(n, err)
+		}
+		expect("queue.dequeue-many delivered 3", "queue.ack acked 1", "queue.ack-many lease-lost 2", "queue.ack-many lease-lost 0")
+
+		if _, err := q.EnqueueMany(ctx, []QueueItem{{Body: []byte("d")}, {Body: []byte("e")}}); err != nil {
+			t.Fatal(err)
+		}
+		dctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		ms, err = q.DequeueMany(dctx, 10)
+		cancel()
+		if err != nil || len(ms) != 2 {
+			t.Fatal(len(ms), err)
+		}
+		if n, err := q.AckMany(ctx, ms); n != 2 || err != nil {
+			t.Fatal(n, err)
+		}
+		// Nothing due: DequeueMany waits until its context ends.
+		dctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+		ms, err = q.DequeueMany(dctx, 10)
+		cancel()
+		if len(ms) != 0 || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(len(ms), err)
+		}
+		expect("queue.enqueue-many enqueued 2", "queue.dequeue-many delivered 2", "queue.ack-many acked 2", "queue.dequeue-many canceled 0")
 	})
 }

@@ -48,7 +48,7 @@ func NewTopic[T any](c *Client, name string, opt *TopicOptions) (*Topic[T], erro
 // Publish sends event and returns how many subscribers received it.
 func (t *Topic[T]) Publish(ctx context.Context, event T) (n int64, err error) {
 	ctx, done := t.c.observe(ctx, "topic", "publish", t.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	b, err := t.codec.Marshal(event)
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)

@@ -215,7 +215,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 		return "", false, invalidf("%s", bad)
 	}
 	ctx, done := q.c.observe(ctx, "queue", "enqueue", q.name)
-	defer func() { done(queueOutcome(queued, "enqueued", "duplicate", err), err) }()
+	defer func() { done.end(queueOutcome(queued, "enqueued", "duplicate", err), err) }()
 	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen)
 	if err != nil {
 		return "", false, err
@@ -271,7 +271,8 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 		return nil, nil
 	}
 	ctx, done := q.c.observe(ctx, "queue", "enqueue-many", q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	queued := 0 // new messages, for the observer
+	defer func() { done.endN(queueOutcome(queued > 0, "enqueued", "duplicate", err), err, queued) }()
 	v, err := q.run(ctx, args...)
 	if err != nil {
 		return nil, err
@@ -286,6 +287,9 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 	for i := range res {
 		res[i].ID, _ = v[2*i].(string)
 		res[i].Queued = v[2*i+1] == int64(1)
+		if res[i].Queued {
+			queued++
+		}
 	}
 	return res, nil
 }
@@ -295,7 +299,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 // paused).
 func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Duration, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
-	defer func() { done(queueOutcome(m != nil, "delivered", "empty", err), err) }()
+	defer func() { done.end(queueOutcome(m != nil, "delivered", "empty", err), err) }()
 	ms, wait, err := q.tryDequeue(ctx, 1)
 	if len(ms) > 0 {
 		m = ms[0]
@@ -341,7 +345,7 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 // until Resume or the end of ctx.
 func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
-	defer func() { done(outcome("delivered", err), err) }()
+	defer func() { done.end(outcome("delivered", err), err) }()
 	ms, err := q.dequeue(ctx, 1)
 	if err != nil {
 		return nil, err
@@ -357,7 +361,7 @@ func (q *Queue) DequeueMany(ctx context.Context, n int) (ms []*QueueMessage, err
 		return nil, invalidf("n = %d: want 1 to %d", n, MaxQueueBatch)
 	}
 	ctx, done := q.c.observe(ctx, "queue", "dequeue-many", q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.endN(queueOutcome(len(ms) > 0, "delivered", "empty", err), err, len(ms)) }()
 	return q.dequeue(ctx, n)
 }
 
@@ -464,9 +468,9 @@ func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, e
 	ctx, done := q.c.observe(ctx, "queue", "ack-many", q.name)
 	defer func() {
 		if errors.Is(err, ErrQueueLeaseLost) {
-			done("lease-lost", err)
+			done.endN("lease-lost", err, acked)
 		} else {
-			done(outcome(outcomeOK, err), err)
+			done.endN(outcome("acked", err), err, acked)
 		}
 	}()
 	v, err := q.run(ctx, args...)
@@ -565,7 +569,7 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 		return nil, invalidf("queue state %q", state)
 	}
 	ctx, done := q.c.observe(ctx, "queue", "peek", q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	v, err := q.run(ctx, "peek", string(state), n)
 	if err != nil {
 		return nil, err
@@ -595,7 +599,7 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 // one script call. MaxLen does not apply.
 func (q *Queue) Redrive(ctx context.Context, ids ...string) (n int, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "redrive", q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	return q.dead(ctx, "redrive", ids)
 }
 
@@ -603,7 +607,7 @@ func (q *Queue) Redrive(ctx context.Context, ids ...string) (n int, err error) {
 // bodies included, and returns how many it deleted; batches as Redrive.
 func (q *Queue) PurgeDead(ctx context.Context, ids ...string) (n int, err error) {
 	ctx, done := q.c.observe(ctx, "queue", "purge-dead", q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	return q.dead(ctx, "purgedead", ids)
 }
 
@@ -657,7 +661,7 @@ func (q *Queue) Resume(ctx context.Context) (changed bool, err error) {
 
 func (q *Queue) pauseOp(ctx context.Context, op string) (changed bool, err error) {
 	ctx, done := q.c.observe(ctx, "queue", op, q.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	v, err := q.run(ctx, op)
 	if err != nil {
 		return false, err

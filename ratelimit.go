@@ -263,7 +263,7 @@ func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) 
 // Reset forgets what key consumed under limits, in one round trip.
 func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) (err error) {
 	ctx, done := l.observe(ctx, "reset")
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	keys, err := l.keys(key, limits)
 	if err != nil {
 		return err
@@ -682,7 +682,7 @@ type LimitRequest struct {
 // sent. GCRA is not supported in batches.
 func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []LimitResult, err error) {
 	ctx, done := l.observe(ctx, "batch")
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}

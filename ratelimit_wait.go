@@ -29,7 +29,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, limits ...Limit) error {
 // as they are. Each attempt is one round trip.
 func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit) (err error) {
 	ctx, done := l.observe(ctx, "wait")
-	defer func() { done(outcome(outcomeAllowed, err), err) }()
+	defer func() { done.end(outcome(outcomeAllowed, err), err) }()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -79,7 +79,7 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 // input AllowN refuses.
 func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (k int, res LimitResult, err error) {
 	ctx, done := l.observe(ctx, "allow-at-most")
-	defer func() { done(decisionOutcome(res, err), err) }()
+	defer func() { done.end(decisionOutcome(res, err), err) }()
 	if n < 1 {
 		return 0, LimitResult{}, invalidf("n = %d: want at least 1", n)
 	}

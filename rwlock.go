@@ -104,7 +104,7 @@ type RWLease struct {
 // stays refused for as long as the retry strategy and ctx allow.
 func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
 	ctx, done := rw.c.observe(ctx, "rwlock", "rlock", rw.name)
-	defer func() { done(outcome(outcomeObtained, err), err) }()
+	defer func() { done.end(outcome(outcomeObtained, err), err) }()
 	return rw.obtain(ctx, false)
 }
 
@@ -114,7 +114,7 @@ func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
 // retry strategy and ctx allow.
 func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
 	ctx, done := rw.c.observe(ctx, "rwlock", "lock", rw.name)
-	defer func() { done(outcome(outcomeObtained, err), err) }()
+	defer func() { done.end(outcome(outcomeObtained, err), err) }()
 	return rw.obtain(ctx, true)
 }
 
@@ -227,7 +227,7 @@ func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) 
 		return ErrNotHeld
 	}
 	ctx, done := l.rw.c.observe(ctx, "rwlock", "refresh", l.rw.name)
-	defer func() { done(lostOutcome(err), err) }()
+	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("rwlock lease", lease); err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func (l *RWLease) Release(ctx context.Context) (err error) {
 		return ErrNotHeld
 	}
 	ctx, done := l.rw.c.observe(ctx, "rwlock", "release", l.rw.name)
-	defer func() { done(outcome(outcomeReleased, err), err) }()
+	defer func() { done.end(outcome(outcomeReleased, err), err) }()
 	if l == nil {
 		return ErrNotHeld
 	}

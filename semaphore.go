@@ -197,7 +197,7 @@ func (s *Semaphore) mode(queue bool) int {
 // waits for one), with one round trip, and returns ErrNoPermit otherwise.
 func (s *Semaphore) TryAcquire(ctx context.Context) (p *Permit, err error) {
 	ctx, done := s.c.observe(ctx, s.obs[0], "try-acquire", s.obs[1])
-	defer func() { done(outcome(outcomeObtained, err), err) }()
+	defer func() { done.end(outcome(outcomeObtained, err), err) }()
 	p, _, err = s.tryAcquire(ctx)
 	return p, err
 }
@@ -226,7 +226,7 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 // its lease ends. In fair mode a caller that gives up leaves the queue.
 func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 	ctx, done := s.c.observe(ctx, s.obs[0], "acquire", s.obs[1])
-	defer func() { done(outcome(outcomeObtained, err), err) }()
+	defer func() { done.end(outcome(outcomeObtained, err), err) }()
 	token, err := newToken()
 	if err != nil {
 		return nil, err
@@ -293,7 +293,7 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 // ErrInvalidArgument for n < 1.
 func (s *Semaphore) SetPermits(ctx context.Context, n int) (err error) {
 	ctx, done := s.c.observe(ctx, s.obs[0], "set-permits", s.obs[1])
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkPermits(n); err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ func (p *Permit) Refresh(ctx context.Context, lease time.Duration) (err error) {
 		return ErrNotHeld
 	}
 	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "refresh", p.s.obs[1])
-	defer func() { done(lostOutcome(err), err) }()
+	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("permit lease", lease); err != nil {
 		return err
 	}
@@ -356,7 +356,7 @@ func (p *Permit) Release(ctx context.Context) (err error) {
 		return ErrNotHeld
 	}
 	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "release", p.s.obs[1])
-	defer func() { done(outcome(outcomeReleased, err), err) }()
+	defer func() { done.end(outcome(outcomeReleased, err), err) }()
 	if p == nil {
 		return ErrNotHeld
 	}

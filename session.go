@@ -191,7 +191,7 @@ func (s *Sessions) dataArgs(data map[string]string) ([]any, error) {
 // and returns its ID.
 func (s *Sessions) Create(ctx context.Context, user string, data map[string]string) (id string, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "create", s.name)
-	defer func() { done(outcome("created", err), err) }()
+	defer func() { done.end(outcome("created", err), err) }()
 	if len(user) > MaxIDLen {
 		return "", invalidf("user is %d bytes, over %d", len(user), MaxIDLen)
 	}
@@ -254,7 +254,7 @@ func (s *Sessions) op(ctx context.Context, id, op string, newKey string, extra .
 // Get returns the session's data, and its user, extending its idle timeout.
 func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[string]string, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "get", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	v, err := s.op(ctx, id, "get", "")
 	if err != nil {
 		return "", nil, err
@@ -277,7 +277,7 @@ func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[st
 // the idle timeout.
 func (s *Sessions) Fields(ctx context.Context, id string, names ...string) (values []string, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "fields", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if len(names) == 0 {
 		return nil, invalidf("no field")
 	}
@@ -303,7 +303,7 @@ func (s *Sessions) Fields(ctx context.Context, id string, names ...string) (valu
 // updates of different fields never lose each other).
 func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string) (err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "set", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if _, err := parseID(id); err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string)
 // Unset deletes the given fields.
 func (s *Sessions) Unset(ctx context.Context, id string, names ...string) (err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "unset", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if len(names) == 0 {
 		return invalidf("no field")
 	}
@@ -336,7 +336,7 @@ func (s *Sessions) Unset(ctx context.Context, id string, names ...string) (err e
 // Destroy ends the session.
 func (s *Sessions) Destroy(ctx context.Context, id string) (err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "destroy", s.name)
-	defer func() { done(outcome("destroyed", err), err) }()
+	defer func() { done.end(outcome("destroyed", err), err) }()
 	_, err = s.op(ctx, id, "destroy", "")
 	return err
 }
@@ -347,7 +347,7 @@ func (s *Sessions) Destroy(ctx context.Context, id string) (err error) {
 // SessionOptions.RotateGrace.
 func (s *Sessions) Rotate(ctx context.Context, id string) (newID string, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "rotate", s.name)
-	defer func() { done(outcome("rotated", err), err) }()
+	defer func() { done.end(outcome("rotated", err), err) }()
 	tag, err := parseID(id)
 	if err != nil {
 		return "", err
@@ -366,7 +366,7 @@ func (s *Sessions) Rotate(ctx context.Context, id string) (newID string, err err
 // expired ones from the index.
 func (s *Sessions) List(ctx context.Context, user string) (infos []SessionInfo, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "list", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkID("user", user); err != nil {
 		return nil, err
 	}
@@ -390,7 +390,7 @@ func (s *Sessions) List(ctx context.Context, user string) (infos []SessionInfo, 
 // DestroyAll ends every session of user and returns how many there were.
 func (s *Sessions) DestroyAll(ctx context.Context, user string) (n int, err error) {
 	ctx, done := s.c.observe(ctx, "sessions", "destroy-all", s.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	total := 0
 	for round := 0; round < 5; round++ {
 		live, err := s.List(ctx, user)

@@ -181,7 +181,7 @@ func (t *StreamTopic[T]) PublishBatch(ctx context.Context, events []T) (ids []st
 
 func (t *StreamTopic[T]) publish(ctx context.Context, op string, events []T) (ids []string, err error) {
 	ctx, done := t.c.observe(ctx, "stream", op, t.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	args := make([]any, 0, 3+len(events))
 	args = append(args, t.maxLen, t.maxAge.Milliseconds(), t.retention.Milliseconds())
 	for _, e := range events {
@@ -288,7 +288,7 @@ func (t *StreamTopic[T]) Read(ctx context.Context, afterID string, count int, bl
 		}
 	}
 	ctx, done := t.c.observe(ctx, "stream", "read", t.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	from, err := t.resolve(ctx, afterID)
 	if err != nil {
 		return nil, err
@@ -498,7 +498,7 @@ func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt 
 	}
 	ctx, done := t.c.observe(ctx, "stream", "group", t.name)
 	err := g.create(ctx)
-	done(outcome(outcomeOK, err), err)
+	done.end(outcome(outcomeOK, err), err)
 	if err != nil {
 		return nil, err
 	}
@@ -532,7 +532,7 @@ func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duratio
 		return nil, err
 	}
 	ctx, done := g.t.c.observe(ctx, "stream", "group-read", g.t.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	for attempt := 0; ; attempt++ {
 		msgs, err = g.read(ctx, count, block)
 		if attempt > 0 || !isNoGroup(err) {
@@ -664,7 +664,7 @@ func (g *StreamGroup[T]) Ack(ctx context.Context, ids ...string) (n int64, err e
 		return 0, nil
 	}
 	ctx, done := g.t.c.observe(ctx, "stream", "ack", g.t.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, err = g.t.c.rdb.XAck(ctx, g.t.key, g.group, ids...).Result()
 	if err != nil && !isNoGroup(err) {
 		return 0, g.t.errorf("group %q: ack: %w", g.group, err)

@@ -77,7 +77,7 @@ func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
 // under way is not cached.
 func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) (err error) {
 	ctx, done := w.cache.c.observe(ctx, "writebehind", "set", w.cache.name)
-	defer func() { done(outcome(outcomeOK, err), err) }()
+	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (w *WriteBehind[T]) persist(ctx context.Context, persist func(ctx context.C
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrPersistPanicked, r)
 		}
-		done(outcome(outcomeOK, err), err)
+		done.end(outcome(outcomeOK, err), err)
 	}()
 	return persist(ctx, key, v)
 }

@@ -14,9 +14,9 @@ import (
 
 type nopObserver struct{}
 
-func nopEnd(string, error) {}
+func nopEnd(patterns.ObserveEnd) {}
 
-func (nopObserver) Start(ctx context.Context, _ patterns.ObserveOp) (context.Context, func(string, error)) {
+func (nopObserver) Start(ctx context.Context, _ patterns.ObserveOp) (context.Context, func(patterns.ObserveEnd)) {
 	return ctx, nopEnd
 }
 

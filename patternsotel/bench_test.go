@@ -13,9 +13,9 @@ import (
 
 type nopObserver struct{}
 
-func nopEnd(string, error) {}
+func nopEnd(patterns.ObserveEnd) {}
 
-func (nopObserver) Start(ctx context.Context, _ patterns.ObserveOp) (context.Context, func(string, error)) {
+func (nopObserver) Start(ctx context.Context, _ patterns.ObserveOp) (context.Context, func(patterns.ObserveEnd)) {
 	return ctx, nopEnd
 }
 
@@ -96,6 +96,6 @@ func BenchmarkStartEnd(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_, end := obs.Start(ctx, op)
-		end("allowed", nil)
+		end(patterns.ObserveEnd{Outcome: "allowed", Count: 1})
 	}
 }

@@ -21,7 +21,7 @@
 //	patterns.lock.lost              counter: locks, permits and leases found lost, by pattern
 //	patterns.cache.requests         counter: Get and Lookup by name and result (hit, local-hit, miss, stale, negative, error)
 //	patterns.cache.load.duration    histogram, s: loader calls (Get's and GetMany's) by name and outcome
-//	patterns.queue.messages         counter: by name and outcome (enqueued, delivered, acked, nacked, dead)
+//	patterns.queue.messages         counter: messages by name and outcome (enqueued, delivered, acked, nacked, dead), batches' included
 //	patterns.sessions.events        counter: by name and event (created, rotated, destroyed)
 //	patterns.queue.depth            gauge: ready messages, for queues given to ObserveQueue
 //	patterns.queue.in_flight        gauge: leased messages
@@ -167,7 +167,7 @@ func (o *Observer) collectQueues(ctx context.Context, ob metric.Observer) error 
 }
 
 // Start implements patterns.Observer.
-func (o *Observer) Start(ctx context.Context, op patterns.ObserveOp) (context.Context, func(string, error)) {
+func (o *Observer) Start(ctx context.Context, op patterns.ObserveOp) (context.Context, func(patterns.ObserveEnd)) {
 	start := time.Now()
 	attrs := []attribute.KeyValue{AttrPattern.String(op.Pattern), AttrOperation.String(op.Operation), AttrName.String(op.Name)}
 	if op.Algorithm != "" {
@@ -175,19 +175,20 @@ func (o *Observer) Start(ctx context.Context, op patterns.ObserveOp) (context.Co
 	}
 	ctx, span := o.tracer.Start(ctx, "patterns."+op.Pattern+"."+op.Operation,
 		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
-	return ctx, func(outcome string, err error) {
+	return ctx, func(e patterns.ObserveEnd) {
 		d := time.Since(start).Seconds()
-		span.SetAttributes(AttrOutcome.String(outcome))
-		if outcome == "error" && err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(AttrOutcome.String(e.Outcome))
+		if e.Outcome == "error" && e.Err != nil {
+			span.RecordError(e.Err)
+			span.SetStatus(codes.Error, e.Err.Error())
 		}
 		span.End()
-		o.record(ctx, op, outcome, d)
+		o.record(ctx, op, e, d)
 	}
 }
 
-func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, outcome string, d float64) {
+func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, e patterns.ObserveEnd, d float64) {
+	outcome := e.Outcome
 	name, out := AttrName.String(op.Name), AttrOutcome.String(outcome)
 	o.duration.Record(ctx, d, metric.WithAttributes(AttrPattern.String(op.Pattern), AttrOperation.String(op.Operation), name, out))
 	switch op.Pattern {
@@ -205,7 +206,14 @@ func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, outcome st
 	case "queue":
 		switch outcome {
 		case "enqueued", "delivered", "acked", "nacked", "dead":
-			o.queueMsgs.Add(ctx, 1, metric.WithAttributes(name, out))
+			if e.Count > 0 {
+				o.queueMsgs.Add(ctx, int64(e.Count), metric.WithAttributes(name, out))
+			}
+		case "lease-lost":
+			// An AckMany that found some leases lost acked the others.
+			if op.Operation == "ack-many" && e.Count > 0 {
+				o.queueMsgs.Add(ctx, int64(e.Count), metric.WithAttributes(name, AttrOutcome.String("acked")))
+			}
 		}
 	case "sessions":
 		switch outcome {

@@ -179,6 +179,32 @@ func TestPrometheusScrape(t *testing.T) {
 	if err != nil || m == nil {
 		t.Fatal(m, err)
 	}
+	// Batches count their messages: 4 items, one a duplicate, enqueue 3;
+	// one of the 3 delivered is acked alone, so the AckMany of the 3 acks
+	// 2 and finds 1 lease lost.
+	bq, err := pc.Queue("batch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []patterns.QueueItem{{Body: []byte("a")}, {Body: []byte("b")}, {Body: []byte("c")}}
+	for i := range items {
+		items[i].ID = string(items[i].Body)
+	}
+	if _, err := bq.EnqueueMany(ctx, append(items, items[0])); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ms, err := bq.DequeueMany(dctx, 10)
+	cancel()
+	if err != nil || len(ms) != 3 {
+		t.Fatal(len(ms), err)
+	}
+	if err := ms[0].Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := bq.AckMany(ctx, ms); n != 2 || !errors.Is(err, patterns.ErrQueueLeaseLost) {
+		t.Fatal(n, err)
+	}
 	time.Sleep(100 * time.Millisecond) // the oldest ready message ages
 	lock, err := pc.Obtain(ctx, "invoice:42", time.Minute, nil)
 	if err != nil {
@@ -195,6 +221,9 @@ func TestPrometheusScrape(t *testing.T) {
 		`patterns_cache_requests_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="users",patterns_outcome="hit"} 2`,
 		`patterns_cache_requests_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="users",patterns_outcome="miss"} 1`,
 		`patterns_queue_messages_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs",patterns_outcome="enqueued"} 5`,
+		`patterns_queue_messages_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="batch",patterns_outcome="enqueued"} 3`,
+		`patterns_queue_messages_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="batch",patterns_outcome="delivered"} 3`,
+		`patterns_queue_messages_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="batch",patterns_outcome="acked"} 3`,
 		`patterns_queue_depth{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs"} 4`,
 		`patterns_queue_in_flight{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs"} 1`,
 		`patterns_lock_hold_duration_seconds_count{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version=""} 1`,
