@@ -95,7 +95,7 @@ func TestCoalesceMix(t *testing.T) {
 			capacity = 50
 			perRound = 16 // decisions per worker and round
 		)
-		limit := PerMinute(capacity)
+		limit := PerDay(capacity) // no refill within the test, however slow the machine
 		var allowed [keys]atomic.Int64
 		var held, lockErrs atomic.Int64
 		var seen sync.Map
@@ -219,7 +219,7 @@ func TestCoalesceQueuedCallerLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit := PerMinute(100)
+	limit := PerDay(100) // no refill within the test, however slow the machine
 	kc, err := NewCache[string](cc, "leave", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +370,7 @@ func TestCoalesceSpareBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit := PerMinute(1000)
+	limit := PerDay(1000) // no refill within the test, however slow the machine
 	co := cc.coalescing()
 	flying := func() int { return inFlight(co) }
 	waitFor := func(what string, ok func() bool) { t.Helper(); waitUntil(t, what, ok) }

@@ -3,7 +3,6 @@ package patterns_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -27,7 +26,6 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PATTERNS_TEST_CHILD") != "" {
 		os.Exit(m.Run())
 	}
-	defaultParallel(4)
 	before := goroutineIDs()
 	installSuiteAudit()
 	code := m.Run()
@@ -43,18 +41,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// defaultParallel lets n parallel tests run at once where -parallel was not
-// given and GOMAXPROCS is lower: most tests wait on a server (a lease, a
-// window, a child process), not on the CPU.
-func defaultParallel(n int) {
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && runtime.GOMAXPROCS(0) < n {
-		_ = flag.Set("test.parallel", strconv.Itoa(n))
-	}
 }
 
 var example struct {
