@@ -277,20 +277,7 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 		if backoff = retry.NextBackoff(attempt); backoff <= 0 {
 			return nil, ErrNotObtained
 		}
-		if timer == nil {
-			timer = time.NewTimer(backoff)
-		} else {
-			timer.Reset(backoff)
-		}
-		if block > 0 {
-			err = c.awaitRelease(ctx, l.keys[3], backoff, block, timer)
-		} else {
-			select {
-			case <-ctx.Done():
-				err = context.Cause(ctx)
-			case <-timer.C:
-			}
-		}
+		err = c.waitBackoff(ctx, &timer, backoff, l.keys[3], block)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, key, err)
 		}

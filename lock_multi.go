@@ -117,20 +117,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		if backoff = retry.NextBackoff(attempt); backoff <= 0 {
 			return nil, ErrNotObtained
 		}
-		if timer == nil {
-			timer = time.NewTimer(backoff)
-		} else {
-			timer.Reset(backoff)
-		}
-		if signal != "" {
-			err = c.awaitRelease(ctx, signal, backoff, block, timer)
-		} else {
-			select {
-			case <-ctx.Done():
-				err = context.Cause(ctx)
-			case <-timer.C:
-			}
-		}
+		err = c.waitBackoff(ctx, &timer, backoff, signal, block)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, m.names, err)
 		}

@@ -80,6 +80,27 @@ func (c *Client) blockCap(d time.Duration) time.Duration {
 	return d
 }
 
+// waitBackoff waits between two attempts of a waiting caller: for backoff,
+// or less when signal names a signal list, block > 0 and a release wakes it
+// (see awaitRelease). It returns the context's cause when ctx ends first.
+// *timer is made on first use and reused by the next attempts.
+func (c *Client) waitBackoff(ctx context.Context, timer **time.Timer, backoff time.Duration, signal string, block time.Duration) error {
+	if *timer == nil {
+		*timer = time.NewTimer(backoff)
+	} else {
+		(*timer).Reset(backoff)
+	}
+	if signal != "" && block > 0 {
+		return c.awaitRelease(ctx, signal, backoff, block, *timer)
+	}
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-(*timer).C:
+		return nil
+	}
+}
+
 // awaitRelease waits until timer fires (it was set to the caller's backoff
 // d), a release of the lock whose signal list is signal wakes it, or ctx ends
 // (its cause is returned). It blocks a connection for at most block at a

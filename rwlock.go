@@ -168,20 +168,7 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 		if backoff <= 0 {
 			return giveUp(ErrNotObtained)
 		}
-		if timer == nil {
-			timer = time.NewTimer(backoff)
-		} else {
-			timer.Reset(backoff)
-		}
-		if rw.block > 0 {
-			err = rw.c.awaitRelease(ctx, rw.keys[5], backoff, rw.block, timer)
-		} else {
-			select {
-			case <-ctx.Done():
-				err = context.Cause(ctx)
-			case <-timer.C:
-			}
-		}
+		err = rw.c.waitBackoff(ctx, &timer, backoff, rw.keys[5], rw.block)
 		if err != nil {
 			return giveUp(fmt.Errorf("%w: rwlock %q: %w", ErrNotObtained, rw.name, err))
 		}

@@ -265,20 +265,7 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 		if backoff = s.retry.NextBackoff(attempt); backoff <= 0 {
 			return giveUp(ErrNoPermit)
 		}
-		if timer == nil {
-			timer = time.NewTimer(backoff)
-		} else {
-			timer.Reset(backoff)
-		}
-		if s.block > 0 {
-			err = s.c.awaitRelease(ctx, s.keys[5], backoff, s.block, timer)
-		} else {
-			select {
-			case <-ctx.Done():
-				err = context.Cause(ctx)
-			case <-timer.C:
-			}
-		}
+		err = s.c.waitBackoff(ctx, &timer, backoff, s.keys[5], s.block)
 		if err != nil {
 			return giveUp(fmt.Errorf("%w: semaphore %q: %w", ErrNoPermit, s.name, err))
 		}
