@@ -39,14 +39,30 @@ func (r *recorder) Start(ctx context.Context, op ObserveOp) (context.Context, fu
 // take returns the operations recorded since the last call, as
 // "pattern.operation name outcome".
 func (r *recorder) take() []string {
+	return r.takeWith(func(o observed) string {
+		return o.op.Pattern + "." + o.op.Operation + " " + o.op.Name + " " + o.outcome
+	})
+}
+
+// takeWith returns the operations recorded since the last call, each written
+// by format.
+func (r *recorder) takeWith(format func(observed) string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
 	for _, o := range r.ops {
-		out = append(out, o.op.Pattern+"."+o.op.Operation+" "+o.op.Name+" "+o.outcome)
+		out = append(out, format(o))
 	}
 	r.ops = nil
 	return out
+}
+
+// expectObserved fails t unless got is want.
+func expectObserved(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("observed\n%q\nwant\n%q", got, want)
+	}
 }
 
 func TestObserverOutcomes(t *testing.T) {
@@ -57,9 +73,7 @@ func TestObserverOutcomes(t *testing.T) {
 		c.observer = rec
 		expect := func(want ...string) {
 			t.Helper()
-			if got := rec.take(); !slices.Equal(got, want) {
-				t.Fatalf("observed\n%q\nwant\n%q", got, want)
-			}
+			expectObserved(t, rec.take(), want...)
 		}
 
 		lock, err := c.Obtain(ctx, "user-42", time.Minute, nil)
@@ -214,16 +228,9 @@ func TestObserverQueueBatchCounts(t *testing.T) {
 		c.observer = rec
 		expect := func(want ...string) {
 			t.Helper()
-			rec.mu.Lock()
-			var got []string
-			for _, o := range rec.ops {
-				got = append(got, fmt.Sprintf("%s.%s %s %d", o.op.Pattern, o.op.Operation, o.outcome, o.count))
-			}
-			rec.ops = nil
-			rec.mu.Unlock()
-			if !slices.Equal(got, want) {
-				t.Fatalf("observed\n%q\nwant\n%q", got, want)
-			}
+			expectObserved(t, rec.takeWith(func(o observed) string {
+				return fmt.Sprintf("%s.%s %s %d", o.op.Pattern, o.op.Operation, o.outcome, o.count)
+			}), want...)
 		}
 		q, err := c.Queue("jobs", &QueueOptions{MaxLen: 4})
 		if err != nil {

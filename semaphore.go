@@ -344,9 +344,6 @@ func (p *Permit) Release(ctx context.Context) (err error) {
 	}
 	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "release", p.s.obs[1])
 	defer func() { done.end(outcome(outcomeReleased, err), err) }()
-	if p == nil {
-		return ErrNotHeld
-	}
 	return p.release(ctx)
 }
 
