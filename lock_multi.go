@@ -57,8 +57,8 @@ type lockGroup struct {
 // (nothing is written then).
 // opt.Replicas applies to every call.
 func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (m *MultiLock, err error) {
-	ctx, done := c.observe(ctx, "lock", "obtain-multi", "")
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := c.observe(ctx, PatternLock, OpObtainMulti, "")
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	if len(keys) == 0 {
 		return nil, invalidf("empty lock key list")
 	}
@@ -321,8 +321,8 @@ func (m *MultiLock) Release(ctx context.Context) (err error) {
 	if m == nil {
 		return ErrNotHeld
 	}
-	ctx, done := m.c.observe(ctx, "lock", "release-multi", "")
-	defer func() { done.end(outcome(outcomeReleased, err), err) }()
+	ctx, done := m.c.observe(ctx, PatternLock, OpReleaseMulti, "")
+	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	if m == nil {
 		return ErrNotHeld
 	}
@@ -343,7 +343,7 @@ func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) 
 	if m == nil {
 		return ErrNotHeld
 	}
-	ctx, done := m.c.observe(ctx, "lock", "refresh-multi", "")
+	ctx, done := m.c.observe(ctx, PatternLock, OpRefreshMulti, "")
 	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
@@ -354,7 +354,12 @@ func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) 
 
 // TTL returns the shortest time any of the locks has left. May return
 // ErrNotHeld.
-func (m *MultiLock) TTL(ctx context.Context) (time.Duration, error) {
+func (m *MultiLock) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if m == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := m.c.observe(ctx, PatternLock, OpTTLMulti, "")
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return m.touch(ctx, 0)
 }
 

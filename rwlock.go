@@ -103,8 +103,8 @@ type RWLease struct {
 // writer holds the lock or waits for it; it returns ErrNotObtained when it
 // stays refused for as long as the retry strategy and ctx allow.
 func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
-	ctx, done := rw.c.observe(ctx, "rwlock", "rlock", rw.name)
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := rw.c.observe(ctx, PatternRWLock, OpRLock, rw.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	return rw.obtain(ctx, false)
 }
 
@@ -113,8 +113,8 @@ func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
 // RWLock). It returns ErrNotObtained when it stays refused for as long as the
 // retry strategy and ctx allow.
 func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
-	ctx, done := rw.c.observe(ctx, "rwlock", "lock", rw.name)
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := rw.c.observe(ctx, PatternRWLock, OpLock, rw.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	return rw.obtain(ctx, true)
 }
 
@@ -213,7 +213,7 @@ func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) 
 	if l == nil {
 		return ErrNotHeld
 	}
-	ctx, done := l.rw.c.observe(ctx, "rwlock", "refresh", l.rw.name)
+	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpRefresh, l.rw.name)
 	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("rwlock lease", lease); err != nil {
 		return err
@@ -223,7 +223,12 @@ func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) 
 }
 
 // TTL returns how long the hold has left. May return ErrNotHeld.
-func (l *RWLease) TTL(ctx context.Context) (time.Duration, error) {
+func (l *RWLease) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if l == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpTTL, l.rw.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return l.touch(ctx, 0)
 }
 
@@ -247,8 +252,8 @@ func (l *RWLease) Release(ctx context.Context) (err error) {
 	if l == nil {
 		return ErrNotHeld
 	}
-	ctx, done := l.rw.c.observe(ctx, "rwlock", "release", l.rw.name)
-	defer func() { done.end(outcome(outcomeReleased, err), err) }()
+	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpRelease, l.rw.name)
+	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	if l == nil {
 		return ErrNotHeld
 	}
