@@ -16,8 +16,9 @@ import (
 // and a description of the operation; the context it returns is the one the
 // operation runs on (a span started in Start becomes the parent of what the
 // operation does, and a child of the caller's span). The function it returns
-// is called once when the operation ends, with its outcome (see ObserveOp),
-// its error, nil on success, and the number of items it moved. Both must be
+// is called once when the operation ends, with its outcome (one that
+// ObserveVocabulary lists for it), its error, nil on success, and the
+// number of items it moved. Both must be
 // safe for concurrent use and must not block.
 type Observer interface {
 	Start(ctx context.Context, op ObserveOp) (context.Context, func(ObserveEnd))
@@ -49,12 +50,14 @@ type ObserveEnd struct {
 // receiver (a nil *Lock, *Permit...), which has no Client to report to.
 // A method made of others reports those: WithLock an obtain and a release
 // (and the watchdog's refreshes), WithPermit and ConcurrencyLimiter.Do an
-// acquire and a release, a Limiter's Middleware an allow. Long-running
-// methods (Elect, Subscribe, WriteBehind.Run) are reported when they return,
-// and the operations they run on the way (a subscriber's reads are not; a
-// WriteBehind worker's dequeue, persist, ack and nack are) as their own.
-// ObserveVocabulary lists the patterns, their operations and the outcomes
-// each may end with.
+// acquire and a release (and refreshes), the middlewares the operations
+// they call. Attempts are not operations: a Wait or an Obtain that retries
+// is reported once. Long-running methods (Elect, Subscribe, WriteBehind.Run)
+// are reported when they return; what they do on the way is reported as
+// operations of its own where it is one (an election's lock release, a
+// WriteBehind worker's dequeue, persist, ack and nack), not at all
+// otherwise (a subscriber's reads). ObserveVocabulary lists the patterns,
+// their operations and the outcomes each may end with.
 //
 // The queue's batches report the messages they moved in ObserveEnd.Count:
 // enqueue-many is enqueued with the number of new messages, or duplicate
