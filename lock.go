@@ -191,7 +191,7 @@ type Lock struct {
 //
 // Each successful Obtain issues a fencing token (Lock.Fence) greater than any
 // issued before for the key: have the resource the lock protects refuse a
-// token lower than one it has seen (the README says why, and what a failover
+// token lower than one it has seen (docs/locks.md says why, and what a failover
 // does to it).
 //
 // Obtain costs one round trip per attempt. Between attempts it waits for the

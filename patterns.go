@@ -125,7 +125,7 @@ type Options struct {
 	// in flight go together in the next pipeline (one per cluster master). It
 	// saves round trips and server system calls, so turn it on when many
 	// goroutines call the patterns at once and throughput or server CPU
-	// matters (the README's Throughput section has figures). It gains nothing
+	// matters (docs/throughput.md has figures). It gains nothing
 	// for one caller at a time, and a coalesced caller may wait for the
 	// pipeline in flight before its own is sent. Every guarantee holds: each
 	// call is sent at most once, NOSCRIPT is healed inside the pipeline, a

@@ -232,6 +232,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 
 // QueueItem is one message for EnqueueMany.
 type QueueItem struct {
+	// Body is the message's payload, stored as given.
 	Body []byte
 	// Options: ID (deduplicates, "" to generate one), Delay, Priority.
 	EnqueueOptions
@@ -548,11 +549,14 @@ const (
 
 // QueuePeek is a message seen by Peek, without a lease.
 type QueuePeek struct {
-	ID   string
+	// ID is the message's id.
+	ID string
+	// Body is the message's payload.
 	Body []byte
 	// Deliveries so far.
 	Deliveries int
-	Priority   QueuePriority
+	// Priority is the level the message is queued at.
+	Priority QueuePriority
 	// Until is, for a ready message, how long until it is due (negative: it
 	// has been due for that long); for one in flight, until its lease ends;
 	// 0 for a dead letter.
