@@ -31,7 +31,7 @@ type lease struct {
 func (ls *lease) hold(ctx context.Context, fn func(ctx context.Context) error) (ferr, lost, rerr error) {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stop := make(chan struct{})
+	stop := make(chan time.Time, 1)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -40,14 +40,14 @@ func (ls *lease) hold(ctx context.Context, fn func(ctx context.Context) error) (
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: the lease must not be refreshed for ever
-			close(stop)
+			stop <- time.Now()
 			<-stopped
 			_ = ls.release(ctx)
 		}
 	}()
 	ferr = fn(fctx)
 	returned = true
-	close(stop)
+	stop <- time.Now()
 	<-stopped
 	rerr = ls.release(ctx)
 	return ferr, lost, rerr
@@ -75,7 +75,7 @@ func holdResult(ferr, lost, rerr error) error {
 func leaseMargin(ttl time.Duration) time.Duration { return ttl / 10 }
 
 // keepAlive refreshes a lease every ttl/3 (from absolute deadlines, so slow
-// refreshes do not drift) until stop is closed. held is when the grant, then
+// refreshes do not drift) until stop receives the time fn returned. held is when the grant, then
 // the last successful refresh, was sent: the lease is surely held until
 // held+ttl. When refresh returns an error matching lost, or no refresh has
 // succeeded by held+ttl-leaseMargin(ttl), it cancels with an error matching
@@ -88,9 +88,12 @@ func leaseMargin(ttl time.Duration) time.Duration { return ttl / 10 }
 // without ContextTimeoutEnabled waits for its ReadTimeout), does not delay
 // the cancellation, and after a short network failure the next attempt
 // resumes refreshing. keepAlive waits for a refresh in flight before it
-// returns: a release that follows does not race it. ctx bounds nothing but
-// carries values.
-func keepAlive(ctx context.Context, stop <-chan struct{}, held time.Time, ttl time.Duration, lost error,
+// returns: a release that follows does not race it. When fn returned before
+// the lease's end, keepAlive returns nil even if its timer fired meanwhile
+// (a goroutine may run late); when fn returned after it (keepAlive ran too
+// late to cancel), it returns the loss. ctx bounds nothing but carries
+// values.
+func keepAlive(ctx context.Context, stop <-chan time.Time, held time.Time, ttl time.Duration, lost error,
 	refresh func(ctx context.Context) error, cancel context.CancelCauseFunc) error {
 	interval := ttl / 3
 	end := held.Add(ttl - leaseMargin(ttl))
@@ -112,14 +115,37 @@ func keepAlive(ctx context.Context, stop <-chan struct{}, held time.Time, ttl ti
 			<-results
 		}
 	}()
+	ranOut := func() error {
+		err := fmt.Errorf("%w: no refresh succeeded before the lease ran out", lost)
+		cancel(err)
+		return err
+	}
 	for {
 		select {
-		case <-stop:
-			return nil
+		case at := <-stop:
+			if at.Before(end) {
+				return nil
+			}
+			if inflight {
+				// A refresh sent before the end that succeeds extends it.
+				if r := <-results; r.err == nil && r.sent.Before(end) {
+					end = r.sent.Add(ttl - leaseMargin(ttl))
+				}
+				inflight = false
+			}
+			if at.Before(end) {
+				return nil
+			}
+			return ranOut()
 		case <-expiry.C:
-			err := fmt.Errorf("%w: no refresh succeeded before the lease ran out", lost)
-			cancel(err)
-			return err
+			select {
+			case at := <-stop:
+				if at.Before(end) {
+					return nil
+				}
+			default:
+			}
+			return ranOut()
 		case <-tick.C:
 			sent := time.Now()
 			until := sent.Add(interval)
