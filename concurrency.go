@@ -85,7 +85,8 @@ func (l *ConcurrencyLimiter) Acquire(ctx context.Context, key string) (*Permit, 
 }
 
 // Do runs fn holding one of key's permits (see Semaphore.WithPermit: the
-// lease is kept alive while fn runs, and fn's context is cancelled if the
+// lease, which runs from the successful grant however long the retries
+// took, is kept alive while fn runs, and fn's context is cancelled if the
 // permit is lost). It returns ErrNoPermit, without calling fn, when key is
 // full.
 func (l *ConcurrencyLimiter) Do(ctx context.Context, key string, fn func(ctx context.Context) error) error {
@@ -186,7 +187,6 @@ func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next 
 			http.Error(w, "concurrency limit: no client key", http.StatusBadRequest)
 			return
 		}
-		start := time.Now()
 		p, err := l.Acquire(r.Context(), key)
 		switch {
 		case errors.Is(err, ErrNoPermit):
@@ -204,7 +204,7 @@ func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next 
 			next.ServeHTTP(w, r)
 			return
 		}
-		_, _, rerr := p.hold(r.Context(), start, func(ctx context.Context) error {
+		_, _, rerr := p.hold(r.Context(), func(ctx context.Context) error {
 			next.ServeHTTP(w, r.WithContext(ctx))
 			return nil
 		})
