@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -670,7 +671,10 @@ func ceilMs(d time.Duration) time.Duration {
 type LimitRequest struct {
 	// Key is the id limited, as for AllowN.
 	Key string
-	// N is the cost, at least 1 (as for AllowN; 0 is ErrInvalidArgument).
+	// N is the cost, as AllowN's n; 0 means 1, a negative N is
+	// ErrInvalidArgument.
+	//
+	// default: 1
 	N int
 	// Limits are checked together, as for AllowN.
 	Limits []Limit
@@ -679,13 +683,15 @@ type LimitRequest struct {
 // AllowBatch makes one decision per request, all in one pipelined round trip
 // (each decision is atomic on its own; the batch as a whole is not). Invalid
 // requests fail the whole batch with ErrInvalidArgument before anything is
-// sent. GCRA is not supported in batches.
+// sent. A request without N costs 1; reqs is never written. GCRA is not
+// supported in batches.
 func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []LimitResult, err error) {
 	ctx, done := l.observe(ctx, "batch")
 	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}
+	reqs = defaultCosts(reqs)
 	calls := make([]call, len(reqs))
 	for i, r := range reqs {
 		cl, err := l.prepare(r.Key, r.N, true, r.Limits)
@@ -715,6 +721,23 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 		out[i] = res
 	}
 	return out, nil
+}
+
+// defaultCosts returns reqs with every N of 0 made 1 (the default), in a
+// copy when there is one: the caller's slice is never written.
+func defaultCosts(reqs []LimitRequest) []LimitRequest {
+	for i := range reqs {
+		if reqs[i].N == 0 {
+			reqs = slices.Clone(reqs)
+			for j := i; j < len(reqs); j++ {
+				if reqs[j].N == 0 {
+					reqs[j].N = 1
+				}
+			}
+			break
+		}
+	}
+	return reqs
 }
 
 // tbBatchMax caps the requests one rl_token_bucket_batch call decides, so
