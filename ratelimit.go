@@ -168,6 +168,16 @@ type LimitResult struct {
 // Decisions are not idempotent: like every script call of the library they
 // are sent at most once (see the package doc), so a lost reply is an error,
 // never a second consumption.
+//
+// A changed limit starts afresh, with every algorithm: since the key names
+// the limit (its rate and period, and its burst for TokenBucket and GCRA),
+// a call with another limit for the same id finds a full budget, and what
+// was used under the old limit does not count against the new one (its key
+// expires with its TTL). Raising an id from 100 to 1000 an hour admits 1000
+// more at once, whatever it used of the 100; lowering it from 1000 to 100
+// admits 100 more, even after 900. Back to the old limit within its period,
+// the id finds what it used under it. The window algorithms ignore Burst: a
+// limit that changes only its Burst keeps their count.
 type Limiter struct {
 	c    *Client
 	name string // escaped
