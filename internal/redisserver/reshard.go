@@ -24,32 +24,36 @@ func (s *Server) NodeID(ctx context.Context) (string, error) {
 }
 
 // SlotOwner returns the master that serves slot, as that master itself
-// sees it (the node whose CLUSTER SLOTS names itself for the slot).
+// sees it (the node whose CLUSTER SHARDS names itself master of the slot).
 func (c *Cluster) SlotOwner(ctx context.Context, slot int) (*Server, error) {
 	for _, n := range c.all() {
 		rdb, err := n.Client()
 		if err != nil {
 			return nil, err
 		}
-		ranges, err := rdb.ClusterSlots(ctx).Result()
+		id, err := rdb.Do(ctx, "CLUSTER", "MYID").Text()
+		var shards []redis.ClusterShard
+		if err == nil {
+			shards, err = rdb.ClusterShards(ctx).Result()
+		}
 		rdb.Close()
 		if err != nil {
-			return nil, fmt.Errorf("redisserver: CLUSTER SLOTS on %s: %w", n.Addr, err)
+			return nil, fmt.Errorf("redisserver: CLUSTER SHARDS on %s: %w", n.Addr, err)
 		}
-		for _, r := range ranges {
-			if int(r.Start) <= slot && slot <= int(r.End) && len(r.Nodes) > 0 && sameAddr(r.Nodes[0].Addr, n.Addr) {
-				return n, nil
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if int(r.Start) > slot || slot > int(r.End) {
+					continue
+				}
+				for _, node := range sh.Nodes {
+					if node.ID == id && node.Role == "master" {
+						return n, nil
+					}
+				}
 			}
 		}
 	}
 	return nil, fmt.Errorf("redisserver: no master claims slot %d", slot)
-}
-
-// sameAddr compares host:port addresses, taking "localhost" and 127.0.0.1
-// as one host.
-func sameAddr(a, b string) bool {
-	norm := func(s string) string { return strings.Replace(s, "localhost:", "127.0.0.1:", 1) }
-	return norm(a) == norm(b)
 }
 
 // MoveOptions tune MoveSlot.
