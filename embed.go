@@ -236,8 +236,10 @@ func newEvalCmd(ctx context.Context, args []any) *redis.Cmd {
 // connection, EOF) even when the command may already have run; for a script
 // that is not idempotent (a limiter decision, an increment, a dequeue) that
 // would apply it twice. A onceCmd is sent at most once: a lost reply reaches
-// the caller as an error. Redirections that prove the script did not run
-// (MOVED, ASK, READONLY, NOSCRIPT) are still followed.
+// the caller as an error. Replies that prove the script did not run are
+// still acted on: go-redis follows MOVED, ASK and READONLY, the package
+// falls back to EVAL on NOSCRIPT and retries TRYAGAIN and CLUSTERDOWN (and
+// MOVED or ASK past go-redis's MaxRedirects) with retryNotRun.
 type onceCmd struct{ *redis.Cmd }
 
 // NoRetry tells go-redis not to retry the command.
