@@ -429,19 +429,25 @@ func tokenTail(tok string) string {
 // serverMs reads the clock of the server holding key, in ms: the clock
 // the scripts compare leases with.
 func (in *Inspector) serverMs(ctx context.Context, key string) (int64, error) {
+	t, err := in.serverTime(ctx, key)
+	return t.UnixMilli(), err
+}
+
+// serverTime reads the clock of the server holding key (TIME, in µs).
+func (in *Inspector) serverTime(ctx context.Context, key string) (time.Time, error) {
 	var n redis.Cmdable = in.c.rdb
 	if cl, ok := in.c.rdb.(*redis.ClusterClient); ok {
 		m, err := cl.MasterForKey(ctx, key)
 		if err != nil {
-			return 0, fmt.Errorf("patterns: inspect: %w", err)
+			return time.Time{}, fmt.Errorf("patterns: inspect: %w", err)
 		}
 		n = m
 	}
 	t, err := n.Time(ctx).Result()
 	if err != nil {
-		return 0, fmt.Errorf("patterns: inspect: TIME: %w", err)
+		return time.Time{}, fmt.Errorf("patterns: inspect: TIME: %w", err)
 	}
-	return t.UnixMilli(), nil
+	return t, nil
 }
 
 // readAll runs a pipeline of reads and returns the first error other than
@@ -1102,10 +1108,11 @@ func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool
 			return LimiterInfo{}, false, nil
 		}
 	}
-	now, err := in.serverMs(ctx, k)
+	clock, err := in.serverTime(ctx, k)
 	if err != nil {
 		return LimiterInfo{}, false, err
 	}
+	now := clock.UnixMilli()
 	p := in.c.rdb.Pipeline()
 	pttl := p.PTTL(ctx, k)
 	var get *redis.StringCmd
@@ -1181,7 +1188,7 @@ func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool
 		tat, err := strconv.ParseFloat(v, 64)
 		if err == nil {
 			const jan2017 = 1483228800
-			nowS := float64(now)/1000 - jan2017
+			nowS := float64(clock.UnixMicro())/1e6 - jan2017 // as the script reads TIME
 			diff := math.Max(0, tat-nowS)
 			cell := float64(periodMs) / 1000 / float64(rate)
 			li.Used = int(math.Ceil(diff/cell - 1e-9))
