@@ -24,7 +24,7 @@ import (
 // It is the one reader of the storage format outside the scripts: keys are
 // built by the same key builder the patterns use, and values are decoded
 // here, next to the code that writes them. A change of format changes the
-// scripts, the pattern and this file, and nothing else.
+// scripts, the pattern and the Inspector, and nothing else.
 //
 // It only reads: it never writes a key, never runs KEYS (Scan uses SCAN),
 // and every call is bounded (by ScanOptions, or by the n it is given).
