@@ -104,17 +104,23 @@ func (co *coalescing) queueFor(ctx context.Context, key string) *coalescer {
 }
 
 // run runs one script call (s may be nil) through the server's queue and
-// returns its command, whose result is this caller's alone.
+// returns its command, whose result is this caller's alone. A reply that
+// proves the call did not run (retryNotRun) queues it again, on the queue of
+// the server that now holds its first key.
 func (co *coalescing) run(ctx context.Context, s *script, line []any) *redis.Cmd {
-	p := &pcall{ctx: ctx, s: s, line: line}
-	if !co.queue(ctx, line).wait(p) {
-		// Sent or not, the call is never sent again; p.cmd belongs to the
-		// batch.
-		cmd := redis.NewCmd(ctx, line...)
-		cmd.SetErr(ctx.Err())
-		return cmd
+	for attempt := 1; ; attempt++ {
+		p := &pcall{ctx: ctx, s: s, line: line}
+		if !co.queue(ctx, line).wait(p) {
+			// Sent or not, the call is never sent again; p.cmd belongs to
+			// the batch.
+			cmd := redis.NewCmd(ctx, line...)
+			cmd.SetErr(ctx.Err())
+			return cmd
+		}
+		if !retryNotRun(ctx, p.cmd.Err(), attempt) {
+			return p.cmd
+		}
 	}
-	return p.cmd
 }
 
 // do sends cmds, plain commands on key's server that are safe to run

@@ -85,7 +85,8 @@ func (l *ConcurrencyLimiter) Acquire(ctx context.Context, key string) (*Permit, 
 }
 
 // Do runs fn holding one of key's permits (see Semaphore.WithPermit: the
-// lease is kept alive while fn runs, and fn's context is cancelled if the
+// lease, which runs from the successful grant however long the retries
+// took, is kept alive while fn runs, and fn's context is cancelled if the
 // permit is lost). It returns ErrNoPermit, without calling fn, when key is
 // full.
 func (l *ConcurrencyLimiter) Do(ctx context.Context, key string, fn func(ctx context.Context) error) error {
@@ -98,7 +99,9 @@ func (l *ConcurrencyLimiter) Do(ctx context.Context, key string, fn func(ctx con
 
 // ConcurrencyMiddlewareOptions configure ConcurrencyLimiter.Middleware.
 type ConcurrencyMiddlewareOptions struct {
-	// Key returns the key a request is counted under. An error answers 400.
+	// Key returns the key a request is counted under. An error answers 400,
+	// and so does a key the limiter refuses (empty, or over MaxIDLen bytes):
+	// such a request never runs unbounded.
 	//
 	// default: ClientNetwork(r, TrustedProxies, IPv4PrefixLen, IPv6PrefixLen)
 	// (an IPv6 client is counted by its /64)
@@ -132,13 +135,17 @@ type ConcurrencyMiddlewareOptions struct {
 	RetryAfter time.Duration
 
 	// FailClosed answers 503 when Redis cannot be reached, instead of letting
-	// the request through.
+	// the request through. Failing open applies only when Redis cannot be
+	// reached (a network or server error): an invalid key answers 400, and a
+	// request whose own context ended while it waited for a permit answers
+	// 503; neither runs next.
 	//
 	// default: false (fail open)
 	FailClosed bool
 
-	// OnError is called with every error of an Acquire or Release. It must
-	// be safe for concurrent use.
+	// OnError is called with every error of an Acquire or Release (Redis
+	// unreachable, a timeout, the request's context ended), not with a
+	// client's invalid key. It must be safe for concurrent use.
 	//
 	// default: nil
 	OnError func(r *http.Request, err error)
@@ -151,6 +158,12 @@ type ConcurrencyMiddlewareOptions struct {
 // A request whose key is full gets StatusCode (429 by default)
 // with Retry-After. It returns ErrInvalidArgument for a StatusCode other
 // than 429 or 503 or a negative RetryAfter.
+//
+// Errors: a Key error or an invalid key (empty, over MaxIDLen) answers 400;
+// a request whose context ends before it has a permit answers 503; only an
+// error of Redis itself (unreachable, a timeout, a server error) takes the
+// fail-open path, or 503 with FailClosed. next runs in no other case. opt is
+// copied: changing it (or its slices) afterwards changes nothing.
 func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next http.Handler) (http.Handler, error) {
 	var o ConcurrencyMiddlewareOptions
 	if opt != nil {
@@ -186,7 +199,6 @@ func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next 
 			http.Error(w, "concurrency limit: no client key", http.StatusBadRequest)
 			return
 		}
-		start := time.Now()
 		p, err := l.Acquire(r.Context(), key)
 		switch {
 		case errors.Is(err, ErrNoPermit):
@@ -194,17 +206,12 @@ func (l *ConcurrencyLimiter) Middleware(opt *ConcurrencyMiddlewareOptions, next 
 			http.Error(w, http.StatusText(o.StatusCode), o.StatusCode)
 			return
 		case err != nil:
-			if o.OnError != nil {
-				o.OnError(r, err)
+			if !decisionFailed(w, r, "concurrency limit", key, err, o.FailClosed, o.OnError) {
+				next.ServeHTTP(w, r)
 			}
-			if o.FailClosed {
-				http.Error(w, "concurrency limit unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			next.ServeHTTP(w, r)
 			return
 		}
-		_, _, rerr := p.hold(r.Context(), start, func(ctx context.Context) error {
+		_, _, rerr := p.hold(r.Context(), func(ctx context.Context) error {
 			next.ServeHTTP(w, r.WithContext(ctx))
 			return nil
 		})

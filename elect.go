@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,7 +19,8 @@ const tokenLen = 22
 // Elect campaigns for the leadership called name and runs fn while this
 // candidate leads, for cron-style singletons across a fleet. Leadership is a
 // lock (prefix:elect:{name}) held for ttl and refreshed every ttl/3 while fn
-// runs, as WithLock does; identity is what Leader reports while it leads.
+// runs, as WithLock does (the lease runs from the grant that won, however
+// long the campaign took); identity is what Leader reports while it leads.
 //
 // A candidate that does not lead tries again every ttl/4, so when a leader
 // dies another candidate leads within about 1.25 ttl. When leadership is
@@ -57,7 +57,6 @@ func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Dura
 		if err != nil {
 			return err
 		}
-		start := time.Now()
 		l, err := c.obtain(ctx, c.newLockAt(name, key, key+":fence", token+identity, ttl, nil), campaign)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); cerr != nil {
@@ -71,7 +70,7 @@ func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Dura
 			continue
 		}
 		pause = 0
-		lost, ferr := l.lead(ctx, start, ttl, fn)
+		ferr, lost, _ := l.lease().hold(ctx, fn)
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("patterns: elect %q: %w", name, context.Cause(ctx))
@@ -79,28 +78,6 @@ func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Dura
 			return ferr
 		}
 	}
-}
-
-// lead runs fn while l is kept alive, and releases l when fn returns (or
-// panics). lost is the watchdog's error when it lost the lock.
-func (l *Lock) lead(ctx context.Context, held time.Time, ttl time.Duration, fn func(ctx context.Context) error) (lost, ferr error) {
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var watchErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		watchErr = l.watch(fctx, stop, held, ttl, cancel)
-	}()
-	defer func() {
-		close(stop)
-		wg.Wait()
-		lost = watchErr
-		_ = l.Release(ctx)
-	}()
-	return nil, fn(fctx)
 }
 
 // sleepCtx sleeps d, or until ctx ends; it reports whether ctx is still live.

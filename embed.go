@@ -5,9 +5,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -131,18 +133,86 @@ func evalLine(verb string, body any, keys []string, args []any) []any {
 }
 
 // runArgs runs an EVALSHA command line made by args (callers on a hot path
-// may build and keep it themselves), falling back to EVAL on NOSCRIPT.
+// may build and keep it themselves), falling back to EVAL on NOSCRIPT, and
+// sends it again while the reply proves it did not run (retryNotRun).
 func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any) *redis.Cmd {
 	if co, ok := rdb.(*coalescing); ok {
 		return co.run(ctx, s, evalsha)
 	}
-	cmd := newEvalCmd(ctx, evalsha)
-	_ = process(ctx, rdb, cmd)
-	if isNoScript(cmd.Err()) {
-		cmd = newEvalCmd(ctx, s.evalArgs(evalsha))
+	for attempt := 1; ; attempt++ {
+		cmd := newEvalCmd(ctx, evalsha)
 		_ = process(ctx, rdb, cmd)
+		if isNoScript(cmd.Err()) {
+			cmd = newEvalCmd(ctx, s.evalArgs(evalsha))
+			_ = process(ctx, rdb, cmd)
+		}
+		if !retryNotRun(ctx, cmd.Err(), attempt) {
+			return cmd
+		}
 	}
-	return cmd
+}
+
+// Retries of a script call whose reply proves it did not run. Every script
+// call goes through retryNotRun: single calls, batches (runBatch), the
+// coalescer's queue, the foreign scripts of onceScripter and runReplicated.
+const (
+	// scriptAttempts bounds the sends of one call, the first included.
+	scriptAttempts = 24
+	// scriptBackoffMin and scriptBackoffMax bound the wait before a resend;
+	// it doubles from the first to the second, with jitter. Together with
+	// scriptAttempts they bound a call to about five seconds of retries
+	// (less when its context ends first).
+	scriptBackoffMin = 2 * time.Millisecond
+	scriptBackoffMax = 250 * time.Millisecond
+)
+
+// notRunReply returns the kind of a Redis Cluster reply that proves the
+// command was not run and may succeed on a later try: "MOVED" and "ASK" (the
+// slot is, or is being, served by another node), "TRYAGAIN" (a multi-key call
+// during a slot migration, with its keys split between the two nodes) and
+// "CLUSTERDOWN" (the slot has no node for now). It returns "" for anything
+// else, nil, a network error or a timeout included: those may come after the
+// script ran, so the call must never be sent again.
+func notRunReply(err error) string {
+	if err == nil {
+		return ""
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return ""
+	}
+	msg := rerr.Error()
+	for _, kind := range [...]string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
+		if rest, ok := strings.CutPrefix(msg, kind); ok && (rest == "" || rest[0] == ' ') {
+			return kind
+		}
+	}
+	return ""
+}
+
+// retryNotRun reports whether a script call that got err on its attempt-th
+// send is to be sent again: only when err proves the call did not run
+// (notRunReply), fewer than scriptAttempts sends were made, and ctx did not
+// end during the backoff it waits first. go-redis's ClusterClient follows
+// MOVED and ASK itself (ASKING first), for single commands and pipelines,
+// at most MaxRedirects times; it does not retry TRYAGAIN or CLUSTERDOWN for a
+// command that must not be retried (onceCmd), which is what this adds, with a
+// client-side backoff (no server clock is involved in when to retry).
+func retryNotRun(ctx context.Context, err error, attempt int) bool {
+	if attempt >= scriptAttempts || notRunReply(err) == "" {
+		return false
+	}
+	d := scriptBackoffMin << min(attempt-1, 16)
+	d = min(d, scriptBackoffMax)
+	d = d/2 + rand.N(d/2+1) // jitter: callers that met the same migration spread out
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // evalArgs turns an EVALSHA command line into the EVAL one.
@@ -166,8 +236,10 @@ func newEvalCmd(ctx context.Context, args []any) *redis.Cmd {
 // connection, EOF) even when the command may already have run; for a script
 // that is not idempotent (a limiter decision, an increment, a dequeue) that
 // would apply it twice. A onceCmd is sent at most once: a lost reply reaches
-// the caller as an error. Redirections that prove the script did not run
-// (MOVED, ASK, READONLY, NOSCRIPT) are still followed.
+// the caller as an error. Replies that prove the script did not run are
+// still acted on: go-redis follows MOVED, ASK and READONLY, the package
+// falls back to EVAL on NOSCRIPT and retries TRYAGAIN and CLUSTERDOWN (and
+// MOVED or ASK past go-redis's MaxRedirects) with retryNotRun.
 type onceCmd struct{ *redis.Cmd }
 
 // NoRetry tells go-redis not to retry the command.
@@ -211,9 +283,13 @@ func (o onceScripter) once(ctx context.Context, verb, body string, keys []string
 	if o.co != nil {
 		return o.co.run(ctx, nil, line)
 	}
-	cmd := newEvalCmd(ctx, line)
-	_ = process(ctx, o.UniversalClient, cmd)
-	return cmd
+	for attempt := 1; ; attempt++ {
+		cmd := newEvalCmd(ctx, line)
+		_ = process(ctx, o.UniversalClient, cmd)
+		if !retryNotRun(ctx, cmd.Err(), attempt) {
+			return cmd
+		}
+	}
 }
 
 // call is one script invocation of a batch; runBatch sets cmd.
@@ -230,33 +306,31 @@ func (s *script) call(keys []string, args ...any) call {
 
 // runBatch sends every call in one pipeline with EVALSHA. Calls answered
 // NOSCRIPT did not run; they are sent again with EVAL in a second pipeline
-// (go-redis's Script.Run does not fall back inside pipelines). It returns the
-// first error of the pipeline; each call's own result is in its cmd.
+// (go-redis's Script.Run does not fall back inside pipelines). Calls whose
+// reply proves they did not run (retryNotRun) are sent again, in a pipeline
+// of their own, after a backoff. It returns the first error among the calls;
+// each call's own result is in its cmd.
 func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	pipe := c.rdb.Pipeline()
-	for i := range calls {
-		calls[i].cmd = newEvalCmd(ctx, calls[i].line)
-		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
+	pending := make([]int, len(calls))
+	for i := range pending {
+		pending[i] = i
 	}
-	_, err := pipe.Exec(ctx)
-	var again []int
-	for i := range calls {
-		if isNoScript(calls[i].cmd.Err()) {
-			again = append(again, i)
+	for attempt := 1; ; attempt++ {
+		c.sendBatch(ctx, calls, pending)
+		again := pending[:0]
+		for _, i := range pending {
+			if notRunReply(calls[i].cmd.Err()) != "" {
+				again = append(again, i)
+			}
 		}
+		if len(again) == 0 || !retryNotRun(ctx, calls[again[0]].cmd.Err(), attempt) {
+			break
+		}
+		pending = again
 	}
-	if len(again) == 0 {
-		return err
-	}
-	pipe = c.rdb.Pipeline()
-	for _, i := range again {
-		calls[i].cmd = newEvalCmd(ctx, calls[i].script.evalArgs(calls[i].line))
-		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
-	}
-	_, _ = pipe.Exec(ctx)
 	for i := range calls {
 		if e := calls[i].cmd.Err(); e != nil {
 			return e
@@ -265,28 +339,89 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	return nil
 }
 
+// sendBatch sends the calls of index pending in one pipeline with EVALSHA,
+// then those answered NOSCRIPT with EVAL in a second one.
+func (c *Client) sendBatch(ctx context.Context, calls []call, pending []int) {
+	pipe := c.rdb.Pipeline()
+	for _, i := range pending {
+		calls[i].cmd = newEvalCmd(ctx, calls[i].line)
+		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
+	}
+	_, _ = pipe.Exec(ctx)
+	var again []int
+	for _, i := range pending {
+		if isNoScript(calls[i].cmd.Err()) {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	pipe = c.rdb.Pipeline()
+	for _, i := range again {
+		calls[i].cmd = newEvalCmd(ctx, calls[i].script.evalArgs(calls[i].line))
+		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
+	}
+	_, _ = pipe.Exec(ctx)
+}
+
 // runReplicated runs the script and then WAIT replicas timeout on the same
 // connection, in one round trip, and returns the script's reply and the
 // number of replicas that acknowledged its writes. On a cluster the pair goes
-// to the master of keys[0]'s slot.
+// to the master of keys[0]'s slot; a reply that proves the script did not run
+// sends the pair again (retryNotRun): after MOVED to the slot's new master,
+// after ASK to the importing one, preceded by ASKING.
 func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, timeout time.Duration, keys []string, args ...any) (*redis.Cmd, int64, error) {
-	var node redis.UniversalClient = c.rdb
-	switch rdb := c.rdb.(type) {
-	case *redis.ClusterClient:
-		n, err := rdb.MasterForKey(ctx, keys[0])
-		if err != nil {
-			return nil, 0, err
-		}
-		node = n
-	case *redis.Ring:
+	cluster, _ := c.rdb.(*redis.ClusterClient)
+	if _, ok := c.rdb.(*redis.Ring); ok {
 		return nil, 0, invalidf("replica acknowledgement (WAIT) is not supported on a Ring")
 	}
 	line := s.args(keys, args)
+	askAt := "" // the importing node of an ASK reply
+	for attempt := 1; ; attempt++ {
+		var node redis.UniversalClient = c.rdb
+		if cluster != nil {
+			var n *redis.Client
+			var err error
+			if askAt != "" {
+				n, err = masterAt(ctx, cluster, askAt)
+			} else {
+				n, err = cluster.MasterForKey(ctx, keys[0])
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			node = n
+		}
+		cmd, acked, err := runWithWait(ctx, node, s, line, askAt != "", replicas, timeout)
+		askAt = ""
+		if cmd == nil || !retryNotRun(ctx, cmd.Err(), attempt) {
+			return cmd, acked, err
+		}
+		if cluster != nil {
+			var rerr redis.Error
+			errors.As(cmd.Err(), &rerr)
+			switch f := strings.Fields(rerr.Error()); {
+			case f[0] == "ASK" && len(f) == 3:
+				askAt = f[2]
+			case f[0] == "MOVED":
+				cluster.ReloadState(ctx)
+			}
+		}
+	}
+}
+
+// runWithWait sends the script (with EVALSHA, then EVAL on NOSCRIPT) and
+// WAIT in one pipeline to node, after ASKING when asking.
+func runWithWait(ctx context.Context, node redis.UniversalClient, s *script, line []any, asking bool, replicas int, timeout time.Duration) (*redis.Cmd, int64, error) {
 	for _, verb := range []string{"evalsha", "eval"} {
 		pipe := node.Pipeline()
 		cmdLine := line
 		if verb == "eval" {
 			cmdLine = s.evalArgs(line)
+		}
+		if asking {
+			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "asking"))
 		}
 		cmd := newEvalCmd(ctx, cmdLine)
 		_ = pipe.Process(ctx, onceCmd{cmd})
@@ -303,4 +438,22 @@ func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, tim
 		return cmd, n, err
 	}
 	return nil, 0, fmt.Errorf("patterns: script %s: NOSCRIPT after EVAL", s.name)
+}
+
+// masterAt returns the client of the cluster's master at addr (host:port).
+func masterAt(ctx context.Context, rdb *redis.ClusterClient, addr string) (*redis.Client, error) {
+	var mu sync.Mutex
+	var found *redis.Client
+	err := rdb.ForEachMaster(ctx, func(_ context.Context, n *redis.Client) error {
+		if n.Options().Addr == addr {
+			mu.Lock()
+			found = n
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err == nil && found == nil {
+		err = fmt.Errorf("patterns: no cluster master at %s", addr)
+	}
+	return found, err
 }

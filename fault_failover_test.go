@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -428,4 +430,164 @@ func TestFailoverCluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fencedHolders takes, rounds times each, every fenced hold of c: locks
+// (two keys), the write and read sides of a read-write lock, and an
+// idempotency key (fn fails, so the key is released and the next Do runs
+// again), releasing each at once, and returns the fencing tokens by holder.
+func fencedHolders(ctx context.Context, t *testing.T, c *Client, rounds int) map[string][]int64 {
+	t.Helper()
+	rw, err := c.RWLock("fence-rw", &RWLockOptions{Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idem, err := c.Idempotency("fence-idem", &IdempotencyOptions{Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errAgain := errors.New("released on purpose")
+	got := map[string][]int64{}
+	take := map[string]func() (int64, error){
+		"lock a": func() (int64, error) {
+			l, err := c.Obtain(ctx, "fence-a", time.Minute, nil)
+			if err != nil {
+				return 0, err
+			}
+			return l.Fence(), l.Release(ctx)
+		},
+		"lock b": func() (int64, error) {
+			l, err := c.Obtain(ctx, "fence-b", time.Minute, nil)
+			if err != nil {
+				return 0, err
+			}
+			return l.Fence(), l.Release(ctx)
+		},
+		"rwlock write": func() (int64, error) {
+			l, err := rw.Lock(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return l.Fence(), l.Release(ctx)
+		},
+		"rwlock read": func() (int64, error) {
+			l, err := rw.RLock(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return l.Fence(), l.Release(ctx)
+		},
+		"idempotency": func() (int64, error) {
+			var fence int64
+			_, err := idem.Do(ctx, "k", "", func(_ context.Context, lease IdempotencyLease) ([]byte, error) {
+				fence = lease.Fence
+				return nil, errAgain
+			})
+			if !errors.Is(err, errAgain) {
+				return 0, err
+			}
+			return fence, nil
+		},
+	}
+	for range rounds {
+		for name, f := range take {
+			var fence int64
+			if err := retrySettled(func() error {
+				var err error
+				fence, err = f()
+				return err
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got[name] = append(got[name], fence)
+		}
+	}
+	return got
+}
+
+// checkFencesRise fails t unless every token after is greater than every
+// token before, holder by holder, and logs by how much.
+func checkFencesRise(t *testing.T, before, after map[string][]int64) {
+	t.Helper()
+	for name, bs := range before {
+		maxBefore := slices.Max(bs)
+		for i, a := range after[name] {
+			if a <= maxBefore {
+				t.Errorf("%s: token %d after the failover (the %d-th) is not above %d, the highest before", name, a, i+1, maxBefore)
+			}
+		}
+		t.Logf("%s: %d tokens before, up to %d; %d after, from %d (+%d)", name, len(bs), maxBefore, len(after[name]), slices.Min(after[name]), slices.Min(after[name])-maxBefore)
+	}
+}
+
+// TestFailoverFencing: fencing tokens keep rising across a failover, for
+// every fenced hold (locks, read-write locks, idempotency leases), as far as
+// lock_obtain.lua's header promises. With SENTINEL FAILOVER once the replica
+// has every write, every token after is above every token before. When the
+// failover loses the last writes of the asynchronous replication (the
+// replica is promoted, then the old primary grants more holds that never
+// reach it, as after a FORCE or TAKEOVER failover, or a Sentinel promotion,
+// of a lagging replica), the tokens after are above every token the new
+// primary had received, and may repeat those it had not: the test counts
+// them, and checks that a lock asking for a replica's acknowledgement
+// (LockOptions.Replicas) is told.
+func TestFailoverFencing(t *testing.T) {
+	t.Parallel()
+	onceInCI(t)
+	const rounds = 20
+	t.Run("sentinel", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		rdb, set := testSentinel(t)
+		c := newClient(t, rdb)
+		before := fencedHolders(ctx, t, c, rounds)
+		if err := rdb.Do(ctx, "WAIT", 1, 5000).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := set.Failover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkFencesRise(t, before, fencedHolders(ctx, t, c, rounds))
+	})
+	t.Run("lost writes", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		primary, _ := testProcess(t)
+		replica, _ := testProcess(t)
+		host, port, _ := strings.Cut(primary.Options().Addr, ":")
+		if err := replica.ReplicaOf(ctx, host, port).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(t, primary)
+		replicated := fencedHolders(ctx, t, c, rounds)
+		if n, err := primary.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
+			t.Fatalf("WAIT: %d replicas, %v", n, err)
+		}
+		// The replica is promoted with every write so far; the old primary
+		// grants more, which the new one never gets.
+		if err := replica.ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Obtain(ctx, "fence-a", time.Minute, &LockOptions{Replicas: 1}); !errors.Is(err, ErrNotReplicated) {
+			t.Fatalf("Obtain with Replicas 1 and no replica: %v, want ErrNotReplicated", err)
+		}
+		lost := fencedHolders(ctx, t, c, rounds)
+		// The clients fail over to the promoted replica, same prefix.
+		nc, err := New(replica, &Options{Prefix: c.Prefix(), Coalesce: coalesceTests})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { auditKeys(t, replica, c.Prefix()) })
+		after := fencedHolders(ctx, t, nc, rounds)
+		checkFencesRise(t, replicated, after)
+		for name, fs := range after {
+			top, again := slices.Max(lost[name]), 0
+			for _, f := range fs {
+				if f <= top {
+					again++
+				}
+			}
+			t.Logf("%s: %d of the %d tokens after the failover are not above the %d granted by the old primary alone (up to %d)", name, again, len(fs), len(lost[name]), top)
+		}
+	})
 }

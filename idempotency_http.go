@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -87,7 +88,11 @@ type IdempotencyMiddlewareOptions struct {
 	ReplayHeader string
 
 	// FailOpen runs the handler, not deduplicated, when Redis cannot be
-	// reached, instead of answering 503.
+	// reached, instead of answering 503. It applies only when Redis cannot
+	// be reached (a network or server error): a missing, malformed or too
+	// long key answers 400 (unless KeyOptional, for a missing one), and a
+	// request whose own context ended before its key was checked answers
+	// 503; neither runs the handler.
 	//
 	// default: false
 	FailOpen bool
@@ -150,6 +155,12 @@ var errResponseNotStored = errors.New("patterns: response not stored")
 // bytes. next's response is buffered until it ends (or outgrows
 // MaxResponseBytes).
 //
+// Errors: an invalid key answers 400 and never runs next; a request whose
+// context ends before its key is checked answers 503; only an error of
+// Redis itself (unreachable, a timeout, a server error) runs next, with
+// FailOpen, or answers 503. opt is copied: changing it (or its slices)
+// afterwards changes nothing, and the middleware never writes to it.
+//
 // It returns ErrInvalidArgument for negative size bounds.
 func (i *Idempotency) Middleware(opt *IdempotencyMiddlewareOptions, next http.Handler) (http.Handler, error) {
 	if next == nil {
@@ -158,14 +169,15 @@ func (i *Idempotency) Middleware(opt *IdempotencyMiddlewareOptions, next http.Ha
 	if opt != nil && (opt.MaxRequestBytes < 0 || opt.MaxResponseBytes < 0) {
 		return nil, invalidf("idempotency middleware: negative size bound")
 	}
-	m := &idemMiddleware{i: i, next: next, methods: opt.methods(), headers: opt.headers(),
+	m := &idemMiddleware{i: i, next: next, methods: slices.Clone(opt.methods()),
 		maxReq: opt.maxRequestBytes(), maxResp: opt.maxResponseBytes(), replay: opt.replayHeader()}
 	if opt != nil {
 		m.optional, m.scope, m.fp, m.storeServerErrors, m.failOpen, m.onError =
 			opt.KeyOptional, opt.Scope, opt.Fingerprint, opt.StoreServerErrors, opt.FailOpen, opt.OnError
 	}
-	for j, h := range m.headers {
-		m.headers[j] = http.CanonicalHeaderKey(h)
+	// A canonical copy: the caller's slice is never written.
+	for _, h := range opt.headers() {
+		m.headers = append(m.headers, http.CanonicalHeaderKey(h))
 	}
 	return m, nil
 }
@@ -298,6 +310,11 @@ func (m *idemMiddleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"Retry after the original request has completed.")
 	case errors.Is(err, ErrInvalidArgument):
 		problem(w, http.StatusBadRequest, "Idempotency-Key is invalid", "")
+	case ctxEnded(r.Context(), err) != nil:
+		// Not Redis failing: the request ended (client gone, a deadline of
+		// its own); the handler does not run, FailOpen or not.
+		m.report(r, err)
+		problem(w, http.StatusServiceUnavailable, "Request ended before its Idempotency-Key was checked", "")
 	default:
 		m.report(r, err)
 		if m.failOpen {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -173,7 +172,10 @@ type Lock struct {
 	token string
 	fence int64
 	opt   *LockOptions
-	held  time.Time // when obtained, for an Observer; zero without one
+	ttl   time.Duration
+	// granted is when the successful grant was sent: the lease runs from
+	// there (Redis set the TTL later).
+	granted time.Time
 	// The EVALSHA command lines of lock_obtain and lock_release, built once:
 	// they share the boxed key and token, which keeps Obtain+Release cheap.
 	// obtainCmd's last element, the waiters marker's TTL, is sent only by an
@@ -255,6 +257,7 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 			cmd = l.obtainCmd[:]
 		}
 		var n, acked int64
+		sent := time.Now()
 		if replicas, timeout := opt.replicas(); replicas > 0 {
 			n, acked, err = c.runLockReplicated(ctx, scriptLockObtain, replicas, timeout, l.keys[:3], cmd[6:]...)
 		} else {
@@ -269,10 +272,7 @@ func (c *Client) obtain(ctx context.Context, l *Lock, opt *LockOptions) (*Lock, 
 			return nil, fmt.Errorf("patterns: obtain lock %q: %w", key, err)
 		}
 		if n > 0 {
-			l.fence = n
-			if c.observer != nil {
-				l.held = time.Now()
-			}
+			l.fence, l.granted = n, sent
 			if want, _ := opt.replicas(); acked < int64(want) {
 				_ = l.Release(ctx)
 				return nil, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotReplicated, acked, want)
@@ -298,7 +298,7 @@ func (c *Client) newLock(id, token string, ttl time.Duration, opt *LockOptions) 
 
 // newLockAt builds a Lock on the keys given: the lock and its fencing counter.
 func (c *Client) newLockAt(id, lockKey, fenceKey, token string, ttl time.Duration, opt *LockOptions) *Lock {
-	l := &Lock{c: c, id: id, token: token, opt: opt}
+	l := &Lock{c: c, id: id, token: token, opt: opt, ttl: ttl}
 	// One allocation for the waiters marker and the signal list, its prefix.
 	waiting := lockKey + ":wake:waiting"
 	l.keys = [4]string{lockKey, fenceKey, waiting, waiting[:len(lockKey)+len(":wake")]}
@@ -443,7 +443,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	if l.c.observer != nil {
 		var done obsEnd
-		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: PatternLock, Operation: OpRelease, Held: time.Since(l.held)})
+		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: PatternLock, Operation: OpRelease, Held: time.Since(l.granted)})
 		err := l.release(ctx)
 		done.end(outcome(OutcomeReleased, err), err)
 		return err
@@ -464,66 +464,31 @@ func (l *Lock) release(ctx context.Context) error {
 
 // WithLock obtains the lock named key for ttl, runs fn while holding it and
 // releases it. A watchdog refreshes the lock every ttl/3 (from absolute
-// deadlines, so slow refreshes do not drift) while fn runs. When the lock is
-// lost (a refresh finds another owner, or no refresh succeeded before the
-// lock's deadline) fn's context is cancelled at once with cause ErrNotHeld,
-// and WithLock returns an error matching ErrNotHeld along with fn's error.
-// Obtain errors (ErrNotObtained, ErrInvalidArgument) are returned as they are,
-// and fn is not called.
+// deadlines, so slow refreshes do not drift) while fn runs. The lease runs
+// from when the successful attempt was sent, however long Obtain waited
+// before it. When the lock is lost (a refresh finds another owner, or none
+// succeeded by a tenth of ttl before the lock's end) fn's context is
+// cancelled at once with cause ErrNotHeld, and WithLock returns an error
+// matching ErrNotHeld along with fn's error. Obtain errors (ErrNotObtained,
+// ErrInvalidArgument) are returned as they are, and fn is not called. A
+// panic in fn releases the lock and goes on up the caller's stack.
 func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, opt *LockOptions, fn func(ctx context.Context) error) error {
 	if fn == nil {
 		return c.observeFailed(ctx, PatternLock, OpObtain, "", invalidf("nil function"))
 	}
-	start := time.Now()
 	lock, err := c.Obtain(ctx, key, ttl, opt)
 	if err != nil {
 		return err
 	}
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var lost error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		lost = lock.watch(fctx, stop, start, ttl, cancel)
-	}()
-	// Stop the watchdog and release even if fn panics (and something up the
-	// stack recovers): the lock must not be refreshed for ever.
-	stopped := false
-	stopWatch := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer func() {
-		if !stopped {
-			stopWatch()
-			_ = lock.Release(ctx)
-		}
-	}()
-	ferr := fn(fctx)
-	stopWatch()
-	rerr := lock.Release(ctx)
+	ferr, lost, rerr := lock.lease().hold(ctx, fn)
 	if lost != nil {
-		c.observeLost(ctx, "lock", "", lost)
-		return errors.Join(ferr, lost)
+		c.observeLost(ctx, PatternLock, "", lost)
 	}
-	if ferr != nil {
-		return ferr
-	}
-	if rerr != nil && !errors.Is(rerr, ErrNotHeld) {
-		return rerr
-	}
-	return nil
+	return holdResult(ferr, lost, rerr)
 }
 
-// watch refreshes l until stop is closed, and cancels fn's context with
-// ErrNotHeld when the lock is lost. held is when the last successful grant or
-// refresh was sent: the lock is surely ours until held+ttl.
-func (l *Lock) watch(ctx context.Context, stop <-chan struct{}, held time.Time, ttl time.Duration, cancel context.CancelCauseFunc) error {
-	return keepAlive(ctx, stop, held, ttl, ErrNotHeld, func(ctx context.Context) error { return l.Refresh(ctx, ttl) }, cancel)
+// lease is l as hold keeps it alive.
+func (l *Lock) lease() *lease {
+	return &lease{granted: l.granted, ttl: l.ttl, release: l.Release,
+		refresh: func(ctx context.Context) error { return l.Refresh(ctx, l.ttl) }}
 }

@@ -21,6 +21,9 @@ type MultiLock struct {
 	token  string
 	opt    *LockOptions
 	groups []lockGroup // in acquisition order
+	// granted is when the successful attempt's first grant was sent: the
+	// leases of all the locks run from there.
+	granted time.Time
 }
 
 // lockGroup is the keys of one slot (one shard on a Ring, everything on a
@@ -104,6 +107,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 		if block > 0 && attempt < maxAttempts {
 			mark = max(lockWakeMark, 2*backoff+lockWakeMarkSlack).Milliseconds()
 		}
+		sent := time.Now()
 		held, signal, err := m.obtainOnce(ctx, ttl, mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
@@ -112,6 +116,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 			return nil, err
 		}
 		if held {
+			m.granted = sent
 			return m, nil
 		}
 		if backoff = retry.NextBackoff(attempt); backoff <= 0 {
@@ -122,6 +127,31 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 			return nil, fmt.Errorf("%w: %q: %w", ErrNotObtained, m.names, err)
 		}
 	}
+}
+
+// WithMultiLock obtains the locks named keys for ttl (as ObtainMulti), runs
+// fn while holding them and releases them. A watchdog refreshes every lock
+// every ttl/3 while fn runs, as WithLock does: the lease runs from when the
+// successful attempt was sent, and when a lock is lost fn's context is
+// cancelled with cause ErrNotHeld and WithMultiLock returns an error
+// matching ErrNotHeld along with fn's error. ObtainMulti's errors are
+// returned as they are, and fn is not called. A panic in fn releases the
+// locks and goes on up the caller's stack.
+func (c *Client) WithMultiLock(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions, fn func(ctx context.Context) error) error {
+	if fn == nil {
+		return c.observeFailed(ctx, PatternLock, OpObtainMulti, "", invalidf("nil function"))
+	}
+	m, err := c.ObtainMulti(ctx, keys, ttl, opt)
+	if err != nil {
+		return err
+	}
+	ls := &lease{granted: m.granted, ttl: ttl, release: m.Release,
+		refresh: func(ctx context.Context) error { return m.Refresh(ctx, ttl) }}
+	ferr, lost, rerr := ls.hold(ctx, fn)
+	if lost != nil {
+		c.observeLost(ctx, PatternLock, "", lost)
+	}
+	return holdResult(ferr, lost, rerr)
 }
 
 // obtainOnce makes one attempt at every group, in order, and rolls back the
@@ -321,10 +351,10 @@ func (m *MultiLock) Release(ctx context.Context) (err error) {
 	if m == nil {
 		return ErrNotHeld
 	}
-	ctx, done := m.c.observe(ctx, PatternLock, OpReleaseMulti, "")
-	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
-	if m == nil {
-		return ErrNotHeld
+	if m.c.observer != nil {
+		var done obsEnd
+		ctx, done = m.c.observeOp(ctx, ObserveOp{Pattern: PatternLock, Operation: OpReleaseMulti, Held: time.Since(m.granted)})
+		defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	}
 	n, err := m.releaseGroups(ctx, m.groups)
 	if err != nil {

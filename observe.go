@@ -223,6 +223,7 @@ const (
 	OutcomeLoaded      ObserveOutcome = "loaded"
 	OutcomeEnqueued    ObserveOutcome = "enqueued"
 	OutcomeDuplicate   ObserveOutcome = "duplicate"
+	OutcomeDeadLetter  ObserveOutcome = "dead-letter" // the id given is a dead letter's
 	OutcomeFull        ObserveOutcome = "full"
 	OutcomeDelivered   ObserveOutcome = "delivered"
 	OutcomeEmpty       ObserveOutcome = "empty"
@@ -275,8 +276,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpSet: ok, OpDelete: ok, OpInvalidate: ok, OpGetMany: ok, OpSetMany: ok, OpDeleteMany: ok, OpWarm: ok},
 		PatternWriteBehind: {OpSet: ok, OpPersist: ok, OpRun: nil},
 		PatternQueue: {
-			OpEnqueue:     o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull),
-			OpEnqueueMany: o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull),
+			OpEnqueue:     o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull, OutcomeDeadLetter),
+			OpEnqueueMany: o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull, OutcomeDeadLetter),
 			OpDequeue:     o(OutcomeDelivered, OutcomeEmpty),
 			OpDequeueMany: o(OutcomeDelivered, OutcomeEmpty),
 			OpAck:         o(OutcomeAcked, OutcomeLeaseLost),

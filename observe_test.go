@@ -368,6 +368,9 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("MultiLock.Refresh", func() { _ = ml.Refresh(ctx, 0) }, "lock.refresh-multi invalid")
 	do("MultiLock.Release", func() { _ = ml.Release(ctx) }, "lock.release-multi released")
 	do("MultiLock.Release", func() { _ = ml.Release(ctx) }, "lock.release-multi not-held")
+	do("Client.WithMultiLock", func() { must(c.WithMultiLock(ctx, []string{"a", "b"}, long, nil, noop)) },
+		"lock.obtain-multi obtained", "lock.release-multi released")
+	do("Client.WithMultiLock", func() { _ = c.WithMultiLock(ctx, []string{"a"}, long, nil, nil) }, "lock.obtain-multi invalid")
 
 	// Read-write locks.
 	rw, err := c.RWLock("doc", nil)
@@ -380,6 +383,10 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("RWLease.Refresh", func() { _ = rl.Refresh(ctx, 0) }, "rwlock.refresh invalid")
 	do("RWLease.Release", func() { _ = rl.Release(ctx) }, "rwlock.release released")
 	do("RWLease.Release", func() { _ = rl.Release(ctx) }, "rwlock.release not-held")
+	do("RWLock.WithRLock", func() { must(rw.WithRLock(ctx, noop)) }, "rwlock.rlock obtained", "rwlock.release released")
+	do("RWLock.WithRLock", func() { _ = rw.WithRLock(ctx, nil) }, "rwlock.rlock invalid")
+	do("RWLock.WithLock", func() { must(rw.WithLock(ctx, noop)) }, "rwlock.lock obtained", "rwlock.release released")
+	do("RWLock.WithLock", func() { _ = rw.WithLock(ctx, nil) }, "rwlock.lock invalid")
 
 	// Semaphores and concurrency limiters.
 	sem, err := c.Semaphore("pool", &SemaphoreOptions{Permits: 1, RetryStrategy: NoRetry()})

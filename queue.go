@@ -8,10 +8,19 @@ import (
 	"time"
 )
 
-// ErrQueueLeaseLost is returned by Message.Ack, Nack and Extend when the
-// message's visibility timeout ran out (it may be delivered again, to
-// another consumer) or it was acked already.
+// ErrQueueLeaseLost is returned by QueueMessage.Nack and Extend once the
+// message's visibility timeout ran out on the server's clock (it is due for
+// another delivery, maybe to another consumer), and by Ack, AckMany, Nack
+// and Extend once the message was delivered again, nacked, acked, moved to
+// the dead letters or redriven. Ack alone still succeeds after the timeout
+// ran out, as long as none of those happened: see QueueMessage.Ack.
 var ErrQueueLeaseLost = errors.New("patterns: message lease lost")
+
+// ErrQueueDeadLetter is returned by Enqueue and EnqueueMany for an
+// EnqueueOptions.ID that is a dead letter of the queue: nothing was written.
+// The id stays taken, with the dead letter's body, until Redrive (the dead
+// body is delivered again) or PurgeDead (then Enqueue takes the id anew).
+var ErrQueueDeadLetter = errors.New("patterns: message id is a dead letter")
 
 // ErrQueueFull is returned by Enqueue and EnqueueMany when the queue holds
 // QueueOptions.MaxLen messages (ready and in flight) already, or the batch
@@ -163,8 +172,10 @@ type QueueMessage struct {
 
 // EnqueueOptions tune one Enqueue. A nil *EnqueueOptions means defaults.
 type EnqueueOptions struct {
-	// ID deduplicates: enqueuing an id that is still pending (ready, in
-	// flight or dead) is a no-op.
+	// ID deduplicates: enqueuing an id that is still pending (ready or in
+	// flight) is a no-op that reports queued false; enqueuing the id of a
+	// dead letter returns ErrQueueDeadLetter and writes nothing. Once the
+	// message is acked or purged, the id is free again.
 	//
 	// default: "" (an id is generated)
 	ID string
@@ -204,11 +215,12 @@ func (q *Queue) run(ctx context.Context, args ...any) ([]any, error) {
 }
 
 // Enqueue adds body and returns its id, and queued false when opt.ID was
-// already pending. It returns ErrQueueFull, and adds nothing, when the queue
-// holds MaxLen messages.
+// already pending (ready or in flight). It returns ErrQueueFull when the
+// queue holds MaxLen messages, and ErrQueueDeadLetter when opt.ID is a dead
+// letter; it adds nothing then.
 func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (id string, queued bool, err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpEnqueue, q.name)
-	defer func() { done.end(queueOutcome(queued, OutcomeEnqueued, OutcomeDuplicate, err), err) }()
+	defer func() { done.end(enqueueOutcome(queued, err), err) }()
 	var o EnqueueOptions
 	if opt != nil {
 		o = *opt
@@ -227,7 +239,18 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 		return "", false, fmt.Errorf("patterns: queue %q: %w", q.name, ErrQueueFull)
 	}
 	id, _ = v[0].(string)
+	if v[1] == int64(-2) {
+		return id, false, fmt.Errorf("patterns: queue %q: message %q: %w", q.name, id, ErrQueueDeadLetter)
+	}
 	return id, v[1] == int64(1), nil
+}
+
+// enqueueOutcome is the observer's outcome of Enqueue and EnqueueMany.
+func enqueueOutcome(queued bool, err error) ObserveOutcome {
+	if errors.Is(err, ErrQueueDeadLetter) {
+		return OutcomeDeadLetter
+	}
+	return queueOutcome(queued, OutcomeEnqueued, OutcomeDuplicate, err)
 }
 
 // QueueItem is one message for EnqueueMany.
@@ -248,13 +271,14 @@ type QueueEnqueued struct {
 }
 
 // EnqueueMany adds up to MaxQueueBatch items (16 MiB of bodies at most) in
-// one script call, atomically: it returns ErrQueueFull, and adds nothing,
-// when the new messages would take the queue past MaxLen.
+// one script call, atomically: it adds nothing, and returns
+// ErrQueueDeadLetter (naming the ids) when an item's ID is a dead letter, or
+// ErrQueueFull when the new messages would take the queue past MaxLen.
 func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []QueueEnqueued, err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpEnqueueMany, q.name)
 	queued := 0 // new messages, for the observer
 	defer func() {
-		done.endN(queueOutcome(queued > 0 || len(items) == 0, OutcomeEnqueued, OutcomeDuplicate, err), err, queued)
+		done.endN(enqueueOutcome(queued > 0 || len(items) == 0, err), err, queued)
 	}()
 	if len(items) > MaxQueueBatch {
 		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
@@ -282,6 +306,9 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 	}
 	if len(v) == 1 && v[0] == int64(-1) {
 		return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ErrQueueFull)
+	}
+	if len(v) > 1 && v[0] == int64(-2) {
+		return nil, fmt.Errorf("patterns: queue %q: messages %q: %w", q.name, v[1:], ErrQueueDeadLetter)
 	}
 	if len(v) != 2*len(items) {
 		return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
@@ -422,13 +449,23 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 	return nil
 }
 
-// Ack removes the message for good.
+// Ack removes the message for good. It succeeds even after the visibility
+// timeout ran out, as long as the message was not delivered again (nor
+// nacked, moved to the dead letters or redriven) since this delivery: the
+// work is done, and removing the message spares a duplicate delivery (as
+// SQS accepts a delete with the latest receipt). Otherwise it returns
+// ErrQueueLeaseLost and the message stays: another delivery is under way or
+// due. A nil error thus also says that nobody else received the message
+// after this delivery.
 func (m *QueueMessage) Ack(ctx context.Context) error {
 	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack") })
 }
 
 // Nack gives the message back, to be delivered again after the backoff (or
-// moved to the dead-letter list after MaxDeliveries).
+// moved to the dead-letter list after MaxDeliveries). It needs the lease:
+// once the visibility timeout ran out on the server's clock it returns
+// ErrQueueLeaseLost and changes nothing (the message is due for delivery
+// again, without the backoff).
 func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
 		return ErrQueueLeaseLost
@@ -442,7 +479,14 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 	})
 }
 
-// Extend keeps the message hidden for d more from now.
+// Extend keeps the message hidden for d more from now (the server's now),
+// while the lease runs. Once the visibility timeout ran out on the server's
+// clock it returns ErrQueueLeaseLost and changes nothing, even if nobody
+// took the message yet: the message was free for any consumer to take from
+// the deadline on, so a consumer that missed it must not go on as if it had
+// held the message all along (it may still finish and Ack, which wins if
+// nobody took the message meanwhile). Extend well before the deadline
+// (every Visibility/3, say).
 func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	return m.observedLease(ctx, OpExtend, OutcomeOK, func(ctx context.Context) error {
 		if err := checkTTL("extension", d); err != nil {
@@ -453,8 +497,10 @@ func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 }
 
 // AckMany acks msgs, all of this queue, at most MaxQueueBatch, in one
-// script call, and returns how many it acked. When some leases were lost it
-// also returns ErrQueueLeaseLost (the others are acked all the same).
+// script call, each as Ack does (also after its visibility timeout ran out,
+// unless delivered again since), and returns how many it acked. When some
+// leases were lost it also returns ErrQueueLeaseLost (the others are acked
+// all the same).
 func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpAckMany, q.name)
 	defer func() { done.endN(outcome(OutcomeAcked, err), err, acked) }()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -167,6 +168,16 @@ type LimitResult struct {
 // Decisions are not idempotent: like every script call of the library they
 // are sent at most once (see the package doc), so a lost reply is an error,
 // never a second consumption.
+//
+// A changed limit starts afresh, with every algorithm: since the key names
+// the limit (its rate and period, and its burst for TokenBucket and GCRA),
+// a call with another limit for the same id finds a full budget, and what
+// was used under the old limit does not count against the new one (its key
+// expires with its TTL). Raising an id from 100 to 1000 an hour admits 1000
+// more at once, whatever it used of the 100; lowering it from 1000 to 100
+// admits 100 more, even after 900. Back to the old limit within its period,
+// the id finds what it used under it. The window algorithms ignore Burst: a
+// limit that changes only its Burst keeps their count.
 type Limiter struct {
 	c    *Client
 	name string // escaped
@@ -670,7 +681,10 @@ func ceilMs(d time.Duration) time.Duration {
 type LimitRequest struct {
 	// Key is the id limited, as for AllowN.
 	Key string
-	// N is the cost, at least 1 (as for AllowN; 0 is ErrInvalidArgument).
+	// N is the cost, as AllowN's n; 0 means 1, a negative N is
+	// ErrInvalidArgument.
+	//
+	// default: 1
 	N int
 	// Limits are checked together, as for AllowN.
 	Limits []Limit
@@ -679,13 +693,15 @@ type LimitRequest struct {
 // AllowBatch makes one decision per request, all in one pipelined round trip
 // (each decision is atomic on its own; the batch as a whole is not). Invalid
 // requests fail the whole batch with ErrInvalidArgument before anything is
-// sent. GCRA is not supported in batches.
+// sent. A request without N costs 1; reqs is never written. GCRA is not
+// supported in batches.
 func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []LimitResult, err error) {
 	ctx, done := l.observe(ctx, OpBatch)
 	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}
+	reqs = defaultCosts(reqs)
 	calls := make([]call, len(reqs))
 	for i, r := range reqs {
 		cl, err := l.prepare(r.Key, r.N, true, r.Limits)
@@ -715,6 +731,23 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 		out[i] = res
 	}
 	return out, nil
+}
+
+// defaultCosts returns reqs with every N of 0 made 1 (the default), in a
+// copy when there is one: the caller's slice is never written.
+func defaultCosts(reqs []LimitRequest) []LimitRequest {
+	for i := range reqs {
+		if reqs[i].N == 0 {
+			reqs = slices.Clone(reqs)
+			for j := i; j < len(reqs); j++ {
+				if reqs[j].N == 0 {
+					reqs[j].N = 1
+				}
+			}
+			break
+		}
+	}
+	return reqs
 }
 
 // tbBatchMax caps the requests one rl_token_bucket_batch call decides, so

@@ -1,9 +1,11 @@
 package patterns
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,9 @@ type LimiterMiddlewareOptions struct {
 	// Limits are checked together for each request (all must admit it).
 	Limits []Limit
 
-	// Key returns the id a request is limited by. An error answers 400.
+	// Key returns the id a request is limited by. An error answers 400, and
+	// so does an id the limiter refuses (empty, or over MaxIDLen bytes: a
+	// missing API-key header, say): such a request never runs unlimited.
 	//
 	// default: ClientNetwork(r, TrustedProxies, IPv4PrefixLen, IPv6PrefixLen)
 	// (an IPv6 client is limited by its /64)
@@ -43,14 +47,18 @@ type LimiterMiddlewareOptions struct {
 	TrustedProxies []netip.Prefix
 
 	// FailClosed answers 503 when Redis cannot be reached, instead of letting
-	// the request through.
+	// the request through. Failing open applies only when Redis cannot be
+	// reached (a network or server error): an invalid key answers 400, and a
+	// request whose own context ended while it was decided answers 503;
+	// neither runs next.
 	//
 	// default: false (fail open: an outage of Redis does not take the
 	// service down; OnError still sees every error)
 	FailClosed bool
 
 	// OnError is called with every error of a decision (Redis unreachable,
-	// a timeout). It must be safe for concurrent use.
+	// a timeout, the request's context ended), not with a client's invalid
+	// key. It must be safe for concurrent use.
 	//
 	// default: nil (errors are not reported)
 	OnError func(r *http.Request, err error)
@@ -86,6 +94,7 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		return nil, err
 	}
 	o := *opt
+	o.Limits = slices.Clone(o.Limits)
 	if o.Policy == "" {
 		o.Policy = "default"
 	}
@@ -107,14 +116,9 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		}
 		res, err := l.Allow(r.Context(), key, o.Limits...)
 		if err != nil {
-			if o.OnError != nil {
-				o.OnError(r, err)
+			if !decisionFailed(w, r, "rate limit", key, err, o.FailClosed, o.OnError) {
+				next.ServeHTTP(w, r)
 			}
-			if o.FailClosed {
-				http.Error(w, "rate limit unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			next.ServeHTTP(w, r)
 			return
 		}
 		h := w.Header()
@@ -131,6 +135,35 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		}
 		next.ServeHTTP(w, r)
 	}), nil
+}
+
+// decisionFailed answers a request whose rate or concurrency decision for
+// key failed with err, and reports true; or, when err is a failure of Redis
+// (unreachable, a timeout, a server error) and the middleware fails open,
+// reports false: the caller runs next, unlimited. An invalid key answers
+// 400 (the client's fault, not reported); an ErrInvalidArgument of a valid
+// key, a limiter the middleware's own checks let through, 500; a request
+// whose context ended 503. Only the first is kept from onError.
+func decisionFailed(w http.ResponseWriter, r *http.Request, what, key string, err error, failClosed bool, onError func(*http.Request, error)) bool {
+	invalid := errors.Is(err, ErrInvalidArgument)
+	if invalid && checkID(what+" key", key) != nil {
+		http.Error(w, what+": invalid client key", http.StatusBadRequest)
+		return true
+	}
+	if onError != nil {
+		onError(r, err)
+	}
+	switch {
+	case invalid:
+		http.Error(w, what+": internal error", http.StatusInternalServerError)
+	case ctxEnded(r.Context(), err) != nil:
+		http.Error(w, what+": request ended", http.StatusServiceUnavailable)
+	case failClosed:
+		http.Error(w, what+" unavailable", http.StatusServiceUnavailable)
+	default:
+		return false
+	}
+	return true
 }
 
 // policyNames returns the policy name of each of n limits, encoded as
@@ -264,6 +297,7 @@ func clientNetworkKey(trusted []netip.Prefix, ipv4Len, ipv6Len int) (func(*http.
 	if err != nil {
 		return nil, err
 	}
+	trusted = slices.Clone(trusted) // the caller's slice may change
 	return func(r *http.Request) (string, error) {
 		ip, err := ClientIP(r, trusted)
 		if err != nil {

@@ -557,9 +557,10 @@ func TestRateLimitBatch(t *testing.T) {
 		if _, err := l.AllowBatch(ctx, []LimitRequest{{Key: "", N: 1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("bad batch: %v", err)
 		}
-		// N is at least 1, as for AllowN: 0 is not "1".
-		if _, err := l.AllowBatch(ctx, []LimitRequest{{Key: "n0", Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
-			t.Fatalf("batch with N = 0: %v", err)
+		// N = 0 is the default, 1 (see TestLimitRequestDefaultCost); a
+		// negative N is invalid.
+		if _, err := l.AllowBatch(ctx, []LimitRequest{{Key: "n0", N: -1, Limits: []Limit{PerMinute(3)}}}); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("batch with N = -1: %v", err)
 		}
 		if _, err := newLimiter(t, c, GCRA).AllowBatch(ctx, reqs); !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("GCRA batch: %v", err)

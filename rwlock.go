@@ -97,6 +97,9 @@ type RWLease struct {
 	token  string
 	fence  int64
 	writer bool
+	// granted is when the successful grant was sent: the lease runs from
+	// there.
+	granted time.Time
 }
 
 // RLock takes the lock to read, for the lock's lease. It is refused while a
@@ -116,6 +119,36 @@ func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
 	ctx, done := rw.c.observe(ctx, PatternRWLock, OpLock, rw.name)
 	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	return rw.obtain(ctx, true)
+}
+
+// WithRLock takes the lock to read (as RLock), runs fn while holding it and
+// releases it. A watchdog refreshes the lease every Lease/3 while fn runs,
+// as WithLock does: the lease runs from when the successful attempt was
+// sent, and when the hold is lost fn's context is cancelled with cause
+// ErrNotHeld and WithRLock returns an error matching ErrNotHeld along with
+// fn's error. RLock's errors are returned as they are, and fn is not
+// called. A panic in fn releases the hold and goes on up the caller's stack.
+func (rw *RWLock) WithRLock(ctx context.Context, fn func(ctx context.Context) error) error {
+	return rw.with(ctx, OpRLock, rw.RLock, fn)
+}
+
+// WithLock takes the lock to write (as Lock), runs fn while holding it and
+// releases it, with a watchdog as WithRLock.
+func (rw *RWLock) WithLock(ctx context.Context, fn func(ctx context.Context) error) error {
+	return rw.with(ctx, OpLock, rw.Lock, fn)
+}
+
+func (rw *RWLock) with(ctx context.Context, op ObserveOperation, take func(context.Context) (*RWLease, error), fn func(ctx context.Context) error) error {
+	if fn == nil {
+		return rw.c.observeFailed(ctx, PatternRWLock, op, rw.name, invalidf("nil function"))
+	}
+	l, err := take(ctx)
+	if err != nil {
+		return err
+	}
+	ls := &lease{granted: l.granted, ttl: rw.lease, release: l.Release,
+		refresh: func(ctx context.Context) error { return l.Refresh(ctx, rw.lease) }}
+	return holdResult(ls.hold(ctx, fn))
 }
 
 func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
@@ -154,6 +187,7 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 		if rw.block > 0 && backoff > 0 {
 			mark = max(lockWakeMark, backoff+lockWakeMarkSlack)
 		}
+		sent := time.Now()
 		n, err := rw.run(ctx, step, token, rw.lease.Milliseconds(), intent.Milliseconds(), mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
@@ -162,7 +196,7 @@ func (rw *RWLock) obtain(ctx context.Context, writer bool) (*RWLease, error) {
 			return giveUp(fmt.Errorf("patterns: rwlock %q: %w", rw.name, err))
 		}
 		if n > 0 {
-			l.fence = n
+			l.fence, l.granted = n, sent
 			return l, nil
 		}
 		if backoff <= 0 {
@@ -252,10 +286,10 @@ func (l *RWLease) Release(ctx context.Context) (err error) {
 	if l == nil {
 		return ErrNotHeld
 	}
-	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpRelease, l.rw.name)
-	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
-	if l == nil {
-		return ErrNotHeld
+	if l.rw.c.observer != nil {
+		var done obsEnd
+		ctx, done = l.rw.c.observeOp(ctx, ObserveOp{Pattern: PatternRWLock, Operation: OpRelease, Name: l.rw.name, Held: time.Since(l.granted)})
+		defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	}
 	n, err := l.rw.run(ctx, "release", l.token, 0, 0, lockSignalTTL)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -130,6 +129,9 @@ type Permit struct {
 	s     *Semaphore
 	token string
 	lease time.Duration
+	// granted is when the successful grant was sent: the lease runs from
+	// there.
+	granted time.Time
 }
 
 // Semaphore returns the semaphore called name. It returns ErrInvalidArgument
@@ -207,6 +209,7 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 	if err != nil {
 		return nil, semReply{}, err
 	}
+	sent := time.Now()
 	r, err := s.attempt(ctx, token, s.mode(false), 0)
 	if err != nil {
 		return nil, r, fmt.Errorf("patterns: semaphore %q: %w", s.name, err)
@@ -214,7 +217,7 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 	if !r.granted {
 		return nil, r, ErrNoPermit
 	}
-	return &Permit{s: s, token: token, lease: s.lease}, r, nil
+	return &Permit{s: s, token: token, lease: s.lease, granted: sent}, r, nil
 }
 
 // Acquire takes a permit, retrying as the options' RetryStrategy says while
@@ -252,6 +255,7 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 		if s.block > 0 {
 			mark = max(lockWakeMark, 2*backoff+lockWakeMarkSlack)
 		}
+		sent := time.Now()
 		r, err := s.attempt(ctx, token, mode, mark)
 		if err != nil {
 			if cerr := ctxEnded(ctx, err); attempt > 1 && cerr != nil {
@@ -260,7 +264,7 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 			return giveUp(fmt.Errorf("patterns: semaphore %q: %w", s.name, err))
 		}
 		if r.granted {
-			return &Permit{s: s, token: token, lease: s.lease}, nil
+			return &Permit{s: s, token: token, lease: s.lease, granted: sent}, nil
 		}
 		if backoff = s.retry.NextBackoff(attempt); backoff <= 0 {
 			return giveUp(ErrNoPermit)
@@ -347,7 +351,10 @@ func (p *Permit) Release(ctx context.Context) (err error) {
 	if p == nil {
 		return ErrNotHeld
 	}
-	ctx, done := p.s.c.observe(ctx, p.s.obs.pattern, OpRelease, p.s.obs.name)
+	if p.s.c.observer == nil {
+		return p.release(ctx)
+	}
+	ctx, done := p.s.c.observeOp(ctx, ObserveOp{Pattern: p.s.obs.pattern, Operation: OpRelease, Name: p.s.obs.name, Held: time.Since(p.granted)})
 	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	return p.release(ctx)
 }
@@ -371,63 +378,28 @@ func (p *Permit) release(ctx context.Context) error {
 
 // WithPermit acquires a permit (as Acquire), runs fn while holding it and
 // releases it. A watchdog refreshes the lease every Lease/3 while fn runs;
-// when the permit is lost (a refresh finds it gone, or none succeeded before
-// the lease ended) fn's context is cancelled at once with cause ErrNotHeld,
-// and WithPermit returns an error matching ErrNotHeld along with fn's error.
-// Acquire's errors are returned as they are, and fn is not called.
+// the lease runs from when the successful attempt was sent, however long
+// Acquire waited before it. When the permit is lost (a refresh finds it
+// gone, or none succeeded by a tenth of Lease before the lease's end) fn's
+// context is cancelled at once with cause ErrNotHeld, and WithPermit returns
+// an error matching ErrNotHeld along with fn's error. Acquire's errors are
+// returned as they are, and fn is not called. A panic in fn releases the
+// permit and goes on up the caller's stack.
 func (s *Semaphore) WithPermit(ctx context.Context, fn func(ctx context.Context) error) error {
 	if fn == nil {
 		return s.c.observeFailed(ctx, s.obs.pattern, OpAcquire, s.obs.name, invalidf("nil function"))
 	}
-	start := time.Now()
 	p, err := s.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	ferr, lost, rerr := p.hold(ctx, start, fn)
-	if lost != nil {
-		return errors.Join(ferr, lost)
-	}
-	if ferr != nil {
-		return ferr
-	}
-	if rerr != nil && !errors.Is(rerr, ErrNotHeld) {
-		return rerr
-	}
-	return nil
+	return holdResult(p.hold(ctx, fn))
 }
 
-// hold runs fn under a watchdog that keeps p's lease alive, and releases p
-// when fn returns or panics (the panic goes on after the release). held is
-// when the grant was asked for.
-func (p *Permit) hold(ctx context.Context, held time.Time, fn func(ctx context.Context) error) (ferr, lost, rerr error) {
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		lost = keepAlive(fctx, stop, held, p.lease, ErrNotHeld, func(ctx context.Context) error {
-			return p.Refresh(ctx, p.lease)
-		}, cancel)
-	}()
-	stopped := false
-	stopWatch := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer func() {
-		if !stopped { // fn panicked
-			stopWatch()
-			_ = p.Release(ctx)
-		}
-	}()
-	ferr = fn(fctx)
-	stopWatch()
-	rerr = p.Release(ctx)
-	return ferr, lost, rerr
+// hold runs fn while p's lease is kept alive, and releases p when fn returns
+// or panics (see lease.hold).
+func (p *Permit) hold(ctx context.Context, fn func(ctx context.Context) error) (ferr, lost, rerr error) {
+	ls := &lease{granted: p.granted, ttl: p.lease, release: p.Release,
+		refresh: func(ctx context.Context) error { return p.Refresh(ctx, p.lease) }}
+	return ls.hold(ctx, fn)
 }

@@ -2,6 +2,7 @@ package patterns
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,6 +27,13 @@ type SessionMiddlewareOptions struct {
 	//
 	// default: http.SameSiteLaxMode
 	SameSite http.SameSite
+	// OnError is called when a request's session cannot be loaded because
+	// of Redis (unreachable, a timeout, the request's context ended); not
+	// for a cookie that names no session. It must be safe for concurrent
+	// use.
+	//
+	// default: nil
+	OnError func(r *http.Request, err error)
 }
 
 type sessionCtxKey struct{}
@@ -51,7 +59,16 @@ type SessionHandle struct {
 	login   *string
 	rotate  bool
 	destroy bool
+	loadErr error // the session could not be loaded: nothing is committed
 }
+
+// Err returns why the request's session could not be loaded (Redis
+// unreachable, a timeout): then the handle is empty, as for a request
+// without a session, and its changes are not committed, so that the
+// client's cookie and its session outlast the outage. nil when the session
+// was loaded or there is none (no cookie, or a cookie naming no live
+// session).
+func (h *SessionHandle) Err() error { h.mu.Lock(); defer h.mu.Unlock(); return h.loadErr }
 
 // ID returns the session ID ("" when there is no session yet).
 func (h *SessionHandle) ID() string { h.mu.Lock(); defer h.mu.Unlock(); return h.id }
@@ -99,19 +116,26 @@ func (h *SessionHandle) Login(user string) { h.mu.Lock(); h.login = &user; h.mu.
 func (h *SessionHandle) Destroy() { h.mu.Lock(); h.destroy = true; h.mu.Unlock() }
 
 // Middleware loads the session named by the request's cookie (an unknown,
-// expired or malformed ID is treated as no session), puts a *SessionHandle
+// expired or malformed ID is treated as no session: next runs, anonymous,
+// and nothing is written or reported), puts a *SessionHandle
 // in the request context (SessionFrom), and commits its changes before the
 // response's header is written: field updates, rotation, login, destroy,
 // and the cookie (HttpOnly, Secure and SameSite=Lax by default). A cookie
 // name that is not an RFC 6265 token, or a path or domain holding ';' or a
 // control byte, is ErrInvalidArgument.
+//
+// When the session cannot be loaded because of Redis (unreachable, a
+// timeout, the request's context ended), next still runs, anonymous (no
+// user: it fails closed for authentication), SessionHandle.Err says why,
+// OnError is told, and the handle's changes are dropped: the cookie is left
+// as it is, so the session survives the outage.
 func (s *Sessions) Middleware(opt *SessionMiddlewareOptions, next http.Handler) (http.Handler, error) {
 	if next == nil {
 		return nil, invalidf("session middleware: nil handler")
 	}
 	o := SessionMiddlewareOptions{Name: "session", Path: "/", SameSite: http.SameSiteLaxMode}
 	if opt != nil {
-		o.Insecure, o.Domain = opt.Insecure, opt.Domain
+		o.Insecure, o.Domain, o.OnError = opt.Insecure, opt.Domain, opt.OnError
 		if opt.Name != "" {
 			o.Name = opt.Name
 		}
@@ -133,8 +157,17 @@ func (s *Sessions) Middleware(opt *SessionMiddlewareOptions, next http.Handler) 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := &SessionHandle{set: map[string]string{}, unset: map[string]bool{}}
 		if c, err := r.Cookie(o.Name); err == nil {
-			if user, data, err := s.Get(r.Context(), c.Value); err == nil {
+			user, data, err := s.Get(r.Context(), c.Value)
+			switch {
+			case err == nil:
 				h.id, h.user, h.data = c.Value, user, data
+			case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrSessionNotFound):
+				// A forged, garbled or expired ID: no session.
+			default:
+				h.loadErr = err
+				if o.OnError != nil {
+					o.OnError(r, err)
+				}
 			}
 		}
 		cw := &commitWriter{ResponseWriter: w, commit: func() { s.commit(r.Context(), w, h, &o) }}
@@ -164,6 +197,9 @@ func isCookieToken(name string) bool {
 func (s *Sessions) commit(ctx context.Context, w http.ResponseWriter, h *SessionHandle, o *SessionMiddlewareOptions) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.loadErr != nil {
+		return // the session was not loaded: leave it and the cookie alone
+	}
 	cookie := func(value string, maxAge int) {
 		http.SetCookie(w, &http.Cookie{Name: o.Name, Value: value, Path: o.Path, Domain: o.Domain,
 			HttpOnly: true, Secure: !o.Insecure, SameSite: o.SameSite, MaxAge: maxAge})

@@ -10,7 +10,7 @@ require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/go-redsync/redsync/v4 v4.18.1
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/redispatterns/patterns v0.0.0
+	github.com/redispatterns/patterns v0.1.0
 	github.com/ulule/limiter/v3 v3.11.2
 	gonum.org/v1/plot v0.17.0
 )

@@ -7,17 +7,27 @@
 //
 //	go get github.com/redispatterns/patterns/patternstest
 //
-// Redis chooses the server in this order:
+// Redis (and Server) chooses the server in this order:
 //
-//  1. REDIS_URL, when set (a shared server: use unique keys; nothing is flushed);
-//  2. a container started through github.com/ory/dockertest/v3 when
-//     PATTERNS_REDIS_IMAGE names an image and a Docker engine answers;
+//  1. REDIS_URL, when set (a shared server: use unique keys; nothing is
+//     flushed);
+//  2. when a Docker engine answers (DOCKER_HOST, or the default socket), a
+//     container started through github.com/ory/dockertest/v3 of the image
+//     PATTERNS_REDIS_IMAGE names, by default redis:7 (valkey/valkey:8 when
+//     PATTERNS_REDIS_SERVER names valkey-server). An image that is absent is
+//     pulled, for 10 seconds at most; when the pull fails (no registry can
+//     be reached) or the container does not start, the test says so with
+//     t.Log and goes on to 3 (a failed pull is not tried again by the same
+//     test binary);
 //  3. a server process on a free loopback port: the binary named by
 //     PATTERNS_REDIS_SERVER (a path, or a name on PATH such as
-//     "valkey-server"), redis-server by default.
+//     "valkey-server"), redis-server by default. With neither Docker nor the
+//     binary, the test fails and says why for both.
 //
 // PATTERNS_REDIS_MODE=url|docker|process forces one of the three and fails the
-// test if it cannot be had. Cluster and Sentinel always run processes.
+// test if it cannot be had. Cluster and Sentinel always run processes: the
+// nodes of a cluster and a Sentinel hand out their own addresses to clients,
+// which from a container are addresses the test cannot reach.
 //
 // Use it in your own tests:
 //
@@ -32,6 +42,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -44,11 +55,27 @@ import (
 	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
-// EnvImage names the Docker image that Redis runs in a container.
+// EnvImage names the Docker image that Redis runs in a container (default:
+// DefaultRedisImage, or DefaultValkeyImage for valkey-server).
 const EnvImage = "PATTERNS_REDIS_IMAGE"
 
-// startTimeout bounds the start of a server, a cluster or a Sentinel set.
-const startTimeout = time.Minute
+// The images run when EnvImage is empty.
+const (
+	// DefaultRedisImage is the image of Redis.
+	DefaultRedisImage = "redis:7"
+	// DefaultValkeyImage is the image of Valkey, used when
+	// PATTERNS_REDIS_SERVER names valkey-server.
+	DefaultValkeyImage = "valkey/valkey:8"
+)
+
+const (
+	// startTimeout bounds the start of a server, a cluster or a Sentinel set.
+	startTimeout = time.Minute
+	// pingTimeout bounds the first question to the Docker engine.
+	pingTimeout = 5 * time.Second
+	// pullTimeout bounds the pull of an absent image.
+	pullTimeout = 10 * time.Second
+)
 
 // Redis returns a client for a fresh Redis (see the package doc for how it is
 // chosen). The server and the client are removed by t.Cleanup.
@@ -74,54 +101,113 @@ func Server(t testing.TB) (*redis.Client, string) {
 
 func start(ctx context.Context, t testing.TB) (*redisserver.Server, error) {
 	mode := os.Getenv(redisserver.EnvMode)
-	image := os.Getenv(EnvImage)
 	switch {
 	case mode == "docker":
-		if image == "" {
-			return nil, fmt.Errorf("%s=docker but %s is empty", redisserver.EnvMode, EnvImage)
-		}
-		return startContainer(ctx, image)
-	case mode == "" && os.Getenv(redisserver.EnvURL) == "" && image != "":
+		return startContainer(ctx, Image())
+	case mode == "" && os.Getenv(redisserver.EnvURL) == "":
+		image := Image()
 		srv, err := startContainer(ctx, image)
 		if err == nil {
 			return srv, nil
 		}
 		t.Logf("patternstest: no container of %s (%v); using a server process", image, err)
-		return redisserver.StartProcess(ctx, nil)
+		srv, perr := redisserver.StartProcess(ctx, nil)
+		if perr != nil {
+			return nil, fmt.Errorf("no container of %s (%w) and no server process (%w)", image, err, perr)
+		}
+		return srv, nil
 	default:
 		return redisserver.Start(ctx)
 	}
 }
 
+// Image returns the image a container of Redis runs: PATTERNS_REDIS_IMAGE
+// when set, else DefaultValkeyImage when PATTERNS_REDIS_SERVER names
+// valkey-server, else DefaultRedisImage.
+func Image() string {
+	if image := os.Getenv(EnvImage); image != "" {
+		return image
+	}
+	if strings.HasPrefix(filepath.Base(os.Getenv(redisserver.EnvServer)), "valkey") {
+		return DefaultValkeyImage
+	}
+	return DefaultRedisImage
+}
+
+// pools holds one Docker pool (or the error of reaching the engine) per
+// DOCKER_HOST value, so that the engine is asked once per test binary.
 var (
-	poolOnce sync.Once
-	pool     *dockertest.Pool
-	poolErr  error
+	poolsMu sync.Mutex
+	pools   = map[string]poolResult{}
+	// failedPulls remembers the images whose pull failed, with the error,
+	// so that a machine with no registry pays the pull timeout once.
+	failedPulls sync.Map
 )
 
-func dockerPool() (*dockertest.Pool, error) {
-	poolOnce.Do(func() {
-		pool, poolErr = dockertest.NewPool("")
-		if poolErr == nil {
-			pool.MaxWait = 30 * time.Second
-			poolErr = pool.Client.Ping()
+type poolResult struct {
+	pool *dockertest.Pool
+	err  error
+}
+
+func dockerPool(ctx context.Context) (*dockertest.Pool, error) {
+	host := os.Getenv("DOCKER_HOST")
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	if r, ok := pools[host]; ok {
+		return r.pool, r.err
+	}
+	p, err := dockertest.NewPool("")
+	if err == nil {
+		p.MaxWait = 30 * time.Second
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		err = p.Client.PingWithContext(pctx)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("no Docker engine answers: %w", err)
 		}
-	})
-	return pool, poolErr
+	}
+	pools[host] = poolResult{p, err}
+	return p, err
+}
+
+// ensureImage pulls image unless the engine has it, for pullTimeout at most.
+func ensureImage(ctx context.Context, p *dockertest.Pool, repo, tag string) error {
+	image := repo + ":" + tag
+	if _, err := p.Client.InspectImage(image); err == nil {
+		return nil
+	}
+	if err, ok := failedPulls.Load(image); ok {
+		return err.(error)
+	}
+	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	err := p.Client.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, Context: pctx}, docker.AuthConfiguration{})
+	if err != nil {
+		if pctx.Err() != nil {
+			err = fmt.Errorf("pull of %s did not end within %v: %w", image, pullTimeout, err)
+		} else {
+			err = fmt.Errorf("pull of %s: %w", image, err)
+		}
+		failedPulls.Store(image, err)
+	}
+	return err
 }
 
 // startContainer runs image (which must hold redis-server or valkey-server on
-// its PATH; the image's own command is used) and waits until it answers PING.
-// The container lives until the test's cleanup removes it: no timer stops it
-// while the test runs.
+// its PATH; the image's own command is used), pulling it first if absent, and
+// waits until it answers PING. The container lives until the test's cleanup
+// removes it: no timer stops it while the test runs.
 func startContainer(ctx context.Context, image string) (*redisserver.Server, error) {
-	p, err := dockerPool()
+	p, err := dockerPool(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("docker: %w", err)
+		return nil, err
 	}
 	repo, tag := image, "latest"
 	if i := strings.LastIndex(image, ":"); i > 0 && !strings.Contains(image[i:], "/") {
 		repo, tag = image[:i], image[i+1:]
+	}
+	if err := ensureImage(ctx, p, repo, tag); err != nil {
+		return nil, err
 	}
 	res, err := p.RunWithOptions(&dockertest.RunOptions{
 		Repository:   repo,

@@ -10,7 +10,9 @@
 -- ARGV[5]  "1" when the caller will wait for a running operation, else "0"
 --
 -- Returns one of
---   {"run", fence}          the caller took the lease (fence >= 1, rising)
+--   {"run", fence}          the caller took the lease (fence >= 1, rising:
+--                           the counter works as lock_obtain's, which says
+--                           what a failover does to it)
 --   {"done", result, fail}  a stored result (fail "1": a stored final error)
 --   {"busy", pttl}          another caller holds the lease for pttl ms more
 --   {"mismatch"}            the key was used with another fingerprint

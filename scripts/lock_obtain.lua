@@ -29,6 +29,11 @@
 -- or after it expired ARGV[3] ms after its creation) it starts from the
 -- server's clock in microseconds, which is above every token it issued
 -- before as long as the key saw fewer grants than microseconds passed.
+-- Across a failover the new primary goes on from the counter it received:
+-- its tokens are above every token whose grant reached it, but grants lost
+-- with the asynchronous replication (a FORCE or TAKEOVER failover, or the
+-- promotion of a lagging replica) have their tokens issued again. A grant
+-- acknowledged by a replica (WAIT, LockOptions.Replicas) is not lost.
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence patterns:lock:{demo}:wake:waiting , owner-token 10000 86400000 2000
 local n = math.floor(#KEYS / 2)

@@ -5,7 +5,8 @@
 -- KEYS[2]  inflight:   sorted set id -> lease deadline (ms)
 -- KEYS[3]  messages:   hash id -> body, "n:"..id -> deliveries, "t:"..id -> lease token,
 --                      "p:"..id -> priority (1 high, -1 low; absent: normal)
--- KEYS[4]  dead:       list of ids that failed too often (bodies stay in messages)
+-- KEYS[4]  dead:       list of ids that failed too often (bodies stay in messages;
+--                      a dead letter is the id in messages and in no sorted set)
 -- KEYS[5]  signal:     list pushed on every enqueue, for blocking consumers
 -- KEYS[6]  seq:        counter for generated ids
 -- KEYS[7]  ready:high: as KEYS[1], high priority
@@ -27,11 +28,13 @@
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
--- -1 if the queue is full}; enqueuemany -> {id, 1|0, ...} per message, or -1
--- if the queue is full (nothing written); dequeue -> {id, body, deliveries,
--- ...} per message delivered, or {"", wait ms until the next message is due
--- (-1: none; -2: the queue is paused)}; ack, nack, extend -> 1, or 0 when the
--- lease is no longer the caller's; ackmany -> {1|0, ...} per message; stats
+-- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany ->
+-- {id, 1|0, ...} per message, or -1 if the queue is full, or {-2, id, ...}
+-- naming the ids that are dead letters (nothing written either way);
+-- dequeue -> {id, body, deliveries, ...} per message delivered, or {"", wait
+-- ms until the next message is due (-1: none; -2: the queue is paused)};
+-- ack, nack, extend -> 1, or 0 when the caller no longer may (see below);
+-- ackmany -> {1|0, ...} per message; stats
 -- -> {ready, inflight, dead, ms since the oldest ready message was due (0:
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
 -- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
@@ -44,6 +47,14 @@
 -- to the dead list). A redriven dead letter goes back to its priority's ready
 -- set, due now, with its delivery count reset to 0. Max length counts ready
 -- and in-flight messages (not dead letters).
+--
+-- A lease ends at its deadline on the server's clock: from then on nack and
+-- extend return 0 and change nothing. Ack (and ackmany) still succeeds
+-- until the message is delivered again (its token is replaced), nacked,
+-- moved to the dead letters or redriven: a late ack can only spare a
+-- duplicate delivery. The id of a dead letter stays taken (its body is
+-- kept) until it is redriven or purged: enqueue refuses it (-2) rather
+-- than drop the new body as a duplicate or overwrite the dead one.
 --
 -- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
@@ -121,9 +132,22 @@ local function full(maxlen, extra)
   return maxlen > 0 and readyCount() + redis.call('ZCARD', KEYS[2]) + extra > maxlen
 end
 
+-- dead tells a dead letter from a pending message: both have a body in
+-- KEYS[3], only a pending one is in a ready set or in flight.
+local function dead(id)
+  if redis.call('HEXISTS', KEYS[3], id) == 0 then return false end
+  for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+    if redis.call('ZSCORE', k, id) then return false end
+  end
+  return true
+end
+
 if op == 'enqueue' then
   local id, maxlen = ARGV[3], tonumber(ARGV[7] or '0')
-  if id ~= '' and redis.call('HEXISTS', KEYS[3], id) == 1 then return {id, 0} end
+  if id ~= '' and redis.call('HEXISTS', KEYS[3], id) == 1 then
+    if dead(id) then return {id, -2} end
+    return {id, 0}
+  end
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
   add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'))
@@ -133,16 +157,21 @@ if op == 'enqueue' then
 end
 
 if op == 'enqueuemany' then
-  local maxlen, seen, new = tonumber(ARGV[3]), {}, 0
+  local maxlen, seen, new, deads = tonumber(ARGV[3]), {}, 0, {-2}
   for i = 4, #ARGV, 4 do
     local id = ARGV[i]
     if id == '' then
       new = new + 1
-    elseif not seen[id] and redis.call('HEXISTS', KEYS[3], id) == 0 then
+    elseif not seen[id] then
       seen[id] = true
-      new = new + 1
+      if redis.call('HEXISTS', KEYS[3], id) == 0 then
+        new = new + 1
+      elseif dead(id) then
+        deads[#deads + 1] = id
+      end
     end
   end
+  if #deads > 1 then return deads end
   if full(maxlen, new) then return -1 end
   local out = {}
   for i = 4, #ARGV, 4 do
@@ -242,31 +271,41 @@ if op == 'resume' then
   return 1
 end
 
+-- ack removes id if token is its latest delivery's, even after the lease
+-- ran out: a dequeue that took the message again replaced the token, and a
+-- nack, a move to the dead letters or a redrive deleted it. Until then the
+-- message is in flight, or back in its ready set, not delivered again.
+local function ack(id, token)
+  if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
+  if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(prio(id)), id) == 0 then return 0 end
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+  return 1
+end
+
 if op == 'ackmany' then
   local out, acked = {}, 0
   for i = 3, #ARGV, 2 do
-    local id = ARGV[i]
-    if redis.call('HGET', KEYS[3], 't:' .. id) == ARGV[i + 1] and redis.call('ZREM', KEYS[2], id) == 1 then
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
-      out[#out + 1] = 1
-      acked = acked + 1
-    else
-      out[#out + 1] = 0
-    end
+    out[#out + 1] = ack(ARGV[i], ARGV[i + 1])
+    acked = acked + out[#out]
   end
   if acked > 0 then keep() end
   return out
 end
 
--- ack, nack, extend: only by the holder of the current lease.
 local id, token = ARGV[3], ARGV[4]
-if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not redis.call('ZSCORE', KEYS[2], id) then
+if op == 'ack' then
+  if ack(id, token) == 0 then return 0 end
+  keep()
+  return 1
+end
+
+-- nack, extend: only while the lease runs (its deadline is in the future
+-- on the server's clock).
+local deadline = redis.call('ZSCORE', KEYS[2], id)
+if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not deadline or tonumber(deadline) <= now then
   return 0
 end
-if op == 'ack' then
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
-elseif op == 'extend' then
+if op == 'extend' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
 elseif op == 'nack' then
   redis.call('ZREM', KEYS[2], id)

@@ -25,8 +25,6 @@
 -- until its bucket is full, and at most that plus one window and a
 -- millisecond.
 --
--- Earlier versions held X alone (8 bytes) with E as the key's expiry: such
--- a key is read with its PTTL and rewritten in this form when admitted.
 -- Any other value is read as a full bucket.
 --
 -- Returns, for one limit, an integer: d + c (> 0) if admitted (for Peek: if
@@ -46,41 +44,27 @@ if nk == 1 and #ARGV == 1 then
   local k = KEYS[1]
   local c, r, cap = struct.unpack('<ddd', ARGV[1])
   local p = redis.call('PTTL', k)
-  local e, x, d, v = 0, nil, 0, nil
+  local e, x, d = 0, nil, 0
   if p >= 0 then
-    v = redis.call('GET', k)
-    if v then
-      local n = #v
-      if n == 16 then
-        e, x = struct.unpack('<dd', v)
-      elseif n == 8 then
-        x = struct.unpack('<d', v)
-      end
-      if x then
-        d = p * r - x
-        if d < 0 then
-          d = 0
-        elseif d + c > cap then
-          return -d
-        end
+    local v = redis.call('GET', k)
+    if v and #v == 16 then
+      e, x = struct.unpack('<dd', v)
+      d = p * r - x
+      if d < 0 then
+        d = 0
+      elseif d + c > cap then
+        return -d
       end
     end
   end
   local d2 = d + c
   local pr = p * r
   if x and pr >= d2 then
-    if #v == 16 then
-      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
-    else
-      -- An 8-byte key of an earlier version: E from the clock of PTTL.
-      local t = redis.call('TIME')
-      e = t[1] * 1000 + math.floor(t[2] / 1000) + p
-      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'PXAT', e)
-    end
+    redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
     return d2
   end
   local ttl = math.ceil((d2 + cap) / r)
-  if x and #v == 16 then
+  if x then
     e = e - p + ttl -- E - p is now, on the clock of PTTL
   else
     local t = redis.call('TIME')
@@ -106,25 +90,17 @@ else
   end
   peek = ARGV[3 * nk + 1]
 end
-local es, xs, ns, ds, out = {}, {}, {}, {}, {}
+local es, xs, ds, out = {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
-  local k = KEYS[i]
-  local v = redis.call('GET', k)
-  local e, x, n, d = 0, nil, 0, 0
-  if v then
-    n = #v
-    if n == 16 then
-      e, x = struct.unpack('<dd', v)
-    elseif n == 8 then
-      e, x = now + redis.call('PTTL', k), struct.unpack('<d', v)
-    end
-    if x then
-      d = (e - now) * rs[i] - x
-      if d < 0 then d = 0 end
-    end
+  local v = redis.call('GET', KEYS[i])
+  local e, x, d = 0, nil, 0
+  if v and #v == 16 then
+    e, x = struct.unpack('<dd', v)
+    d = (e - now) * rs[i] - x
+    if d < 0 then d = 0 end
   end
-  es[i], xs[i], ns[i], ds[i] = e, x, n, d
+  es[i], xs[i], ds[i] = e, x, d
   if d + cs[i] > caps[i] then ok = false end
 end
 for i = 1, nk do
@@ -135,11 +111,7 @@ if ok and not peek then
     local k, e, d2, r = KEYS[i], es[i], out[i], rs[i]
     local pr = (e - now) * r
     if xs[i] and pr >= d2 then
-      if ns[i] == 16 then
-        redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
-      else
-        redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'PXAT', e)
-      end
+      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
     else
       local ttl = math.ceil((d2 + caps[i]) / r)
       e = now + ttl

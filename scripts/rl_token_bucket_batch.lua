@@ -12,7 +12,7 @@
 -- One call saves the server the cost of a command and of a script call per
 -- decision (argument parsing, KEYS and ARGV tables, the call itself), and
 -- reads TIME once for all: a decision is one GET, and a SET if admitted.
--- Keys hold E and X as rl_token_bucket describes (old 8-byte values too).
+-- Keys hold E and X as rl_token_bucket describes.
 --
 -- Returns one integer per key, as rl_token_bucket for each request: d + c
 -- (> 0) if the request was admitted, else -d (< 0).
@@ -47,28 +47,17 @@ for q = 1, #layout do
     local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
     local v = redis.call('GET', k)
     local e, x, d = 0, nil, 0
-    if v then
-      local n = #v
-      if n == 16 then
-        e, x = unpack('<dd', v)
-      elseif n == 8 then
-        e, x = now + redis.call('PTTL', k), unpack('<d', v)
-      end
-      if x then
-        d = (e - now) * r - x
-        if d < 0 then d = 0 end
-      end
+    if v and #v == 16 then
+      e, x = unpack('<dd', v)
+      d = (e - now) * r - x
+      if d < 0 then d = 0 end
     end
     local d2 = d + c
     local pr = (e - now) * r
     if d2 > cap then
       out[i] = -d
     elseif x and pr >= d2 then
-      if #v == 16 then
-        redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
-      else
-        redis.call('SET', k, pack('<dd', e, pr - d2), 'PXAT', e)
-      end
+      redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
       out[i] = d2
     else
       local ttl = ceil((d2 + cap) / r)
@@ -77,7 +66,7 @@ for q = 1, #layout do
       out[i] = d2
     end
   else
-    local es, xs, ns, ds, cs, rs, caps = {}, {}, {}, {}, {}, {}, {}
+    local es, xs, ds, cs, rs, caps = {}, {}, {}, {}, {}, {}
     local ok = true
     for j = 1, m do
       local i = base + j
@@ -85,20 +74,13 @@ for q = 1, #layout do
       local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
       cs[j], rs[j], caps[j] = c, r, cap
       local v = redis.call('GET', k)
-      local e, x, n, d = 0, nil, 0, 0
-      if v then
-        n = #v
-        if n == 16 then
-          e, x = unpack('<dd', v)
-        elseif n == 8 then
-          e, x = now + redis.call('PTTL', k), unpack('<d', v)
-        end
-        if x then
-          d = (e - now) * r - x
-          if d < 0 then d = 0 end
-        end
+      local e, x, d = 0, nil, 0
+      if v and #v == 16 then
+        e, x = unpack('<dd', v)
+        d = (e - now) * r - x
+        if d < 0 then d = 0 end
       end
-      es[j], xs[j], ns[j], ds[j] = e, x, n, d
+      es[j], xs[j], ds[j] = e, x, d
       if d + c > cap then ok = false end
     end
     for j = 1, m do
@@ -110,11 +92,7 @@ for q = 1, #layout do
         local k, e, d2, r = KEYS[i], es[j], out[i], rs[j]
         local pr = (e - now) * r
         if xs[j] and pr >= d2 then
-          if ns[j] == 16 then
-            redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
-          else
-            redis.call('SET', k, pack('<dd', e, pr - d2), 'PXAT', e)
-          end
+          redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
         else
           local ttl = ceil((d2 + caps[j]) / r)
           e = now + ttl

@@ -32,6 +32,10 @@
 -- from the server's clock). Every key has a TTL: the ZSET's is its last
 -- lease end.
 --
+-- The fencing counter works as lock_obtain's (which says what a failover
+-- does to it): up by one per grant, from the server's clock in
+-- microseconds when created.
+--
 -- Example: redis-cli --eval scripts/rw.lua patterns:rw:{demo}:r patterns:rw:{demo}:w patterns:rw:{demo}:intent patterns:rw:{demo}:fence patterns:rw:{demo}:wake:waiting patterns:rw:{demo}:wake , read reader-token 10000 0 86400000 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

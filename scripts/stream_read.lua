@@ -18,7 +18,11 @@
 -- and not returned. A missing stream or group is the NOGROUP error of
 -- XAUTOCLAIM, passed on as is.
 --
--- Example: redis-cli --eval scripts/stream_read.lua patterns:st:{demo} , workers w1 30000 0-0 10
+-- Example, on a fresh server (the group must exist: stream_group creates
+-- it, stream_publish adds an entry to read):
+--   redis-cli --eval scripts/stream_group.lua patterns:st:{demo} , workers 0 604800000
+--   redis-cli --eval scripts/stream_publish.lua patterns:st:{demo} , 1000 0 604800000 hello
+--   redis-cli --eval scripts/stream_read.lua patterns:st:{demo} , workers w1 30000 0-0 10
 local key, group, consumer, count = KEYS[1], ARGV[1], ARGV[2], ARGV[5]
 local r = redis.pcall('XAUTOCLAIM', key, group, consumer, ARGV[3], ARGV[4], 'COUNT', count)
 if r.err then

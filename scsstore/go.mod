@@ -9,8 +9,8 @@ replace github.com/redispatterns/patterns/patternstest => ../patternstest
 require (
 	github.com/alexedwards/scs/v2 v2.9.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/redispatterns/patterns v0.0.0-00010101000000-000000000000
-	github.com/redispatterns/patterns/patternstest v0.0.0-00010101000000-000000000000
+	github.com/redispatterns/patterns v0.1.0
+	github.com/redispatterns/patterns/patternstest v0.1.0
 )
 
 require (

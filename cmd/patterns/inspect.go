@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +100,7 @@ type inspectReport struct {
 	Idempotency []idemStoreInfo   `json:"idempotency,omitempty"`
 	Caches      []cacheInfo       `json:"caches,omitempty"`
 	Elections   []electionInfo    `json:"elections,omitempty"`
+	Streams     []streamInfo      `json:"streams,omitempty"`
 }
 
 func cmdInspect(ctx context.Context, args []string, w io.Writer) error {
@@ -156,384 +156,320 @@ func inspectMain(ctx context.Context, url string, args []string, w io.Writer) er
 	return nil
 }
 
-// scannedKey is a key found by SCAN, with the node that holds it.
-type scannedKey struct {
-	key  string
-	node *redis.Client
-}
-
-// inspect scans every primary for prefix's keys, bounded by o.maxKeys and
-// o.timeout, and reads what each pattern keeps.
+// inspect reads, through the library's Inspector, what each pattern keeps
+// under o.prefix: the scan bounded by o.maxKeys and o.timeout, then at most
+// o.show objects of each pattern (and o.show holders, waiters or entries of
+// each). The views skip objects with nothing held: keys on their way out.
 func inspect(ctx context.Context, rdb redis.UniversalClient, o *inspectOptions) (*inspectReport, error) {
 	rep := &inspectReport{Prefix: o.prefix}
 	// The scan stops at o.timeout; what follows reads a bounded number of keys.
 	ctx, cancel := context.WithTimeout(ctx, o.timeout+time.Minute)
 	defer cancel()
-	nodes, err := primaries(ctx, rdb)
-	if err != nil {
-		return nil, err
-	}
 	pc, err := patterns.New(rdb, &patterns.Options{Prefix: o.prefix})
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(o.timeout)
-	byPattern := map[string][]scannedKey{}
-	match := o.prefix + ":*"
-scan:
-	for _, n := range nodes {
-		var cursor uint64
-		for {
-			if time.Now().After(deadline) {
-				rep.Truncated = fmt.Sprintf("stopped after %s (-timeout)", o.timeout)
-				break scan
-			}
-			keys, next, err := n.Scan(ctx, cursor, match, 1000).Result()
-			if err != nil {
-				return nil, fmt.Errorf("inspect: SCAN on %s: %w", n.Options().Addr, err)
-			}
-			for _, k := range keys {
-				if rep.Scanned >= o.maxKeys {
-					rep.Truncated = fmt.Sprintf("stopped after %d keys (-max)", o.maxKeys)
-					break scan
-				}
-				rep.Scanned++
-				rest := strings.TrimPrefix(k, o.prefix+":")
-				pat, _, _ := strings.Cut(rest, ":")
-				byPattern[pat] = append(byPattern[pat], scannedKey{k, n})
-			}
-			if cursor = next; cursor == 0 {
-				break
-			}
-		}
+	in := pc.Inspector()
+	sample := o.sample
+	if sample <= 0 {
+		sample = -1 // none
 	}
-	names := make([]string, 0, len(byPattern))
-	for p := range byPattern {
-		names = append(names, p)
+	ks, err := in.Scan(ctx, &patterns.ScanOptions{MaxKeys: o.maxKeys, Timeout: o.timeout, Sample: sample})
+	if err != nil {
+		return nil, fmt.Errorf("inspect: %w", err)
 	}
-	sort.Strings(names)
-	for _, p := range names {
-		st, err := summarize(ctx, p, byPattern[p], o)
-		if err != nil {
-			return nil, err
-		}
-		rep.Patterns = append(rep.Patterns, st)
-	}
-	if err := inspectLocks(ctx, rep, byPattern["lock"], o); err != nil {
-		return nil, err
-	}
-	if err := inspectQueues(ctx, rep, pc, byPattern["q"], o); err != nil {
-		return nil, err
-	}
-	if err := inspectBoards(ctx, rep, pc, byPattern["lb"], o); err != nil {
-		return nil, err
+	rep.Scanned, rep.Truncated = ks.Scanned, ks.Truncated
+	for _, p := range ks.Patterns {
+		rep.Patterns = append(rep.Patterns, patternStats{Pattern: p.Pattern, Keys: p.Keys, Memory: p.Memory, Sampled: p.Sampled,
+			NoTTL: p.NoTTL, NoTTLEx: p.NoTTLExamples, LongLived: p.LongLived})
 	}
 	for _, v := range []func() error{
-		func() error { return inspectSemaphores(ctx, rep, byPattern["sem"], o) },
-		func() error { return inspectConcurrency(ctx, rep, byPattern["conc"], o) },
-		func() error { return inspectRWLocks(ctx, rep, byPattern["rw"], o) },
-		func() error { return inspectIdempotency(ctx, rep, byPattern["idem"], o) },
-		func() error { return inspectCaches(ctx, rep, byPattern["cache"], o) },
-		func() error { return inspectElections(ctx, rep, byPattern["elect"], o) },
+		func() error { return inspectLocks(ctx, rep, in, ks, o) },
+		func() error { return inspectQueues(ctx, rep, in, ks, o) },
+		func() error { return inspectBoards(ctx, rep, in, ks, o) },
+		func() error { return inspectSemaphores(ctx, rep, in, ks, o) },
+		func() error { return inspectConcurrency(ctx, rep, in, ks, o) },
+		func() error { return inspectRWLocks(ctx, rep, in, ks, o) },
+		func() error { return inspectIdempotency(ctx, rep, in, ks, o) },
+		func() error { return inspectCaches(ctx, rep, in, ks, o) },
+		func() error { return inspectElections(ctx, rep, in, ks, o) },
+		func() error { return inspectStreams(ctx, rep, in, ks, o) },
 	} {
 		if err := v(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("inspect: %w", err)
 		}
 	}
 	if o.limiter != "" {
-		if err := inspectLimiter(ctx, rep, rdb, nodes, o); err != nil {
-			return nil, err
+		lims, err := in.RateLimits(ctx, o.limiter)
+		if err != nil {
+			return nil, fmt.Errorf("inspect: %w", err)
+		}
+		for _, l := range lims {
+			rep.Limiter = append(rep.Limiter, limiterView(l))
 		}
 	}
 	if o.user != "" {
-		s, err := pc.Sessions(o.sessions, nil)
+		list, err := in.Sessions(ctx, o.sessions, o.user)
 		if err != nil {
-			return nil, err
-		}
-		list, err := s.List(ctx, o.user)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("inspect: %w", err)
 		}
 		for _, si := range list {
-			rep.Sessions = append(rep.Sessions, sessionInfo{Key: lastPart(si.Key), ExpiresAt: si.Expires.UTC()})
+			rep.Sessions = append(rep.Sessions, sessionInfo{Key: si.Key[strings.LastIndexByte(si.Key, ':')+1:], ExpiresAt: si.Expires.UTC()})
 		}
 	}
 	return rep, nil
 }
 
-// summarize counts a pattern's keys, their TTLs and (sampled) memory.
-func summarize(ctx context.Context, pat string, keys []scannedKey, o *inspectOptions) (patternStats, error) {
-	st := patternStats{Pattern: pat, Keys: len(keys), LongLived: pat == "lb"}
-	const batch = 500
-	for i := 0; i < len(keys); i += batch {
-		part := keys[i:min(i+batch, len(keys))]
-		// One pipeline per node (a cluster's keys are on several).
-		pipes := map[*redis.Client]redis.Pipeliner{}
-		pipe := func(n *redis.Client) redis.Pipeliner {
-			if p, ok := pipes[n]; ok {
-				return p
-			}
-			p := n.Pipeline()
-			pipes[n] = p
-			return p
-		}
-		ttls := make([]*redis.DurationCmd, len(part))
-		var mem []*redis.IntCmd
-		for j, k := range part {
-			ttls[j] = pipe(k.node).PTTL(ctx, k.key)
-			if i+j < o.sample {
-				mem = append(mem, pipe(k.node).MemoryUsage(ctx, k.key))
-			}
-		}
-		for _, p := range pipes {
-			_, _ = p.Exec(ctx) // errors are read per command below
-		}
-		for j, k := range part {
-			if err := ttls[j].Err(); err != nil {
-				return st, fmt.Errorf("inspect: PTTL %s: %w", k.key, err)
-			}
-			if ttls[j].Val() == -1 {
-				st.NoTTL++
-				if len(st.NoTTLEx) < 3 {
-					st.NoTTLEx = append(st.NoTTLEx, k.key)
-				}
-			}
-		}
-		for _, m := range mem {
-			if m.Err() == nil { // a key that expired meanwhile is nil
-				st.Memory += m.Val()
-				st.Sampled++
-			}
-		}
-	}
-	if st.Sampled > 0 && st.Sampled < st.Keys {
-		st.Memory = st.Memory * int64(st.Keys) / int64(st.Sampled)
-	}
-	return st, nil
-}
+// maxObjectsRead bounds the objects a view reads to find the o.show it
+// shows (idle ones are skipped).
+const maxObjectsRead = 1000
 
-// idOf returns the unescaped id between the braces of a key, and what
-// follows the closing brace (without its colon).
-func idOf(key string) (id, rest string) {
-	open := strings.IndexByte(key, '{')
-	end := strings.IndexByte(key, '}')
-	if open < 0 || end < open {
-		return "", ""
-	}
-	return unescape(key[open+1 : end]), strings.TrimPrefix(key[end+1:], ":")
-}
+// first returns the first maxObjectsRead of s.
+func first[T any](s []T) []T { return s[:min(len(s), maxObjectsRead)] }
 
-func unescape(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+3], "%02x", &c); err == nil {
-				b.WriteByte(c)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func lastPart(key string) string {
-	return key[strings.LastIndexByte(key, ':')+1:]
-}
-
-func inspectLocks(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
-	for _, k := range keys {
-		if _, rest := idOf(k.key); rest != "" {
-			continue // a fencing counter
-		}
+func inspectLocks(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, key := range first(ks.Locks) {
 		if len(rep.Locks) >= o.show {
 			break
 		}
-		owner, err := k.node.Get(ctx, k.key).Result()
-		if err == redis.Nil {
+		l, err := in.Lock(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !l.Held {
 			continue // released meanwhile
 		}
-		if err != nil {
-			return fmt.Errorf("inspect: GET %s: %w", k.key, err)
-		}
-		ttl := k.node.PTTL(ctx, k.key).Val()
-		fence, _ := k.node.Get(ctx, k.key+":fence").Result()
-		rep.Locks = append(rep.Locks, lockInfo{Key: k.key, Owner: tokenSuffix(owner), TTLms: ttl.Milliseconds(), Fence: fence})
+		rep.Locks = append(rep.Locks, lockInfo{Key: l.Key, Owner: l.Token, TTLms: l.TTL.Milliseconds(), Fence: fenceString(l.Fence)})
 	}
 	return nil
 }
 
-func names(keys []scannedKey, suffix string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range keys {
-		id, rest := idOf(k.key)
-		if rest == suffix && !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
+// fenceString prints a fencing token, "" for none.
+func fenceString(f int64) string {
+	if f == 0 {
+		return ""
 	}
-	sort.Strings(out)
-	return out
+	return strconv.FormatInt(f, 10)
 }
 
-func inspectQueues(ctx context.Context, rep *inspectReport, pc *patterns.Client, keys []scannedKey, o *inspectOptions) error {
-	found := map[string]bool{}
-	var qs []string
-	for _, k := range keys {
-		if id, _ := idOf(k.key); !found[id] {
-			found[id] = true
-			qs = append(qs, id)
-		}
-	}
-	sort.Strings(qs)
-	for _, name := range qs {
+func inspectQueues(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range ks.Queues {
 		qi := queueInfo{Name: name}
-		q, err := pc.Queue(name, nil)
-		if err == nil {
-			var st patterns.QueueStats
-			if st, err = q.Stats(ctx); err == nil {
-				qi.Ready, qi.InFlight, qi.Dead, qi.Paused = st.Ready, st.InFlight, st.Dead, st.Paused
-				if st.OldestReady > 0 {
-					qi.OldestReady = st.OldestReady.Round(time.Millisecond).String()
-				}
-				qi.DeadLetters, err = q.DeadLetters(ctx, o.show)
-			}
-		}
+		st, err := in.Queue(ctx, name, o.show)
 		if err != nil {
 			qi.Err = err.Error()
+		} else {
+			qi.Ready, qi.InFlight, qi.Dead, qi.Paused, qi.DeadLetters = st.Ready, st.InFlight, st.Dead, st.Paused, st.DeadLetters
+			if st.OldestReady > 0 {
+				qi.OldestReady = st.OldestReady.Round(time.Millisecond).String()
+			}
 		}
 		rep.Queues = append(rep.Queues, qi)
 	}
 	return nil
 }
 
-func inspectBoards(ctx context.Context, rep *inspectReport, pc *patterns.Client, keys []scannedKey, o *inspectOptions) error {
-	for _, name := range names(keys, "s") {
-		b, err := pc.Board(name, nil)
+func inspectBoards(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range ks.Boards {
+		b, err := in.Board(ctx, name, o.show)
 		if err != nil {
 			return err
 		}
-		bi := boardInfo{Name: name}
-		if bi.Count, err = b.Count(ctx); err != nil {
-			return fmt.Errorf("inspect: board %s: %w", name, err)
-		}
-		if bi.Top, err = b.Top(ctx, o.show, patterns.RankOrdinal); err != nil {
-			return fmt.Errorf("inspect: board %s: %w", name, err)
-		}
-		rep.Boards = append(rep.Boards, bi)
+		rep.Boards = append(rep.Boards, boardInfo{Name: name, Count: b.Count, Top: b.Top})
 	}
 	return nil
 }
 
-// globEscape escapes the glob characters of SCAN MATCH.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[]\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
+var algoNames = map[patterns.Algorithm]string{
+	patterns.FixedWindow: "FixedWindow", patterns.SlidingWindowLog: "SlidingWindowLog", patterns.SlidingWindow: "SlidingWindow",
+	patterns.TokenBucket: "TokenBucket", patterns.GCRA: "GCRA",
+}
+
+// limiterView prints one limit's state.
+func limiterView(l patterns.LimiterInfo) limiterKey {
+	lk := limiterKey{Key: l.RedisKey, Limiter: l.Limiter, Algorithm: algoNames[l.Algorithm], Type: "string",
+		TTLms: l.TTL.Milliseconds(), State: map[string]string{}}
+	lk.Limit = fmt.Sprintf("%d per %v", l.Limit.Rate, l.Limit.Period)
+	switch l.Algorithm {
+	case patterns.SlidingWindowLog:
+		lk.Type = "zset"
+	case patterns.TokenBucket, patterns.GCRA:
+		lk.Limit += fmt.Sprintf(", burst %d", l.Limit.Burst)
 	}
-	return b.String()
+	reset := l.ResetAfter.String()
+	switch l.Algorithm {
+	case patterns.TokenBucket, patterns.GCRA:
+		lk.State["tokens"] = fmt.Sprintf("%d of %d", l.Remaining, l.Limit.Burst)
+		lk.State["full_in"] = reset
+	default:
+		lk.State["count"] = strconv.Itoa(l.Used)
+		lk.State["remaining"] = strconv.Itoa(l.Remaining)
+		lk.State["reset_in"] = reset
+	}
+	return lk
 }
 
-var algoNames = map[string]string{
-	"fw": "FixedWindow", "sl": "SlidingWindowLog", "sw": "SlidingWindow", "tb": "TokenBucket", "gcra": "GCRA",
+func leaseViews(ls []patterns.LeaseInfo) []holderInfo {
+	var out []holderInfo
+	for _, l := range ls {
+		out = append(out, holderInfo{Token: l.Token, LeaseMs: l.Left.Milliseconds()})
+	}
+	return out
 }
 
-// inspectLimiter reads every rate-limit key of one id, on the node of its
-// hash tag.
-func inspectLimiter(ctx context.Context, rep *inspectReport, rdb redis.UniversalClient, nodes []*redis.Client, o *inspectOptions) error {
-	var b strings.Builder
-	for i := 0; i < len(o.limiter); i++ {
-		c := o.limiter[i]
-		if c == '%' || c == '{' || c == '}' || c < ' ' || c == 0x7f {
-			fmt.Fprintf(&b, "%%%02X", c)
+func inspectSemaphores(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range first(ks.Semaphores) {
+		if len(rep.Semaphores) >= o.show {
+			break
+		}
+		s, err := in.Semaphore(ctx, name, o.show)
+		if err != nil {
+			return err
+		}
+		if s.Held == 0 && s.Waiting == 0 && s.Permits == 0 {
+			continue // nothing held: only keys on their way out
+		}
+		si := semaphoreInfo{Name: name, Permits: s.Permits, Held: s.Held, Holders: leaseViews(s.Holders), Waiting: s.Waiting}
+		for _, w := range s.Waiters {
+			si.Waiters = append(si.Waiters, waiterInfo{Token: w.Token, PlaceMs: w.Left.Milliseconds()})
+		}
+		rep.Semaphores = append(rep.Semaphores, si)
+	}
+	return nil
+}
+
+func inspectConcurrency(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	by := map[string]*concurrencyInfo{}
+	var names []string
+	for _, k := range first(ks.Concurrency) {
+		c, err := in.Concurrency(ctx, k.Limiter, k.Key)
+		if err != nil {
+			return err
+		}
+		ci := by[k.Limiter]
+		if ci == nil {
+			ci = &concurrencyInfo{Limiter: k.Limiter}
+			by[k.Limiter] = ci
+			names = append(names, k.Limiter)
+		}
+		ci.Keys++
+		ci.InFlight += c.InFlight
+		ci.Top = append(ci.Top, concurrencyKey{Key: k.Key, InFlight: c.InFlight})
+	}
+	for _, name := range names { // sorted: ks.Concurrency is
+		ci := by[name]
+		sort.SliceStable(ci.Top, func(i, j int) bool { return ci.Top[i].InFlight > ci.Top[j].InFlight })
+		ci.Top = ci.Top[:min(len(ci.Top), o.show)]
+		rep.Concurrency = append(rep.Concurrency, *ci)
+	}
+	return nil
+}
+
+func inspectRWLocks(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range first(ks.RWLocks) {
+		if len(rep.RWLocks) >= o.show {
+			break
+		}
+		l, err := in.RWLock(ctx, name, o.show)
+		if err != nil {
+			return err
+		}
+		if l.Readers == 0 && l.Writer == "" && !l.WriterWaiting {
+			continue // released: only the fencing counter is left
+		}
+		rep.RWLocks = append(rep.RWLocks, rwLockInfo{Name: name, Readers: l.Readers, ReaderLeases: leaseViews(l.ReaderLeases),
+			Writer: l.Writer, WriterTTLms: l.WriterTTL.Milliseconds(), WriterWaiting: l.WriterWaiting,
+			WaitingWriter: l.WaitingWriter, IntentTTLms: l.IntentTTL.Milliseconds(), Fence: fenceString(l.Fence)})
+	}
+	return nil
+}
+
+func inspectIdempotency(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	var cur *idemStoreInfo
+	for _, k := range ks.Idempotency { // sorted by store
+		if cur == nil || cur.Store != k.Store {
+			rep.Idempotency = append(rep.Idempotency, idemStoreInfo{Store: k.Store})
+			cur = &rep.Idempotency[len(rep.Idempotency)-1]
+		}
+		cur.Keys++
+		if len(cur.Shown) >= o.show {
 			continue
 		}
-		b.WriteByte(c)
-	}
-	tagged := o.prefix + ":rl:{" + b.String() + "}:"
-	var found []string
-	for _, pre := range []string{tagged, "rate:" + tagged} {
-		for _, n := range nodes {
-			iter := n.Scan(ctx, 0, globEscape(pre)+"*", 1000).Iterator()
-			for iter.Next(ctx) && len(found) < 1000 {
-				found = append(found, iter.Val())
-			}
-			if err := iter.Err(); err != nil {
-				return err
-			}
-		}
-	}
-	sort.Strings(found)
-	for _, k := range found {
-		_, rest := idOf(k)
-		parts := strings.Split(rest, ":") // NAME:ALGO:RATE:PERIODms[:BURST]
-		lk := limiterKey{Key: k, State: map[string]string{}}
-		if len(parts) >= 4 {
-			lk.Limiter, lk.Algorithm = unescape(parts[0]), algoNames[parts[1]]
-			lk.Limit = parts[2] + " per " + (time.Duration(atoi64(parts[3])) * time.Millisecond).String()
-			if len(parts) >= 5 {
-				lk.Limit += ", burst " + parts[4]
-			}
-		}
-		typ, err := rdb.Type(ctx, k).Result()
+		r, err := in.Idempotency(ctx, k.Store, k.Key)
 		if err != nil {
 			return err
 		}
-		lk.Type = typ
-		lk.TTLms = rdb.PTTL(ctx, k).Val().Milliseconds()
-		switch typ {
-		case "string":
-			v := rdb.Get(ctx, k).Val()
-			switch {
-			case len(parts) >= 5 && parts[1] == "tb" && (len(v) == 16 || len(v) == 8):
-				decodeTokenBucket(lk.State, v, lk.TTLms, atoi64(parts[2]), atoi64(parts[3]), atoi64(parts[4]))
-			case len(parts) >= 4 && parts[1] == "fw":
-				lk.State["count"] = v
-				lk.State["remaining"] = fmt.Sprint(max(0, atoi64(parts[2])-atoi64(v)))
-			default:
-				lk.State["value"] = fmt.Sprintf("%q", v)
-			}
-		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
-				lk.State[f] = v
-			}
-		case "zset":
-			lk.State["entries"] = fmt.Sprint(rdb.ZCard(ctx, k).Val())
-			if first := rdb.ZRangeWithScores(ctx, k, 0, 0).Val(); len(first) == 1 {
-				lk.State["oldest"] = fmt.Sprintf("%.0f", first[0].Score)
-			}
+		if r.State == patterns.IdempotencyNone {
+			cur.Keys--
+			continue // gone meanwhile
 		}
-		rep.Limiter = append(rep.Limiter, lk)
+		cur.Shown = append(cur.Shown, idemInfo{Key: r.Key, State: string(r.State), TTLms: r.TTL.Milliseconds(), ResultBytes: r.ResultBytes,
+			Fingerprint: r.Fingerprint, Holder: r.Holder, Waiters: r.Waiters, Fence: fenceString(r.Fence)})
 	}
 	return nil
 }
 
-// decodeTokenBucket reads a token bucket's key (see rl_token_bucket.lua): E,
-// its expiry in ms, and X, two little-endian doubles (or X alone, the 8-byte
-// form of earlier versions); E is the key's expiry, so with its PTTL p the
-// bucket is d = p*rate - X units (1/rate ms) from full.
-func decodeTokenBucket(state map[string]string, v string, pttl, rate, periodMs, burst int64) {
-	x := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[len(v)-8:])))
-	d := math.Max(0, float64(pttl)*float64(rate)-x)
-	capacity := float64(burst * periodMs)
-	state["tokens"] = fmt.Sprintf("%.0f of %d", math.Floor((capacity-d)/float64(periodMs)), burst)
-	state["full_in"] = (time.Duration(math.Ceil(d/float64(rate))) * time.Millisecond).String()
+func inspectCaches(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, ck := range ks.Caches {
+		if len(rep.Caches) >= o.show {
+			break
+		}
+		c, err := in.Cache(ctx, ck.Name, o.show)
+		if err != nil {
+			return err
+		}
+		ci := cacheInfo{Name: ck.Name, Entries: len(ck.Entries), Leases: len(ck.Leases), TagRecords: c.TagRecords}
+		for _, t := range c.Latest {
+			ci.Latest = append(ci.Latest, tagVersion{Tag: t.Tag, InvalidatedAt: t.At})
+		}
+		keys := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(ck.Entries), ck.Leases...))))
+		for _, key := range keys[:min(len(keys), o.show)] {
+			e, err := in.CacheEntry(ctx, ck.Name, key)
+			if err != nil {
+				return err
+			}
+			if !e.Entry && !e.Lease {
+				continue // expired meanwhile
+			}
+			ci.Shown = append(ci.Shown, cacheEntryInfo{Key: key, Entry: e.Entry, TTLms: e.TTL.Milliseconds(), Bytes: e.Bytes,
+				PayloadBytes: e.PayloadBytes, Compressed: e.Compressed, Tags: e.Tags, Negative: e.Negative, WrittenAt: e.WrittenAt,
+				Invalidated: e.Invalidated, Lease: e.Lease, LeaseTTLms: e.LeaseTTL.Milliseconds(), Unrecognized: e.Unrecognized})
+		}
+		rep.Caches = append(rep.Caches, ci)
+	}
+	return nil
 }
 
-func atoi64(s string) int64 {
-	var n int64
-	fmt.Sscan(s, &n)
-	return n
+func inspectElections(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range first(ks.Elections) {
+		if len(rep.Elections) >= o.show {
+			break
+		}
+		e, err := in.Election(ctx, name)
+		if err != nil {
+			return err
+		}
+		if e.Leader == "" {
+			continue // resigned meanwhile
+		}
+		rep.Elections = append(rep.Elections, electionInfo{Name: name, Leader: e.Leader, Token: e.Token, Fence: fenceString(e.Fence), TTLms: e.TTL.Milliseconds()})
+	}
+	return nil
+}
+
+func inspectStreams(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range ks.Streams[:min(len(ks.Streams), o.show)] {
+		s, err := in.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		si := streamInfo{Name: name, Length: s.Length, TTLms: s.TTL.Milliseconds()}
+		for _, g := range s.Groups {
+			si.Groups = append(si.Groups, streamGroupInfo(g))
+		}
+		rep.Streams = append(rep.Streams, si)
+	}
+	return nil
 }
 
 func printInspect(w io.Writer, rep *inspectReport) {
@@ -705,21 +641,16 @@ func printDetails(w io.Writer, rep *inspectReport) {
 	for _, e := range rep.Elections {
 		fmt.Fprintf(w, "\nelection %s: leader %s (token %s)  ttl %s  fence %s\n", e.Name, e.Leader, e.Token, msString(e.TTLms), e.Fence)
 	}
-}
-
-// The detail views of the newer patterns. Each reads at most o.show objects
-// (and o.show holders, waiters or entries of each) with a few round trips
-// per object, on the node that SCAN found the keys on; lease ends are
-// compared with that node's clock (TIME), as the scripts do.
-
-// tokenSuffix is the last characters of an owner token: enough to tell
-// holders apart, not enough to release or refresh their hold.
-func tokenSuffix(tok string) string {
-	if len(tok) > 6 {
-		return "..." + tok[len(tok)-6:]
+	for _, s := range rep.Streams {
+		fmt.Fprintf(w, "\nstream %s: %s, ttl %s\n", s.Name, plural(s.Length, "entry", "entries"), msString(s.TTLms))
+		for _, g := range s.Groups {
+			fmt.Fprintf(w, "  group %s: %d consumers, %d pending, lag %d\n", g.Name, g.Consumers, g.Pending, g.Lag)
+		}
 	}
-	return tok
 }
+
+// The report's views: what patterns.Inspector returns, in the JSON form
+// of `patterns inspect -json` (durations in ms, tokens shortened).
 
 // holderInfo is one lease: a semaphore's permit or a read lock's reader.
 type holderInfo struct {
@@ -835,462 +766,16 @@ type electionInfo struct {
 	TTLms  int64  `json:"ttl_ms"`
 }
 
-// keyGroup is the keys of one id of a pattern: base is the key up to the
-// hash tag's closing brace, keys maps what follows it ("" for base itself)
-// to the key.
-type keyGroup struct {
-	id   string
-	base string
-	node *redis.Client
-	keys map[string]string
+type streamGroupInfo struct {
+	Name      string `json:"name"`
+	Consumers int64  `json:"consumers"`
+	Pending   int64  `json:"pending"`
+	Lag       int64  `json:"lag"`
 }
 
-func groupByID(keys []scannedKey) []*keyGroup {
-	by := map[string]*keyGroup{}
-	var out []*keyGroup
-	for _, k := range keys {
-		end := strings.IndexByte(k.key, '}')
-		if end < 0 {
-			continue
-		}
-		base := k.key[:end+1]
-		g := by[base]
-		if g == nil {
-			id, _ := idOf(k.key)
-			g = &keyGroup{id: id, base: base, node: k.node, keys: map[string]string{}}
-			by[base] = g
-			out = append(out, g)
-		}
-		_, rest := idOf(k.key)
-		g.keys[rest] = k.key
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
-}
-
-// maxGroupsRead bounds the ids a view reads to find the o.show it shows
-// (idle ones are skipped).
-const maxGroupsRead = 1000
-
-// firstGroups is groupByID's first maxGroupsRead groups.
-func firstGroups(keys []scannedKey) []*keyGroup {
-	g := groupByID(keys)
-	return g[:min(len(g), maxGroupsRead)]
-}
-
-// serverMs reads a node's clock in milliseconds.
-func serverMs(ctx context.Context, n *redis.Client) (int64, error) {
-	t, err := n.Time(ctx).Result()
-	if err != nil {
-		return 0, fmt.Errorf("inspect: TIME on %s: %w", n.Options().Addr, err)
-	}
-	return t.UnixMilli(), nil
-}
-
-// leases reads a sorted set of tokens scored by lease end (ms): how many
-// are live at now, and the first show of them.
-func leases(ctx context.Context, p redis.Pipeliner, key string, now int64, show int) (*redis.IntCmd, *redis.ZSliceCmd) {
-	live := fmt.Sprintf("(%d", now)
-	return p.ZCount(ctx, key, live, "+inf"),
-		p.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: live, Max: "+inf", Count: int64(show)})
-}
-
-func holders(z []redis.Z, now int64) []holderInfo {
-	var out []holderInfo
-	for _, h := range z {
-		out = append(out, holderInfo{Token: tokenSuffix(fmt.Sprint(h.Member)), LeaseMs: int64(h.Score) - now})
-	}
-	return out
-}
-
-// pipeErr returns the first error of cmds other than redis.Nil.
-func pipeErr(what string, cmds []redis.Cmder) error {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && err != redis.Nil {
-			return fmt.Errorf("inspect: %s: %w", what, err)
-		}
-	}
-	return nil
-}
-
-// inspectSemaphores reads semaphores (semaphore.go, sem_acquire.lua):
-// prefix:sem:{name} holds the holders' tokens scored by lease end,
-// :permits the number stored by SetPermits, :queue the fair mode's waiters
-// scored by arrival and :qttl the same scored by when their place lapses.
-func inspectSemaphores(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	for _, g := range firstGroups(keys) {
-		if len(rep.Semaphores) >= o.show {
-			break
-		}
-		now, err := serverMs(ctx, g.node)
-		if err != nil {
-			return err
-		}
-		p := g.node.Pipeline()
-		held, first := leases(ctx, p, g.base, now, o.show)
-		permits := p.Get(ctx, g.base+":permits")
-		queue := p.ZRange(ctx, g.base+":queue", 0, 999)
-		places := p.ZRangeByScoreWithScores(ctx, g.base+":qttl", &redis.ZRangeBy{Min: fmt.Sprintf("(%d", now), Max: "+inf", Count: 1000})
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("semaphore "+g.id, cmds); err != nil {
-			return err
-		}
-		si := semaphoreInfo{Name: g.id, Held: held.Val(), Holders: holders(first.Val(), now)}
-		if v, err := permits.Int64(); err == nil {
-			si.Permits = v
-		}
-		lapse := map[string]int64{}
-		for _, z := range places.Val() {
-			lapse[fmt.Sprint(z.Member)] = int64(z.Score)
-		}
-		for _, tok := range queue.Val() {
-			if end, ok := lapse[tok]; ok {
-				si.Waiting++
-				if len(si.Waiters) < o.show {
-					si.Waiters = append(si.Waiters, waiterInfo{Token: tokenSuffix(tok), PlaceMs: end - now})
-				}
-			}
-		}
-		if si.Held == 0 && si.Waiting == 0 && si.Permits == 0 {
-			continue // nothing held: only keys on their way out
-		}
-		rep.Semaphores = append(rep.Semaphores, si)
-	}
-	return nil
-}
-
-// inspectConcurrency reads concurrency limiters (concurrency.go): one
-// semaphore per key, prefix:conc:{key}:NAME, NAME escaped.
-func inspectConcurrency(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	type sem struct {
-		limiter, key, zset string // zset: the holders' sorted set
-		node               *redis.Client
-		n                  *redis.IntCmd
-	}
-	var sems []*sem
-	for _, g := range groupByID(keys) {
-		for rest, k := range g.keys {
-			if rest != "" && !strings.Contains(rest, ":") && len(sems) < 1000 {
-				sems = append(sems, &sem{limiter: unescape(rest), key: g.id, zset: k, node: g.node})
-			}
-		}
-	}
-	// One TIME and one pipeline per node.
-	pipes := map[*redis.Client]redis.Pipeliner{}
-	for _, s := range sems {
-		if pipes[s.node] == nil {
-			pipes[s.node] = s.node.Pipeline()
-		}
-	}
-	for n, p := range pipes {
-		now, err := serverMs(ctx, n)
-		if err != nil {
-			return err
-		}
-		for _, s := range sems {
-			if s.node == n {
-				s.n = p.ZCount(ctx, s.zset, fmt.Sprintf("(%d", now), "+inf")
-			}
-		}
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("concurrency", cmds); err != nil {
-			return err
-		}
-	}
-	by := map[string]*concurrencyInfo{}
-	var names []string
-	for _, s := range sems {
-		ci := by[s.limiter]
-		if ci == nil {
-			ci = &concurrencyInfo{Limiter: s.limiter}
-			by[s.limiter] = ci
-			names = append(names, s.limiter)
-		}
-		ci.Keys++
-		ci.InFlight += s.n.Val()
-		ci.Top = append(ci.Top, concurrencyKey{Key: s.key, InFlight: s.n.Val()})
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		ci := by[name]
-		sort.Slice(ci.Top, func(i, j int) bool {
-			a, b := ci.Top[i], ci.Top[j]
-			return a.InFlight > b.InFlight || a.InFlight == b.InFlight && a.Key < b.Key
-		})
-		ci.Top = ci.Top[:min(len(ci.Top), o.show)]
-		rep.Concurrency = append(rep.Concurrency, *ci)
-	}
-	return nil
-}
-
-// inspectRWLocks reads read-write locks (rwlock.go, rw.lua):
-// prefix:rw:{name}:r the readers' tokens scored by lease end, :w the
-// writer's token, :intent a refused writer's token, :fence the counter.
-func inspectRWLocks(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	for _, g := range firstGroups(keys) {
-		if len(rep.RWLocks) >= o.show {
-			break
-		}
-		now, err := serverMs(ctx, g.node)
-		if err != nil {
-			return err
-		}
-		p := g.node.Pipeline()
-		readers, first := leases(ctx, p, g.base+":r", now, o.show)
-		writer, wttl := p.Get(ctx, g.base+":w"), p.PTTL(ctx, g.base+":w")
-		intent, ittl := p.Get(ctx, g.base+":intent"), p.PTTL(ctx, g.base+":intent")
-		fence := p.Get(ctx, g.base+":fence")
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("rwlock "+g.id, cmds); err != nil {
-			return err
-		}
-		ri := rwLockInfo{Name: g.id, Readers: readers.Val(), ReaderLeases: holders(first.Val(), now), Fence: fence.Val()}
-		if writer.Err() == nil {
-			ri.Writer, ri.WriterTTLms = tokenSuffix(writer.Val()), wttl.Val().Milliseconds()
-		}
-		if intent.Err() == nil {
-			ri.WriterWaiting, ri.WaitingWriter, ri.IntentTTLms = true, tokenSuffix(intent.Val()), ittl.Val().Milliseconds()
-		}
-		if ri.Readers == 0 && ri.Writer == "" && !ri.WriterWaiting {
-			continue // released: only the fencing counter is left
-		}
-		rep.RWLocks = append(rep.RWLocks, ri)
-	}
-	return nil
-}
-
-// inspectIdempotency reads idempotency keys (idempotency.go, idem_begin.lua,
-// idem_end.lua): prefix:idem:{LEN:NAME:KEY} is a hash (st "run" or "done",
-// own the holder's token, fp the fingerprint's SHA-256, res the result,
-// fail "1" for a stored error, w the waiters), :fence the counter.
-func inspectIdempotency(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	by := map[string]*idemStoreInfo{}
-	var stores []string
-	for _, g := range groupByID(keys) {
-		rec, ok := g.keys[""]
-		if !ok {
-			continue // only the fencing counter
-		}
-		store, key, ok := splitIdemID(g.id)
-		if !ok {
-			continue
-		}
-		si := by[store]
-		if si == nil {
-			si = &idemStoreInfo{Store: store}
-			by[store] = si
-			stores = append(stores, store)
-		}
-		si.Keys++
-		if len(si.Shown) >= o.show {
-			continue
-		}
-		p := g.node.Pipeline()
-		f := p.HMGet(ctx, rec, "st", "own", "fp", "fail", "w")
-		size := p.HStrLen(ctx, rec, "res")
-		ttl := p.PTTL(ctx, rec)
-		fence := p.Get(ctx, g.base+":fence")
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("idempotency "+g.id, cmds); err != nil {
-			return err
-		}
-		v := f.Val()
-		st, _ := v[0].(string)
-		ii := idemInfo{Key: key, TTLms: ttl.Val().Milliseconds(), Fence: fence.Val()}
-		switch st {
-		case "run":
-			ii.State = "in progress"
-			own, _ := v[1].(string)
-			ii.Holder = tokenSuffix(own)
-			w, _ := v[4].(string)
-			ii.Waiters = atoi64(w)
-		case "done":
-			ii.State, ii.ResultBytes = "completed", size.Val()
-			if fail, _ := v[3].(string); fail == "1" {
-				ii.State = "completed with error"
-			}
-		default:
-			si.Keys--
-			continue // gone meanwhile
-		}
-		if fp, _ := v[2].(string); fp != "" {
-			h := fmt.Sprintf("%x", fp)
-			ii.Fingerprint = "..." + h[max(0, len(h)-8):]
-		}
-		si.Shown = append(si.Shown, ii)
-	}
-	sort.Strings(stores)
-	for _, s := range stores {
-		rep.Idempotency = append(rep.Idempotency, *by[s])
-	}
-	return nil
-}
-
-// splitIdemID splits an idempotency id, LEN:NAME:KEY (idempotency.go keys).
-func splitIdemID(id string) (store, key string, ok bool) {
-	l, rest, ok := strings.Cut(id, ":")
-	n := int(atoi64(l))
-	if !ok || n <= 0 || n >= len(rest) || rest[n] != ':' {
-		return "", "", false
-	}
-	return rest[:n], rest[n+1:], true
-}
-
-// cacheHeaderMax bounds the bytes read of an entry to find its header: the
-// longest header (64 tags of patterns.MaxIDLen bytes) and some.
-const cacheHeaderMax = 64*(patterns.MaxIDLen+1) + 128
-
-// inspectCaches reads caches (cache.go, cache_get.lua, cache_set.lua,
-// cache_invalidate.lua): prefix:cache:{name}:e:KEY an entry
-// "1|WRITTEN|DELTA|NEG|TAGS\n" + payload (WRITTEN in server µs, TAGS
-// joined by \x1f; the payload's first byte 1 when deflated), :l:KEY the load lease, :tags a hash tag ->
-// invalidated-at (µs), :tagz the same as a sorted set. An entry with a tag
-// invalidated at or after WRITTEN is no longer served.
-func inspectCaches(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	for _, g := range groupByID(keys) {
-		if len(rep.Caches) >= o.show {
-			break
-		}
-		ci := cacheInfo{Name: g.id}
-		names := map[string]bool{}
-		for rest := range g.keys {
-			switch {
-			case strings.HasPrefix(rest, "e:"):
-				ci.Entries++
-				names[rest[2:]] = true
-			case strings.HasPrefix(rest, "l:"):
-				ci.Leases++
-				names[rest[2:]] = true
-			}
-		}
-		shown := make([]string, 0, len(names))
-		for k := range names {
-			shown = append(shown, k)
-		}
-		sort.Strings(shown)
-		shown = shown[:min(len(shown), o.show)]
-
-		p := g.node.Pipeline()
-		tags := g.base + ":tags"
-		nTags := p.HLen(ctx, tags)
-		latest := p.ZRevRangeWithScores(ctx, g.base+":tagz", 0, int64(o.show)-1)
-		type reads struct {
-			head      *redis.StringCmd
-			size      *redis.IntCmd
-			ttl, lttl *redis.DurationCmd
-		}
-		rs := make([]reads, len(shown))
-		for i, k := range shown {
-			e, l := g.base+":e:"+k, g.base+":l:"+k
-			rs[i] = reads{head: p.GetRange(ctx, e, 0, cacheHeaderMax), size: p.StrLen(ctx, e), ttl: p.PTTL(ctx, e), lttl: p.PTTL(ctx, l)}
-		}
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("cache "+g.id, cmds); err != nil {
-			return err
-		}
-		ci.TagRecords = nTags.Val()
-		for _, z := range latest.Val() {
-			ci.Latest = append(ci.Latest, tagVersion{Tag: fmt.Sprint(z.Member), InvalidatedAt: time.UnixMicro(int64(z.Score)).UTC()})
-		}
-		// The versions of the shown entries' tags, in one more round trip.
-		type tagged struct {
-			i       int // in ci.Shown
-			written int64
-			v       *redis.SliceCmd
-		}
-		var check []tagged
-		p = g.node.Pipeline()
-		for i, k := range shown {
-			ce := cacheEntryInfo{Key: unescape(k)}
-			if d := rs[i].lttl.Val(); d > 0 {
-				ce.Lease, ce.LeaseTTLms = true, d.Milliseconds()
-			}
-			var written int64
-			if size := rs[i].size.Val(); size > 0 {
-				head := rs[i].head.Val()
-				ce.Entry, ce.Bytes, ce.TTLms = true, size, rs[i].ttl.Val().Milliseconds()
-				var ok bool
-				if written, ce.Negative, ce.Tags, ok = parseCacheHeader(head); ok {
-					nl := strings.IndexByte(head, '\n')
-					ce.PayloadBytes = size - int64(nl+1)
-					// The payload's first byte: 0 plain, 1 deflated (cache.go encode).
-					ce.Compressed = len(head) > nl+1 && head[nl+1] == 1
-					ce.WrittenAt = time.UnixMicro(written).UTC()
-				} else {
-					ce.Unrecognized = true
-				}
-			}
-			if !ce.Entry && !ce.Lease {
-				continue // expired meanwhile
-			}
-			if len(ce.Tags) > 0 {
-				check = append(check, tagged{i: len(ci.Shown), written: written, v: p.HMGet(ctx, tags, ce.Tags...)})
-			}
-			ci.Shown = append(ci.Shown, ce)
-		}
-		if len(check) > 0 {
-			cmds, _ := p.Exec(ctx)
-			if err := pipeErr("cache "+g.id+" tags", cmds); err != nil {
-				return err
-			}
-			for _, c := range check {
-				for _, v := range c.v.Val() {
-					if s, ok := v.(string); ok && atoi64(s) >= c.written {
-						ci.Shown[c.i].Invalidated = true
-					}
-				}
-			}
-		}
-		rep.Caches = append(rep.Caches, ci)
-	}
-	return nil
-}
-
-// parseCacheHeader reads an entry's header, "1|WRITTEN|DELTA|NEG|TAGS\n"
-// (cache.go parseEntry).
-func parseCacheHeader(v string) (written int64, negative bool, tags []string, ok bool) {
-	nl := strings.IndexByte(v, '\n')
-	if nl < 0 || !strings.HasPrefix(v, "1|") {
-		return 0, false, nil, false
-	}
-	f := strings.SplitN(v[2:nl], "|", 4)
-	if len(f) != 4 {
-		return 0, false, nil, false
-	}
-	w, err1 := strconv.ParseInt(f[0], 10, 64)
-	_, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false, nil, false
-	}
-	if f[3] != "" {
-		tags = strings.Split(f[3], "\x1f")
-	}
-	return w, f[2] == "1", tags, true
-}
-
-// inspectElections reads elections (elect.go): prefix:elect:{name} is a
-// lock whose value is the leader's token (22 bytes) followed by its
-// identity, :fence its fencing counter.
-func inspectElections(ctx context.Context, rep *inspectReport, keys []scannedKey, o *inspectOptions) error {
-	const tokenLen = 22 // elect.go
-	for _, g := range groupByID(keys) {
-		if len(rep.Elections) >= o.show {
-			break
-		}
-		if _, ok := g.keys[""]; !ok {
-			continue // no leader: only the counter or wake keys
-		}
-		p := g.node.Pipeline()
-		v, ttl, fence := p.Get(ctx, g.base), p.PTTL(ctx, g.base), p.Get(ctx, g.base+":fence")
-		cmds, _ := p.Exec(ctx)
-		if err := pipeErr("election "+g.id, cmds); err != nil {
-			return err
-		}
-		if v.Err() == redis.Nil || len(v.Val()) <= tokenLen {
-			continue // resigned meanwhile
-		}
-		rep.Elections = append(rep.Elections, electionInfo{Name: g.id, Leader: v.Val()[tokenLen:],
-			Token: tokenSuffix(v.Val()[:tokenLen]), Fence: fence.Val(), TTLms: ttl.Val().Milliseconds()})
-	}
-	return nil
+type streamInfo struct {
+	Name   string            `json:"name"`
+	Length int64             `json:"length"`
+	TTLms  int64             `json:"ttl_ms"`
+	Groups []streamGroupInfo `json:"groups,omitempty"`
 }

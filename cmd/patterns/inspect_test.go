@@ -390,7 +390,7 @@ func checkNewer(t *testing.T, rep *inspectReport, st *newerState) {
 	}
 	e := rep.Elections[0]
 	if e.Name != "cron" || e.Leader != "worker-1" || !strings.HasPrefix(e.Token, "...") || len(e.Token) != 9 ||
-		!between(e.TTLms, 30*time.Second) || atoi64(e.Fence) <= 0 {
+		!between(e.TTLms, 30*time.Second) || e.Fence == "" || e.Fence == "0" {
 		t.Errorf("election: %+v", e)
 	}
 }
@@ -488,7 +488,7 @@ func checkInspect(t *testing.T, url string, q *patterns.Queue, ns *newerState, e
 		rep.RWLocks[0].Readers != 2 || len(rep.RWLocks[0].ReaderLeases) != 1 ||
 		len(rep.Concurrency) != 1 || rep.Concurrency[0].InFlight != 3 || fmt.Sprint(rep.Concurrency[0].Top) != "[{user42 2}]" ||
 		len(rep.Idempotency) != 1 || rep.Idempotency[0].Keys != 3 || len(rep.Idempotency[0].Shown) != 1 ||
-		len(rep.Caches) != 1 || rep.Caches[0].Entries != 4 || len(rep.Caches[0].Shown) != 1 || rep.Caches[0].Shown[0].Key != "p:4" {
+		len(rep.Caches) != 1 || rep.Caches[0].Entries != 4 || len(rep.Caches[0].Shown) != 1 || rep.Caches[0].Shown[0].Key != "p1" {
 		t.Errorf("-n 1: %s", out.String())
 	}
 	if err := inspectMain(context.Background(), url, append([]string{"-prefix", "insp", "-n", "0"}, extra...), &out); err == nil {
@@ -584,44 +584,4 @@ func TestInspectCluster(t *testing.T) {
 	q := fillPatterns(t, crdb)
 	st := fillNewer(t, crdb)
 	checkInspect(t, "redis://"+strings.Join(cl.Addrs(), ","), q, st, "-cluster")
-}
-
-// TestInspectDecoders: ids and entries the views decode, at their edges.
-func TestInspectDecoders(t *testing.T) {
-	for id, want := range map[string]string{
-		"3:pay:order-1": "pay|order-1",
-		"3:a:b:k":       "a:b|k", // the length tells the name from the key
-		"3:pay:a:b":     "pay|a:b",
-		"0::k":          "!",
-		"x:pay:k":       "!",
-		"10:pay:k":      "!",
-		"2:pay:k":       "!",
-	} {
-		store, key, ok := splitIdemID(id)
-		got := store + "|" + key
-		if !ok {
-			got = "!"
-		}
-		if got != want {
-			t.Errorf("splitIdemID(%q) = %q, want %q", id, got, want)
-		}
-	}
-	for v, want := range map[string]string{
-		"1|1764754000000000|1500|0|\n\x00\"x\"":     "1764754000000000 false []",
-		"1|1764754000000000|0|1|a\x1fb c\n\x00null": "1764754000000000 true [a b c]",
-		"1|1764754000000000|0|0|a\x1fb|c\n\x00":     "1764754000000000 false [a b|c]",
-		"2|1764754000000000|0|0|\n":                 "!",
-		"1|1764754000000000|0|0|":                   "!",
-		"1|x|0|0|\n":                                "!",
-		"1|1764754000000000|0\n":                    "!",
-	} {
-		w, neg, tags, ok := parseCacheHeader(v)
-		got := fmt.Sprint(w, neg, tags)
-		if !ok {
-			got = "!"
-		}
-		if got != want {
-			t.Errorf("parseCacheHeader(%q) = %s, want %s", v, got, want)
-		}
-	}
 }

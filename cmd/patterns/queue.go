@@ -76,10 +76,9 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	if err != nil {
 		return err
 	}
-	q, err := pc.Queue(name, &patterns.QueueOptions{Retention: *retention})
-	if err != nil {
-		return err
-	}
+	// stats and peek read through the Inspector; redrive and purge write
+	// through the Queue, which renews the TTLs with the retention.
+	in := pc.Inspector()
 	out := func(v any, text func()) error {
 		if *asJSON {
 			enc := json.NewEncoder(w)
@@ -91,7 +90,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	switch sub {
 	case "stats":
-		st, err := q.Stats(ctx)
+		st, err := in.Queue(ctx, name, 0)
 		if err != nil {
 			return err
 		}
@@ -108,7 +107,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 			fmt.Fprintln(w)
 		})
 	case "peek":
-		ps, err := q.Peek(ctx, patterns.QueueState(*state), *n)
+		ps, err := in.QueueMessages(ctx, name, patterns.QueueState(*state), *n)
 		if err != nil {
 			return err
 		}
@@ -134,6 +133,10 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 			}
 		})
 	default:
+		q, err := pc.Queue(name, &patterns.QueueOptions{Retention: *retention})
+		if err != nil {
+			return err
+		}
 		var moved int
 		if sub == "redrive" {
 			moved, err = q.Redrive(ctx, ids...)
