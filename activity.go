@@ -77,8 +77,8 @@ func checkActivityID(id int64) error {
 // Mark records id as active today (by the server's clock) and reports
 // whether it was not yet marked.
 func (a *Activity) Mark(ctx context.Context, id int64) (changed bool, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "mark", a.name)
-	defer func() { done.end(queueOutcome(changed, "changed", outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpMark, a.name)
+	defer func() { done.end(queueOutcome(changed, OutcomeChanged, OutcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -91,8 +91,8 @@ func (a *Activity) Mark(ctx context.Context, id int64) (changed bool, err error)
 
 // WasActive reports whether id was active on day (UTC).
 func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (active bool, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "was-active", a.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpWasActive, a.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkActivityID(id); err != nil {
 		return false, err
 	}
@@ -105,8 +105,8 @@ func (a *Activity) WasActive(ctx context.Context, id int64, day time.Time) (acti
 
 // Count returns how many ids were active on day (UTC).
 func (a *Activity) Count(ctx context.Context, day time.Time) (n int64, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "count", a.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpCount, a.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	n, err = a.c.rdb.BitCount(ctx, a.key(bucketIndex(day, DayBuckets)), nil).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: activity %q: %w", a.name, err)
@@ -116,16 +116,16 @@ func (a *Activity) Count(ctx context.Context, day time.Time) (n int64, err error
 
 // ActiveOnAll returns how many ids were active on every one of days.
 func (a *Activity) ActiveOnAll(ctx context.Context, days ...time.Time) (n int64, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "active-on-all", a.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpActiveOnAll, a.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	n, _, err = a.combine(ctx, "AND", days)
 	return n, err
 }
 
 // ActiveOnAny returns how many ids were active on at least one of days.
 func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (n int64, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "active-on-any", a.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpActiveOnAny, a.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	n, _, err = a.combine(ctx, "OR", days)
 	return n, err
 }
@@ -133,8 +133,8 @@ func (a *Activity) ActiveOnAny(ctx context.Context, days ...time.Time) (n int64,
 // Retention returns the cohort active on day from, and how many of them were
 // active again on day to.
 func (a *Activity) Retention(ctx context.Context, from, to time.Time) (cohort, retained int64, err error) {
-	ctx, done := a.c.observe(ctx, "activity", "retention", a.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := a.c.observe(ctx, PatternActivity, OpRetention, a.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	retained, cohort, err = a.combine(ctx, "AND", []time.Time{from, to})
 	return cohort, retained, err
 }

@@ -461,20 +461,20 @@ func leaseGranted(v any) (began int64, ok bool) {
 // Lookup is the cache-aside read: the value if the cache holds it (ok), or
 // ok false on a miss. A cached "not found" is ErrCacheNotFound.
 func (k *Cache[T]) Lookup(ctx context.Context, key string) (value T, ok bool, err error) {
-	if err := checkCacheKey(key); err != nil {
-		return value, false, err
-	}
-	ctx, done := k.c.observe(ctx, "cache", "lookup", k.name)
-	out := cacheHit
+	ctx, done := k.c.observe(ctx, PatternCache, OpLookup, k.name)
+	out := OutcomeHit
 	defer func() {
 		if !ok && err == nil {
-			out = cacheMiss
+			out = OutcomeMiss
 		}
 		done.end(cacheOutcome(out, err), err)
 	}()
+	if err := checkCacheKey(key); err != nil {
+		return value, false, err
+	}
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
-			out = cacheLocalHit
+			out = OutcomeLocalHit
 			if le.negative {
 				return value, true, ErrCacheNotFound
 			}
@@ -528,6 +528,9 @@ func (k *Cache[T]) keep(key string, e entry, v T) {
 // ErrLoaderPanicked; the lease is released.
 func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Context) (T, error), opt *CacheSetOptions) (v T, err error) {
 	var zero T
+	ctx, done := k.c.observe(ctx, PatternCache, OpGet, k.name)
+	out := OutcomeMiss
+	defer func() { done.end(cacheOutcome(out, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return zero, err
 	}
@@ -537,12 +540,9 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	if err := k.checkSet(opt); err != nil {
 		return zero, err
 	}
-	ctx, done := k.c.observe(ctx, "cache", "get", k.name)
-	out := cacheMiss
-	defer func() { done.end(cacheOutcome(out, err), err) }()
 	if k.local != nil {
 		if le, ok := k.local.get(key); ok {
-			out = cacheLocalHit
+			out = OutcomeLocalHit
 			if le.negative {
 				return zero, ErrCacheNotFound
 			}
@@ -563,9 +563,9 @@ func (k *Cache[T]) Get(ctx context.Context, key string, load func(ctx context.Co
 	}
 	if e.hit {
 		k.hits.Add(1)
-		out = cacheHit
+		out = OutcomeHit
 		if e.stale {
-			out = cacheStale
+			out = OutcomeStale
 			k.stale.Add(1)
 			k.refreshInBackground(ctx, key, load, opt)
 		} else if k.opt.Beta > 0 && e.delta > 0 && k.xfetch(e) {
@@ -632,7 +632,9 @@ func (k *Cache[T]) checkSet(opt *CacheSetOptions) error {
 // Set writes value under key (write-through: call it after writing the
 // source of truth). A load of key under way, begun before Set, is not
 // cached: Set revokes its lease in the same script. opt may be nil.
-func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) error {
+func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) (err error) {
+	ctx, done := k.c.observe(ctx, PatternCache, OpSet, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
@@ -643,8 +645,7 @@ func (k *Cache[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOp
 	if err != nil {
 		return err
 	}
-	ctx, done := k.c.observe(ctx, "cache", "set", k.name)
-	return end(done, outcomeOK, k.set(ctx, key, payload, false, opt, 0, "", 0))
+	return k.set(ctx, key, payload, false, opt, 0, "", 0)
 }
 
 // set writes key's entry: a write (token "": it also revokes the key's load
@@ -713,11 +714,11 @@ func writtenArg(began int64) string {
 // source of truth; the next Get loads afresh). A load of key under way,
 // begun before Delete, is not cached: its lease is deleted with the entry.
 func (k *Cache[T]) Delete(ctx context.Context, key string) (err error) {
+	ctx, done := k.c.observe(ctx, PatternCache, OpDelete, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
-	ctx, done := k.c.observe(ctx, "cache", "delete", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	ek, lk := k.entryKey(key), k.leaseKey(key)
 	if ch := k.fanout(); ch == "" {
 		err = k.c.rdb.Del(ctx, ek, lk).Err()
@@ -739,14 +740,14 @@ func (k *Cache[T]) Delete(ctx context.Context, key string) (err error) {
 // unservable, at once and atomically: once it returns, no Get returns such
 // an entry. One script, O(len(tags)).
 func (k *Cache[T]) InvalidateTags(ctx context.Context, tags ...string) (err error) {
+	ctx, done := k.c.observe(ctx, PatternCache, OpInvalidate, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if len(tags) == 0 {
 		return invalidf("no tag")
 	}
 	if err := k.checkSet(&CacheSetOptions{Tags: tags}); err != nil {
 		return err
 	}
-	ctx, done := k.c.observe(ctx, "cache", "invalidate", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	args := make([]any, 0, len(tags)+2)
 	args = append(args, k.opt.MaxTTL.Milliseconds(), k.fanout())
 	for _, t := range tags {

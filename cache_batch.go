@@ -103,8 +103,8 @@ func (k *Cache[T]) chunks(keys []string, fn func(batch []string) error) error {
 // the caller's goroutine, with ctx bounded by LoadTimeout; if it panics,
 // the leases are released and the panic goes on up.
 func (k *Cache[T]) GetMany(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ []CacheResult[T], err error) {
-	ctx, done := k.c.observe(ctx, "cache", "get-many", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := k.c.observe(ctx, PatternCache, OpGetMany, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if loadMany == nil {
 		return nil, invalidf("nil loader")
 	}
@@ -450,13 +450,13 @@ func (k *Cache[T]) callLoadMany(ctx context.Context, keys []string, loadMany Cac
 		lctx, cancel = context.WithTimeout(ctx, d)
 	}
 	defer cancel()
-	lctx, done := k.c.observe(lctx, "cache", "load-many", k.name)
+	lctx, done := k.c.observe(lctx, PatternCache, OpLoadMany, k.name)
 	defer func() {
 		if !ok && err == nil { // a panic: reported, and it goes on up
-			done.end(outcomeError, ErrLoaderPanicked)
+			done.end(OutcomeError, ErrLoaderPanicked)
 			return
 		}
-		done.end(outcome("loaded", err), err)
+		done.end(outcome(OutcomeLoaded, err), err)
 	}()
 	start := time.Now()
 	vals, err = loadMany(lctx, keys)
@@ -544,8 +544,8 @@ func (k *Cache[T]) writeMany(ctx context.Context, items []cacheItem, opt *CacheS
 // round trip, like Set (a load under way of one of them is not cached). Bad input (a bad key, opt, or a value the codec
 // refuses) is an error with nothing written.
 func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheSetOptions) (err error) {
-	ctx, done := k.c.observe(ctx, "cache", "set-many", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := k.c.observe(ctx, PatternCache, OpSetMany, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := k.checkSet(opt); err != nil {
 		return err
 	}
@@ -576,8 +576,8 @@ func (k *Cache[T]) SetMany(ctx context.Context, values map[string]T, opt *CacheS
 // DeleteMany removes the entries of keys, MaxBatch keys per round trip,
 // like Delete (with their load leases: a load under way is not cached).
 func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
-	ctx, done := k.c.observe(ctx, "cache", "delete-many", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := k.c.observe(ctx, PatternCache, OpDeleteMany, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkCacheKeys(keys); err != nil {
 		return err
 	}
@@ -616,8 +616,8 @@ func (k *Cache[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
 // errors (the other batches are still written), or is bad input
 // (ErrInvalidArgument, nothing written), ctx ended, or a Redis error.
 func (k *Cache[T]) Warm(ctx context.Context, keys []string, loadMany CacheLoadMany[T], opt *CacheSetOptions) (_ int, err error) {
-	ctx, done := k.c.observe(ctx, "cache", "warm", k.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := k.c.observe(ctx, PatternCache, OpWarm, k.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if loadMany == nil {
 		return 0, invalidf("nil loader")
 	}

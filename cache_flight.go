@@ -176,10 +176,16 @@ func (k *Cache[T]) callLoad(ctx context.Context, load func(ctx context.Context) 
 			k.loadErrors.Add(1)
 		}
 	}()
-	lctx, done := k.c.observe(ctx, "cache", "load", k.name)
+	lctx, done := k.c.observe(ctx, PatternCache, OpLoad, k.name)
+	ended := false
+	defer func() {
+		if !ended { // a panic: reported, and it goes on up
+			done.end(OutcomeError, ErrLoaderPanicked)
+		}
+	}()
 	v, err := load(lctx)
-	ok = err == nil || errors.Is(err, ErrCacheNotFound)
-	done.end(cacheOutcome("loaded", err), err)
+	ended, ok = true, err == nil || errors.Is(err, ErrCacheNotFound)
+	done.end(cacheOutcome(OutcomeLoaded, err), err)
 	return v, err
 }
 

@@ -69,7 +69,7 @@ func (l *ConcurrencyLimiter) semaphore(key string) (*Semaphore, error) {
 		return nil, err
 	}
 	s := l.c.newSemaphore(key, l.c.key("conc", key, escapePart(l.name)), &l.opt)
-	s.obs = [2]string{"concurrency", l.name}
+	s.obs = obsTag{PatternConcurrency, l.name}
 	return s, nil
 }
 
@@ -79,7 +79,7 @@ func (l *ConcurrencyLimiter) semaphore(key string) (*Semaphore, error) {
 func (l *ConcurrencyLimiter) Acquire(ctx context.Context, key string) (*Permit, error) {
 	s, err := l.semaphore(key)
 	if err != nil {
-		return nil, err
+		return nil, l.c.observeFailed(ctx, PatternConcurrency, OpAcquire, l.name, err)
 	}
 	return s.Acquire(ctx)
 }
@@ -92,7 +92,7 @@ func (l *ConcurrencyLimiter) Acquire(ctx context.Context, key string) (*Permit, 
 func (l *ConcurrencyLimiter) Do(ctx context.Context, key string, fn func(ctx context.Context) error) error {
 	s, err := l.semaphore(key)
 	if err != nil {
-		return err
+		return l.c.observeFailed(ctx, PatternConcurrency, OpAcquire, l.name, err)
 	}
 	return s.WithPermit(ctx, fn)
 }

@@ -35,8 +35,8 @@ const tokenLen = 22
 // for an empty or too long name or identity, a ttl under 4 milliseconds or a
 // nil fn.
 func (c *Client) Elect(ctx context.Context, name, identity string, ttl time.Duration, fn func(ctx context.Context) error) (err error) {
-	ctx, done := c.observe(ctx, "elect", "elect", name)
-	defer func() { done.end(outcome("resigned", err), err) }()
+	ctx, done := c.observe(ctx, PatternElect, OpElect, name)
+	defer func() { done.end(outcome(OutcomeResigned, err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return err
 	}
@@ -95,8 +95,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // Leader returns the identity of the candidate that leads the election
 // called name, or ErrNoLeader when none does.
 func (c *Client) Leader(ctx context.Context, name string) (leader string, err error) {
-	ctx, done := c.observe(ctx, "elect", "leader", name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := c.observe(ctx, PatternElect, OpLeader, name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkID("election name", name); err != nil {
 		return "", err
 	}

@@ -316,7 +316,7 @@ func TestReleaseReportsHeld(t *testing.T) {
 			t.Fatal(err)
 		}
 		ops := rec.takeWith(func(o observed) string {
-			if strings.HasPrefix(o.op.Operation, "release") {
+			if strings.HasPrefix(string(o.op.Operation), "release") {
 				return fmt.Sprint(o.op.Held >= pause, " ", o.op.Held)
 			}
 			return ""

@@ -118,8 +118,8 @@ func (c *Client) bucketAdd(ctx context.Context, op string, bucket time.Duration,
 // Add adds items to the current bucket (by the server's clock) and reports
 // whether the estimate changed. Items are sent 1,000 per script call.
 func (u *Uniques) Add(ctx context.Context, items ...string) (changed bool, err error) {
-	ctx, done := u.c.observe(ctx, "uniques", "add", u.name)
-	defer func() { done.end(queueOutcome(changed, "changed", outcomeOK, err), err) }()
+	ctx, done := u.c.observe(ctx, PatternUniques, OpAdd, u.name)
+	defer func() { done.end(queueOutcome(changed, OutcomeChanged, OutcomeOK, err), err) }()
 	if len(items) == 0 {
 		return false, invalidf("no item")
 	}
@@ -162,8 +162,8 @@ func (u *Uniques) keys(last time.Time, n int) ([]string, error) {
 // that holds last (pass the server's time, or any instant of the last
 // bucket wanted): one PFCOUNT over them all.
 func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (count int64, err error) {
-	ctx, done := u.c.observe(ctx, "uniques", "count", u.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := u.c.observe(ctx, PatternUniques, OpCount, u.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	keys, err := u.keys(last, n)
 	if err != nil {
 		return 0, err
@@ -179,8 +179,8 @@ func (u *Uniques) Count(ctx context.Context, last time.Time, n int) (count int64
 // prefix:hll:{name}:m:dest, kept for ttl, and returns its estimate. One round
 // trip (PFMERGE, PEXPIRE and PFCOUNT in a transaction).
 func (u *Uniques) Merge(ctx context.Context, dest string, last time.Time, n int, ttl time.Duration) (total int64, err error) {
-	ctx, done := u.c.observe(ctx, "uniques", "merge", u.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := u.c.observe(ctx, PatternUniques, OpMerge, u.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkID("merge destination", dest); err != nil {
 		return 0, err
 	}

@@ -218,7 +218,7 @@ func fingerprintHash(fp string) string {
 //
 // Do costs one round trip for a replay, two when fn runs.
 func (i *Idempotency) Do(ctx context.Context, key, fingerprint string, fn func(ctx context.Context, lease IdempotencyLease) ([]byte, error)) (result IdempotencyResult, err error) {
-	ctx, done := i.c.observe(ctx, "idempotency", "do", i.name)
+	ctx, done := i.c.observe(ctx, PatternIdempotency, OpDo, i.name)
 	defer func() { done.end(idemOutcome(result, err), err) }()
 	if fn == nil {
 		return IdempotencyResult{}, invalidf("nil idempotency func")
@@ -383,7 +383,7 @@ func (i *Idempotency) end(ctx context.Context, k idemKeys, token, op string, val
 func IdempotencyDo[T any](ctx context.Context, i *Idempotency, key, fingerprint string, fn func(ctx context.Context, lease IdempotencyLease) (T, error)) (T, IdempotencyResult, error) {
 	var zero T
 	if fn == nil {
-		return zero, IdempotencyResult{}, invalidf("nil idempotency func")
+		return zero, IdempotencyResult{}, i.c.observeFailed(ctx, PatternIdempotency, OpDo, i.name, invalidf("nil idempotency func"))
 	}
 	var out T
 	ran := false

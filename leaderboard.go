@@ -169,8 +169,8 @@ func checkScore(score float64) error {
 // boards, in one script, and returns the member's all-time score and ordinal
 // rank. NaN and infinite scores are ErrInvalidArgument.
 func (b *Board) Submit(ctx context.Context, member string, score float64) (e BoardEntry, err error) {
-	ctx, done := b.c.observe(ctx, "board", "submit", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpSubmit, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if b.view != "" {
 		return BoardEntry{}, invalidf("board view %q is read-only", b.view)
 	}
@@ -251,8 +251,8 @@ func (b *Board) windowView(view string) *Board {
 // ScoreKeepBest and ScoreKeepLatest, the sum for ScoreIncrement. Equal
 // scores in a roll-up rank by member name. One round trip (ZUNIONSTORE and PEXPIRE in a transaction).
 func (b *Board) Rollup(ctx context.Context, last time.Time, days int) (rolled *Board, err error) {
-	ctx, done := b.c.observe(ctx, "board", "rollup", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpRollup, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if days < 1 || days > 366 {
 		return nil, invalidf("roll-up of %d days: want 1 to 366", days)
 	}
@@ -296,8 +296,12 @@ func (b *Board) read(ctx context.Context, mode RankMode, args ...any) ([]any, er
 
 // Rank returns member's score and rank, or ErrNotOnBoard.
 func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (e BoardEntry, err error) {
-	ctx, done := b.c.observe(ctx, "board", "rank", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpRank, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
+	return b.rank(ctx, member, mode)
+}
+
+func (b *Board) rank(ctx context.Context, member string, mode RankMode) (BoardEntry, error) {
 	if err := checkMember(member); err != nil {
 		return BoardEntry{}, err
 	}
@@ -319,16 +323,16 @@ func (b *Board) Rank(ctx context.Context, member string, mode RankMode) (e Board
 
 // Score returns member's score, or ErrNotOnBoard.
 func (b *Board) Score(ctx context.Context, member string) (score float64, err error) {
-	ctx, done := b.c.observe(ctx, "board", "score", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
-	e, err := b.Rank(ctx, member, RankOrdinal)
+	ctx, done := b.c.observe(ctx, PatternBoard, OpScore, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
+	e, err := b.rank(ctx, member, RankOrdinal)
 	return e.Score, err
 }
 
 // Top returns the n best entries.
 func (b *Board) Top(ctx context.Context, n int, mode RankMode) (es []BoardEntry, err error) {
-	ctx, done := b.c.observe(ctx, "board", "top", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpTop, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if n < 1 {
 		return nil, invalidf("top %d: want at least 1", n)
 	}
@@ -337,8 +341,8 @@ func (b *Board) Top(ctx context.Context, n int, mode RankMode) (es []BoardEntry,
 
 // Page returns page number page (from 1) of size entries.
 func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) (es []BoardEntry, err error) {
-	ctx, done := b.c.observe(ctx, "board", "page", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpPage, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if page < 1 || size < 1 || size > 1000 {
 		return nil, invalidf("page %d of size %d: want page >= 1 and size 1 to 1000", page, size)
 	}
@@ -349,8 +353,8 @@ func (b *Board) Page(ctx context.Context, page, size int, mode RankMode) (es []B
 // Around returns member's entry with up to n entries above and n below it;
 // none when member is not on the board.
 func (b *Board) Around(ctx context.Context, member string, n int, mode RankMode) (es []BoardEntry, err error) {
-	ctx, done := b.c.observe(ctx, "board", "around", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpAround, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkMember(member); err != nil {
 		return nil, err
 	}
@@ -380,8 +384,8 @@ func (b *Board) entries(v []any, err error) ([]BoardEntry, error) {
 
 // Count returns how many members the board holds.
 func (b *Board) Count(ctx context.Context) (n int64, err error) {
-	ctx, done := b.c.observe(ctx, "board", "count", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpCount, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	n, err = b.c.rdb.ZCard(ctx, b.keys[0]).Result()
 	if err != nil {
 		return 0, fmt.Errorf("patterns: board %q: %w", b.name, err)
@@ -392,8 +396,8 @@ func (b *Board) Count(ctx context.Context) (n int64, err error) {
 // Remove takes member off the all-time board (windowed boards keep their
 // history until they expire). One script.
 func (b *Board) Remove(ctx context.Context, member string) (err error) {
-	ctx, done := b.c.observe(ctx, "board", "remove", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpRemove, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if b.view != "" {
 		return invalidf("board view %q is read-only", b.view)
 	}
@@ -408,8 +412,8 @@ func (b *Board) Remove(ctx context.Context, member string) (err error) {
 
 // Reset deletes the board (for a view: that window or roll-up).
 func (b *Board) Reset(ctx context.Context) (err error) {
-	ctx, done := b.c.observe(ctx, "board", "reset", b.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := b.c.observe(ctx, PatternBoard, OpReset, b.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := b.c.rdb.Del(ctx, b.keys...).Err(); err != nil {
 		return fmt.Errorf("patterns: board %q: %w", b.name, err)
 	}

@@ -200,6 +200,17 @@ type Lock struct {
 // holder's Release to wake it, for at most the retry strategy's backoff
 // (see LockOptions.WakeBlock).
 func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
+	if c.observer == nil {
+		return c.checkedObtain(ctx, key, ttl, opt)
+	}
+	ctx, done := c.observe(ctx, PatternLock, OpObtain, "")
+	l, err := c.checkedObtain(ctx, key, ttl, opt)
+	done.end(outcome(OutcomeObtained, err), err)
+	return l, err
+}
+
+// checkedObtain is Obtain, unobserved.
+func (c *Client) checkedObtain(ctx context.Context, key string, ttl time.Duration, opt *LockOptions) (*Lock, error) {
 	if err := checkID("lock key", key); err != nil {
 		return nil, err
 	}
@@ -216,13 +227,7 @@ func (c *Client) Obtain(ctx context.Context, key string, ttl time.Duration, opt 
 	if opt != nil && opt.WakeBlock < -1 {
 		return nil, invalidf("WakeBlock %v: want -1, 0 or more", opt.WakeBlock)
 	}
-	if c.observer == nil {
-		return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
-	}
-	ctx, done := c.observe(ctx, "lock", "obtain", "")
-	l, err := c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
-	done.end(outcome(outcomeObtained, err), err)
-	return l, err
+	return c.obtain(ctx, c.newLock(key, token, ttl, opt), opt)
 }
 
 // obtain runs Obtain's attempts for l, built by newLock or newLockAt.
@@ -372,23 +377,32 @@ func (l *Lock) Fence() int64 {
 
 // TTL returns how long the lock has left, or ErrNotHeld when the caller no
 // longer owns it.
-func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
+func (l *Lock) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if l == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := l.c.observe(ctx, PatternLock, OpTTL, "")
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return l.touch(ctx, 0)
 }
 
 // Refresh extends the lock to ttl from now, only if the caller still owns it;
 // ErrNotHeld otherwise (a lost lock is never taken again silently).
 func (l *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
+	if l == nil || l.c.observer == nil {
+		return l.refresh(ctx, ttl)
+	}
+	ctx, done := l.c.observe(ctx, PatternLock, OpRefresh, "")
+	err := l.refresh(ctx, ttl)
+	done.end(lostOutcome(err), err)
+	return err
+}
+
+func (l *Lock) refresh(ctx context.Context, ttl time.Duration) error {
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
 	}
-	if l == nil || l.c.observer == nil {
-		_, err := l.touch(ctx, ttl)
-		return err
-	}
-	ctx, done := l.c.observe(ctx, "lock", "refresh", "")
 	_, err := l.touch(ctx, ttl)
-	done.end(lostOutcome(err), err)
 	return err
 }
 
@@ -429,9 +443,9 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	if l.c.observer != nil {
 		var done obsEnd
-		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: "lock", Operation: "release", Held: time.Since(l.granted)})
+		ctx, done = l.c.observeOp(ctx, ObserveOp{Pattern: PatternLock, Operation: OpRelease, Held: time.Since(l.granted)})
 		err := l.release(ctx)
-		done.end(outcome(outcomeReleased, err), err)
+		done.end(outcome(OutcomeReleased, err), err)
 		return err
 	}
 	return l.release(ctx)
@@ -460,7 +474,7 @@ func (l *Lock) release(ctx context.Context) error {
 // panic in fn releases the lock and goes on up the caller's stack.
 func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, opt *LockOptions, fn func(ctx context.Context) error) error {
 	if fn == nil {
-		return invalidf("nil function")
+		return c.observeFailed(ctx, PatternLock, OpObtain, "", invalidf("nil function"))
 	}
 	lock, err := c.Obtain(ctx, key, ttl, opt)
 	if err != nil {
@@ -468,7 +482,7 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 	}
 	ferr, lost, rerr := lock.lease().hold(ctx, fn)
 	if lost != nil {
-		c.observeLost(ctx, "lock", "", lost)
+		c.observeLost(ctx, PatternLock, "", lost)
 	}
 	return holdResult(ferr, lost, rerr)
 }

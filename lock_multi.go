@@ -60,8 +60,8 @@ type lockGroup struct {
 // (nothing is written then).
 // opt.Replicas applies to every call.
 func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions) (m *MultiLock, err error) {
-	ctx, done := c.observe(ctx, "lock", "obtain-multi", "")
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := c.observe(ctx, PatternLock, OpObtainMulti, "")
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	if len(keys) == 0 {
 		return nil, invalidf("empty lock key list")
 	}
@@ -139,7 +139,7 @@ func (c *Client) ObtainMulti(ctx context.Context, keys []string, ttl time.Durati
 // locks and goes on up the caller's stack.
 func (c *Client) WithMultiLock(ctx context.Context, keys []string, ttl time.Duration, opt *LockOptions, fn func(ctx context.Context) error) error {
 	if fn == nil {
-		return invalidf("nil function")
+		return c.observeFailed(ctx, PatternLock, OpObtainMulti, "", invalidf("nil function"))
 	}
 	m, err := c.ObtainMulti(ctx, keys, ttl, opt)
 	if err != nil {
@@ -149,7 +149,7 @@ func (c *Client) WithMultiLock(ctx context.Context, keys []string, ttl time.Dura
 		refresh: func(ctx context.Context) error { return m.Refresh(ctx, ttl) }}
 	ferr, lost, rerr := ls.hold(ctx, fn)
 	if lost != nil {
-		c.observeLost(ctx, "lock", "", lost)
+		c.observeLost(ctx, PatternLock, "", lost)
 	}
 	return holdResult(ferr, lost, rerr)
 }
@@ -353,8 +353,8 @@ func (m *MultiLock) Release(ctx context.Context) (err error) {
 	}
 	if m.c.observer != nil {
 		var done obsEnd
-		ctx, done = m.c.observeOp(ctx, ObserveOp{Pattern: "lock", Operation: "release-multi", Held: time.Since(m.granted)})
-		defer func() { done.end(outcome(outcomeReleased, err), err) }()
+		ctx, done = m.c.observeOp(ctx, ObserveOp{Pattern: PatternLock, Operation: OpReleaseMulti, Held: time.Since(m.granted)})
+		defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	}
 	n, err := m.releaseGroups(ctx, m.groups)
 	if err != nil {
@@ -373,7 +373,7 @@ func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) 
 	if m == nil {
 		return ErrNotHeld
 	}
-	ctx, done := m.c.observe(ctx, "lock", "refresh-multi", "")
+	ctx, done := m.c.observe(ctx, PatternLock, OpRefreshMulti, "")
 	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("lock ttl", ttl); err != nil {
 		return err
@@ -384,7 +384,12 @@ func (m *MultiLock) Refresh(ctx context.Context, ttl time.Duration) (err error) 
 
 // TTL returns the shortest time any of the locks has left. May return
 // ErrNotHeld.
-func (m *MultiLock) TTL(ctx context.Context) (time.Duration, error) {
+func (m *MultiLock) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if m == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := m.c.observe(ctx, PatternLock, OpTTLMulti, "")
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return m.touch(ctx, 0)
 }
 

@@ -3,6 +3,8 @@ package patterns
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -14,8 +16,9 @@ import (
 // and a description of the operation; the context it returns is the one the
 // operation runs on (a span started in Start becomes the parent of what the
 // operation does, and a child of the caller's span). The function it returns
-// is called once when the operation ends, with its outcome (see ObserveOp),
-// its error, nil on success, and the number of items it moved. Both must be
+// is called once when the operation ends, with its outcome (one that
+// ObserveVocabulary lists for it), its error, nil on success, and the
+// number of items it moved. Both must be
 // safe for concurrent use and must not block.
 type Observer interface {
 	Start(ctx context.Context, op ObserveOp) (context.Context, func(ObserveEnd))
@@ -24,15 +27,16 @@ type Observer interface {
 // ObserveEnd is how an operation ended, given to the function returned by
 // Observer.Start.
 type ObserveEnd struct {
-	// Outcome is the operation's outcome (see ObserveOp).
-	Outcome string
+	// Outcome is the operation's outcome: one of those ObserveVocabulary
+	// lists for the operation.
+	Outcome ObserveOutcome
 	// Err is the operation's error, nil on success.
 	Err error
 	// Count is how many items the operation moved: for the queue's batches
 	// (enqueue-many, dequeue-many, ack-many) the messages enqueued,
-	// delivered or acked, 0 when none (a DequeueMany that found none, a
-	// failed batch); 1 for every single-item operation, whatever its
-	// outcome, and for the other patterns' batches.
+	// delivered or acked, 0 when none (a DequeueMany that found none, an
+	// empty or failed batch); 1 for every single-item operation, whatever
+	// its outcome, and for the other patterns' batches.
 	Count int
 }
 
@@ -41,31 +45,19 @@ type ObserveEnd struct {
 // only names that the program chose once, so that metrics keep a small
 // cardinality.
 //
-// Patterns and their operations (outcomes in brackets; "error" when the
-// operation failed, "invalid" for ErrInvalidArgument, "canceled" when the
-// caller's context ended):
-//
-//	lock: obtain [obtained, not-obtained], release [released, not-held],
-//	      refresh [refreshed, lost], watchdog [lost]
-//	ratelimit: allow, peek, wait, allow-at-most, batch [allowed, denied], reset [ok]
-//	cache: get, lookup [hit, local-hit, miss, stale, negative], load [loaded, negative], load-many [loaded],
-//	       set, delete, invalidate, get-many, set-many, delete-many, warm [ok]
-//	queue: enqueue [enqueued, duplicate, full], dequeue [delivered, empty],
-//	       ack [acked, lease-lost], nack [nacked, dead, lease-lost], extend [ok, lease-lost],
-//	       enqueue-many [enqueued, duplicate, full], dequeue-many [delivered, empty],
-//	       ack-many [acked, lease-lost],
-//	       peek, redrive, purge-dead, pause, resume [ok]
-//	sessions: create [created], get [ok, not-found], set, unset [ok, not-found],
-//	          rotate [rotated, not-found], destroy [destroyed], destroy-all [ok]
-//	board: submit, rank, top, page, around, remove, reset [ok, not-found]
-//	uniques: add [ok, changed], count, merge [ok]; activity: mark [ok, changed], count [ok]
-//	topic: publish [ok]
-//	stream: publish, publish-batch, read, group, group-read, ack [ok]
-//	semaphore: acquire [obtained, not-obtained], release [released, not-held], refresh [refreshed, lost]
-//	rwlock: rlock, lock [obtained, not-obtained], release [released, not-held], refresh [refreshed, lost]
-//	elect: elect [resigned, lost]
-//	idempotency: do [done, replayed, in-progress, mismatch]
-//	writebehind: set, persist [ok]
+// Every call of an exported method that talks to Redis is reported exactly
+// once, rejected input included (outcome OutcomeInvalid), except on a nil
+// receiver (a nil *Lock, *Permit...), which has no Client to report to.
+// A method made of others reports those: WithLock an obtain and a release
+// (and the watchdog's refreshes), WithPermit and ConcurrencyLimiter.Do an
+// acquire and a release (and refreshes), the middlewares the operations
+// they call. Attempts are not operations: a Wait or an Obtain that retries
+// is reported once. Long-running methods (Elect, Subscribe, WriteBehind.Run)
+// are reported when they return; what they do on the way is reported as
+// operations of its own where it is one (an election's lock release, a
+// WriteBehind worker's dequeue, persist, ack and nack), not at all
+// otherwise (a subscriber's reads). ObserveVocabulary lists the patterns,
+// their operations and the outcomes each may end with.
 //
 // The queue's batches report the messages they moved in ObserveEnd.Count:
 // enqueue-many is enqueued with the number of new messages, or duplicate
@@ -74,14 +66,13 @@ type ObserveEnd struct {
 // acked, or lease-lost when some leases were lost, with Count the messages
 // acked all the same. A batch that fails counts 0.
 type ObserveOp struct {
-	// Pattern names the primitive: "lock", "ratelimit", "cache", "queue",
-	// "sessions", "board", "uniques", "activity", "topic", "semaphore",
-	// "rwlock", "elect", "idempotency", "writebehind", "stream".
-	Pattern string
-	// Operation names the call: "obtain", "allow", "get", ...
-	Operation string
+	// Pattern names the primitive.
+	Pattern ObservePattern
+	// Operation names the call.
+	Operation ObserveOperation
 	// Name is the name the object was made with (the cache, limiter,
-	// queue, board... name); "" for locks, whose key is per call.
+	// queue, board, semaphore, election... name); "" for locks and
+	// multi-locks, whose keys are per call.
 	Name string
 	// Algorithm is the limiter's algorithm ("token-bucket", ...); "" for the
 	// other patterns.
@@ -91,153 +82,381 @@ type ObserveOp struct {
 	Held time.Duration
 }
 
-// Outcomes shared by several patterns.
+// ObservePattern names a primitive in ObserveOp.Pattern.
+type ObservePattern string
+
+// The patterns.
 const (
-	outcomeOK          = "ok"
-	outcomeError       = "error"
-	outcomeInvalid     = "invalid"
-	outcomeCanceled    = "canceled"
-	outcomeObtained    = "obtained"
-	outcomeNotObtained = "not-obtained"
-	outcomeReleased    = "released"
-	outcomeNotHeld     = "not-held"
-	outcomeRefreshed   = "refreshed"
-	outcomeLost        = "lost"
-	outcomeAllowed     = "allowed"
-	outcomeDenied      = "denied"
-	outcomeNotFound    = "not-found"
+	PatternLock        ObservePattern = "lock"        // Obtain, ObtainMulti, WithLock and their locks
+	PatternSemaphore   ObservePattern = "semaphore"   // Semaphore and its permits
+	PatternConcurrency ObservePattern = "concurrency" // ConcurrencyLimiter and its permits
+	PatternRWLock      ObservePattern = "rwlock"      // RWLock and its leases
+	PatternElect       ObservePattern = "elect"       // Elect and Leader
+	PatternRateLimit   ObservePattern = "ratelimit"   // Limiter
+	PatternCache       ObservePattern = "cache"       // Cache
+	PatternWriteBehind ObservePattern = "writebehind" // WriteBehind
+	PatternQueue       ObservePattern = "queue"       // Queue and its messages
+	PatternStream      ObservePattern = "stream"      // StreamTopic and its groups
+	PatternTopic       ObservePattern = "topic"       // Topic
+	PatternSessions    ObservePattern = "sessions"    // Sessions
+	PatternBoard       ObservePattern = "board"       // Board
+	PatternUniques     ObservePattern = "uniques"     // Uniques
+	PatternActivity    ObservePattern = "activity"    // Activity
+	PatternIdempotency ObservePattern = "idempotency" // Idempotency
 )
 
-// obsEnd ends an observed operation: the Observer's end function, nil
-// without an observer (then ending costs nothing).
-type obsEnd func(ObserveEnd)
+// ObserveOperation names a call in ObserveOp.Operation. Several patterns
+// share an operation's name (release, refresh, get, set...).
+type ObserveOperation string
+
+// The operations, named after the methods.
+const (
+	OpObtain       ObserveOperation = "obtain"
+	OpObtainMulti  ObserveOperation = "obtain-multi"
+	OpRelease      ObserveOperation = "release"
+	OpReleaseMulti ObserveOperation = "release-multi"
+	OpRefresh      ObserveOperation = "refresh"
+	OpRefreshMulti ObserveOperation = "refresh-multi"
+	OpTTL          ObserveOperation = "ttl"
+	OpTTLMulti     ObserveOperation = "ttl-multi"
+	OpWatchdog     ObserveOperation = "watchdog" // a WithLock watchdog that found its lock lost
+	OpTryAcquire   ObserveOperation = "try-acquire"
+	OpAcquire      ObserveOperation = "acquire"
+	OpSetPermits   ObserveOperation = "set-permits"
+	OpRLock        ObserveOperation = "rlock"
+	OpLock         ObserveOperation = "lock"
+	OpElect        ObserveOperation = "elect"
+	OpLeader       ObserveOperation = "leader"
+	OpAllow        ObserveOperation = "allow"
+	OpPeek         ObserveOperation = "peek"
+	OpWait         ObserveOperation = "wait"
+	OpAllowAtMost  ObserveOperation = "allow-at-most"
+	OpBatch        ObserveOperation = "batch"
+	OpReset        ObserveOperation = "reset"
+	OpGet          ObserveOperation = "get"
+	OpLookup       ObserveOperation = "lookup"
+	OpLoad         ObserveOperation = "load" // a Get's call of its loader
+	OpLoadMany     ObserveOperation = "load-many"
+	OpSet          ObserveOperation = "set"
+	OpDelete       ObserveOperation = "delete"
+	OpInvalidate   ObserveOperation = "invalidate"
+	OpGetMany      ObserveOperation = "get-many"
+	OpSetMany      ObserveOperation = "set-many"
+	OpDeleteMany   ObserveOperation = "delete-many"
+	OpWarm         ObserveOperation = "warm"
+	OpRun          ObserveOperation = "run"
+	OpPersist      ObserveOperation = "persist" // a WriteBehind worker's call of persist
+	OpEnqueue      ObserveOperation = "enqueue"
+	OpEnqueueMany  ObserveOperation = "enqueue-many"
+	OpDequeue      ObserveOperation = "dequeue" // Dequeue and TryDequeue
+	OpDequeueMany  ObserveOperation = "dequeue-many"
+	OpAck          ObserveOperation = "ack"
+	OpAckMany      ObserveOperation = "ack-many"
+	OpNack         ObserveOperation = "nack"
+	OpExtend       ObserveOperation = "extend"
+	OpStats        ObserveOperation = "stats"
+	OpDeadLetters  ObserveOperation = "dead-letters"
+	OpRedrive      ObserveOperation = "redrive"
+	OpPurgeDead    ObserveOperation = "purge-dead"
+	OpPause        ObserveOperation = "pause"
+	OpResume       ObserveOperation = "resume"
+	OpPublish      ObserveOperation = "publish"
+	OpPublishBatch ObserveOperation = "publish-batch"
+	OpSubscribe    ObserveOperation = "subscribe"
+	OpRead         ObserveOperation = "read"
+	OpLen          ObserveOperation = "len"
+	OpGroup        ObserveOperation = "group"
+	OpGroupRead    ObserveOperation = "group-read"
+	OpCreate       ObserveOperation = "create"
+	OpFields       ObserveOperation = "fields"
+	OpUnset        ObserveOperation = "unset"
+	OpDestroy      ObserveOperation = "destroy"
+	OpRotate       ObserveOperation = "rotate"
+	OpList         ObserveOperation = "list"
+	OpDestroyAll   ObserveOperation = "destroy-all"
+	OpSubmit       ObserveOperation = "submit"
+	OpRollup       ObserveOperation = "rollup"
+	OpRank         ObserveOperation = "rank"
+	OpScore        ObserveOperation = "score"
+	OpTop          ObserveOperation = "top"
+	OpPage         ObserveOperation = "page"
+	OpAround       ObserveOperation = "around"
+	OpCount        ObserveOperation = "count"
+	OpRemove       ObserveOperation = "remove"
+	OpAdd          ObserveOperation = "add"
+	OpMerge        ObserveOperation = "merge"
+	OpMark         ObserveOperation = "mark"
+	OpWasActive    ObserveOperation = "was-active"
+	OpActiveOnAll  ObserveOperation = "active-on-all"
+	OpActiveOnAny  ObserveOperation = "active-on-any"
+	OpRetention    ObserveOperation = "retention"
+	OpDo           ObserveOperation = "do"
+)
+
+// ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
+type ObserveOutcome string
+
+// Outcomes any operation may end with.
+const (
+	OutcomeError    ObserveOutcome = "error"    // it failed (ObserveEnd.Err says why)
+	OutcomeInvalid  ObserveOutcome = "invalid"  // ErrInvalidArgument: nothing was done
+	OutcomeCanceled ObserveOutcome = "canceled" // the caller's context ended
+)
+
+// The operations' own outcomes (see ObserveVocabulary for which ends which).
+const (
+	OutcomeOK          ObserveOutcome = "ok"
+	OutcomeObtained    ObserveOutcome = "obtained"
+	OutcomeNotObtained ObserveOutcome = "not-obtained"
+	OutcomeReleased    ObserveOutcome = "released"
+	OutcomeNotHeld     ObserveOutcome = "not-held"
+	OutcomeRefreshed   ObserveOutcome = "refreshed"
+	OutcomeLost        ObserveOutcome = "lost"
+	OutcomeResigned    ObserveOutcome = "resigned"
+	OutcomeAllowed     ObserveOutcome = "allowed"
+	OutcomeDenied      ObserveOutcome = "denied"
+	OutcomeHit         ObserveOutcome = "hit"
+	OutcomeLocalHit    ObserveOutcome = "local-hit"
+	OutcomeMiss        ObserveOutcome = "miss"
+	OutcomeStale       ObserveOutcome = "stale"
+	OutcomeNegative    ObserveOutcome = "negative" // a cached ErrCacheNotFound
+	OutcomeLoaded      ObserveOutcome = "loaded"
+	OutcomeEnqueued    ObserveOutcome = "enqueued"
+	OutcomeDuplicate   ObserveOutcome = "duplicate"
+	OutcomeDeadLetter  ObserveOutcome = "dead-letter" // the id given is a dead letter's
+	OutcomeFull        ObserveOutcome = "full"
+	OutcomeDelivered   ObserveOutcome = "delivered"
+	OutcomeEmpty       ObserveOutcome = "empty"
+	OutcomeAcked       ObserveOutcome = "acked"
+	OutcomeNacked      ObserveOutcome = "nacked"
+	OutcomeDead        ObserveOutcome = "dead"
+	OutcomeLeaseLost   ObserveOutcome = "lease-lost"
+	OutcomeCreated     ObserveOutcome = "created"
+	OutcomeRotated     ObserveOutcome = "rotated"
+	OutcomeDestroyed   ObserveOutcome = "destroyed"
+	OutcomeNotFound    ObserveOutcome = "not-found"
+	OutcomeChanged     ObserveOutcome = "changed"
+	OutcomeDone        ObserveOutcome = "done"
+	OutcomeReplayed    ObserveOutcome = "replayed"
+	OutcomeInProgress  ObserveOutcome = "in-progress"
+	OutcomeMismatch    ObserveOutcome = "mismatch"
+)
+
+// sharedOutcomes end any operation.
+var sharedOutcomes = [...]ObserveOutcome{OutcomeError, OutcomeInvalid, OutcomeCanceled}
+
+// vocabulary is each pattern's operations and their own outcomes (without
+// the shared ones).
+var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome {
+	o := func(outs ...ObserveOutcome) []ObserveOutcome { return outs }
+	ok := o(OutcomeOK)
+	obtain := o(OutcomeObtained, OutcomeNotObtained)
+	release := o(OutcomeReleased, OutcomeNotHeld)
+	refresh := o(OutcomeRefreshed, OutcomeLost)
+	ttl := o(OutcomeOK, OutcomeNotHeld)
+	decision := o(OutcomeAllowed, OutcomeDenied)
+	found := o(OutcomeOK, OutcomeNotFound)
+	changed := o(OutcomeOK, OutcomeChanged)
+	permits := map[ObserveOperation][]ObserveOutcome{OpAcquire: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl}
+	semaphore := maps.Clone(permits)
+	semaphore[OpTryAcquire], semaphore[OpSetPermits] = obtain, ok
+	return map[ObservePattern]map[ObserveOperation][]ObserveOutcome{
+		PatternLock: {OpObtain: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: o(OutcomeLost),
+			OpObtainMulti: obtain, OpReleaseMulti: release, OpRefreshMulti: refresh, OpTTLMulti: ttl},
+		PatternSemaphore:   semaphore,
+		PatternConcurrency: permits,
+		PatternRWLock:      {OpRLock: obtain, OpLock: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl},
+		PatternElect:       {OpElect: o(OutcomeResigned), OpLeader: found},
+		PatternRateLimit: {OpAllow: decision, OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
+			OpBatch: ok, OpReset: ok},
+		PatternCache: {
+			OpGet:    o(OutcomeHit, OutcomeLocalHit, OutcomeMiss, OutcomeStale, OutcomeNegative),
+			OpLookup: o(OutcomeHit, OutcomeLocalHit, OutcomeMiss, OutcomeNegative),
+			OpLoad:   o(OutcomeLoaded, OutcomeNegative), OpLoadMany: o(OutcomeLoaded),
+			OpSet: ok, OpDelete: ok, OpInvalidate: ok, OpGetMany: ok, OpSetMany: ok, OpDeleteMany: ok, OpWarm: ok},
+		PatternWriteBehind: {OpSet: ok, OpPersist: ok, OpRun: nil},
+		PatternQueue: {
+			OpEnqueue:     o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull, OutcomeDeadLetter),
+			OpEnqueueMany: o(OutcomeEnqueued, OutcomeDuplicate, OutcomeFull, OutcomeDeadLetter),
+			OpDequeue:     o(OutcomeDelivered, OutcomeEmpty),
+			OpDequeueMany: o(OutcomeDelivered, OutcomeEmpty),
+			OpAck:         o(OutcomeAcked, OutcomeLeaseLost),
+			OpAckMany:     o(OutcomeAcked, OutcomeLeaseLost),
+			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
+			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
+			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
+		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
+			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
+		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
+		PatternSessions: {OpCreate: o(OutcomeCreated), OpGet: found, OpFields: found, OpSet: found, OpUnset: found,
+			OpDestroy: o(OutcomeDestroyed), OpRotate: o(OutcomeRotated, OutcomeNotFound), OpList: ok, OpDestroyAll: ok},
+		PatternBoard: {OpSubmit: ok, OpRollup: ok, OpRank: found, OpScore: found, OpTop: ok, OpPage: ok,
+			OpAround: found, OpCount: ok, OpRemove: ok, OpReset: ok},
+		PatternUniques:     {OpAdd: changed, OpCount: ok, OpMerge: ok},
+		PatternActivity:    {OpMark: changed, OpWasActive: ok, OpCount: ok, OpActiveOnAll: ok, OpActiveOnAny: ok, OpRetention: ok},
+		PatternIdempotency: {OpDo: o(OutcomeDone, OutcomeReplayed, OutcomeInProgress, OutcomeMismatch)},
+	}
+}()
+
+// ObserveVocabulary returns everything an Observer may be told of: each
+// pattern's operations and, for each operation, the outcomes it may end
+// with, OutcomeError, OutcomeInvalid and OutcomeCanceled included. The
+// result is the caller's to keep or change: each call makes a new one.
+func ObserveVocabulary() map[ObservePattern]map[ObserveOperation][]ObserveOutcome {
+	out := make(map[ObservePattern]map[ObserveOperation][]ObserveOutcome, len(vocabulary))
+	for p, ops := range vocabulary {
+		m := make(map[ObserveOperation][]ObserveOutcome, len(ops))
+		for op, outs := range ops {
+			m[op] = append(slices.Clip(outs), sharedOutcomes[:]...)
+		}
+		out[p] = m
+	}
+	return out
+}
+
+// obsEnd ends an observed operation: the Observer's end function, and the
+// outcomes of the operation; the zero obsEnd without an observer (then
+// ending costs nothing).
+type obsEnd struct {
+	f    func(ObserveEnd)
+	outs []ObserveOutcome
+}
 
 // end reports the outcome of a single-item operation (Count 1).
-func (f obsEnd) end(outcome string, err error) {
-	if f != nil {
-		f(ObserveEnd{Outcome: outcome, Err: err, Count: 1})
+func (e obsEnd) end(outcome ObserveOutcome, err error) {
+	if e.f != nil {
+		e.endN(outcome, err, 1)
 	}
 }
 
-// endN reports the outcome of a batch that moved n items.
-func (f obsEnd) endN(outcome string, err error, n int) {
-	if f != nil {
-		f(ObserveEnd{Outcome: outcome, Err: err, Count: n})
+// endN reports the outcome of a batch that moved n items. A failure whose
+// outcome is not the operation's (a user's callback returned a sentinel of
+// another pattern, such as a loader's ErrNotObtained) is an error.
+func (e obsEnd) endN(outcome ObserveOutcome, err error, n int) {
+	if e.f == nil {
+		return
 	}
+	if err != nil && !slices.Contains(sharedOutcomes[:], outcome) && !slices.Contains(e.outs, outcome) {
+		outcome = OutcomeError
+	}
+	e.f(ObserveEnd{Outcome: outcome, Err: err, Count: n})
 }
 
 // observe starts op on the client's observer; without one it returns ctx and
-// a nil obsEnd, and costs no allocation.
-func (c *Client) observe(ctx context.Context, pattern, operation, name string) (context.Context, obsEnd) {
+// a zero obsEnd, and costs no allocation.
+func (c *Client) observe(ctx context.Context, pattern ObservePattern, operation ObserveOperation, name string) (context.Context, obsEnd) {
 	if c.observer == nil {
-		return ctx, nil
+		return ctx, obsEnd{}
 	}
-	return c.observer.Start(ctx, ObserveOp{Pattern: pattern, Operation: operation, Name: name})
+	return c.observeOp(ctx, ObserveOp{Pattern: pattern, Operation: operation, Name: name})
 }
 
 // observeOp is observe with a full ObserveOp.
 func (c *Client) observeOp(ctx context.Context, op ObserveOp) (context.Context, obsEnd) {
 	if c.observer == nil {
-		return ctx, nil
+		return ctx, obsEnd{}
 	}
-	return c.observer.Start(ctx, op)
+	ctx, f := c.observer.Start(ctx, op)
+	return ctx, obsEnd{f: f, outs: vocabulary[op.Pattern][op.Operation]}
+}
+
+// obsTag is the pattern and name an object reports its operations under.
+type obsTag struct {
+	pattern ObservePattern
+	name    string
+}
+
+// observeFailed reports an operation refused before it began, for err.
+func (c *Client) observeFailed(ctx context.Context, pattern ObservePattern, operation ObserveOperation, name string, err error) error {
+	if c.observer != nil {
+		_, done := c.observe(ctx, pattern, operation, name)
+		done.end(outcome("", err), err)
+	}
+	return err
 }
 
 // outcome is ok when err is nil, else the kind of err.
-func outcome(ok string, err error) string {
+func outcome(ok ObserveOutcome, err error) ObserveOutcome {
 	switch {
 	case err == nil:
 		return ok
 	case errors.Is(err, ErrInvalidArgument):
-		return outcomeInvalid
+		return OutcomeInvalid
 	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNoPermit):
-		return outcomeNotObtained
+		return OutcomeNotObtained
 	case errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrNoLeader):
-		return outcomeNotFound
+		return OutcomeNotFound
 	case errors.Is(err, ErrIdempotencyInProgress):
-		return "in-progress"
+		return OutcomeInProgress
 	case errors.Is(err, ErrIdempotencyMismatch):
-		return "mismatch"
+		return OutcomeMismatch
 	case errors.Is(err, ErrWaitDeadline):
-		return outcomeDenied
+		return OutcomeDenied
 	case errors.Is(err, ErrNotHeld):
-		return outcomeNotHeld
+		return OutcomeNotHeld
 	case errors.Is(err, ErrQueueFull):
-		return "full"
+		return OutcomeFull
+	case errors.Is(err, ErrQueueLeaseLost):
+		return OutcomeLeaseLost
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return outcomeCanceled
+		return OutcomeCanceled
 	}
-	return outcomeError
-}
-
-// end reports the outcome of an operation and returns err.
-func end(done obsEnd, ok string, err error) error {
-	done.end(outcome(ok, err), err)
-	return err
+	return OutcomeError
 }
 
 // lostOutcome is the outcome of a refresh: ErrNotHeld means lost.
-func lostOutcome(err error) string {
+func lostOutcome(err error) ObserveOutcome {
 	if errors.Is(err, ErrNotHeld) {
-		return outcomeLost
+		return OutcomeLost
 	}
-	return outcome(outcomeRefreshed, err)
+	return outcome(OutcomeRefreshed, err)
 }
 
 // observeLost reports a watchdog that found its lock, permit or lease lost.
-func (c *Client) observeLost(ctx context.Context, pattern, name string, err error) {
+func (c *Client) observeLost(ctx context.Context, pattern ObservePattern, name string, err error) {
 	if c.observer != nil {
-		_, done := c.observe(ctx, pattern, "watchdog", name)
-		done.end(outcomeLost, err)
+		_, done := c.observe(ctx, pattern, OpWatchdog, name)
+		done.end(OutcomeLost, err)
 	}
 }
 
 // observe starts a limiter operation.
-func (l *Limiter) observe(ctx context.Context, op string) (context.Context, obsEnd) {
+func (l *Limiter) observe(ctx context.Context, op ObserveOperation) (context.Context, obsEnd) {
 	if l.c.observer == nil {
-		return ctx, nil
+		return ctx, obsEnd{}
 	}
-	return l.c.observer.Start(ctx, ObserveOp{Pattern: "ratelimit", Operation: op, Name: l.name, Algorithm: l.algo.String()})
+	return l.c.observeOp(ctx, ObserveOp{Pattern: PatternRateLimit, Operation: op, Name: l.name, Algorithm: l.algo.String()})
 }
 
 // observedDecide is decide under the client's observer.
-func (l *Limiter) observedDecide(ctx context.Context, op, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
+func (l *Limiter) observedDecide(ctx context.Context, op ObserveOperation, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
 	ctx, done := l.observe(ctx, op)
 	res, err := l.decide(ctx, key, n, consume, limits)
 	done.end(decisionOutcome(res, err), err)
 	return res, err
 }
 
-func decisionOutcome(res LimitResult, err error) string {
+func decisionOutcome(res LimitResult, err error) ObserveOutcome {
 	if err == nil && !res.Allowed {
-		return outcomeDenied
+		return OutcomeDenied
 	}
-	return outcome(outcomeAllowed, err)
+	return outcome(OutcomeAllowed, err)
 }
-
-// Cache outcomes.
-const (
-	cacheHit      = "hit"
-	cacheLocalHit = "local-hit"
-	cacheMiss     = "miss"
-	cacheStale    = "stale"
-	cacheNegative = "negative"
-)
 
 // cacheOutcome is out, or negative for a cached ErrCacheNotFound (a miss
 // whose load returns it stays a miss; the load's outcome is negative).
-func cacheOutcome(out string, err error) string {
+func cacheOutcome(out ObserveOutcome, err error) ObserveOutcome {
 	if errors.Is(err, ErrCacheNotFound) {
-		if out == cacheMiss {
-			return cacheMiss
+		if out == OutcomeMiss {
+			return OutcomeMiss
 		}
-		return cacheNegative
+		return OutcomeNegative
 	}
 	return outcome(out, err)
 }
 
 // queueOutcome is yes or no by cond, unless err.
-func queueOutcome(cond bool, yes, no string, err error) string {
+func queueOutcome(cond bool, yes, no ObserveOutcome, err error) ObserveOutcome {
 	if err != nil {
 		return outcome("", err)
 	}
@@ -248,24 +467,20 @@ func queueOutcome(cond bool, yes, no string, err error) string {
 }
 
 // observedLease runs fn, an operation on m's lease, under the observer.
-func (m *QueueMessage) observedLease(ctx context.Context, op, ok string, fn func(ctx context.Context) error) error {
+func (m *QueueMessage) observedLease(ctx context.Context, op ObserveOperation, ok ObserveOutcome, fn func(ctx context.Context) error) error {
 	if m == nil || m.q == nil || m.q.c.observer == nil {
 		return fn(ctx)
 	}
-	ctx, done := m.q.c.observe(ctx, "queue", op, m.q.name)
+	ctx, done := m.q.c.observe(ctx, PatternQueue, op, m.q.name)
 	err := fn(ctx)
-	if errors.Is(err, ErrQueueLeaseLost) {
-		done.end("lease-lost", err)
-	} else {
-		done.end(outcome(ok, err), err)
-	}
+	done.end(outcome(ok, err), err)
 	return err
 }
 
 // idemOutcome tells a replay from a run.
-func idemOutcome(res IdempotencyResult, err error) string {
+func idemOutcome(res IdempotencyResult, err error) ObserveOutcome {
 	if err == nil && res.Replay {
-		return "replayed"
+		return OutcomeReplayed
 	}
-	return outcome("done", err)
+	return outcome(OutcomeDone, err)
 }

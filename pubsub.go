@@ -47,8 +47,8 @@ func NewTopic[T any](c *Client, name string, opt *TopicOptions) (*Topic[T], erro
 
 // Publish sends event and returns how many subscribers received it.
 func (t *Topic[T]) Publish(ctx context.Context, event T) (n int64, err error) {
-	ctx, done := t.c.observe(ctx, "topic", "publish", t.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := t.c.observe(ctx, PatternTopic, OpPublish, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	b, err := t.codec.Marshal(event)
 	if err != nil {
 		return 0, fmt.Errorf("patterns: topic %q: encode: %w", t.name, err)
@@ -73,7 +73,9 @@ func (t *Topic[T]) Publish(ctx context.Context, event T) (n int64, err error) {
 // confirmed. After a lost connection go-redis reconnects and subscribes
 // again by itself; events published meanwhile are missed. An event that does
 // not decode goes to onError (may be nil) and is skipped.
-func (t *Topic[T]) Subscribe(ctx context.Context, ready chan<- struct{}, handle func(T), onError func(error)) error {
+func (t *Topic[T]) Subscribe(ctx context.Context, ready chan<- struct{}, handle func(T), onError func(error)) (err error) {
+	ctx, done := t.c.observe(ctx, PatternTopic, OpSubscribe, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	ps := t.c.rdb.Subscribe(ctx, t.channel)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {

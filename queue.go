@@ -219,6 +219,8 @@ func (q *Queue) run(ctx context.Context, args ...any) ([]any, error) {
 // queue holds MaxLen messages, and ErrQueueDeadLetter when opt.ID is a dead
 // letter; it adds nothing then.
 func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (id string, queued bool, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpEnqueue, q.name)
+	defer func() { done.end(enqueueOutcome(queued, err), err) }()
 	var o EnqueueOptions
 	if opt != nil {
 		o = *opt
@@ -226,8 +228,6 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	ctx, done := q.c.observe(ctx, "queue", "enqueue", q.name)
-	defer func() { done.end(enqueueOutcome(queued, err), err) }()
 	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen)
 	if err != nil {
 		return "", false, err
@@ -246,11 +246,11 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 }
 
 // enqueueOutcome is the observer's outcome of Enqueue and EnqueueMany.
-func enqueueOutcome(queued bool, err error) string {
+func enqueueOutcome(queued bool, err error) ObserveOutcome {
 	if errors.Is(err, ErrQueueDeadLetter) {
-		return "dead-letter"
+		return OutcomeDeadLetter
 	}
-	return queueOutcome(queued, "enqueued", "duplicate", err)
+	return queueOutcome(queued, OutcomeEnqueued, OutcomeDuplicate, err)
 }
 
 // QueueItem is one message for EnqueueMany.
@@ -275,6 +275,11 @@ type QueueEnqueued struct {
 // ErrQueueDeadLetter (naming the ids) when an item's ID is a dead letter, or
 // ErrQueueFull when the new messages would take the queue past MaxLen.
 func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []QueueEnqueued, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpEnqueueMany, q.name)
+	queued := 0 // new messages, for the observer
+	defer func() {
+		done.endN(enqueueOutcome(queued > 0 || len(items) == 0, err), err, queued)
+	}()
 	if len(items) > MaxQueueBatch {
 		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
 	}
@@ -295,9 +300,6 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 	if len(items) == 0 {
 		return nil, nil
 	}
-	ctx, done := q.c.observe(ctx, "queue", "enqueue-many", q.name)
-	queued := 0 // new messages, for the observer
-	defer func() { done.endN(enqueueOutcome(queued > 0, err), err, queued) }()
 	v, err := q.run(ctx, args...)
 	if err != nil {
 		return nil, err
@@ -326,8 +328,8 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 // when none is due, and how long until one is (-1: the queue is empty, or
 // paused).
 func (q *Queue) TryDequeue(ctx context.Context) (m *QueueMessage, wait time.Duration, err error) {
-	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
-	defer func() { done.end(queueOutcome(m != nil, "delivered", "empty", err), err) }()
+	ctx, done := q.c.observe(ctx, PatternQueue, OpDequeue, q.name)
+	defer func() { done.end(queueOutcome(m != nil, OutcomeDelivered, OutcomeEmpty, err), err) }()
 	ms, wait, err := q.tryDequeue(ctx, 1)
 	if len(ms) > 0 {
 		m = ms[0]
@@ -372,8 +374,8 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 // lease expiry, and at most a second. While the queue is paused it waits
 // until Resume or the end of ctx.
 func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
-	ctx, done := q.c.observe(ctx, "queue", "dequeue", q.name)
-	defer func() { done.end(outcome("delivered", err), err) }()
+	ctx, done := q.c.observe(ctx, PatternQueue, OpDequeue, q.name)
+	defer func() { done.end(outcome(OutcomeDelivered, err), err) }()
 	ms, err := q.dequeue(ctx, 1)
 	if err != nil {
 		return nil, err
@@ -385,11 +387,11 @@ func (q *Queue) Dequeue(ctx context.Context) (msg *QueueMessage, err error) {
 // to n (at most MaxQueueBatch) due messages, highest priority first, taken
 // in one script call. Each has its own lease.
 func (q *Queue) DequeueMany(ctx context.Context, n int) (ms []*QueueMessage, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpDequeueMany, q.name)
+	defer func() { done.endN(queueOutcome(len(ms) > 0, OutcomeDelivered, OutcomeEmpty, err), err, len(ms)) }()
 	if n < 1 || n > MaxQueueBatch {
 		return nil, invalidf("n = %d: want 1 to %d", n, MaxQueueBatch)
 	}
-	ctx, done := q.c.observe(ctx, "queue", "dequeue-many", q.name)
-	defer func() { done.endN(queueOutcome(len(ms) > 0, "delivered", "empty", err), err, len(ms)) }()
 	return q.dequeue(ctx, n)
 }
 
@@ -456,7 +458,7 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 // due. A nil error thus also says that nobody else received the message
 // after this delivery.
 func (m *QueueMessage) Ack(ctx context.Context) error {
-	return m.observedLease(ctx, "ack", "acked", func(ctx context.Context) error { return m.lease(ctx, "ack") })
+	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack") })
 }
 
 // Nack gives the message back, to be delivered again after the backoff (or
@@ -468,11 +470,11 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
 		return ErrQueueLeaseLost
 	}
-	ok := "nacked"
+	ok := OutcomeNacked
 	if m.Deliveries >= m.q.opt.MaxDeliveries {
-		ok = "dead"
+		ok = OutcomeDead
 	}
-	return m.observedLease(ctx, "nack", ok, func(ctx context.Context) error {
+	return m.observedLease(ctx, OpNack, ok, func(ctx context.Context) error {
 		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
 	})
 }
@@ -486,10 +488,12 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 // nobody took the message meanwhile). Extend well before the deadline
 // (every Visibility/3, say).
 func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
-	if err := checkTTL("extension", d); err != nil {
-		return err
-	}
-	return m.observedLease(ctx, "extend", outcomeOK, func(ctx context.Context) error { return m.lease(ctx, "extend", d.Milliseconds()) })
+	return m.observedLease(ctx, OpExtend, OutcomeOK, func(ctx context.Context) error {
+		if err := checkTTL("extension", d); err != nil {
+			return err
+		}
+		return m.lease(ctx, "extend", d.Milliseconds())
+	})
 }
 
 // AckMany acks msgs, all of this queue, at most MaxQueueBatch, in one
@@ -498,6 +502,8 @@ func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 // leases were lost it also returns ErrQueueLeaseLost (the others are acked
 // all the same).
 func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpAckMany, q.name)
+	defer func() { done.endN(outcome(OutcomeAcked, err), err, acked) }()
 	if len(msgs) > MaxQueueBatch {
 		return 0, invalidf("%d messages, over %d", len(msgs), MaxQueueBatch)
 	}
@@ -512,14 +518,6 @@ func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, e
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	ctx, done := q.c.observe(ctx, "queue", "ack-many", q.name)
-	defer func() {
-		if errors.Is(err, ErrQueueLeaseLost) {
-			done.endN("lease-lost", err, acked)
-		} else {
-			done.endN(outcome("acked", err), err, acked)
-		}
-	}()
 	v, err := q.run(ctx, args...)
 	if err != nil {
 		return 0, err
@@ -554,7 +552,9 @@ type QueueStats struct {
 }
 
 // Stats returns the queue's counts, in one script call.
-func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
+func (q *Queue) Stats(ctx context.Context) (_ QueueStats, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpStats, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	v, err := q.run(ctx, "stats")
 	if err != nil {
 		return QueueStats{}, err
@@ -570,7 +570,9 @@ func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 }
 
 // DeadLetters returns the ids of up to n dead messages, oldest first.
-func (q *Queue) DeadLetters(ctx context.Context, n int) ([]string, error) {
+func (q *Queue) DeadLetters(ctx context.Context, n int) (_ []string, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpDeadLetters, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if n < 1 {
 		return nil, invalidf("n = %d", n)
 	}
@@ -612,14 +614,14 @@ type QueuePeek struct {
 // priority, then due time), in-flight ones by lease deadline, dead letters
 // oldest first.
 func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePeek, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, OpPeek, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if n < 1 || n > MaxQueueBatch {
 		return nil, invalidf("n = %d: want 1 to %d", n, MaxQueueBatch)
 	}
 	if state != QueueReady && state != QueueInFlight && state != QueueDead {
 		return nil, invalidf("queue state %q", state)
 	}
-	ctx, done := q.c.observe(ctx, "queue", "peek", q.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	v, err := q.run(ctx, "peek", string(state), n)
 	if err != nil {
 		return nil, err
@@ -648,16 +650,16 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 // MaxQueueBatch) is one script call; one without moves the dead letters MaxQueueBatch at a time, each batch
 // one script call. MaxLen does not apply.
 func (q *Queue) Redrive(ctx context.Context, ids ...string) (n int, err error) {
-	ctx, done := q.c.observe(ctx, "queue", "redrive", q.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := q.c.observe(ctx, PatternQueue, OpRedrive, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return q.dead(ctx, "redrive", ids)
 }
 
 // PurgeDead deletes the dead letters ids (all of them when ids is empty),
 // bodies included, and returns how many it deleted; batches as Redrive.
 func (q *Queue) PurgeDead(ctx context.Context, ids ...string) (n int, err error) {
-	ctx, done := q.c.observe(ctx, "queue", "purge-dead", q.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := q.c.observe(ctx, PatternQueue, OpPurgeDead, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return q.dead(ctx, "purgedead", ids)
 }
 
@@ -700,18 +702,18 @@ func (q *Queue) dead(ctx context.Context, op string, ids []string) (int, error) 
 // kept in a key of the queue, with its retention. It reports whether the
 // queue was running.
 func (q *Queue) Pause(ctx context.Context) (changed bool, err error) {
-	return q.pauseOp(ctx, "pause")
+	return q.pauseOp(ctx, OpPause, "pause")
 }
 
 // Resume ends a Pause and wakes the waiting consumers. It reports whether
 // the queue was paused.
 func (q *Queue) Resume(ctx context.Context) (changed bool, err error) {
-	return q.pauseOp(ctx, "resume")
+	return q.pauseOp(ctx, OpResume, "resume")
 }
 
-func (q *Queue) pauseOp(ctx context.Context, op string) (changed bool, err error) {
-	ctx, done := q.c.observe(ctx, "queue", op, q.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+func (q *Queue) pauseOp(ctx context.Context, obs ObserveOperation, op string) (changed bool, err error) {
+	ctx, done := q.c.observe(ctx, PatternQueue, obs, q.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	v, err := q.run(ctx, op)
 	if err != nil {
 		return false, err

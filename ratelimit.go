@@ -256,7 +256,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Limit
 // request would otherwise be denied forever. GCRA takes exactly one limit.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
 	if l.c.observer != nil {
-		return l.observedDecide(ctx, "allow", key, n, true, limits)
+		return l.observedDecide(ctx, OpAllow, key, n, true, limits)
 	}
 	return l.decide(ctx, key, n, true, limits)
 }
@@ -266,15 +266,15 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit
 // may write the key.
 func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
 	if l.c.observer != nil {
-		return l.observedDecide(ctx, "peek", key, n, false, limits)
+		return l.observedDecide(ctx, OpPeek, key, n, false, limits)
 	}
 	return l.decide(ctx, key, n, false, limits)
 }
 
 // Reset forgets what key consumed under limits, in one round trip.
 func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) (err error) {
-	ctx, done := l.observe(ctx, "reset")
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := l.observe(ctx, OpReset)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	keys, err := l.keys(key, limits)
 	if err != nil {
 		return err
@@ -696,8 +696,8 @@ type LimitRequest struct {
 // sent. A request without N costs 1; reqs is never written. GCRA is not
 // supported in batches.
 func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []LimitResult, err error) {
-	ctx, done := l.observe(ctx, "batch")
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := l.observe(ctx, OpBatch)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if l.algo == GCRA {
 		return nil, invalidf("GCRA decisions cannot be batched")
 	}

@@ -28,8 +28,8 @@ func (l *Limiter) Wait(ctx context.Context, key string, limits ...Limit) error {
 // a wait, and AllowN's errors (ErrInvalidArgument for input AllowN refuses)
 // as they are. Each attempt is one round trip.
 func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit) (err error) {
-	ctx, done := l.observe(ctx, "wait")
-	defer func() { done.end(outcome(outcomeAllowed, err), err) }()
+	ctx, done := l.observe(ctx, OpWait)
+	defer func() { done.end(outcome(OutcomeAllowed, err), err) }()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -37,7 +37,7 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 		}
 	}()
 	for {
-		res, err := l.AllowN(ctx, key, n, limits...)
+		res, err := l.decide(ctx, key, n, true, limits) // attempts are not operations of their own
 		if err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 // It returns ErrInvalidArgument, writing nothing, for n < 1 and for the
 // input AllowN refuses.
 func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (k int, res LimitResult, err error) {
-	ctx, done := l.observe(ctx, "allow-at-most")
+	ctx, done := l.observe(ctx, OpAllowAtMost)
 	defer func() { done.end(decisionOutcome(res, err), err) }()
 	if n < 1 {
 		return 0, LimitResult{}, invalidf("n = %d: want at least 1", n)
@@ -95,7 +95,7 @@ func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...
 		return l.allowAtMostGCRA(ctx, key, keys[0], limits[0], k)
 	}
 	for {
-		res, err := l.AllowN(ctx, key, k, limits...)
+		res, err := l.decide(ctx, key, k, true, limits)
 		if err != nil {
 			return 0, res, err
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,11 +140,13 @@ func TestLimiterWaitDeadline(t *testing.T) {
 
 // TestLimiterWaitSleeps: a Wait for an event about 400 ms away sleeps the
 // decision's RetryAfter between attempts instead of asking again and again:
-// a handful of attempts (each one observed as an "allow"), not one per
-// round trip.
+// a handful of attempts (script calls), not one per round trip. The
+// observer sees one "wait", not its attempts.
 func TestLimiterWaitSleeps(t *testing.T) {
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
+		calls := &scriptCalls{}
+		rdb.AddHook(calls) // the test's own client
 		c := newClient(t, rdb)
 		rec := &recorder{}
 		c.observer = rec
@@ -160,25 +161,50 @@ func TestLimiterWaitSleeps(t *testing.T) {
 			}
 			rec.take()
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			before := calls.n.Load()
 			start := time.Now()
 			err = l.Wait(wctx, "k", lim)
 			took := time.Since(start)
+			attempts := calls.n.Load() - before
 			cancel()
 			if err != nil {
 				t.Fatalf("%v: %v", algo, err)
 			}
-			attempts := 0
-			for _, op := range rec.take() {
-				if strings.HasPrefix(op, "ratelimit.allow ") {
-					attempts++
-				}
-			}
+			expectObserved(t, rec.take(), "ratelimit.wait sleep allowed")
 			if attempts < 1 || attempts > 5 {
 				t.Fatalf("%v: %d attempts in a wait of %v, want 1 to 5 (no spinning)", algo, attempts, took)
 			}
 			t.Logf("%v: admitted after %v in %d attempts", algo, took.Round(time.Millisecond), attempts)
 		}
 	})
+}
+
+// scriptCalls is a redis.Hook that counts the script calls (EVAL, EVALSHA)
+// sent, pipelined or not.
+type scriptCalls struct{ n atomic.Int64 }
+
+func (h *scriptCalls) count(cmd redis.Cmder) {
+	if name := cmd.Name(); name == "evalsha" || name == "eval" {
+		h.n.Add(1)
+	}
+}
+
+func (h *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
 }
 
 func TestLimiterAllowAtMost(t *testing.T) {

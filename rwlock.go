@@ -106,8 +106,8 @@ type RWLease struct {
 // writer holds the lock or waits for it; it returns ErrNotObtained when it
 // stays refused for as long as the retry strategy and ctx allow.
 func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
-	ctx, done := rw.c.observe(ctx, "rwlock", "rlock", rw.name)
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := rw.c.observe(ctx, PatternRWLock, OpRLock, rw.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	return rw.obtain(ctx, false)
 }
 
@@ -116,8 +116,8 @@ func (rw *RWLock) RLock(ctx context.Context) (l *RWLease, err error) {
 // RWLock). It returns ErrNotObtained when it stays refused for as long as the
 // retry strategy and ctx allow.
 func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
-	ctx, done := rw.c.observe(ctx, "rwlock", "lock", rw.name)
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := rw.c.observe(ctx, PatternRWLock, OpLock, rw.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	return rw.obtain(ctx, true)
 }
 
@@ -129,18 +129,18 @@ func (rw *RWLock) Lock(ctx context.Context) (l *RWLease, err error) {
 // fn's error. RLock's errors are returned as they are, and fn is not
 // called. A panic in fn releases the hold and goes on up the caller's stack.
 func (rw *RWLock) WithRLock(ctx context.Context, fn func(ctx context.Context) error) error {
-	return rw.with(ctx, rw.RLock, fn)
+	return rw.with(ctx, OpRLock, rw.RLock, fn)
 }
 
 // WithLock takes the lock to write (as Lock), runs fn while holding it and
 // releases it, with a watchdog as WithRLock.
 func (rw *RWLock) WithLock(ctx context.Context, fn func(ctx context.Context) error) error {
-	return rw.with(ctx, rw.Lock, fn)
+	return rw.with(ctx, OpLock, rw.Lock, fn)
 }
 
-func (rw *RWLock) with(ctx context.Context, take func(context.Context) (*RWLease, error), fn func(ctx context.Context) error) error {
+func (rw *RWLock) with(ctx context.Context, op ObserveOperation, take func(context.Context) (*RWLease, error), fn func(ctx context.Context) error) error {
 	if fn == nil {
-		return invalidf("nil function")
+		return rw.c.observeFailed(ctx, PatternRWLock, op, rw.name, invalidf("nil function"))
 	}
 	l, err := take(ctx)
 	if err != nil {
@@ -247,7 +247,7 @@ func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) 
 	if l == nil {
 		return ErrNotHeld
 	}
-	ctx, done := l.rw.c.observe(ctx, "rwlock", "refresh", l.rw.name)
+	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpRefresh, l.rw.name)
 	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("rwlock lease", lease); err != nil {
 		return err
@@ -257,7 +257,12 @@ func (l *RWLease) Refresh(ctx context.Context, lease time.Duration) (err error) 
 }
 
 // TTL returns how long the hold has left. May return ErrNotHeld.
-func (l *RWLease) TTL(ctx context.Context) (time.Duration, error) {
+func (l *RWLease) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if l == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := l.rw.c.observe(ctx, PatternRWLock, OpTTL, l.rw.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return l.touch(ctx, 0)
 }
 
@@ -283,8 +288,8 @@ func (l *RWLease) Release(ctx context.Context) (err error) {
 	}
 	if l.rw.c.observer != nil {
 		var done obsEnd
-		ctx, done = l.rw.c.observeOp(ctx, ObserveOp{Pattern: "rwlock", Operation: "release", Name: l.rw.name, Held: time.Since(l.granted)})
-		defer func() { done.end(outcome(outcomeReleased, err), err) }()
+		ctx, done = l.rw.c.observeOp(ctx, ObserveOp{Pattern: PatternRWLock, Operation: OpRelease, Name: l.rw.name, Held: time.Since(l.granted)})
+		defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	}
 	n, err := l.rw.run(ctx, "release", l.token, 0, 0, lockSignalTTL)
 	if err != nil {

@@ -120,7 +120,7 @@ type Semaphore struct {
 	opt   SemaphoreOptions
 	lease time.Duration
 	retry RetryStrategy
-	obs   [2]string // pattern and name for an Observer
+	obs   obsTag // pattern and name for an Observer
 }
 
 // Permit is a permit of a Semaphore. Its methods are safe for concurrent use
@@ -148,7 +148,7 @@ func (c *Client) Semaphore(name string, opt *SemaphoreOptions) (*Semaphore, erro
 }
 
 func (c *Client) newSemaphore(name, base string, opt *SemaphoreOptions) *Semaphore {
-	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(opt.WakeBlock), obs: [2]string{"semaphore", name}}
+	s := &Semaphore{c: c, name: name, opt: *opt, lease: opt.lease(), retry: opt.retryStrategy(), block: c.wakeBlock(opt.WakeBlock), obs: obsTag{PatternSemaphore, name}}
 	waiting := base + ":wake:waiting"
 	s.keys = [6]string{base, base + ":permits", base + ":queue", base + ":qttl", waiting, waiting[:len(base)+len(":wake")]}
 	return s
@@ -198,8 +198,8 @@ func (s *Semaphore) mode(queue bool) int {
 // TryAcquire takes a permit if one is free now (in fair mode: and nobody
 // waits for one), with one round trip, and returns ErrNoPermit otherwise.
 func (s *Semaphore) TryAcquire(ctx context.Context) (p *Permit, err error) {
-	ctx, done := s.c.observe(ctx, s.obs[0], "try-acquire", s.obs[1])
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := s.c.observe(ctx, s.obs.pattern, OpTryAcquire, s.obs.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	p, _, err = s.tryAcquire(ctx)
 	return p, err
 }
@@ -228,8 +228,8 @@ func (s *Semaphore) tryAcquire(ctx context.Context) (*Permit, semReply, error) {
 // attempt is sent at most once: a grant whose reply is lost stays taken until
 // its lease ends. In fair mode a caller that gives up leaves the queue.
 func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
-	ctx, done := s.c.observe(ctx, s.obs[0], "acquire", s.obs[1])
-	defer func() { done.end(outcome(outcomeObtained, err), err) }()
+	ctx, done := s.c.observe(ctx, s.obs.pattern, OpAcquire, s.obs.name)
+	defer func() { done.end(outcome(OutcomeObtained, err), err) }()
 	token, err := newToken()
 	if err != nil {
 		return nil, err
@@ -283,8 +283,8 @@ func (s *Semaphore) Acquire(ctx context.Context) (p *Permit, err error) {
 // revoked). Raising n wakes callers waiting for a permit. It returns
 // ErrInvalidArgument for n < 1.
 func (s *Semaphore) SetPermits(ctx context.Context, n int) (err error) {
-	ctx, done := s.c.observe(ctx, s.obs[0], "set-permits", s.obs[1])
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, s.obs.pattern, OpSetPermits, s.obs.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkPermits(n); err != nil {
 		return err
 	}
@@ -306,7 +306,12 @@ func (p *Permit) Token() string {
 
 // TTL returns how long the permit's lease has left, or ErrNotHeld when it
 // has ended or the permit was released.
-func (p *Permit) TTL(ctx context.Context) (time.Duration, error) {
+func (p *Permit) TTL(ctx context.Context) (_ time.Duration, err error) {
+	if p == nil {
+		return 0, ErrNotHeld
+	}
+	ctx, done := p.s.c.observe(ctx, p.s.obs.pattern, OpTTL, p.s.obs.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	return p.touch(ctx, 0)
 }
 
@@ -317,7 +322,7 @@ func (p *Permit) Refresh(ctx context.Context, lease time.Duration) (err error) {
 	if p == nil {
 		return ErrNotHeld
 	}
-	ctx, done := p.s.c.observe(ctx, p.s.obs[0], "refresh", p.s.obs[1])
+	ctx, done := p.s.c.observe(ctx, p.s.obs.pattern, OpRefresh, p.s.obs.name)
 	defer func() { done.end(lostOutcome(err), err) }()
 	if err := checkTTL("permit lease", lease); err != nil {
 		return err
@@ -349,8 +354,8 @@ func (p *Permit) Release(ctx context.Context) (err error) {
 	if p.s.c.observer == nil {
 		return p.release(ctx)
 	}
-	ctx, done := p.s.c.observeOp(ctx, ObserveOp{Pattern: p.s.obs[0], Operation: "release", Name: p.s.obs[1], Held: time.Since(p.granted)})
-	defer func() { done.end(outcome(outcomeReleased, err), err) }()
+	ctx, done := p.s.c.observeOp(ctx, ObserveOp{Pattern: p.s.obs.pattern, Operation: OpRelease, Name: p.s.obs.name, Held: time.Since(p.granted)})
+	defer func() { done.end(outcome(OutcomeReleased, err), err) }()
 	return p.release(ctx)
 }
 
@@ -382,7 +387,7 @@ func (p *Permit) release(ctx context.Context) error {
 // permit and goes on up the caller's stack.
 func (s *Semaphore) WithPermit(ctx context.Context, fn func(ctx context.Context) error) error {
 	if fn == nil {
-		return invalidf("nil function")
+		return s.c.observeFailed(ctx, s.obs.pattern, OpAcquire, s.obs.name, invalidf("nil function"))
 	}
 	p, err := s.Acquire(ctx)
 	if err != nil {

@@ -190,8 +190,8 @@ func (s *Sessions) dataArgs(data map[string]string) ([]any, error) {
 // Create starts a session for user ("" for an anonymous one) holding data,
 // and returns its ID.
 func (s *Sessions) Create(ctx context.Context, user string, data map[string]string) (id string, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "create", s.name)
-	defer func() { done.end(outcome("created", err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpCreate, s.name)
+	defer func() { done.end(outcome(OutcomeCreated, err), err) }()
 	if len(user) > MaxIDLen {
 		return "", invalidf("user is %d bytes, over %d", len(user), MaxIDLen)
 	}
@@ -253,8 +253,8 @@ func (s *Sessions) op(ctx context.Context, id, op string, newKey string, extra .
 
 // Get returns the session's data, and its user, extending its idle timeout.
 func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[string]string, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "get", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpGet, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	v, err := s.op(ctx, id, "get", "")
 	if err != nil {
 		return "", nil, err
@@ -276,8 +276,8 @@ func (s *Sessions) Get(ctx context.Context, id string) (user string, data map[st
 // Fields returns the values of names ("" for a field not set), extending
 // the idle timeout.
 func (s *Sessions) Fields(ctx context.Context, id string, names ...string) (values []string, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "fields", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpFields, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if len(names) == 0 {
 		return nil, invalidf("no field")
 	}
@@ -302,8 +302,8 @@ func (s *Sessions) Fields(ctx context.Context, id string, names ...string) (valu
 // Set writes the given fields (others are left as they are: concurrent
 // updates of different fields never lose each other).
 func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string) (err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "set", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpSet, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if _, err := parseID(id); err != nil {
 		return err
 	}
@@ -320,8 +320,8 @@ func (s *Sessions) Set(ctx context.Context, id string, fields map[string]string)
 
 // Unset deletes the given fields.
 func (s *Sessions) Unset(ctx context.Context, id string, names ...string) (err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "unset", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpUnset, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if len(names) == 0 {
 		return invalidf("no field")
 	}
@@ -335,8 +335,8 @@ func (s *Sessions) Unset(ctx context.Context, id string, names ...string) (err e
 
 // Destroy ends the session.
 func (s *Sessions) Destroy(ctx context.Context, id string) (err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "destroy", s.name)
-	defer func() { done.end(outcome("destroyed", err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpDestroy, s.name)
+	defer func() { done.end(outcome(OutcomeDestroyed, err), err) }()
 	_, err = s.op(ctx, id, "destroy", "")
 	return err
 }
@@ -346,8 +346,8 @@ func (s *Sessions) Destroy(ctx context.Context, id string) (err error) {
 // ID in one script; the old ID stops working at once, or after
 // SessionOptions.RotateGrace.
 func (s *Sessions) Rotate(ctx context.Context, id string) (newID string, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "rotate", s.name)
-	defer func() { done.end(outcome("rotated", err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpRotate, s.name)
+	defer func() { done.end(outcome(OutcomeRotated, err), err) }()
 	tag, err := parseID(id)
 	if err != nil {
 		return "", err
@@ -365,8 +365,12 @@ func (s *Sessions) Rotate(ctx context.Context, id string) (newID string, err err
 // List returns the live sessions of user (one per device), dropping the
 // expired ones from the index.
 func (s *Sessions) List(ctx context.Context, user string) (infos []SessionInfo, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "list", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpList, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
+	return s.list(ctx, user)
+}
+
+func (s *Sessions) list(ctx context.Context, user string) ([]SessionInfo, error) {
 	if err := checkID("user", user); err != nil {
 		return nil, err
 	}
@@ -389,11 +393,11 @@ func (s *Sessions) List(ctx context.Context, user string) (infos []SessionInfo, 
 
 // DestroyAll ends every session of user and returns how many there were.
 func (s *Sessions) DestroyAll(ctx context.Context, user string) (n int, err error) {
-	ctx, done := s.c.observe(ctx, "sessions", "destroy-all", s.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := s.c.observe(ctx, PatternSessions, OpDestroyAll, s.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	total := 0
 	for round := 0; round < 5; round++ {
-		live, err := s.List(ctx, user)
+		live, err := s.list(ctx, user)
 		if err != nil || len(live) == 0 {
 			return total, err
 		}

@@ -162,7 +162,7 @@ func (t *StreamTopic[T]) errorf(format string, args ...any) error {
 
 // Publish appends event and returns its id.
 func (t *StreamTopic[T]) Publish(ctx context.Context, event T) (id string, err error) {
-	ids, err := t.publish(ctx, "publish", []T{event})
+	ids, err := t.publish(ctx, OpPublish, []T{event})
 	if err != nil {
 		return "", err
 	}
@@ -173,15 +173,15 @@ func (t *StreamTopic[T]) Publish(ctx context.Context, event T) (id string, err e
 // returns their ids. More than MaxStreamBatch events, or none, is
 // ErrInvalidArgument.
 func (t *StreamTopic[T]) PublishBatch(ctx context.Context, events []T) (ids []string, err error) {
+	return t.publish(ctx, OpPublishBatch, events)
+}
+
+func (t *StreamTopic[T]) publish(ctx context.Context, op ObserveOperation, events []T) (ids []string, err error) {
+	ctx, done := t.c.observe(ctx, PatternStream, op, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if len(events) == 0 || len(events) > MaxStreamBatch {
 		return nil, invalidf("batch of %d events: want 1 to %d", len(events), MaxStreamBatch)
 	}
-	return t.publish(ctx, "publish-batch", events)
-}
-
-func (t *StreamTopic[T]) publish(ctx context.Context, op string, events []T) (ids []string, err error) {
-	ctx, done := t.c.observe(ctx, "stream", op, t.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	args := make([]any, 0, 3+len(events))
 	args = append(args, t.maxLen, t.maxAge.Milliseconds(), t.retention.Milliseconds())
 	for _, e := range events {
@@ -207,7 +207,9 @@ func (t *StreamTopic[T]) publish(ctx context.Context, op string, events []T) (id
 }
 
 // Len returns how many entries the stream holds.
-func (t *StreamTopic[T]) Len(ctx context.Context) (int64, error) {
+func (t *StreamTopic[T]) Len(ctx context.Context) (_ int64, err error) {
+	ctx, done := t.c.observe(ctx, PatternStream, OpLen, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	n, err := t.c.rdb.XLen(ctx, t.key).Result()
 	if err != nil {
 		return 0, t.errorf("%w", err)
@@ -279,6 +281,8 @@ func (t *StreamTopic[T]) resolve(ctx context.Context, afterID string) (string, e
 // most until ctx is done: then it returns ctx's error. Each message carries
 // its ID: pass the last one handled to the next Read.
 func (t *StreamTopic[T]) Read(ctx context.Context, afterID string, count int, block time.Duration) (msgs []StreamMessage[T], err error) {
+	ctx, done := t.c.observe(ctx, PatternStream, OpRead, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkRead(count, block); err != nil {
 		return nil, err
 	}
@@ -287,8 +291,6 @@ func (t *StreamTopic[T]) Read(ctx context.Context, afterID string, count int, bl
 			return nil, err
 		}
 	}
-	ctx, done := t.c.observe(ctx, "stream", "read", t.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	from, err := t.resolve(ctx, afterID)
 	if err != nil {
 		return nil, err
@@ -375,7 +377,9 @@ func (t *StreamTopic[T]) decodeOne(m redis.XMessage) StreamMessage[T] {
 // stream still holds it. A subscriber that stops keeps the ID of the last
 // message it handled and passes it as afterID to resume. ready (may be
 // nil) is closed once the starting position is known.
-func (t *StreamTopic[T]) Subscribe(ctx context.Context, afterID string, ready chan<- struct{}, handle func(StreamMessage[T]), onError func(error)) error {
+func (t *StreamTopic[T]) Subscribe(ctx context.Context, afterID string, ready chan<- struct{}, handle func(StreamMessage[T]), onError func(error)) (err error) {
+	ctx, done := t.c.observe(ctx, PatternStream, OpSubscribe, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if afterID != "" && afterID != StreamLatest {
 		if err := checkStreamID(afterID); err != nil {
 			return err
@@ -482,7 +486,9 @@ type StreamGroup[T any] struct {
 // returns the consumer named consumer of it. Consumers are told apart by
 // name: two processes must not share one. An empty or too long group or
 // consumer name, or a negative ClaimTimeout, is ErrInvalidArgument.
-func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt *StreamGroupOptions) (*StreamGroup[T], error) {
+func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt *StreamGroupOptions) (_ *StreamGroup[T], err error) {
+	ctx, done := t.c.observe(ctx, PatternStream, OpGroup, t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkID("stream group name", group); err != nil {
 		return nil, err
 	}
@@ -496,10 +502,7 @@ func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt 
 	if opt != nil && opt.FromStart {
 		g.start = "0"
 	}
-	ctx, done := t.c.observe(ctx, "stream", "group", t.name)
-	err := g.create(ctx)
-	done.end(outcome(outcomeOK, err), err)
-	if err != nil {
+	if err := g.create(ctx); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -528,11 +531,11 @@ func isNoGroup(err error) bool {
 // stream expired or the server lost it) it is created again, starting as
 // the options said.
 func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duration) (msgs []StreamMessage[T], err error) {
+	ctx, done := g.t.c.observe(ctx, PatternStream, OpGroupRead, g.t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkRead(count, block); err != nil {
 		return nil, err
 	}
-	ctx, done := g.t.c.observe(ctx, "stream", "group-read", g.t.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	for attempt := 0; ; attempt++ {
 		msgs, err = g.read(ctx, count, block)
 		if attempt > 0 || !isNoGroup(err) {
@@ -655,6 +658,8 @@ func (t *StreamTopic[T]) decodeRead(v any) (next string, msgs []StreamMessage[T]
 // are not delivered again. It returns how many were pending. A bad id is
 // ErrInvalidArgument.
 func (g *StreamGroup[T]) Ack(ctx context.Context, ids ...string) (n int64, err error) {
+	ctx, done := g.t.c.observe(ctx, PatternStream, OpAck, g.t.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	for _, id := range ids {
 		if err := checkStreamID(id); err != nil {
 			return 0, err
@@ -663,8 +668,6 @@ func (g *StreamGroup[T]) Ack(ctx context.Context, ids ...string) (n int64, err e
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	ctx, done := g.t.c.observe(ctx, "stream", "ack", g.t.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
 	n, err = g.t.c.rdb.XAck(ctx, g.t.key, g.group, ids...).Result()
 	if err != nil && !isNoGroup(err) {
 		return 0, g.t.errorf("group %q: ack: %w", g.group, err)

@@ -76,8 +76,8 @@ func (w *WriteBehind[T]) Queue() *Queue { return w.queue }
 // atomically. Like Cache.Set, it revokes the load lease of key: a load
 // under way is not cached.
 func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *CacheSetOptions) (err error) {
-	ctx, done := w.cache.c.observe(ctx, "writebehind", "set", w.cache.name)
-	defer func() { done.end(outcome(outcomeOK, err), err) }()
+	ctx, done := w.cache.c.observe(ctx, PatternWriteBehind, OpSet, w.cache.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if err := checkCacheKey(key); err != nil {
 		return err
 	}
@@ -123,7 +123,9 @@ func (w *WriteBehind[T]) Set(ctx context.Context, key string, value T, opt *Cach
 // panics is retried after the queue's backoff, and moves to the dead-letter
 // list after MaxDeliveries; the error (ErrPersistPanicked for a panic) goes
 // to CacheOptions.OnError with op "persist".
-func (w *WriteBehind[T]) Run(ctx context.Context, workers int, persist func(ctx context.Context, key string, value T) error) error {
+func (w *WriteBehind[T]) Run(ctx context.Context, workers int, persist func(ctx context.Context, key string, value T) error) (err error) {
+	ctx, done := w.cache.c.observe(ctx, PatternWriteBehind, OpRun, w.cache.name)
+	defer func() { done.end(outcome(OutcomeOK, err), err) }()
 	if persist == nil {
 		return invalidf("nil persist function")
 	}
@@ -182,12 +184,12 @@ func (w *WriteBehind[T]) work(ctx context.Context, persist func(ctx context.Cont
 // persist runs the user's persist function, observed, with its panic turned
 // into an error wrapping ErrPersistPanicked.
 func (w *WriteBehind[T]) persist(ctx context.Context, persist func(ctx context.Context, key string, value T) error, key string, v T) (err error) {
-	ctx, done := w.cache.c.observe(ctx, "writebehind", "persist", w.cache.name)
+	ctx, done := w.cache.c.observe(ctx, PatternWriteBehind, OpPersist, w.cache.name)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrPersistPanicked, r)
 		}
-		done.end(outcome(outcomeOK, err), err)
+		done.end(outcome(OutcomeOK, err), err)
 	}()
 	return persist(ctx, key, v)
 }

@@ -92,10 +92,10 @@ func BenchmarkStartEnd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	op := patterns.ObserveOp{Pattern: "ratelimit", Operation: "allow", Name: "api", Algorithm: "token-bucket"}
+	op := patterns.ObserveOp{Pattern: patterns.PatternRateLimit, Operation: patterns.OpAllow, Name: "api", Algorithm: "token-bucket"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_, end := obs.Start(ctx, op)
-		end(patterns.ObserveEnd{Outcome: "allowed", Count: 1})
+		end(patterns.ObserveEnd{Outcome: patterns.OutcomeAllowed, Count: 1})
 	}
 }

@@ -169,16 +169,16 @@ func (o *Observer) collectQueues(ctx context.Context, ob metric.Observer) error 
 // Start implements patterns.Observer.
 func (o *Observer) Start(ctx context.Context, op patterns.ObserveOp) (context.Context, func(patterns.ObserveEnd)) {
 	start := time.Now()
-	attrs := []attribute.KeyValue{AttrPattern.String(op.Pattern), AttrOperation.String(op.Operation), AttrName.String(op.Name)}
+	attrs := []attribute.KeyValue{AttrPattern.String(string(op.Pattern)), AttrOperation.String(string(op.Operation)), AttrName.String(op.Name)}
 	if op.Algorithm != "" {
 		attrs = append(attrs, AttrAlgorithm.String(op.Algorithm))
 	}
-	ctx, span := o.tracer.Start(ctx, "patterns."+op.Pattern+"."+op.Operation,
+	ctx, span := o.tracer.Start(ctx, "patterns."+string(op.Pattern)+"."+string(op.Operation),
 		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
 	return ctx, func(e patterns.ObserveEnd) {
 		d := time.Since(start).Seconds()
-		span.SetAttributes(AttrOutcome.String(e.Outcome))
-		if e.Outcome == "error" && e.Err != nil {
+		span.SetAttributes(AttrOutcome.String(string(e.Outcome)))
+		if e.Outcome == patterns.OutcomeError && e.Err != nil {
 			span.RecordError(e.Err)
 			span.SetStatus(codes.Error, e.Err.Error())
 		}
@@ -189,47 +189,47 @@ func (o *Observer) Start(ctx context.Context, op patterns.ObserveOp) (context.Co
 
 func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, e patterns.ObserveEnd, d float64) {
 	outcome := e.Outcome
-	name, out := AttrName.String(op.Name), AttrOutcome.String(outcome)
-	o.duration.Record(ctx, d, metric.WithAttributes(AttrPattern.String(op.Pattern), AttrOperation.String(op.Operation), name, out))
+	name, out := AttrName.String(op.Name), AttrOutcome.String(string(outcome))
+	o.duration.Record(ctx, d, metric.WithAttributes(AttrPattern.String(string(op.Pattern)), AttrOperation.String(string(op.Operation)), name, out))
 	switch op.Pattern {
-	case "ratelimit":
-		if op.Operation == "allow" && (outcome == "allowed" || outcome == "denied") {
+	case patterns.PatternRateLimit:
+		if op.Operation == patterns.OpAllow && (outcome == patterns.OutcomeAllowed || outcome == patterns.OutcomeDenied) {
 			o.decisions.Add(ctx, 1, metric.WithAttributes(name, AttrAlgorithm.String(op.Algorithm), out))
 		}
-	case "cache":
+	case patterns.PatternCache:
 		switch op.Operation {
-		case "get", "lookup":
-			o.cacheReq.Add(ctx, 1, metric.WithAttributes(name, AttrOutcome.String(outcome)))
-		case "load", "load-many":
+		case patterns.OpGet, patterns.OpLookup:
+			o.cacheReq.Add(ctx, 1, metric.WithAttributes(name, out))
+		case patterns.OpLoad, patterns.OpLoadMany:
 			o.cacheLoad.Record(ctx, d, metric.WithAttributes(name, out))
 		}
-	case "queue":
+	case patterns.PatternQueue:
 		switch outcome {
-		case "enqueued", "delivered", "acked", "nacked", "dead":
+		case patterns.OutcomeEnqueued, patterns.OutcomeDelivered, patterns.OutcomeAcked, patterns.OutcomeNacked, patterns.OutcomeDead:
 			if e.Count > 0 {
 				o.queueMsgs.Add(ctx, int64(e.Count), metric.WithAttributes(name, out))
 			}
-		case "lease-lost":
+		case patterns.OutcomeLeaseLost:
 			// An AckMany that found some leases lost acked the others.
-			if op.Operation == "ack-many" && e.Count > 0 {
-				o.queueMsgs.Add(ctx, int64(e.Count), metric.WithAttributes(name, AttrOutcome.String("acked")))
+			if op.Operation == patterns.OpAckMany && e.Count > 0 {
+				o.queueMsgs.Add(ctx, int64(e.Count), metric.WithAttributes(name, AttrOutcome.String(string(patterns.OutcomeAcked))))
 			}
 		}
-	case "sessions":
+	case patterns.PatternSessions:
 		switch outcome {
-		case "created", "rotated", "destroyed":
-			o.sessions.Add(ctx, 1, metric.WithAttributes(name, attribute.String("patterns.event", outcome)))
+		case patterns.OutcomeCreated, patterns.OutcomeRotated, patterns.OutcomeDestroyed:
+			o.sessions.Add(ctx, 1, metric.WithAttributes(name, attribute.String("patterns.event", string(outcome))))
 		}
 	}
-	if outcome == "lost" {
-		o.lost.Add(ctx, 1, metric.WithAttributes(AttrPattern.String(op.Pattern), name))
+	if outcome == patterns.OutcomeLost {
+		o.lost.Add(ctx, 1, metric.WithAttributes(AttrPattern.String(string(op.Pattern)), name))
 	}
-	if op.Pattern == "lock" {
+	if op.Pattern == patterns.PatternLock {
 		switch op.Operation {
-		case "obtain":
+		case patterns.OpObtain:
 			o.lockWait.Record(ctx, d, metric.WithAttributes(out))
-		case "release":
-			if outcome == "released" {
+		case patterns.OpRelease:
+			if outcome == patterns.OutcomeReleased {
 				o.lockHold.Record(ctx, op.Held.Seconds())
 			}
 		}
