@@ -89,7 +89,7 @@ type PatternStats struct {
 	Sampled int
 	// NoTTL counts the keys without a TTL; NoTTLExamples are up to three.
 	NoTTL         int
-	NoTTLExamples []string
+	NoTTLExamples []string // up to three keys without a TTL
 	// LongLived is set for the patterns whose keys have no TTL by design
 	// (leaderboards).
 	LongLived bool
@@ -110,9 +110,9 @@ type IdempotencyKey struct {
 // CacheKeys are the keys of one cache that Scan found: its entries and its
 // load leases, by the caller's keys, sorted.
 type CacheKeys struct {
-	Name    string
-	Entries []string
-	Leases  []string
+	Name    string   // the cache's name
+	Entries []string // keys with an entry
+	Leases  []string // keys with a load lease held
 }
 
 // Keyspace is what Scan found under the client's prefix: counts per pattern,
@@ -480,11 +480,11 @@ func ttlOf(c *redis.DurationCmd) time.Duration {
 // LockInfo is the state of a lock (Obtain, ObtainMulti).
 type LockInfo struct {
 	Key  string // the locked key, as given to Obtain
-	Held bool
+	Held bool   // the lock is held
 	// Token is the holder's owner token, shortened (see tokenTail):
 	// "...xxxxxx".
 	Token string
-	TTL   time.Duration
+	TTL   time.Duration // the lock's TTL left; 0 when not held
 	// Fence is the last fencing token issued for the key, 0 for none.
 	Fence int64
 }
@@ -509,12 +509,12 @@ func (in *Inspector) Lock(ctx context.Context, key string) (LockInfo, error) {
 
 // ElectionInfo is the state of an election (Elect).
 type ElectionInfo struct {
-	Name string
+	Name string // the election's name
 	// Leader is the leader's identity, "" when there is none.
 	Leader string
-	Token  string // the leader's token, shortened: "...xxxxxx"
-	TTL    time.Duration
-	Fence  int64 // the leader's fencing token, 0 for none
+	Token  string        // the leader's token, shortened: "...xxxxxx"
+	TTL    time.Duration // the leader's lease left
+	Fence  int64         // the leader's fencing token, 0 for none
 }
 
 // Election reads the election name: its leader's identity, token, TTL and
@@ -565,18 +565,18 @@ func leases(ctx context.Context, p redis.Pipeliner, key string, now int64, n int
 
 // SemaphoreInfo is the state of a semaphore.
 type SemaphoreInfo struct {
-	Name string
+	Name string // the semaphore's name
 	// Permits is the number stored by SetPermits; 0 when none is stored
 	// (each client then uses its SemaphoreOptions.Permits, which Redis does
 	// not know).
 	Permits int64
 	// Held counts the live permits; Holders are up to n of them.
 	Held    int64
-	Holders []LeaseInfo
+	Holders []LeaseInfo // up to n live permits, with their leases
 	// Waiting counts the waiters of a fair semaphore (up to 1000), in order
 	// of arrival; Waiters are the first n.
 	Waiting int
-	Waiters []LeaseInfo
+	Waiters []LeaseInfo // the first n waiters, in order of arrival
 }
 
 // Semaphore reads the semaphore name (Client.Semaphore): its permits, its
@@ -626,9 +626,9 @@ func (in *Inspector) semaphore(ctx context.Context, name, base string, n int) (S
 
 // ConcurrencyInfo is the state of one key of a concurrency limiter.
 type ConcurrencyInfo struct {
-	Limiter  string
-	Key      string
-	InFlight int64 // live permits
+	Limiter  string // the concurrency limiter's name
+	Key      string // the key limited
+	InFlight int64  // live permits
 }
 
 // Concurrency reads the requests in flight for key under the concurrency
@@ -651,19 +651,19 @@ func (in *Inspector) Concurrency(ctx context.Context, limiter, key string) (Conc
 
 // RWLockInfo is the state of a read-write lock.
 type RWLockInfo struct {
-	Name string
+	Name string // the read-write lock's name
 	// Readers counts the live read locks; ReaderLeases are up to n of them.
 	Readers      int64
-	ReaderLeases []LeaseInfo
+	ReaderLeases []LeaseInfo // up to n live readers, with their leases
 	// Writer is the writer's token, shortened; "" when none holds it.
 	Writer    string
-	WriterTTL time.Duration
+	WriterTTL time.Duration // the writer's lease left
 	// WriterWaiting is set while a refused writer's intent holds new
 	// readers off; WaitingWriter is its token, shortened.
 	WriterWaiting bool
-	WaitingWriter string
-	IntentTTL     time.Duration
-	Fence         int64 // the last fencing token issued, 0 for none
+	WaitingWriter string        // the waiting writer's token, shortened
+	IntentTTL     time.Duration // the waiting writer's intent left
+	Fence         int64         // the last fencing token issued, 0 for none
 }
 
 // RWLock reads the read-write lock name (Client.RWLock), showing up to n of
@@ -711,13 +711,13 @@ const (
 // IdempotencyInfo is the state of one idempotency key. The stored result is
 // never read: only its size.
 type IdempotencyInfo struct {
-	Store string
-	Key   string
-	State IdempotencyState
+	Store string           // the Idempotency's name
+	Key   string           // the caller's idempotency key
+	State IdempotencyState // in progress, completed, or completed with error
 	// TTL is the lease left while in progress, the retention left once
 	// completed.
 	TTL         time.Duration
-	ResultBytes int64
+	ResultBytes int64 // the stored result's size; never read
 	// Fingerprint is the end of the request fingerprint's SHA-256 in hex,
 	// "...xxxxxxxx"; "" when the fingerprint was "".
 	Fingerprint string
@@ -775,17 +775,17 @@ func (in *Inspector) Idempotency(ctx context.Context, store, key string) (Idempo
 
 // TagInvalidation is a cache tag's last invalidation.
 type TagInvalidation struct {
-	Tag string
-	At  time.Time
+	Tag string    // the tag
+	At  time.Time // when it was last invalidated, on the server's clock
 }
 
 // CacheInfo is the state of a cache's tags.
 type CacheInfo struct {
-	Name string
+	Name string // the cache's name
 	// TagRecords counts the tags with an invalidation on record; Latest are
 	// the most recent invalidations, newest first.
 	TagRecords int64
-	Latest     []TagInvalidation
+	Latest     []TagInvalidation // the most recent invalidations, newest first
 }
 
 // Cache reads the tag records of the cache name (NewCache), and its n
@@ -815,23 +815,23 @@ func (in *Inspector) Cache(ctx context.Context, name string, n int) (CacheInfo, 
 // CacheEntryInfo is the state of one key of a cache: its entry, its load
 // lease, or both. The cached value is never returned: only its size.
 type CacheEntryInfo struct {
-	Key   string
-	Entry bool // an entry is stored
-	TTL   time.Duration
+	Key   string        // the caller's cache key
+	Entry bool          // an entry is stored
+	TTL   time.Duration // the entry's TTL left
 	// Bytes is the size of the stored value, header included;
 	// PayloadBytes that of the encoded value and its format byte.
 	Bytes        int64
-	PayloadBytes int64
-	Compressed   bool // deflated (CacheOptions.CompressAbove)
-	Tags         []string
-	Negative     bool // a cached "not found"
-	WrittenAt    time.Time
+	PayloadBytes int64     // the encoded value and its format byte
+	Compressed   bool      // deflated (CacheOptions.CompressAbove)
+	Tags         []string  // the entry's tags
+	Negative     bool      // a cached "not found"
+	WrittenAt    time.Time // when the entry was written, on the server's clock
 	// Invalidated is set when one of its tags was invalidated after it was
 	// written: the entry is no longer served.
 	Invalidated bool
 	// Lease is set while a load lease is held (a fill is in progress).
 	Lease    bool
-	LeaseTTL time.Duration
+	LeaseTTL time.Duration // the load lease's TTL left
 	// Unrecognized is set when the value is not in the entry format.
 	Unrecognized bool
 }
@@ -888,7 +888,7 @@ func (in *Inspector) CacheEntry(ctx context.Context, name, key string) (CacheEnt
 
 // QueueInfo is the state of a queue.
 type QueueInfo struct {
-	Name string
+	Name string // the queue's name
 	QueueStats
 	// DeadLetters are the ids of up to n dead letters, oldest first.
 	DeadLetters []string
@@ -926,7 +926,7 @@ func (in *Inspector) QueueMessages(ctx context.Context, name string, state Queue
 
 // BoardInfo is the state of a leaderboard.
 type BoardInfo struct {
-	Name  string
+	Name  string       // the leaderboard's name
 	Count int64        // members
 	Top   []BoardEntry // the n best, ranked ordinally
 }
@@ -979,9 +979,9 @@ func (in *Inspector) Sessions(ctx context.Context, name, user string) ([]Session
 
 // StreamGroupInfo is a consumer group of a stream topic.
 type StreamGroupInfo struct {
-	Name      string
-	Consumers int64
-	Pending   int64 // delivered, not acknowledged
+	Name      string // the group's name
+	Consumers int64  // consumers known to the group
+	Pending   int64  // delivered, not acknowledged
 	// Lag is how many entries the group has yet to read; -1 when Redis
 	// cannot tell.
 	Lag int64
@@ -989,10 +989,10 @@ type StreamGroupInfo struct {
 
 // StreamInfo is the state of a stream topic.
 type StreamInfo struct {
-	Name   string
-	Length int64 // entries held
-	TTL    time.Duration
-	Groups []StreamGroupInfo
+	Name   string            // the stream topic's name
+	Length int64             // entries held
+	TTL    time.Duration     // the stream's TTL left
+	Groups []StreamGroupInfo // its consumer groups
 }
 
 // Stream reads the stream topic name (NewStreamTopic): its length and its
@@ -1018,10 +1018,10 @@ func (in *Inspector) Stream(ctx context.Context, name string) (StreamInfo, error
 type LimiterInfo struct {
 	// RedisKey is the limit's key.
 	RedisKey  string
-	Limiter   string // the limiter's name
-	Algorithm Algorithm
-	Limit     Limit
-	TTL       time.Duration
+	Limiter   string        // the limiter's name
+	Algorithm Algorithm     // the limiter's algorithm
+	Limit     Limit         // the limit (rate, period, burst), read from the key
+	TTL       time.Duration // the key's TTL left
 	// Used is what the limit counts now: events in the window (FixedWindow,
 	// SlidingWindowLog), the estimate over the last period (SlidingWindow),
 	// tokens taken (TokenBucket), cells (GCRA).
