@@ -283,7 +283,9 @@ func TestInspectorElection(t *testing.T) {
 
 // TestInspectorDecoders: keys and ids the Inspector parses, at their edges.
 func TestInspectorDecoders(t *testing.T) {
-	c, err := New(redis.NewClient(&redis.Options{}), &Options{Prefix: "p"})
+	rdb := redis.NewClient(&redis.Options{}) // never dialled; closed for the leak check
+	defer rdb.Close()
+	c, err := New(rdb, &Options{Prefix: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
