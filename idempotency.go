@@ -121,8 +121,8 @@ func (o *IdempotencyOptions) codec() Codec {
 // Keys: prefix:idem:{id} (a hash: state, fingerprint, result), :fence (the
 // fencing counter) and :signal (wakes waiters), where id is the
 // Idempotency's name and the caller's key. All have TTLs: the record the
-// lease while running and the retention once done, the counter 7 days, the
-// signal list 10 seconds.
+// lease while running and the retention once done, the counter 7 days after
+// its last lease, the signal list 10 seconds.
 type Idempotency struct {
 	c         *Client
 	name      string
@@ -162,7 +162,10 @@ type IdempotencyLease struct {
 	// key: when a holder outlives its lease and another caller runs fn too,
 	// the later run has the greater token. Pass it to the effect (a
 	// conditional write that refuses a token lower than one it has seen) to
-	// make the effect itself exactly once.
+	// make the effect itself exactly once. It is never below the server's
+	// clock in microseconds at the grant, and keeps rising across a failover
+	// while the servers' clocks agree to within the failover's duration (see
+	// Client.Obtain).
 	Fence int64
 	// Deadline is when the lease ends, by this process's clock (an
 	// estimate: the lease is kept on the server's clock).

@@ -38,9 +38,9 @@ var (
 	scriptLockTouch   = newScript("lock_touch")
 )
 
-// fenceTTL is how long a key's fencing counter lives after its creation.
+// fenceTTL is how long a key's fencing counter lives after its last grant.
 // After it expires, tokens start again from the server's clock in
-// microseconds, above every token issued before.
+// microseconds, which they never fall below: above every token issued before.
 const fenceTTL = 7 * 24 * time.Hour
 
 // fenceTTLArg is fenceTTL in milliseconds, boxed once.
@@ -193,8 +193,13 @@ type Lock struct {
 //
 // Each successful Obtain issues a fencing token (Lock.Fence) greater than any
 // issued before for the key: have the resource the lock protects refuse a
-// token lower than one it has seen (docs/locks.md says why, and what a failover
-// does to it).
+// token lower than one it has seen (docs/locks.md says why). A token is the
+// greater of the previous token plus one and the server's clock in
+// microseconds, so tokens jump by the time elapsed between grants, not by
+// one. It keeps rising across a failover, even one that loses the last grants
+// with the asynchronous replication, as long as the servers' clocks agree to
+// within the time between the last lost grant and the new primary's first
+// one; a grant a replica acknowledged (LockOptions.Replicas) is never lost.
 //
 // Obtain costs one round trip per attempt. Between attempts it waits for the
 // holder's Release to wake it, for at most the retry strategy's backoff
@@ -367,7 +372,9 @@ func (l *Lock) Token() string {
 }
 
 // Fence returns the lock's fencing token: greater than every token issued
-// before it for the same key (see Obtain).
+// before it for the same key, never below the server's clock in microseconds
+// at the grant; across a failover, while the servers' clocks agree to within
+// the failover's duration (see Obtain).
 func (l *Lock) Fence() int64 {
 	if l == nil {
 		return 0

@@ -233,7 +233,10 @@ func (l *RWLease) Token() string {
 }
 
 // Fence returns the hold's fencing token: greater than every token issued
-// before it for the lock, to readers and writers alike (see Client.Obtain).
+// before it for the lock, to readers and writers alike, never below the
+// server's clock in microseconds at the grant; across a failover, while the
+// servers' clocks agree to within the failover's duration (see
+// Client.Obtain).
 func (l *RWLease) Fence() int64 {
 	if l == nil {
 		return 0

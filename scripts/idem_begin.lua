@@ -11,8 +11,10 @@
 --
 -- Returns one of
 --   {"run", fence}          the caller took the lease (fence >= 1, rising:
---                           the counter works as lock_obtain's, which says
---                           what a failover does to it)
+--                           max(counter + 1, the server's clock in
+--                           microseconds), as lock_obtain's, which says what
+--                           a failover does to it; the counter lives ARGV[4]
+--                           ms after its last lease)
 --   {"done", result, fail}  a stored result (fail "1": a stored final error)
 --   {"busy", pttl}          another caller holds the lease for pttl ms more
 --   {"mismatch"}            the key was used with another fingerprint
@@ -45,9 +47,10 @@ redis.call('HSET', KEYS[1], 'st', 'run', 'own', ARGV[1], 'fp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[3])
 local fence = redis.call('INCR', KEYS[2])
-if fence == 1 then
-  local t = redis.call('TIME')
-  fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local t = redis.call('TIME')
+local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fence < clock then
+  fence = clock
   redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[4])
 end
 return {'run', fence}

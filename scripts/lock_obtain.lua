@@ -25,15 +25,18 @@
 -- lock found held (the one whose marker was set).
 --
 -- A fencing token is strictly greater than every token issued before for the
--- key. The counter goes up by one per grant; when it is created (first use,
--- or after it expired ARGV[3] ms after its creation) it starts from the
--- server's clock in microseconds, which is above every token it issued
--- before as long as the key saw fewer grants than microseconds passed.
--- Across a failover the new primary goes on from the counter it received:
--- its tokens are above every token whose grant reached it, but grants lost
--- with the asynchronous replication (a FORCE or TAKEOVER failover, or the
--- promotion of a lagging replica) have their tokens issued again. A grant
--- acknowledged by a replica (WAIT, LockOptions.Replicas) is not lost.
+-- key: each grant issues max(counter + 1, the server's clock in
+-- microseconds), so tokens jump by the microseconds elapsed between grants
+-- (by one only for grants within one microsecond) and never fall below the
+-- clock. A counter that expired (ARGV[3] ms after its last grant) starts again
+-- from the clock, above every token it issued. Across a failover the new
+-- primary's tokens are above every token whose grant reached it, and above
+-- the grants lost with the asynchronous replication (a FORCE or TAKEOVER
+-- failover, or the promotion of a lagging replica) as long as the nodes'
+-- clocks agree to within the time between the last lost grant and the first
+-- grant of the new primary; a grant acknowledged by a replica (WAIT,
+-- LockOptions.Replicas) is not lost whatever the clocks. The token is an
+-- integer below 2^53 (microseconds since 1970), exact in Lua's doubles.
 --
 -- Example: redis-cli --eval scripts/lock_obtain.lua patterns:lock:{demo} patterns:lock:{demo}:fence patterns:lock:{demo}:wake:waiting , owner-token 10000 86400000 2000
 local n = math.floor(#KEYS / 2)
@@ -62,12 +65,13 @@ else
     redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   end
 end
+local t = redis.call('TIME')
+local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local first
 for i = 1, n do
   local fence = redis.call('INCR', KEYS[n + i])
-  if fence == 1 then
-    local t = redis.call('TIME')
-    fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if fence < clock then
+    fence = clock
     redis.call('SET', KEYS[n + i], string.format('%.0f', fence), 'PX', ARGV[3])
   end
   first = first or fence

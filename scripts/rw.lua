@@ -33,8 +33,9 @@
 -- lease end.
 --
 -- The fencing counter works as lock_obtain's (which says what a failover
--- does to it): up by one per grant, from the server's clock in
--- microseconds when created.
+-- does to it): each grant, to a reader or a writer, issues max(counter + 1,
+-- the server's clock in microseconds); the counter lives ARGV[5] ms after
+-- its last grant.
 --
 -- Example: redis-cli --eval scripts/rw.lua patterns:rw:{demo}:r patterns:rw:{demo}:w patterns:rw:{demo}:intent patterns:rw:{demo}:fence patterns:rw:{demo}:wake:waiting patterns:rw:{demo}:wake , read reader-token 10000 0 86400000 0
 local t = redis.call('TIME')
@@ -51,8 +52,9 @@ end
 
 local function fence()
   local f = redis.call('INCR', KEYS[4])
-  if f == 1 then
-    f = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if f < clock then
+    f = clock
     redis.call('SET', KEYS[4], string.format('%.0f', f), 'PX', ARGV[5])
   end
   return f
