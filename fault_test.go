@@ -3,7 +3,6 @@ package patterns
 import (
 	"context"
 	"errors"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"sync"
@@ -15,15 +14,15 @@ import (
 )
 
 // faultProxy forwards TCP between clients and a real Redis and breaks the
-// replies on demand: the network faults of the fault battery. It is written
+// traffic on demand: the network faults of the fault battery. It is written
 // here rather than taken from Toxiproxy because a test dependency of the root
 // module would enter the module graph of every user of the library.
 //
 // While armed, the next integer reply (the scripts under test return
 // integers; connection handshakes do not) is dropped and its connection
 // reset: the command ran, but its reply never reaches the client. set
-// installs a standing fault on every reply: latency, drop, or a reset of a
-// share of the connections.
+// installs a standing fault on every reply (latency, drop, or a reset of a
+// share of the connections) or on every request (a stall).
 type faultProxy struct {
 	ln       net.Listener
 	upstream string
@@ -34,13 +33,19 @@ type faultProxy struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]bool
 	stopped  bool
+	quit     chan struct{} // closed by close: stalled requests give up
 }
 
-// netFault is a standing fault on the replies.
+// netFault is a standing fault on the replies, or with stall on the
+// requests.
 type netFault struct {
 	latency, jitter time.Duration // each reply chunk is delayed by latency ± jitter
 	drop            bool          // replies are discarded
 	resetShare      float64       // share of connections, drawn per connection, reset at their next reply
+	// stall holds every request back, in order, until a fault without
+	// stall is set: the commands do not reach the server at all (the
+	// connections stay open, so a client waits for its read timeout).
+	stall bool
 }
 
 func newFaultProxy(t testing.TB, upstream string) *faultProxy {
@@ -48,7 +53,7 @@ func newFaultProxy(t testing.TB, upstream string) *faultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, upstream: upstream, conns: map[net.Conn]bool{}}
+	p := &faultProxy{ln: ln, upstream: upstream, conns: map[net.Conn]bool{}, quit: make(chan struct{})}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
@@ -64,6 +69,9 @@ func (p *faultProxy) set(f *netFault) { p.fault.Store(f) }
 func (p *faultProxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
+	if !p.stopped {
+		close(p.quit)
+	}
 	p.stopped = true
 	for c := range p.conns {
 		c.Close()
@@ -112,8 +120,35 @@ func (p *faultProxy) serve() {
 			return
 		}
 		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(u, c); u.Close() }()
+		go func() { defer p.wg.Done(); p.requests(c, u); u.Close() }()
 		go func() { defer p.wg.Done(); p.replies(c, u); p.untrack(c, u) }()
+	}
+}
+
+// requests copies the client's requests to the server, holding them back
+// while the standing fault stalls.
+func (p *faultProxy) requests(c, u net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		for n > 0 {
+			if f := p.fault.Load(); f == nil || !f.stall {
+				break
+			}
+			select {
+			case <-p.quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if n > 0 {
+			if _, werr := u.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

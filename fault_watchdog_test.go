@@ -13,19 +13,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestLeaseStarvation: a holder whose refreshes cannot succeed in time (its
-// replies come back late), in a process starved of CPU (GOMAXPROCS 1 and
-// goroutines spinning), has fn's context cancelled before another client
-// can take the resource: never two holders at once. Another client, not
-// behind the latency, takes the resource as soon as it can and records
-// when it got it; the holder's fn records the last time it saw its context
-// live. The refreshes do reach Redis (the latency is on the replies), so
-// the other client gets in only once the holder has stopped refreshing.
+// TestLeaseStarvation: a holder whose refresh is stuck (its requests are
+// held back, so no refresh reaches Redis, on a go-redis client without
+// ContextTimeoutEnabled whose ReadTimeout outlasts the lease: the refresh
+// ignores its context's deadline), in a process starved of CPU
+// (GOMAXPROCS 1 and goroutines spinning), has fn's context cancelled before
+// another client can take the resource: never two holders at once. Another
+// client, not behind the stall, takes the resource as soon as it can; its
+// fn checks that the holder's fn context is already done. The stall is
+// lifted only after that check, so a watchdog that waits for its refresh
+// before it cancels (as one that calls refresh synchronously does) fails
+// here, whatever the timings.
 //
 // Not parallel: GOMAXPROCS is the process's. Its subtests run in parallel,
 // each behind a proxy of its own.
 func TestLeaseStarvation(t *testing.T) {
-	const ttl, latency = time.Second, 2 * time.Second
+	// ttl/10 (leaseMargin) is the watchdog's head start on the other
+	// client: 300 milliseconds, several times a starved goroutine's delay.
+	const ttl = 3 * time.Second
 	upstream := testRedis(t).Options().Addr
 	prev := runtime.GOMAXPROCS(1)
 	stop := make(chan struct{})
@@ -50,9 +55,11 @@ func TestLeaseStarvation(t *testing.T) {
 		t.Run(h.name, func(t *testing.T) {
 			t.Parallel()
 			x := newFaultProxy(t, upstream)
-			// go-redis's default: no ContextTimeoutEnabled, so a refresh
-			// waits for its reply (or the ReadTimeout), not for its context.
-			prdb := redis.NewClient(&redis.Options{Addr: x.addr()})
+			// No ContextTimeoutEnabled (go-redis's default): a refresh
+			// waits for its reply or the ReadTimeout, not for its context;
+			// with this ReadTimeout, the stuck refresh ends only when the
+			// stall is lifted.
+			prdb := redis.NewClient(&redis.Options{Addr: x.addr(), ReadTimeout: time.Minute})
 			t.Cleanup(func() { prdb.Close() })
 			c := newClient(t, prdb)
 			other, err := New(testRedis(t), &Options{Prefix: c.prefix})
@@ -63,53 +70,63 @@ func TestLeaseStarvation(t *testing.T) {
 			defer cancel()
 			mineCtx, mineDone := context.WithCancel(ctx)
 			defer mineDone()
-			held := make(chan struct{})
-			var lastLive time.Time
-			var cause error
+			held := make(chan context.Context, 1)
+			var cancelledAt time.Time // when fn saw its context done
+			var mineErr error
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = h.wrap(t, c, ttl, true)(mineCtx, func(fctx context.Context) error {
-					x.set(&netFault{latency: latency})
-					close(held)
-					defer mineDone() // Elect would campaign again
-					limit := time.Now().Add(10 * ttl)
-					for time.Now().Before(limit) {
-						now := time.Now()
-						if fctx.Err() != nil {
-							cause = context.Cause(fctx)
-							return fctx.Err()
-						}
-						lastLive = now
-						time.Sleep(time.Millisecond)
+				mineErr = h.wrap(t, c, ttl, true)(mineCtx, func(fctx context.Context) error {
+					defer mineDone()              // Elect would campaign again
+					x.set(&netFault{stall: true}) // from the first refresh on
+					held <- fctx
+					select {
+					case <-fctx.Done():
+						cancelledAt = time.Now()
+						return fctx.Err()
+					case <-time.After(3 * ttl):
+						return errors.New("never cancelled")
 					}
-					return errors.New("never cancelled")
 				})
 			}()
-			<-held
+			// Whatever happens, lift the stall (the holder's refresh then
+			// ends) and wait for the holder.
+			defer wg.Wait()
+			defer x.set(nil)
+			var mine context.Context
+			select {
+			case mine = <-held:
+			case <-ctx.Done():
+				t.Fatal("the holder never ran")
+			}
+			var liveAtGrant, ran bool
 			var got time.Time
 			err = h.wrap(t, other, ttl, false)(ctx, func(context.Context) error {
-				got = time.Now()
+				got, ran = time.Now(), true
+				liveAtGrant = mine.Err() == nil
 				return nil
 			})
-			wg.Wait()
 			x.set(nil)
+			wg.Wait()
 			// The other client's own lease may run out too in a process
 			// this starved: that is the safety property at work.
 			if err != nil && !errors.Is(err, ErrNotHeld) {
 				t.Fatalf("the other client: %v", err)
 			}
-			if got.IsZero() {
+			if !ran {
 				t.Fatal("the other client never got in")
 			}
-			if !errors.Is(cause, ErrNotHeld) {
-				t.Fatalf("fn's context: cause %v, want ErrNotHeld", cause)
+			if liveAtGrant {
+				t.Fatalf("two holders at once: the holder's fn context was still live when the other client got in (the holder returned %v)", mineErr)
 			}
-			t.Logf("fn last saw its context live %v before the other client got in", got.Sub(lastLive).Round(time.Millisecond))
-			if lastLive.After(got) {
-				t.Fatalf("two holders at once: fn's context was live %v after the other client got in", lastLive.Sub(got).Round(time.Millisecond))
+			if cause := context.Cause(mine); !errors.Is(cause, ErrNotHeld) {
+				t.Fatalf("the holder's fn context: cause %v, want ErrNotHeld", cause)
 			}
+			if !errors.Is(mineErr, ErrNotHeld) && !errors.Is(mineErr, context.Canceled) {
+				t.Fatalf("the holder returned %v, want an error matching ErrNotHeld", mineErr)
+			}
+			t.Logf("fn's context was done %v before the other client got in", got.Sub(cancelledAt).Round(time.Millisecond))
 		})
 	}
 }
