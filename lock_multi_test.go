@@ -37,7 +37,7 @@ func init() {
 func init() {
 	moreOnceOps = append(moreOnceOps, func(t *testing.T, c, dc *Client, direct *redis.Client) []onceOp {
 		names := []string{"once-m1", "once-m2"}
-		return []onceOp{{name: "lock multi (fencing counters)", run: func(ctx context.Context) error {
+		return []onceOp{{name: "lock multi (fencing counters)", setup: fenceAhead(t, direct, c.key("lock", names[0], "fence"), c.key("lock", names[1], "fence")), run: func(ctx context.Context) error {
 			_, err := c.ObtainMulti(ctx, names, time.Minute, nil)
 			// Free the locks for the next call, keeping their counters.
 			direct.Del(context.Background(), c.key("lock", names[0]), c.key("lock", names[1]))

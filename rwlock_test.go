@@ -49,7 +49,7 @@ func init() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []onceOp{{name: "rwlock write (fencing counter)", run: func(ctx context.Context) error {
+		return []onceOp{{name: "rwlock write (fencing counter)", setup: fenceAhead(t, direct, rw.keys[3]), run: func(ctx context.Context) error {
 			_, err := rw.Lock(ctx)
 			// Free the lock for the next call, keeping its counter.
 			direct.Del(context.Background(), rw.keys[1])
