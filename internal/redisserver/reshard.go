@@ -25,7 +25,29 @@ func (s *Server) NodeID(ctx context.Context) (string, error) {
 
 // SlotOwner returns the master that serves slot, as that master itself
 // sees it (the node whose CLUSTER SHARDS names itself master of the slot).
+//
+// Right after a move the masters may, for a moment, each see the other as
+// the owner (their configurations meet over the cluster bus): SlotOwner
+// asks again for up to 5 seconds, within ctx, until one claims the slot.
 func (c *Cluster) SlotOwner(ctx context.Context, slot int) (*Server, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := c.slotOwner(ctx, slot)
+		if n != nil || !errors.Is(err, errNoOwner) || time.Now().After(deadline) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errNoOwner: no master claims the slot (yet).
+var errNoOwner = errors.New("no master claims the slot")
+
+func (c *Cluster) slotOwner(ctx context.Context, slot int) (*Server, error) {
 	for _, n := range c.all() {
 		rdb, err := n.Client()
 		if err != nil {
@@ -53,7 +75,7 @@ func (c *Cluster) SlotOwner(ctx context.Context, slot int) (*Server, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("redisserver: no master claims slot %d", slot)
+	return nil, fmt.Errorf("redisserver: slot %d: %w", slot, errNoOwner)
 }
 
 // MoveOptions tune MoveSlot.
