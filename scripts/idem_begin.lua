@@ -46,11 +46,8 @@ end
 redis.call('HSET', KEYS[1], 'st', 'run', 'own', ARGV[1], 'fp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[3])
-local fence = redis.call('INCR', KEYS[2])
 local t = redis.call('TIME')
 local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if fence < clock then
-  fence = clock
-  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[4])
-end
+local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, clock)
+redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[4])
 return {'run', fence}

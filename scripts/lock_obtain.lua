@@ -69,11 +69,8 @@ local t = redis.call('TIME')
 local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local first
 for i = 1, n do
-  local fence = redis.call('INCR', KEYS[n + i])
-  if fence < clock then
-    fence = clock
-    redis.call('SET', KEYS[n + i], string.format('%.0f', fence), 'PX', ARGV[3])
-  end
+  local fence = math.max((tonumber(redis.call('GET', KEYS[n + i])) or 0) + 1, clock)
+  redis.call('SET', KEYS[n + i], string.format('%.0f', fence), 'PX', ARGV[3])
   first = first or fence
 end
 return first

@@ -51,12 +51,8 @@ local function expireReaders()
 end
 
 local function fence()
-  local f = redis.call('INCR', KEYS[4])
-  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if f < clock then
-    f = clock
-    redis.call('SET', KEYS[4], string.format('%.0f', f), 'PX', ARGV[5])
-  end
+  local f = math.max((tonumber(redis.call('GET', KEYS[4])) or 0) + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', KEYS[4], string.format('%.0f', f), 'PX', ARGV[5])
   return f
 end
 
