@@ -21,13 +21,17 @@ type lease struct {
 	refresh func(ctx context.Context) error
 	// release ends the lease, even when ctx is done.
 	release func(ctx context.Context) error
+	// c and obs report a lost lease to the Observer (operation watchdog).
+	c   *Client
+	obs obsTag
 }
 
 // hold runs fn while a watchdog (keepAlive) keeps ls alive, then stops the
 // watchdog and releases ls, also when fn panics (the panic goes on after the
 // release). When the lease is lost, fn's context is cancelled with a cause
-// matching ErrNotHeld. ferr is fn's error, lost the watchdog's (nil unless
-// the lease was lost), rerr the release's.
+// matching ErrNotHeld and the Observer is told (watchdog, lost). ferr is
+// fn's error, lost the watchdog's (nil unless the lease was lost), rerr the
+// release's.
 func (ls *lease) hold(ctx context.Context, fn func(ctx context.Context) error) (ferr, lost, rerr error) {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -50,6 +54,9 @@ func (ls *lease) hold(ctx context.Context, fn func(ctx context.Context) error) (
 	stop <- time.Now()
 	<-stopped
 	rerr = ls.release(ctx)
+	if lost != nil {
+		ls.c.observeLost(ctx, ls.obs.pattern, ls.obs.name, lost)
+	}
 	return ferr, lost, rerr
 }
 

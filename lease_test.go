@@ -2,10 +2,14 @@ package patterns
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // leaseHolder is one of the wrappers that hold a lease while fn runs, on
@@ -134,6 +138,55 @@ func TestLeaseStartsAtGrant(t *testing.T) {
 			}
 			if err != nil || len(runs) != 1 || runs[0] != "live" {
 				t.Fatalf("after a %v wait with a %v lease: err = %v, fn's runs: %q", firstHolds, ttl, err, runs)
+			}
+		})
+	}
+}
+
+// TestLeaseLossObserved: every holder built on hold tells the Observer once
+// (watchdog, lost) when its lease is lost: here the holder's replies are
+// dropped until the lease runs out.
+func TestLeaseLossObserved(t *testing.T) {
+	t.Parallel()
+	upstream := testRedis(t).Options().Addr
+	want := map[string]string{"lock": "lock", "permit": "semaphore", "concurrency": "concurrency", "elect": "lock",
+		"rwlock read": "rwlock", "rwlock write": "rwlock", "multi-lock": "lock"}
+	for _, h := range leaseHolders() {
+		t.Run(h.name, func(t *testing.T) {
+			t.Parallel()
+			x := newFaultProxy(t, upstream)
+			rdb := redis.NewClient(&redis.Options{Addr: x.addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+			t.Cleanup(func() { rdb.Close() })
+			c := newClient(t, rdb)
+			rec := &recorder{}
+			c.observer = rec
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			runs := 0
+			err := h.wrap(t, c, 600*time.Millisecond, true)(ctx, func(fctx context.Context) error {
+				if runs++; runs > 1 {
+					return nil // Elect campaigns again after a loss
+				}
+				x.set(&netFault{drop: true})
+				defer x.set(nil)
+				select {
+				case <-fctx.Done():
+					return context.Cause(fctx)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+			if h.name != "elect" && !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("err = %v, want ErrNotHeld", err)
+			}
+			var lost []string
+			for _, o := range rec.takeWith(func(o observed) string { return fmt.Sprintf("%s.%s %s", o.op.Pattern, o.op.Operation, o.outcome) }) {
+				if strings.Contains(o, ".watchdog ") {
+					lost = append(lost, o)
+				}
+			}
+			if w := want[h.name] + ".watchdog lost"; len(lost) != 1 || lost[0] != w {
+				t.Errorf("watchdog reports %q, want [%q]", lost, w)
 			}
 		})
 	}

@@ -487,15 +487,12 @@ func (c *Client) WithLock(ctx context.Context, key string, ttl time.Duration, op
 	if err != nil {
 		return err
 	}
-	ferr, lost, rerr := lock.lease().hold(ctx, fn)
-	if lost != nil {
-		c.observeLost(ctx, PatternLock, "", lost)
-	}
-	return holdResult(ferr, lost, rerr)
+	return holdResult(lock.lease().hold(ctx, fn))
 }
 
 // lease is l as hold keeps it alive.
 func (l *Lock) lease() *lease {
 	return &lease{granted: l.granted, ttl: l.ttl, release: l.Release,
-		refresh: func(ctx context.Context) error { return l.Refresh(ctx, l.ttl) }}
+		refresh: func(ctx context.Context) error { return l.Refresh(ctx, l.ttl) },
+		c:       l.c, obs: obsTag{pattern: PatternLock}}
 }

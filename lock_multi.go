@@ -146,12 +146,9 @@ func (c *Client) WithMultiLock(ctx context.Context, keys []string, ttl time.Dura
 		return err
 	}
 	ls := &lease{granted: m.granted, ttl: ttl, release: m.Release,
-		refresh: func(ctx context.Context) error { return m.Refresh(ctx, ttl) }}
-	ferr, lost, rerr := ls.hold(ctx, fn)
-	if lost != nil {
-		c.observeLost(ctx, PatternLock, "", lost)
-	}
-	return holdResult(ferr, lost, rerr)
+		refresh: func(ctx context.Context) error { return m.Refresh(ctx, ttl) },
+		c:       c, obs: obsTag{pattern: PatternLock}}
+	return holdResult(ls.hold(ctx, fn))
 }
 
 // obtainOnce makes one attempt at every group, in order, and rolls back the

@@ -119,7 +119,7 @@ const (
 	OpRefreshMulti ObserveOperation = "refresh-multi"
 	OpTTL          ObserveOperation = "ttl"
 	OpTTLMulti     ObserveOperation = "ttl-multi"
-	OpWatchdog     ObserveOperation = "watchdog" // a WithLock watchdog that found its lock lost
+	OpWatchdog     ObserveOperation = "watchdog" // a watchdog that found its lock, permit or lease lost
 	OpTryAcquire   ObserveOperation = "try-acquire"
 	OpAcquire      ObserveOperation = "acquire"
 	OpSetPermits   ObserveOperation = "set-permits"
@@ -257,15 +257,16 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 	decision := o(OutcomeAllowed, OutcomeDenied)
 	found := o(OutcomeOK, OutcomeNotFound)
 	changed := o(OutcomeOK, OutcomeChanged)
-	permits := map[ObserveOperation][]ObserveOutcome{OpAcquire: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl}
+	watchdog := o(OutcomeLost)
+	permits := map[ObserveOperation][]ObserveOutcome{OpAcquire: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: watchdog}
 	semaphore := maps.Clone(permits)
 	semaphore[OpTryAcquire], semaphore[OpSetPermits] = obtain, ok
 	return map[ObservePattern]map[ObserveOperation][]ObserveOutcome{
-		PatternLock: {OpObtain: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: o(OutcomeLost),
+		PatternLock: {OpObtain: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: watchdog,
 			OpObtainMulti: obtain, OpReleaseMulti: release, OpRefreshMulti: refresh, OpTTLMulti: ttl},
 		PatternSemaphore:   semaphore,
 		PatternConcurrency: permits,
-		PatternRWLock:      {OpRLock: obtain, OpLock: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl},
+		PatternRWLock:      {OpRLock: obtain, OpLock: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: watchdog},
 		PatternElect:       {OpElect: o(OutcomeResigned), OpLeader: found},
 		PatternRateLimit: {OpAllow: decision, OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
 			OpBatch: ok, OpReset: ok},

@@ -147,7 +147,8 @@ func (rw *RWLock) with(ctx context.Context, op ObserveOperation, take func(conte
 		return err
 	}
 	ls := &lease{granted: l.granted, ttl: rw.lease, release: l.Release,
-		refresh: func(ctx context.Context) error { return l.Refresh(ctx, rw.lease) }}
+		refresh: func(ctx context.Context) error { return l.Refresh(ctx, rw.lease) },
+		c:       rw.c, obs: obsTag{PatternRWLock, rw.name}}
 	return holdResult(ls.hold(ctx, fn))
 }
 

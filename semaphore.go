@@ -400,6 +400,7 @@ func (s *Semaphore) WithPermit(ctx context.Context, fn func(ctx context.Context)
 // or panics (see lease.hold).
 func (p *Permit) hold(ctx context.Context, fn func(ctx context.Context) error) (ferr, lost, rerr error) {
 	ls := &lease{granted: p.granted, ttl: p.lease, release: p.Release,
-		refresh: func(ctx context.Context) error { return p.Refresh(ctx, p.lease) }}
+		refresh: func(ctx context.Context) error { return p.Refresh(ctx, p.lease) },
+		c:       p.s.c, obs: p.s.obs}
 	return ls.hold(ctx, fn)
 }
