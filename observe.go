@@ -103,6 +103,7 @@ const (
 	PatternUniques     ObservePattern = "uniques"     // Uniques
 	PatternActivity    ObservePattern = "activity"    // Activity
 	PatternIdempotency ObservePattern = "idempotency" // Idempotency
+	PatternScheduler   ObservePattern = "scheduler"   // Scheduler
 )
 
 // ObserveOperation names a call in ObserveOp.Operation. Several patterns
@@ -191,6 +192,7 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpTick         ObserveOperation = "tick" // a Scheduler's claim of due ticks, in Run
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -240,6 +242,7 @@ const (
 	OutcomeReplayed    ObserveOutcome = "replayed"
 	OutcomeInProgress  ObserveOutcome = "in-progress"
 	OutcomeMismatch    ObserveOutcome = "mismatch"
+	OutcomeMissed      ObserveOutcome = "missed" // ticks missed, none enqueued (Count: how many)
 )
 
 // sharedOutcomes end any operation.
@@ -296,6 +299,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 		PatternUniques:     {OpAdd: changed, OpCount: ok, OpMerge: ok},
 		PatternActivity:    {OpMark: changed, OpWasActive: ok, OpCount: ok, OpActiveOnAll: ok, OpActiveOnAny: ok, OpRetention: ok},
 		PatternIdempotency: {OpDo: o(OutcomeDone, OutcomeReplayed, OutcomeInProgress, OutcomeMismatch)},
+		PatternScheduler: {OpSet: o(OutcomeCreated, OutcomeChanged, OutcomeOK), OpRemove: found, OpList: ok, OpRun: nil,
+			OpTick: o(OutcomeEnqueued, OutcomeDuplicate, OutcomeMissed, OutcomeFull)},
 	}
 }()
 

@@ -12,8 +12,9 @@
 -- KEYS[7]  ready:high: as KEYS[1], high priority
 -- KEYS[8]  ready:low:  as KEYS[1], low priority
 -- KEYS[9]  paused:     exists while the queue is paused
+-- KEYS[10] schedules, KEYS[11] due: a Scheduler's keys (see sched.lua), for tick only
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
---          stats | peek | redrive | purgedead | pause | resume
+--          stats | peek | redrive | purgedead | pause | resume | tick
 -- ARGV[2]  retention in ms: every key's TTL, renewed on every write
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
 --              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none)
@@ -26,6 +27,9 @@
 -- extend:      ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms
 -- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
+-- tick:        ARGV[3] max length (0: none), ARGV[4] schedule id, ARGV[5] its version,
+--              ARGV[6] its due score as read, ARGV[7] its next due score, ARGV[8] ticks
+--              missed, then the ticks to enqueue (ms, rising, none in the future)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
 -- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany ->
@@ -39,7 +43,16 @@
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
 -- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
--- state changed, 0 if not.
+-- state changed, 0 if not; tick -> {1, messages queued}, {0} when the
+-- schedule's version or due score is no longer the one read (another
+-- instance took these ticks, or the schedule changed), or -1 if the queue
+-- is full (nothing written either way).
+--
+-- tick is the scheduler's claim: it compares the schedule's version and due
+-- score with those read, and only if both match enqueues one message per
+-- tick, with the id "sched:" .. schedule id .. ":" .. tick and the
+-- schedule's body and priority, and moves the due score on, all at once; a
+-- tick is thus enqueued once, whichever instance gets there first.
 --
 -- Ready messages are served highest priority first (strict: a low message
 -- waits while a higher one is due), by due time within a priority. A dequeue
@@ -69,7 +82,7 @@ end
 local function prio(id) return tonumber(redis.call('HGET', KEYS[3], 'p:' .. id) or '0') end
 
 local function keep()
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], retention) end
+  for i = 1, 9 do redis.call('PEXPIRE', KEYS[i], retention) end
 end
 
 local function signal(n)
@@ -185,6 +198,32 @@ if op == 'enqueuemany' then
     keep()
   end
   return out
+end
+
+if op == 'tick' then
+  local id, n = ARGV[4], #ARGV - 8
+  local score = redis.call('ZSCORE', KEYS[11], id)
+  if redis.call('HGET', KEYS[10], 'v:' .. id) ~= ARGV[5] or not score or tonumber(score) ~= tonumber(ARGV[6]) then
+    return {0}
+  end
+  if n > 0 and tonumber(ARGV[#ARGV]) > now then return redis.error_reply('tick in the future') end
+  if full(tonumber(ARGV[3]), n) then return -1 end
+  local body, p, queued = redis.call('HGET', KEYS[10], 'b:' .. id), tonumber(redis.call('HGET', KEYS[10], 'p:' .. id) or '0'), 0
+  for i = 9, #ARGV do
+    queued = queued + add('sched:' .. id .. ':' .. ARGV[i], body or '', 0, p)
+  end
+  redis.call('HSET', KEYS[10], 'a:' .. id, 1)
+  if n > 0 then
+    redis.call('HSET', KEYS[10], 'l:' .. id, ARGV[#ARGV])
+  end
+  if queued > 0 then redis.call('HINCRBY', KEYS[10], 'e:' .. id, queued) end
+  if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', KEYS[10], 'm:' .. id, ARGV[8]) end
+  redis.call('ZADD', KEYS[11], ARGV[7], id)
+  if queued > 0 then
+    signal(queued)
+    keep()
+  end
+  return {1, queued}
 end
 
 local function bury(id)
