@@ -674,3 +674,45 @@ func TestSchedulerChaosChild(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSchedulerStaleClaim claims the same due ticks twice, as two
+// instances that read the schedule at once would: the second claim
+// enqueues nothing, even once the first one's messages were acked (their
+// ids are free again: the queue's dedup alone would enqueue them anew).
+func TestSchedulerStaleClaim(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb, schedLongLived)
+		s, _ := c.Scheduler("jobs", nil)
+		if err := s.Set(ctx, "x", Schedule{Every: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		v, err := scriptSched.run(ctx, c.scr, s.keys, "due", 10).Slice()
+		if err != nil || len(v) != 7 {
+			t.Fatalf("due = %v %v", v, err)
+		}
+		d := dueSchedule{id: v[2].(string), def: v[3].(string), version: v[4].(string), armed: v[5] == int64(1), score: v[6].(int64)}
+		now := v[0].(int64)
+		if _, err := s.claim(ctx, d, now); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := s.Queue().DequeueMany(ctx, 100)
+		if err != nil || len(ms) < 3 {
+			t.Fatalf("first claim: %d messages, %v", len(ms), err)
+		}
+		if n, err := s.Queue().AckMany(ctx, ms); err != nil || n != len(ms) {
+			t.Fatalf("AckMany = %d %v", n, err)
+		}
+		if _, err := s.claim(ctx, d, now); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := s.Queue().Stats(ctx); st.Ready != 0 {
+			t.Fatalf("the stale claim enqueued %d messages again", st.Ready)
+		}
+		if si := scheduleOf(t, s, "x"); si.Enqueued != int64(len(ms)) {
+			t.Fatalf("enqueued %d, want %d", si.Enqueued, len(ms))
+		}
+	})
+}
