@@ -716,3 +716,38 @@ func TestSchedulerStaleClaim(t *testing.T) {
 		}
 	})
 }
+
+func init() { moreFaultOps = append(moreFaultOps, schedulerFaultOps) }
+
+// schedulerFaultOps is the scheduler's operation for the fault batteries:
+// set a schedule (a no-op once set), claim its due ticks as Run does, list.
+func schedulerFaultOps(t testing.TB, c *Client) []faultOp {
+	var mu sync.Mutex
+	var claimErr error
+	s, err := c.Scheduler("fault-sched", &SchedulerOptions{Queue: &QueueOptions{Retention: time.Hour},
+		OnError: func(err error) {
+			mu.Lock()
+			claimErr = err
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []faultOp{{"scheduler", func(ctx context.Context) error {
+		if err := s.Set(ctx, "beat", Schedule{Every: 10 * time.Millisecond}); err != nil {
+			return err
+		}
+		if _, err := s.look(ctx); err != nil {
+			return err
+		}
+		mu.Lock()
+		err := claimErr
+		claimErr = nil
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		_, err = s.List(ctx)
+		return err
+	}}}
+}
