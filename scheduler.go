@@ -162,16 +162,80 @@ func parseSpec(spec, zone string) (s cron.Schedule, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if ss, ok := s.(*cron.SpecSchedule); ok && !prefixed {
-		loc := time.UTC
-		if zone != "" && zone != "UTC" {
-			if loc, err = time.LoadLocation(zone); err != nil {
-				return nil, err
+	if ss, ok := s.(*cron.SpecSchedule); ok {
+		if !prefixed {
+			loc := time.UTC
+			if zone != "" && zone != "UTC" {
+				if loc, err = time.LoadLocation(zone); err != nil {
+					return nil, err
+				}
 			}
+			ss.Location = loc
 		}
-		ss.Location = loc
+		return cronSpec{ss}, nil
 	}
 	return s, nil
+}
+
+// cronSpec computes the ticks of a parsed cron spec itself: robfig/cron's
+// SpecSchedule.Next loops for ever on some specs in zones whose DST change
+// skips midnight. It walks the days (at most five years ahead), and in each
+// matching day the spec's hours, minutes and seconds in wall-clock time; a
+// wall time skipped by a DST change has no tick, one repeated has one.
+type cronSpec struct{ s *cron.SpecSchedule }
+
+// cronStar marks a field given as "*" (robfig/cron's starBit).
+const cronStar = 1 << 63
+
+// Next returns the first tick after t, or the zero time when there is none
+// in five years.
+func (c cronSpec) Next(t time.Time) time.Time {
+	s, loc := c.s, c.s.Location
+	lt := t.In(loc)
+	y, m, d := lt.Date()
+	day0 := time.Date(y, m, d, 0, 0, 0, 0, time.UTC) // civil dates, free of DST
+	for i := 0; i <= 5*366; i++ {
+		day := day0.AddDate(0, 0, i)
+		if s.Month&(1<<uint(day.Month())) == 0 {
+			continue
+		}
+		domMatch := s.Dom&(1<<uint(day.Day())) != 0
+		dowMatch := s.Dow&(1<<uint(day.Weekday())) != 0
+		if s.Dom&cronStar != 0 || s.Dow&cronStar != 0 {
+			if !domMatch || !dowMatch {
+				continue
+			}
+		} else if !domMatch && !dowMatch {
+			continue
+		}
+		h0 := 0
+		if i == 0 {
+			h0 = max(lt.Hour()-2, 0) // earlier hours are before t (2: DST slack)
+		}
+		for h := h0; h < 24; h++ {
+			if s.Hour&(1<<uint(h)) == 0 {
+				continue
+			}
+			for mi := 0; mi < 60; mi++ {
+				if s.Minute&(1<<uint(mi)) == 0 {
+					continue
+				}
+				for sec := 0; sec < 60; sec++ {
+					if s.Second&(1<<uint(sec)) == 0 {
+						continue
+					}
+					at := time.Date(day.Year(), day.Month(), day.Day(), h, mi, sec, 0, loc)
+					if at.Hour() != h || at.Minute() != mi || at.Day() != day.Day() {
+						continue // skipped by a DST change
+					}
+					if at.After(t) {
+						return at
+					}
+				}
+			}
+		}
+	}
+	return time.Time{}
 }
 
 // newTicker reads a stored definition.
@@ -596,9 +660,10 @@ type schedulePlan struct {
 	next   int64
 }
 
-// maxMissedSteps bounds the missed ticks counted one by one; past it the
-// count is a lower bound, and the run-once tick the latest counted.
-const maxMissedSteps = 100000
+// maxMissedSteps bounds the missed ticks of a cron spec counted one by
+// one; past it the count is a lower bound, and the run-once tick the
+// latest counted.
+const maxMissedSteps = 10000
 
 // plan computes the claim of a due schedule at now (server ms).
 func (tk *ticker) plan(armed bool, score, now int64) schedulePlan {
@@ -609,7 +674,13 @@ func (tk *ticker) plan(armed bool, score, now int64) schedulePlan {
 	var p schedulePlan
 	late := now - tk.def.CatchUp // ticks before it were missed
 	lastMissed := int64(-1)
-	for steps := 0; t < late && t <= now; steps++ {
+	if tk.every > 0 && t < late {
+		// Intervals: count the missed ticks without walking them.
+		lastMissed = (late - 1) / tk.every * tk.every
+		p.missed = (lastMissed-t)/tk.every + 1
+		t = lastMissed + tk.every
+	}
+	for steps := 0; t < late; steps++ {
 		if steps == maxMissedSteps {
 			t = tk.next(late - 1)
 			break

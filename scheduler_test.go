@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/robfig/cron/v3"
 )
 
 // schedLongLived exempts the scheduler's keys, long-lived by design, from
@@ -204,10 +205,18 @@ func TestSchedulerTickPlan(t *testing.T) {
 	if n := ev.next(10_500); n != 40_000 {
 		t.Fatalf("@every 30s after 10.5s = %d", n)
 	}
-	// A million missed minutes are counted in bounded steps.
-	min := &ticker{def: scheduleDef{Every: 60000, CatchUp: 60000}, every: 60000}
-	if p := min.plan(true, 0, 60000*1_000_000); len(p.ticks) != 3 || p.missed < maxMissedSteps-1 {
-		t.Fatalf("long outage: %d ticks, %d missed", len(p.ticks), p.missed)
+	// A million missed minutes are counted at once (an interval), or in
+	// bounded steps (a cron spec).
+	minute := &ticker{def: scheduleDef{Every: 60000, CatchUp: 60000}, every: 60000}
+	if p := minute.plan(true, 0, 60000*1_000_000); len(p.ticks) != 3 || p.missed != 1_000_000-2 || p.ticks[0] != 60000*(1_000_000-2) {
+		t.Fatalf("long outage: %d ticks from %d, %d missed", len(p.ticks), p.ticks[0], p.missed)
+	}
+	cronMinute, err := newTicker(scheduleDef{Spec: "* * * * *", CatchUp: 60000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cronMinute.plan(true, 0, 60000*1_000_000); len(p.ticks) != 3 || p.missed != maxMissedSteps-1 {
+		t.Fatalf("long outage, cron: %d ticks, %d missed", len(p.ticks), p.missed)
 	}
 }
 
@@ -750,4 +759,32 @@ func schedulerFaultOps(t testing.TB, c *Client) []faultOp {
 		_, err = s.List(ctx)
 		return err
 	}}}
+}
+
+// TestCronSpecNext checks the cron ticks against robfig/cron's own Next,
+// in zones without DST changes (where robfig/cron cannot loop).
+func TestCronSpecNext(t *testing.T) {
+	specs := []string{"* * * * *", "*/7 * * * *", "30 6 * * 1-5", "0 0 1 * *", "0 0 29 2 *", "15 14 1 * *",
+		"0 22 * * 1-5", "23 0-20/2 * * *", "5 4 * * sun", "0 0,12 1 */2 *", "0 4 8-14 * *", "@daily", "@weekly", "@monthly", "@yearly", "@hourly"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, zone := range []string{"UTC", "Asia/Tokyo"} {
+		for _, spec := range specs {
+			ours, err := parseSpec(spec, zone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := cronParser.Parse(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loc, _ := time.LoadLocation(zone)
+			theirs.(*cron.SpecSchedule).Location = loc
+			for range 200 {
+				at := time.UnixMilli(epoch2000 + r.Int64N(30*365*24*3600*1000))
+				if a, b := ours.Next(at), theirs.Next(at); !a.Equal(b) {
+					t.Fatalf("%q in %s after %v: %v, robfig/cron says %v", spec, zone, at, a, b)
+				}
+			}
+		}
+	}
 }
