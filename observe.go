@@ -36,7 +36,9 @@ type ObserveEnd struct {
 	// (enqueue-many, dequeue-many, ack-many) the messages enqueued,
 	// delivered or acked, 0 when none (a DequeueMany that found none, an
 	// empty or failed batch); 1 for every single-item operation, whatever
-	// its outcome, and for the other patterns' batches.
+	// its outcome, and for the other patterns' batches; for a scheduler's
+	// tick, the messages enqueued, or with outcome missed the ticks
+	// skipped (0 for duplicate).
 	Count int
 }
 

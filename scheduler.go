@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 )
@@ -276,8 +277,10 @@ func (s *Schedule) check() (scheduleDef, error) {
 		return def, invalidf("schedule: missed policy %d", s.Missed)
 	case s.CatchUp < 0 || (s.CatchUp > 0 && s.CatchUp < time.Millisecond):
 		return def, invalidf("schedule: CatchUp %v: want at least 1ms", s.CatchUp)
-	case len(s.Spec) > 1024:
-		return def, invalidf("schedule: spec of %d bytes", len(s.Spec))
+	case len(s.Spec) > 1024 || len(s.TimeZone) > 256:
+		return def, invalidf("schedule: spec of %d bytes, zone of %d", len(s.Spec), len(s.TimeZone))
+	case !utf8.ValidString(s.Spec) || !utf8.ValidString(s.TimeZone):
+		return def, invalidf("schedule: spec or zone not UTF-8")
 	}
 	if s.TimeZone == "Local" {
 		return def, invalidf("schedule: TimeZone %q: name a zone", s.TimeZone)

@@ -21,6 +21,7 @@ func FuzzScheduleSpec(f *testing.F) {
 		{"CRON_TZ=Local 0 0 * * *", ""}, {"0 0 30 2 *", ""}, {"0 0 29 2 *", ""}, {"*/0 * * * *", ""},
 		{"1-0 * * * *", ""}, {"60 * * * *", ""}, {"0 0 * * * *", ""}, {"@yearly", "Mars/Base"},
 		{"@hourly", "Local"}, {"0 12 * * MON", "America/New_York"}, {"", ""}, {"@", ""},
+		{"0 0 1 1 *-\xa5", ""}, {"@daily", "Europe/Paris\xff"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
