@@ -74,15 +74,23 @@ func scheduleOf(t *testing.T, s *Scheduler, id string) ScheduleInfo {
 	return ScheduleInfo{}
 }
 
+// newScheduler returns a Client of the test's own on rdb and its
+// scheduler "jobs".
+func newScheduler(t *testing.T, rdb redis.UniversalClient, opt *SchedulerOptions) (*Client, *Scheduler) {
+	t.Helper()
+	c := newClient(t, rdb, schedLongLived)
+	s, err := c.Scheduler("jobs", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
 func TestSchedulerSetListRemove(t *testing.T) {
 	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
-		c := newClient(t, rdb, schedLongLived)
-		s, err := c.Scheduler("jobs", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := newScheduler(t, rdb, nil)
 		// Bad schedules write nothing.
 		bad := map[string]Schedule{
 			"none":          {},
@@ -313,11 +321,7 @@ func TestSchedulerTicksOnce(t *testing.T) {
 	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
-		c := newClient(t, rdb, schedLongLived)
-		s, err := c.Scheduler("jobs", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := newScheduler(t, rdb, nil)
 		if err := s.Set(ctx, "beat", Schedule{Every: 100 * time.Millisecond, Body: []byte("b")}); err != nil {
 			t.Fatal(err)
 		}
@@ -358,9 +362,7 @@ func TestSchedulerMissed(t *testing.T) {
 	for _, policy := range []ScheduleMissed{ScheduleRunOnce, ScheduleSkip} {
 		t.Run(strconv.Itoa(int(policy)), func(t *testing.T) {
 			ctx := context.Background()
-			rdb := testRedis(t)
-			c := newClient(t, rdb, schedLongLived)
-			s, _ := c.Scheduler("jobs", nil)
+			c, s := newScheduler(t, testRedis(t), nil)
 			sched := Schedule{Every: 50 * time.Millisecond, CatchUp: 200 * time.Millisecond, Missed: policy}
 			if err := s.Set(ctx, "m", sched); err != nil {
 				t.Fatal(err)
@@ -419,8 +421,7 @@ func TestSchedulerChangeAndRemove(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := testRedis(t)
-	c := newClient(t, rdb, schedLongLived)
-	s, _ := c.Scheduler("jobs", &SchedulerOptions{Poll: 100 * time.Millisecond})
+	c, s := newScheduler(t, rdb, &SchedulerOptions{Poll: 100 * time.Millisecond})
 	if err := s.Set(ctx, "x", Schedule{Every: 50 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
@@ -701,8 +702,7 @@ func TestSchedulerStaleClaim(t *testing.T) {
 	t.Parallel()
 	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
-		c := newClient(t, rdb, schedLongLived)
-		s, _ := c.Scheduler("jobs", nil)
+		c, s := newScheduler(t, rdb, nil)
 		if err := s.Set(ctx, "x", Schedule{Every: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
