@@ -797,3 +797,32 @@ func TestCronSpecNext(t *testing.T) {
 		}
 	}
 }
+
+// startSchedulerReshard runs two scheduler instances on c, a schedule of
+// 200 ms (at most MaxQueueBatch ticks for collectTicks in a soak run), for
+// the resharding battery; the function it returns stops them
+// and checks that every tick was enqueued once while the slots moved.
+func startSchedulerReshard(t *testing.T, c *Client, tally *reshardTally) (check func()) {
+	t.Helper()
+	ctx := context.Background()
+	opt := &SchedulerOptions{OnError: func(err error) { tally.record("scheduler", err) }}
+	s, err := c.Scheduler("sched", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "beat", Schedule{Every: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	first := scheduleOf(t, s, "beat").Next.UnixMilli()
+	stop := runSchedulers(t, c, "sched", 2, opt)
+	return func() {
+		stop()
+		si := scheduleOf(t, s, "beat")
+		ticks := collectTicks(t, s.Queue(), "beat")
+		t.Logf("scheduler: %d ticks enqueued while slots moved, %d skipped", len(ticks), si.Skipped)
+		checkEveryTick(t, ticks, first, si.Last.UnixMilli(), 200)
+		if _, err := s.Remove(ctx, "beat"); err != nil {
+			t.Error(err)
+		}
+	}
+}
