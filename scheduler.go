@@ -209,16 +209,16 @@ func (c cronSpec) Next(t time.Time) time.Time {
 		} else if !domMatch && !dowMatch {
 			continue
 		}
-		h0 := 0
+		from := -1 // on t's day, wall times two hours or more before t's are before t
 		if i == 0 {
-			h0 = max(lt.Hour()-2, 0) // earlier hours are before t (2: DST slack)
+			from = lt.Hour()*60 + lt.Minute() - 120
 		}
-		for h := h0; h < 24; h++ {
-			if s.Hour&(1<<uint(h)) == 0 {
+		for h := 0; h < 24; h++ {
+			if s.Hour&(1<<uint(h)) == 0 || h*60+59 < from {
 				continue
 			}
 			for mi := 0; mi < 60; mi++ {
-				if s.Minute&(1<<uint(mi)) == 0 {
+				if s.Minute&(1<<uint(mi)) == 0 || h*60+mi < from {
 					continue
 				}
 				for sec := 0; sec < 60; sec++ {
