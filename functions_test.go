@@ -1,5 +1,18 @@
 package patterns
 
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
 // isScriptCall reports whether a command (by its lower-case name) runs one
 // of the package's scripts: EVAL, EVALSHA, FCALL and their _RO forms.
 func isScriptCall(name string) bool {
@@ -8,4 +21,225 @@ func isScriptCall(name string) bool {
 		return true
 	}
 	return false
+}
+
+// cmdCounts is a redis.Hook that counts the commands sent by name
+// (pipelined ones included).
+type cmdCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *cmdCounts) add(cmd redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == nil {
+		h.n = map[string]int{}
+	}
+	h.n[cmd.Name()]++
+}
+
+// get returns the count of each name and resets them.
+func (h *cmdCounts) take() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.n
+	h.n = nil
+	if n == nil {
+		n = map[string]int{}
+	}
+	return n
+}
+
+func (h *cmdCounts) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *cmdCounts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *cmdCounts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.add(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestFunctionsLibrary: the library holds one function per embedded script
+// (LIB_NAME), and a no-writes LIB_NAME_ro for a script with read-only
+// operations; the read-only ones are flagged no-writes on the server;
+// LoadFunctions loads it on every primary, again without error, and
+// ReplaceFunctions replaces it.
+func TestFunctionsLibrary(t *testing.T) {
+	lib := Functions()
+	if !regexp.MustCompile(`^patterns_v[0-9a-f]{8}$`).MatchString(lib.Name) || lib.Name != "patterns_v"+lib.Version {
+		t.Fatalf("library name %q, version %q", lib.Name, lib.Version)
+	}
+	if len(lib.Functions) != len(Scripts()) {
+		t.Fatalf("%d functions for %d scripts", len(lib.Functions), len(Scripts()))
+	}
+	want := map[string][]string{} // function -> flags
+	for i, f := range lib.Functions {
+		if f.Script != Scripts()[i].Name || f.Name != lib.Name+"_"+f.Script {
+			t.Fatalf("function %d: %+v", i, f)
+		}
+		want[f.Name] = []string{"allow-cross-slot-keys"}
+		switch f.ReadOnly {
+		case "":
+		case f.Name:
+			want[f.Name] = append(want[f.Name], "no-writes")
+		default:
+			want[f.ReadOnly] = []string{"allow-cross-slot-keys", "no-writes"}
+			if len(f.ReadOnlyOps) == 0 || f.ReadOnlyArg == 0 {
+				t.Fatalf("%s: no read-only ops", f.ReadOnly)
+			}
+		}
+	}
+	for _, name := range []string{"queue_ro", "lb_read"} {
+		if flags := want[lib.Name+"_"+name]; !slices.Contains(flags, "no-writes") {
+			t.Fatalf("%s: flags %v, want no-writes", name, flags)
+		}
+	}
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		c := newClient(t, rdb)
+		for _, load := range []func(context.Context) error{c.LoadFunctions, c.LoadFunctions, c.ReplaceFunctions} {
+			if err := load(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := forEachPrimary(ctx, rdb, func(ctx context.Context, n *redis.Client) error {
+			libs, err := n.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: lib.Name}).Result()
+			if err != nil {
+				return err
+			}
+			if len(libs) != 1 {
+				return fmt.Errorf("%s: %d libraries named %s", n.Options().Addr, len(libs), lib.Name)
+			}
+			got := map[string][]string{}
+			for _, f := range libs[0].Functions {
+				flags := slices.Clone(f.Flags)
+				sort.Strings(flags)
+				got[f.Name] = flags
+			}
+			if !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("%s: functions %v, want %v", n.Options().Addr, got, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// flushFunctions deletes every library on every primary of rdb.
+func flushFunctions(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	err := forEachPrimary(context.Background(), rdb, func(ctx context.Context, n *redis.Client) error {
+		return n.FunctionFlush(ctx).Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFunctionsHealed: with Options.Functions, a server without the library
+// (FUNCTION FLUSH, as after a restart without persistence) gets it loaded
+// and the call sent again: single calls, a pipeline of calls (runBatch) and
+// coalesced calls each run exactly once (enqueues that are not idempotent:
+// the queue holds one message per call), no FCALL is sent more than twice
+// (the one answered "Function not found", the one that ran).
+func TestFunctionsHealed(t *testing.T) {
+	ownTopologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		counts := &cmdCounts{}
+		rdb.AddHook(counts)
+		const n = 8
+		for _, way := range []string{"single", "batch", "coalesced"} {
+			flushFunctions(t, rdb)
+			c, err := New(rdb, &Options{Prefix: uniquePrefix(t), Functions: true, Coalesce: way == "coalesced"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := c.Queue("heal", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts.take()
+			switch way {
+			case "single":
+				for i := 0; i < n; i++ {
+					if _, _, err := q.Enqueue(ctx, []byte("m"), nil); err != nil {
+						t.Fatalf("%s: %v", way, err)
+					}
+				}
+			case "batch":
+				calls := make([]call, n)
+				for i := range calls {
+					calls[i] = scriptQueue.call(q.keys, "enqueue", q.opt.Retention.Milliseconds(), "", "m", 0)
+				}
+				if err := c.runBatch(ctx, calls); err != nil {
+					t.Fatalf("%s: %v", way, err)
+				}
+			case "coalesced":
+				var wg sync.WaitGroup
+				errs := make(chan error, n)
+				for i := 0; i < n; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, _, err := q.Enqueue(ctx, []byte("m"), nil)
+						errs <- err
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("%s: %v", way, err)
+					}
+				}
+			}
+			sent := counts.take()
+			st, err := q.Stats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Ready != n {
+				t.Fatalf("%s: %d messages after %d enqueues", way, st.Ready, n)
+			}
+			// (A cluster loads through its nodes' clients, which the hook
+			// does not see.)
+			_, cluster := rdb.(*redis.ClusterClient)
+			if sent["function"] < 1 && !cluster || sent["evalsha"]+sent["eval"] != 0 || sent["fcall"] < n+1 || sent["fcall"] > 2*n {
+				t.Fatalf("%s: sent %v: want FUNCTION LOAD, and %d to %d FCALLs", way, sent, n+1, 2*n)
+			}
+			err = forEachPrimary(ctx, rdb, func(ctx context.Context, node *redis.Client) error {
+				libs, err := node.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: Functions().Name}).Result()
+				if err == nil && len(libs) != 1 {
+					err = fmt.Errorf("%s: library not loaded", node.Options().Addr)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cleanupQueue(t, rdb, q)
+		}
+	})
+}
+
+// cleanupQueue deletes a test queue's keys.
+func cleanupQueue(t *testing.T, rdb redis.UniversalClient, q *Queue) {
+	t.Helper()
+	for _, k := range q.keys {
+		if err := rdb.Del(context.Background(), k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
