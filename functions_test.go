@@ -3,12 +3,16 @@ package patterns
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -242,4 +246,85 @@ func cleanupQueue(t *testing.T, rdb redis.UniversalClient, q *Queue) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestOtherLanguagesDoc runs the redis-cli examples of
+// docs/other-languages.md as written (each ```console block in one shell,
+// its "$ " lines the commands) on a server of its own holding the library,
+// with LIB set to the library's name, and compares what each prints with
+// the lines that follow it ("..." stands for any text).
+func TestOtherLanguagesDoc(t *testing.T) {
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip("no redis-cli")
+	}
+	b, err := os.ReadFile("docs/other-languages.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := ownRedis(t)
+	c := newClient(t, rdb)
+	if err := c.LoadFunctions(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(rdb.Options().Addr, ":")
+	type example struct {
+		cmd  string
+		want []string
+	}
+	var blocks [][]example
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == "```console":
+			in = true
+			blocks = append(blocks, nil)
+		case in && line == "```":
+			in = false
+		case in && strings.HasPrefix(line, "$ "):
+			blocks[len(blocks)-1] = append(blocks[len(blocks)-1], example{cmd: line[2:]})
+		case in:
+			ex := blocks[len(blocks)-1]
+			if len(ex) == 0 {
+				t.Fatalf("output before any command: %q", line)
+			}
+			ex[len(ex)-1].want = append(ex[len(ex)-1].want, line)
+		}
+	}
+	if len(blocks) < 3 {
+		t.Fatalf("%d console blocks, want the lock, limit and queue examples", len(blocks))
+	}
+	const sep = "\x1e"
+	ran := 0
+	for i, block := range blocks {
+		script := fmt.Sprintf("redis-cli() { command redis-cli -h %s -p %s --no-raw \"$@\"; }\nLIB=%s\n", host, port, Functions().Name)
+		for _, ex := range block {
+			script += "printf '" + sep + "\\n'\n" + ex.cmd + " 2>&1\n"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, "bash", "-c", script).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("block %d: %v\n%s", i+1, err, out)
+		}
+		got := strings.Split(string(out), sep+"\n")[1:]
+		if len(got) != len(block) {
+			t.Fatalf("block %d: %d outputs for %d commands:\n%s", i+1, len(got), len(block), out)
+		}
+		for j, ex := range block {
+			lines := strings.Split(strings.TrimSuffix(got[j], "\n"), "\n")
+			if got[j] == "" {
+				lines = nil
+			}
+			ok := len(lines) == len(ex.want)
+			for k := 0; ok && k < len(lines); k++ {
+				pat := "^" + strings.ReplaceAll(regexp.QuoteMeta(ex.want[k]), `\.\.\.`, ".*") + "$"
+				ok = regexp.MustCompile(pat).MatchString(lines[k])
+			}
+			if !ok {
+				t.Errorf("$ %s\nprinted:\n%s\nthe page says:\n%s", ex.cmd, got[j], strings.Join(ex.want, "\n"))
+			}
+			ran++
+		}
+	}
+	t.Logf("%d commands of %d blocks ran as written", ran, len(blocks))
 }
