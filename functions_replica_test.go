@@ -2,7 +2,6 @@ package patterns
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,36 +18,16 @@ func replicated(t *testing.T) (primary *redisserver.Server, replicas []*redisser
 	t.Helper()
 	ctx, cancel := startCtx()
 	defer cancel()
-	// No wait before a full sync (the default waits 5 s for more replicas).
-	primary, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Args: []string{"--repl-diskless-sync-delay", "0"}})
+	primary, replicas, err := redisserver.StartReplicated(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = primary.Close() })
-	host, port, _ := net.SplitHostPort(primary.Addr)
-	for i := 0; i < 2; i++ {
-		r, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Args: []string{"--replicaof", host, port}})
-		if err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		for _, r := range replicas {
+			_ = r.Close()
 		}
-		t.Cleanup(func() { _ = r.Close() })
-		replicas = append(replicas, r)
-		rc, err := r.Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			info, _ := rc.Info(ctx, "replication").Result()
-			if strings.Contains(info, "master_link_status:up") {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("replica %s never in sync: %s", r.Addr, info)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = rc.Close()
-	}
+		_ = primary.Close()
+	})
 	return primary, replicas
 }
 

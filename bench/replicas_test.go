@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,30 +21,17 @@ func replicaSet(b *testing.B) (primary string, replicas []string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Args: []string{"--repl-diskless-sync-delay", "0"}})
+	p, rs, err := redisserver.StartReplicated(ctx, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = p.Close() })
-	host, port, _ := net.SplitHostPort(p.Addr)
-	for i := 0; i < 2; i++ {
-		r, err := redisserver.StartProcess(ctx, &redisserver.ProcessConfig{Args: []string{"--replicaof", host, port}})
-		if err != nil {
-			b.Fatal(err)
+	b.Cleanup(func() {
+		for _, r := range rs {
+			_ = r.Close()
 		}
-		b.Cleanup(func() { _ = r.Close() })
-		rc := redis.NewClient(&redis.Options{Addr: r.Addr})
-		for {
-			info, _ := rc.Info(ctx, "replication").Result()
-			if strings.Contains(info, "master_link_status:up") {
-				break
-			}
-			if ctx.Err() != nil {
-				b.Fatalf("replica %s never in sync", r.Addr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = rc.Close()
+		_ = p.Close()
+	})
+	for _, r := range rs {
 		replicas = append(replicas, r.Addr)
 	}
 	return p.Addr, replicas
