@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redispatterns/patterns/internal/redisserver"
 )
 
 // isScriptCall reports whether a command (by its lower-case name) runs one
@@ -327,4 +329,44 @@ func TestOtherLanguagesDoc(t *testing.T) {
 		}
 	}
 	t.Logf("%d commands of %d blocks ran as written", ran, len(blocks))
+}
+
+// TestFunctionsSentinel: through a Sentinel client, LoadFunctions loads the
+// library on the primary, its replica gets it by replication, and a client
+// with Options.Functions works on it.
+func TestFunctionsSentinel(t *testing.T) {
+	rdb, set := testSentinel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := New(rdb, &Options{Prefix: uniquePrefix(t), Functions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadFunctions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*redisserver.Server{set.Primary, set.Replica} {
+		n, err := s.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			libs, err := n.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: Functions().Name}).Result()
+			if err == nil && len(libs) == 1 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: library never there: %v, %v", s.Addr, libs, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = n.Close()
+	}
+	l, err := c.Obtain(ctx, "sentinel", 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
