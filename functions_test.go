@@ -370,3 +370,57 @@ func TestFunctionsSentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFunctionsLibraryGeneric: the library is built from whatever the
+// registry holds: a new script (here a made-up script with read-only
+// operations) joins it with no other change, gets a function and a
+// no-writes variant, gives the library another version, and loads; its
+// read-only variant refuses writes.
+func TestFunctionsLibraryGeneric(t *testing.T) {
+	scripts := map[string]*script{}
+	for name, s := range registry {
+		scripts[name] = s
+	}
+	src := `-- made_up: a made-up script.
+--
+-- KEYS[1]  a hash
+-- ARGV[1]  op: add | list
+-- ARGV[2]  field (add)
+--
+-- Read-only: ARGV[1] is list
+--
+-- Example: redis-cli --eval scripts/made_up.lua patterns:s:{demo} , list
+if ARGV[1] == 'add' then
+  redis.call('HSET', KEYS[1], ARGV[2], 1)
+  redis.call('PEXPIRE', KEYS[1], 60000)
+end
+return redis.call('HKEYS', KEYS[1])
+`
+	scripts["made_up"] = &script{name: "made_up", src: src, Script: redis.NewScript(src)}
+	l := buildLibrary(scripts)
+	if l.name == Functions().Name || len(l.list) != len(registry)+1 {
+		t.Fatalf("library %s of %d functions: want a new version, %d functions", l.name, len(l.list), len(registry)+1)
+	}
+	f := l.scripts[scripts["made_up"]]
+	if f == nil || f.ro != f.name+"_ro" || f.roArg != 1 || !f.roOps["list"] || f.roOps["add"] {
+		t.Fatalf("made_up: %+v", f)
+	}
+	rdb := ownRedis(t)
+	ctx := context.Background()
+	if err := rdb.FunctionLoad(ctx, l.code).Err(); err != nil {
+		t.Fatal(err)
+	}
+	key := []string{"fn:s:{demo}"}
+	if v, err := rdb.FCall(ctx, f.name, key, "add", "job").StringSlice(); err != nil || len(v) != 1 {
+		t.Fatalf("add: %v, %v", v, err)
+	}
+	if v, err := rdb.FCallRO(ctx, f.ro, key, "list").StringSlice(); err != nil || len(v) != 1 || v[0] != "job" {
+		t.Fatalf("list: %v, %v", v, err)
+	}
+	if err := rdb.FCallRO(ctx, f.ro, key, "add", "x").Err(); err == nil {
+		t.Fatal("a write through the no-writes variant was accepted")
+	}
+	if !f.readOnly(scripts["made_up"].args(key, []any{"list"})) || f.readOnly(scripts["made_up"].args(key, []any{"add", "x"})) {
+		t.Fatal("readOnly: list and add misjudged")
+	}
+}
