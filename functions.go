@@ -416,8 +416,8 @@ func (d *dialect) resend(s *script, evalsha []any) []any {
 }
 
 // again is the fallback of one call answered missing: it restores, and
-// returns the line to send again (ok false: send nothing, the load failed
-// and err says why).
+// returns the line to send again, or the error of the load (then nothing
+// is to be sent).
 func (d *dialect) again(ctx context.Context, s *script, evalsha []any) (line []any, err error) {
 	if err := d.restore(ctx, s); err != nil {
 		return nil, err
