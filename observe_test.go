@@ -685,7 +685,7 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("IdempotencyDo", func() { _, _, _ = IdempotencyDo[string](ctx, idem, "p2", "f", nil) }, "idempotency.do invalid")
 
 	// Every exported method that takes a context was driven.
-	notPatterns := map[string]bool{"Client.Load": true} // loads the scripts: no pattern's operation
+	notPatterns := map[string]bool{"Client.Load": true, "Client.LoadFunctions": true, "Client.ReplaceFunctions": true} // load the scripts: no pattern's operation
 	ctxType := reflect.TypeFor[context.Context]()
 	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem} {
 		typ := reflect.TypeOf(v)

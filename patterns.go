@@ -133,6 +133,19 @@ type Options struct {
 	//
 	// default: false, each call on its own
 	Coalesce bool
+
+	// Functions runs every pattern's scripts as the functions of the
+	// library Functions describes, with FCALL (FCALL_RO for the calls that
+	// only read) instead of EVALSHA: the same replies, the library the
+	// services in other languages call by name (docs/other-languages.md).
+	// A server without the library (a restart without persistence, a new
+	// node, FUNCTION FLUSH) gets it on first use, loaded on every primary,
+	// and the call is sent again; every other guarantee of EVALSHA holds
+	// (each call sent at most once, in pipelines and coalesced batches too).
+	// Needs Redis 7 or Valkey 7.2 and later.
+	//
+	// default: false, EVALSHA
+	Functions bool
 }
 
 // Client runs the patterns against one Redis deployment. Make it with New.
@@ -160,6 +173,7 @@ func New(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 			c.scr = newCoalescing(rdb)
 		}
 	}
+	c.scr = withDialect(c.scr, rdb, newDialect(rdb, opt != nil && opt.Functions))
 	if err := validPrefix(c.prefix); err != nil {
 		return nil, err
 	}

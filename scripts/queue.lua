@@ -56,6 +56,8 @@
 -- kept) until it is redriven or purged: enqueue refuses it (-2) rather
 -- than drop the new body as a duplicate or overwrite the dead one.
 --
+-- Read-only: ARGV[1] is stats | peek
+--
 -- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')

@@ -39,11 +39,14 @@ var patterns = map[string]pattern{
 }
 
 // common are sent whatever the pattern: scripts by digest, falling back to
-// the source, SCRIPT LOAD (Client.Load), and a cluster client's slot map
-// and command table (COMMAND, read once).
+// the source, SCRIPT LOAD (Client.Load), their read-only forms (a client
+// that reads from replicas), the Functions library's calls and its load
+// (Options.Functions, Client.LoadFunctions), and a cluster client's slot
+// map and command table (COMMAND, read once).
 // (go-redis's CLIENT SETINFO on Redis 7.2 and later is left out: go-redis
 // ignores its refusal, and Redis 7.0 does not know the command.)
-var common = []string{"evalsha", "eval", "script|load", "ping", "cluster|slots", "command"}
+var common = []string{"evalsha", "eval", "script|load", "ping", "cluster|slots", "command",
+	"evalsha_ro", "eval_ro", "fcall", "fcall_ro", "function|load"}
 
 // InvalidationChannel is where Redis sends client-side caching invalidations.
 const InvalidationChannel = "__redis__:invalidate"
