@@ -1020,7 +1020,7 @@ type LimiterInfo struct {
 	RedisKey  string
 	Limiter   string        // the limiter's name
 	Algorithm Algorithm     // the limiter's algorithm
-	Limit     Limit         // the limit (rate, period, burst) the key was last written under
+	Limit     Limit         // the limit (rate, period, burst) the key was last written under; a calendar quota's Location is not stored (nil)
 	TTL       time.Duration // the key's TTL left
 	// Used is what the limit counts now: events in the window (FixedWindow,
 	// SlidingWindowLog), the estimate over the last period (SlidingWindow),
@@ -1082,6 +1082,7 @@ func (in *Inspector) RateLimits(ctx context.Context, key string) ([]LimiterInfo,
 }
 
 // rateLimit decodes one limit's key, prefix:rl:{id}:NAME:ALGO:PERIODms[:K]
+// or, for a calendar quota, prefix:rl:{id}:NAME:fw:day|month[:K]
 // (Limiter.limitKey), from what its algorithm's script stores, the limit's
 // rate (and burst) included.
 func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool, error) {
@@ -1097,10 +1098,19 @@ func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool
 		}
 	}
 	periodMs, err := strconv.ParseInt(parts[2], 10, 64)
+	for u, name := range calendarNames {
+		if parts[2] == name && li.Algorithm == FixedWindow {
+			// A calendar quota (its Location is not stored): the key
+			// expires at the end of the period under way.
+			li.Limit.Calendar, periodMs, err = u, 1, nil
+		}
+	}
 	if li.Algorithm == 0 || err != nil || periodMs < 1 {
 		return LimiterInfo{}, false, nil
 	}
-	li.Limit.Period = time.Duration(periodMs) * time.Millisecond
+	if li.Limit.Calendar == 0 {
+		li.Limit.Period = time.Duration(periodMs) * time.Millisecond
+	}
 	clock, err := in.serverTime(ctx, k)
 	if err != nil {
 		return LimiterInfo{}, false, err

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,19 @@ type Limit struct {
 	//
 	// default: Rate
 	Burst int
+	// Calendar makes the limit a calendar quota (FixedWindow only): Rate
+	// events per day or month of Location, reset at its midnight or on the
+	// first of its month, on the server's clock. Period must then be 0.
+	// See PerCalendarMonth.
+	//
+	// default: 0 (windows of Period)
+	Calendar Calendar
+	// Location is the time zone of a calendar quota's boundaries. A quota
+	// whose Location changes keeps its count until the period under way
+	// ends (at the old zone's boundary); the next one follows the new zone.
+	//
+	// default: nil (UTC)
+	Location *time.Location
 }
 
 // PerSecond returns a limit of rate events per second, burst rate.
@@ -96,8 +110,12 @@ func PerHour(rate int) Limit { return Limit{Rate: rate, Period: time.Hour, Burst
 // PerDay returns a limit of rate events per 24 hours, burst rate.
 func PerDay(rate int) Limit { return Limit{Rate: rate, Period: 24 * time.Hour, Burst: rate} }
 
-// String returns e.g. "10/1s (burst 10)".
+// String returns e.g. "10/1s (burst 10)", or for a calendar quota
+// "10000/month (Europe/Paris)".
 func (l Limit) String() string {
+	if l.Calendar != 0 {
+		return fmt.Sprintf("%d/%v (%v)", l.Rate, l.Calendar, l.location())
+	}
 	return fmt.Sprintf("%d/%v (burst %d)", l.Rate, l.Period, l.burst())
 }
 
@@ -117,6 +135,9 @@ func (l Limit) capacity(a Algorithm) int {
 }
 
 func (l Limit) validate(a Algorithm) error {
+	if l.Calendar != 0 {
+		return l.validateCalendar(a)
+	}
 	if l.Rate < 1 {
 		return invalidf("limit rate %d: want at least 1", l.Rate)
 	}
@@ -194,6 +215,8 @@ type Limiter struct {
 
 	mu     sync.RWMutex
 	limits map[Limit]*limitArgs // validated limits, their key suffix and boxed ARGV
+
+	calSkew atomic.Int64 // server clock - local clock, ms, as a stale calendar reply told
 }
 
 // limitArgs is what a validated Limit contributes to a call, built once.
@@ -316,7 +339,11 @@ func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
 	var buf [128]byte
 	b := append(append(buf[:0], l.name...), ':')
 	b = append(b, algoSuffix[l.algo]...)
-	b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
+	if lim.Calendar != 0 {
+		b = append(append(b, ':'), lim.Calendar.String()...)
+	} else {
+		b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
+	}
 	la = &limitArgs{suffix: string(b), argv: [2]any{lim.Rate, lim.Period.Milliseconds()}}
 	if l.algo == TokenBucket {
 		la.tb = string(tbRecord(nil, lim, 1))
@@ -350,7 +377,7 @@ func (l *Limiter) limitKey(id string, la *limitArgs, limits []Limit, i int) stri
 	k := l.c.key("rl", id, la.suffix)
 	same := 1
 	for _, prev := range limits[:i] {
-		if prev.Period == limits[i].Period {
+		if prev.Period == limits[i].Period && prev.Calendar == limits[i].Calendar {
 			same++
 		}
 	}
@@ -414,6 +441,8 @@ func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call
 		}
 		line[3+i] = l.limitKey(key, la, limits, i)
 		switch {
+		case lim.Calendar != 0:
+			line = append(line, lim.Rate, calendarBounds(lim, l.calendarClock()))
 		case !tb:
 			line = append(line, la.argv[:]...)
 		case n == 1 && len(limits) == 1:
@@ -451,6 +480,13 @@ func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, l
 		return LimitResult{}, err
 	}
 	res, err := l.parse(cl.script.runArgs(ctx, l.c.scr, cl.line), limits, n)
+	if l.calendarRetry(err) {
+		// Calendar boundaries around the server's clock this time.
+		if cl, err = l.prepare(key, n, consume, limits); err != nil {
+			return LimitResult{}, err
+		}
+		res, err = l.parse(cl.script.runArgs(ctx, l.c.scr, cl.line), limits, n)
+	}
 	if err != nil {
 		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
@@ -527,6 +563,9 @@ func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, error
 	v, err := cmd.Slice()
 	if err != nil {
 		return LimitResult{}, err
+	}
+	if now, ok := v[0].(int64); ok && len(v) == 1 {
+		return LimitResult{}, errCalendarStale{now}
 	}
 	if len(v) != 2*len(limits) {
 		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
@@ -776,6 +815,10 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 	out := make([]LimitResult, len(reqs))
 	for i, cmd := range cmds {
 		res, rerr := l.parse(cmd, reqs[i].Limits, reqs[i].N)
+		if l.calendarRetry(rerr) {
+			// Calendar boundaries around the server's clock, alone.
+			res, rerr = l.decide(ctx, reqs[i].Key, reqs[i].N, true, reqs[i].Limits)
+		}
 		if rerr != nil {
 			if err == nil {
 				err = rerr

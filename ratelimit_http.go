@@ -312,7 +312,7 @@ func limitIndex(limits []Limit, lim Limit) int {
 func rateLimitPolicy(names []string, limits []Limit) string {
 	parts := make([]string, len(limits))
 	for i, lim := range limits {
-		parts[i] = names[i] + ";q=" + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.Period), 10)
+		parts[i] = names[i] + ";q=" + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.window()), 10)
 	}
 	return strings.Join(parts, ", ")
 }
