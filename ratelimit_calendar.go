@@ -155,6 +155,9 @@ func (e errCalendarStale) Error() string {
 // sets the limiter's skew from the server time it carries, so that the
 // next boundaries are built around the server's clock.
 func (l *Limiter) calendarRetry(err error) bool {
+	if err == nil {
+		return false // the common case, without errors.As's allocation
+	}
 	var st errCalendarStale
 	if !errors.As(err, &st) {
 		return false
