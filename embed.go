@@ -160,7 +160,7 @@ func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any)
 
 // Retries of a script call whose reply proves it did not run. Every script
 // call goes through retryNotRun: single calls, batches (runBatch), the
-// coalescer's queue, the foreign scripts of onceScripter and runReplicated.
+// coalescer's queue, and runReplicated.
 const (
 	// scriptAttempts bounds the sends of one call, the first included.
 	scriptAttempts = 24
@@ -268,39 +268,6 @@ func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 		return fmt.Errorf("patterns: %T cannot run commands", rdb)
 	}
 	return p.Process(ctx, onceCmd{cmd})
-}
-
-// onceScripter is rdb for a library that runs scripts of its own
-// (redis_rate, behind GCRA): its EVAL and EVALSHA are sent as onceCmds, at
-// most once, like the package's scripts; everything else goes to rdb as is.
-// With coalescing (co set) they go through its queue.
-type onceScripter struct {
-	redis.UniversalClient
-	co *coalescing
-}
-
-// Eval runs EVAL at most once.
-func (o onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return o.once(ctx, "eval", script, keys, args)
-}
-
-// EvalSha runs EVALSHA at most once.
-func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return o.once(ctx, "evalsha", sha1, keys, args)
-}
-
-func (o onceScripter) once(ctx context.Context, verb, body string, keys []string, args []any) *redis.Cmd {
-	line := evalLine(verb, body, keys, args)
-	if o.co != nil {
-		return o.co.run(ctx, nil, line)
-	}
-	for attempt := 1; ; attempt++ {
-		cmd := newEvalCmd(ctx, line)
-		_ = process(ctx, o.UniversalClient, cmd)
-		if !retryNotRun(ctx, cmd.Err(), attempt) {
-			return cmd
-		}
-	}
 }
 
 // call is one script invocation of a batch; runBatch sets cmd.

@@ -202,6 +202,35 @@ func TestFaultReshard(t *testing.T) {
 		})
 	}
 
+	// A calendar quota, and a token bucket whose limit alternates between
+	// two rates (a changed limit keeps its tokens): neither passes the
+	// larger.
+	var quotaAdmitted, flipAdmitted atomic.Int64
+	quota, err := c.Limiter("rl-quota", &LimiterOptions{Algorithm: FixedWindow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip, err := c.Limiter("rl-flip", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop(1, func(_, i int) {
+		ctx, cancel := callCtx()
+		defer cancel()
+		res, err := quota.Allow(ctx, "k", PerCalendarMonth(limit, time.UTC))
+		if tally.record("limiter calendar", err) && res.Allowed {
+			quotaAdmitted.Add(1)
+		}
+		l := lim
+		if i%2 == 1 {
+			l = Limit{Rate: limit / 2, Period: lim.Period}
+		}
+		res, err = flip.Allow(ctx, "k", l)
+		if tally.record("limiter changing", err) && res.Allowed {
+			flipAdmitted.Add(1)
+		}
+	})
+
 	// Locks, single and multi: a critical section counts who is inside it;
 	// a second holder is an overlap. Single locks also check their fencing
 	// tokens grow.
@@ -531,6 +560,10 @@ func TestFaultReshard(t *testing.T) {
 		if admitted[ai].Load() > limit {
 			t.Errorf("limiter %s admitted %d, over its limit of %d", algo, admitted[ai].Load(), limit)
 		}
+	}
+	t.Logf("calendar quota: admitted %d of %d; changing limit: admitted %d of %d", quotaAdmitted.Load(), limit, flipAdmitted.Load(), limit)
+	if quotaAdmitted.Load() > limit || flipAdmitted.Load() > limit {
+		t.Errorf("calendar quota admitted %d, changing limit %d, over %d", quotaAdmitted.Load(), flipAdmitted.Load(), limit)
 	}
 	t.Logf("overlapping locks %d, semaphore over-admission %d, queue: %d enqueued, %d lost, %d acked twice; stream: %d published, %d lost, %d read twice; idempotency: %d ran twice, %d not replayed; sessions lost %d",
 		overlaps.Load(), semOver.Load(), len(enqueued), lost, dup, len(published), streamLost, streamDup, idemTwice.Load(), idemNotReplayed.Load(), sessLost.Load())

@@ -79,6 +79,13 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 		return err
 	})
 
+	quota, err := c.Limiter("api-quota", &LimiterOptions{Algorithm: FixedWindow})
+	must(err)
+	add("rl-calendar", func(ctx context.Context) error {
+		_, err := quota.Allow(ctx, "fault-rl", PerCalendarMonth(1_000_000, time.UTC), big)
+		return err
+	})
+
 	cache, err := NewCache[string](c, "fault-cache", &CacheOptions{FailClosed: true, TTL: time.Minute})
 	must(err)
 	var cacheN atomic.Int64

@@ -99,9 +99,7 @@ const maxPrefixLen = 64
 // Options configure a Client. A nil *Options means all defaults.
 type Options struct {
 	// Prefix is the first segment of every key the client writes. It must not
-	// contain '{', '}', white space or control bytes. The one exception is
-	// the GCRA limiter: redis_rate puts "rate:" before the key it is given,
-	// so its keys read "rate:prefix:rl:{id}:...".
+	// contain '{', '}', white space or control bytes.
 	//
 	// default: "patterns"
 	Prefix string

@@ -285,7 +285,7 @@ func serverCost(b *testing.B, algo patterns.Algorithm, lim patterns.Limit, nkeys
 	b.ReportMetric(us[1], "redis_rate-srv-us/call")
 	b.ReportMetric(us[0]/us[1], name+"/redis_rate")
 	if algo == patterns.SlidingWindowLog {
-		key := "patterns:rl:{" + keys[0] + "}:api:sl:" + strconv.Itoa(lim.Rate) + ":" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
+		key := "patterns:rl:{" + keys[0] + "}:api:sl:" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
 		members, err := pRdb.ZCard(ctx, key).Result()
 		if err != nil || members == 0 {
 			b.Fatalf("ZCARD %s: %d, %v", key, members, err)

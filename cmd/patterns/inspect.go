@@ -290,6 +290,9 @@ func limiterView(l patterns.LimiterInfo) limiterKey {
 	lk := limiterKey{Key: l.RedisKey, Limiter: l.Limiter, Algorithm: algoNames[l.Algorithm], Type: "string",
 		TTLms: l.TTL.Milliseconds(), State: map[string]string{}}
 	lk.Limit = fmt.Sprintf("%d per %v", l.Limit.Rate, l.Limit.Period)
+	if l.Limit.Calendar != 0 {
+		lk.Limit = fmt.Sprintf("%d per calendar %v", l.Limit.Rate, l.Limit.Calendar)
+	}
 	switch l.Algorithm {
 	case patterns.SlidingWindowLog:
 		lk.Type = "zset"

@@ -16,7 +16,6 @@ type pattern struct {
 	commands []string // commands it sends itself
 	channels bool     // Pub/Sub on prefix:* channels
 	tracking bool     // client-side caching: the invalidation channel
-	rate     bool     // redis_rate's "rate:" keys (GCRA)
 }
 
 // patterns by the name `patterns acl -patterns` takes.
@@ -25,7 +24,7 @@ var patterns = map[string]pattern{
 	"elect":       {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"get", "wait", "blpop"}},
 	"rwlock":      {scripts: []string{"rw"}, commands: []string{"blpop"}},
 	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_permits", "sem_touch"}, commands: []string{"blpop"}},
-	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket", "rl_token_bucket_batch"}, commands: []string{"del", "get", "set", "time"}, rate: true},
+	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket", "rl_token_bucket_batch", "rl_gcra"}, commands: []string{"del", "get", "set", "time"}},
 	"cache":       {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release"}, commands: []string{"get", "mget", "set", "del", "hmget", "pttl", "publish", "subscribe", "ping", "info", "client|id", "client|tracking"}, channels: true, tracking: true},
 	"writebehind": {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release", "queue"}, commands: []string{"get", "set", "del", "hmget", "pttl", "publish", "multi", "exec", "lrange", "blpop"}, channels: true},
 	"session":     {scripts: []string{"session"}},
@@ -95,7 +94,7 @@ func Rule(user, password, prefix string, pats []string, scripts map[string]strin
 	for _, c := range common {
 		cmds[c] = true
 	}
-	var channels, tracking, rate bool
+	var channels, tracking bool
 	for _, name := range pats {
 		p, ok := patterns[name]
 		if !ok {
@@ -115,13 +114,9 @@ func Rule(user, password, prefix string, pats []string, scripts map[string]strin
 		}
 		channels = channels || p.channels
 		tracking = tracking || p.tracking
-		rate = rate || p.rate
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ACL SETUSER %s reset on >%s ~%s:*", user, password, prefix)
-	if rate {
-		fmt.Fprintf(&b, " ~rate:%s:*", prefix)
-	}
 	if channels {
 		fmt.Fprintf(&b, " &%s:*", prefix)
 	}
