@@ -42,7 +42,7 @@ def main(argv):
         out = fcall("lock_release", [key("lock", id_)], token)
     elif op == "limit":
         k, limiter, rate, period = args
-        out = fcall("rl_fixed_window", [key("rl", k, limiter, "fw", rate, period)], 1, 1, rate, period)
+        out = fcall("rl_fixed_window", [key("rl", k, limiter, "fw", period)], 1, 1, rate, period)
     elif op == "cache-get":
         cache, k = args
         raw = redis.Redis(host=host, port=port)  # the payload may be binary
