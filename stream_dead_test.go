@@ -60,6 +60,19 @@ func TestStreamPoisonDeadLetter(t *testing.T) {
 		var poisonCounts []int
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
+		var stopOnce sync.Once
+		halt := func() {
+			stopOnce.Do(func() { close(stop) })
+			wg.Wait()
+		}
+		defer func() { // also when the test fails: no consumer outlives it
+			halt()
+			if t.Failed() {
+				mu.Lock()
+				t.Logf("the poison entry was delivered %d times", len(poisonCounts))
+				mu.Unlock()
+			}
+		}()
 		for w := range consumers {
 			g := newGroup(t, ctx, topic, "billing", fmt.Sprintf("w%d", w), opt)
 			wg.Add(1)
@@ -68,7 +81,9 @@ func TestStreamPoisonDeadLetter(t *testing.T) {
 				for !closed(stop) {
 					msgs, err := g.Read(ctx, 10, 100*time.Millisecond)
 					if err != nil {
-						t.Error(err)
+						if !closed(stop) {
+							t.Error(err)
+						}
 						return
 					}
 					for _, m := range msgs {
@@ -92,7 +107,7 @@ func TestStreamPoisonDeadLetter(t *testing.T) {
 			}()
 		}
 		probe := newGroup(t, ctx, topic, "billing", "probe", opt)
-		eventuallyWithin(t, 45*time.Second, "every entry acked or dead", func() bool {
+		eventuallyWithin(t, 30*time.Second, "every entry acked or dead", func() bool {
 			st, err := probe.Stats(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -100,8 +115,7 @@ func TestStreamPoisonDeadLetter(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 			return st.Lag == 0 && st.Pending == 0 && st.Dead == 1
 		})
-		close(stop)
-		wg.Wait()
+		halt()
 		mu.Lock()
 		slices.Sort(poisonCounts)
 		t.Logf("%d entries, %d consumers: poison delivered %v times, then dead", n, consumers, poisonCounts)

@@ -632,6 +632,15 @@ func TestStreamInvalid(t *testing.T) {
 	check("empty consumer", err)
 	_, err = topic.Group(ctx, "g", "w", &StreamGroupOptions{ClaimTimeout: -time.Second})
 	check("negative ClaimTimeout", err)
+	for what, opt := range map[string]*StreamGroupOptions{
+		"MaxDeliveries -2":       {MaxDeliveries: -2},
+		"DeadMaxLen -2":          {DeadMaxLen: -2},
+		"negative ConsumerIdle":  {ConsumerIdle: -time.Second},
+		"ConsumerIdle under 1ms": {ConsumerIdle: time.Microsecond},
+	} {
+		_, err = topic.Group(ctx, "g", "w", opt)
+		check(what, err)
+	}
 	if n, err := rdb.Exists(ctx, topic.key).Result(); err != nil || n != 0 {
 		t.Fatalf("bad input wrote the stream: exists %d, %v", n, err)
 	}
@@ -643,6 +652,19 @@ func TestStreamInvalid(t *testing.T) {
 	check("ack of a bad id", err)
 	_, err = g.Read(ctx, 0, 0)
 	check("group read of 0", err)
+	_, err = g.Nack(ctx, "nope", errors.New("x"))
+	check("nack of a bad id", err)
+	_, err = g.DeadLetters(ctx, 0)
+	check("dead letters, 0", err)
+	_, err = g.Redrive(ctx, "1-0", "nope")
+	check("redrive of a bad id", err)
+	_, err = g.Redrive(ctx, make([]string, MaxStreamBatch+1)...)
+	check("redrive of too many ids", err)
+	_, err = g.PurgeDead(ctx, "nope")
+	check("purge of a bad id", err)
+	if n, _ := rdb.Exists(ctx, g.deadKey, g.errKey).Result(); n != 0 {
+		t.Fatalf("bad input wrote %d dead-letter or error keys", n)
+	}
 	if n, _ := rdb.XLen(ctx, topic.key).Result(); n != 0 {
 		t.Fatalf("bad input wrote %d entries", n)
 	}
