@@ -29,7 +29,7 @@ func streamFaultOps(t testing.TB, c *Client) []faultOp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g atomic.Pointer[StreamGroup[string]]
+	var g, dead atomic.Pointer[StreamGroup[string]]
 	return []faultOp{{name: "stream", run: func(ctx context.Context) error {
 		// (A restart may lose what was published: reads are not checked
 		// for content here.)
@@ -59,6 +59,36 @@ func streamFaultOps(t testing.TB, c *Client) []faultOp {
 			}
 		}
 		_, err = topic.Len(ctx)
+		return err
+	}}, {name: "stream-dead", run: func(ctx context.Context) error {
+		// A group that gives up at once: every entry it reads is nacked
+		// to the dead letters, which are redriven and read again.
+		dg := dead.Load()
+		if dg == nil {
+			if dg, err = topic.Group(ctx, "dead", "w1", &StreamGroupOptions{MaxDeliveries: 1, ConsumerIdle: time.Second}); err != nil {
+				return err
+			}
+			dead.Store(dg)
+		}
+		if _, err := topic.Publish(ctx, "poison"); err != nil {
+			return err
+		}
+		got, err := dg.Read(ctx, 10, 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range got {
+			if _, err := dg.Nack(ctx, m.ID, errors.New("poison")); err != nil {
+				return err
+			}
+		}
+		if _, err := dg.DeadLetters(ctx, 10); err != nil {
+			return err
+		}
+		if _, err := dg.Redrive(ctx); err != nil {
+			return err
+		}
+		_, err = dg.Stats(ctx)
 		return err
 	}}}
 }
