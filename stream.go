@@ -599,7 +599,7 @@ func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt 
 	}
 	g := &StreamGroup[T]{t: t, group: group, consumer: consumer, claim: opt.claimTimeout(), start: "$", cursor: "0-0",
 		maxDel: opt.maxDeliveries(), deadMax: opt.deadMaxLen(), idle: opt.consumerIdle(),
-		deadKey: streamDeadKey(t.c, t.name, group), errKey: t.c.key("st", t.name, "err", escapePart(group))}
+		deadKey: streamDeadKey(t.c, t.name, group), errKey: streamErrKey(t.c, t.name, group)}
 	if err := checkTTL("ClaimTimeout", g.claim); err != nil {
 		return nil, err
 	}

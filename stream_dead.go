@@ -212,3 +212,8 @@ func streamStats(ctx context.Context, c *Client, key, deadKey, group string) (st
 func streamDeadKey(c *Client, name, group string) string {
 	return c.key("st", name, "dead", escapePart(group))
 }
+
+// streamErrKey is the hash of the last errors of group's pending entries.
+func streamErrKey(c *Client, name, group string) string {
+	return c.key("st", name, "err", escapePart(group))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -448,5 +449,52 @@ func TestStreamLag(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("all read", 0, 6)
+	})
+}
+
+// FuzzStreamGroupKeys: a group's dead-letter and error keys are in the
+// topic's slot and name the group, escaped, so that the Inspector reads it
+// back; bad entry ids given to Nack, Redrive and PurgeDead are refused
+// before Redis.
+func FuzzStreamGroupKeys(f *testing.F) {
+	for _, id := range fuzzIDs {
+		f.Add("t", id, "1-0")
+		f.Add(id, "g", "1-0")
+	}
+	f.Add("t", "g", "")
+	f.Add("t", "a:b", "1-2-3")
+	f.Add("t", "dead:x", "-")
+	c := fuzzClient()
+	in := c.Inspector()
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, name, group, id string) {
+		if !validID(name) || !validID(group) {
+			return
+		}
+		topic, err := NewStreamTopic[int](c, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &StreamGroup[int]{t: topic, group: group, deadKey: streamDeadKey(c, name, group), errKey: streamErrKey(c, name, group)}
+		for _, k := range []string{g.deadKey, g.errKey} {
+			checkKey(t, k, "st", name)
+			pat, gotName, rest, ok := in.ParseKey(k)
+			if !ok || pat != "st" || gotName != name {
+				t.Fatalf("ParseKey(%q) = %q %q %q %v", k, pat, gotName, rest, ok)
+			}
+			kind, esc, _ := strings.Cut(rest, ":")
+			if kind != "dead" && kind != "err" || unescapeKeyPart(esc) != group || strings.Contains(esc, ":") {
+				t.Fatalf("key %q: rest %q does not name the group %q", k, rest, group)
+			}
+		}
+		if checkStreamID(id) == nil {
+			return // valid: would go to Redis
+		}
+		_, err = g.Nack(ctx, id, errors.New("x"))
+		wantInvalid(t, "Nack "+id, err)
+		_, err = g.Redrive(ctx, id)
+		wantInvalid(t, "Redrive "+id, err)
+		_, err = g.PurgeDead(ctx, id)
+		wantInvalid(t, "PurgeDead "+id, err)
 	})
 }
