@@ -99,8 +99,9 @@ func (o *StreamTopicOptions) retention() time.Duration {
 //     back to resume;
 //   - consumer groups (Group): the readers of one group share the events,
 //     each delivered to one of them and kept pending until acknowledged;
-//     one left unacknowledged for the group's ClaimTimeout is delivered
-//     again to another reader.
+//     one left unacknowledged for the group's ClaimTimeout, or nacked, is
+//     delivered again to another reader, up to MaxDeliveries times, then
+//     moved to the group's dead letters.
 //
 // Publish is one script, sent at most once. Blocking reads hold a
 // connection of the pool while they wait.
@@ -639,8 +640,9 @@ func isNoGroup(err error) bool {
 }
 
 // Read returns up to count entries for this consumer: first entries of any
-// consumer left unacknowledged for ClaimTimeout (claimed now for this
-// one), else new entries, waiting for them up to block (0: not at all) and
+// consumer left unacknowledged for ClaimTimeout or nacked (claimed now for
+// this one; those already delivered MaxDeliveries times go to the dead
+// letters instead), else new entries, waiting for them up to block (0: not at all) and
 // at most until ctx is done (then ctx's error). The claim and the read of
 // new entries are one script call: a read that needs no wait is one round
 // trip. Acknowledge each with Ack once handled. When the group is gone (the
