@@ -52,9 +52,13 @@ func TestStreamPoisonDeadLetter(t *testing.T) {
 			events[i] = i
 		}
 		const poison = 137
-		ids, err := topic.PublishBatch(ctx, events)
-		if err != nil {
-			t.Fatal(err)
+		var ids []string
+		for from := 0; from < n; from += MaxStreamBatch {
+			batch, err := topic.PublishBatch(ctx, events[from:min(n, from+MaxStreamBatch)])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, batch...)
 		}
 		var mu sync.Mutex
 		delivered := map[int]int{}
