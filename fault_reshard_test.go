@@ -463,6 +463,33 @@ func TestFaultReshard(t *testing.T) {
 		}
 	})
 
+	// Stream group that gives up at once (MaxDeliveries 1): every entry it
+	// reads is nacked to its dead letters, each once (a read or nack whose
+	// reply was lost: the entry is claimed after the ClaimTimeout and dead
+	// then).
+	dg, err := topic.Group(context.Background(), "dl", "w", &StreamGroupOptions{FromStart: true, MaxDeliveries: 1, ClaimTimeout: time.Second, DeadMaxLen: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadOnce := func(ctx context.Context) (int, error) {
+		msgs, err := dg.Read(ctx, 100, 0)
+		if !tally.record("stream dead letters", err) {
+			return 0, err
+		}
+		for _, m := range msgs {
+			_, err := dg.Nack(ctx, m.ID, errors.New("poison"))
+			tally.record("stream dead letters", err)
+		}
+		return len(msgs), nil
+	}
+	loop(1, func(_, _ int) {
+		ctx, cancel := callCtx()
+		defer cancel()
+		if n, _ := deadOnce(ctx); n == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+
 	// Reshard while the loops run, for the run time and at least two
 	// rounds over the slots.
 	rs := &resharder{cl: cl, rdb: rdb, prefix: c.prefix}
@@ -512,6 +539,24 @@ func TestFaultReshard(t *testing.T) {
 			break
 		}
 	}
+	// The dead-letter group: until every entry is dead (some may wait for
+	// the ClaimTimeout).
+	var deadLetters []StreamDeadLetter[int]
+	for ctx.Err() == nil {
+		n, err := deadOnce(ctx)
+		if err == nil && n == 0 {
+			if st, err := dg.Stats(ctx); err == nil && st.Pending == 0 && st.Lag == 0 {
+				deadLetters, err = dg.DeadLetters(ctx, 1_000_000)
+				tally.record("stream dead letters", err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	deadSeen := map[string]int{}
+	for _, d := range deadLetters {
+		deadSeen[d.EntryID]++
+	}
 	var lost, dup, streamLost, streamDup int
 	for id := range enqueued {
 		if acked[id] == 0 {
@@ -531,6 +576,17 @@ func TestFaultReshard(t *testing.T) {
 	for _, n := range read {
 		if n > 1 {
 			streamDup++
+		}
+	}
+	var deadLost, deadDup int
+	for id := range published {
+		if deadSeen[id] == 0 {
+			deadLost++
+		}
+	}
+	for _, n := range deadSeen {
+		if n > 1 {
+			deadDup++
 		}
 	}
 
@@ -567,6 +623,10 @@ func TestFaultReshard(t *testing.T) {
 	}
 	t.Logf("overlapping locks %d, semaphore over-admission %d, queue: %d enqueued, %d lost, %d acked twice; stream: %d published, %d lost, %d read twice; idempotency: %d ran twice, %d not replayed; sessions lost %d",
 		overlaps.Load(), semOver.Load(), len(enqueued), lost, dup, len(published), streamLost, streamDup, idemTwice.Load(), idemNotReplayed.Load(), sessLost.Load())
+	t.Logf("stream dead letters: %d entries dead, %d published not dead, %d dead twice", len(deadLetters), deadLost, deadDup)
+	if deadLost != 0 || deadDup != 0 {
+		t.Error("a stream entry was lost or dead twice while slots moved")
+	}
 	if overlaps.Load() != 0 || semOver.Load() != 0 || lost != 0 || dup != 0 || streamLost != 0 || streamDup != 0 ||
 		idemTwice.Load() != 0 || idemNotReplayed.Load() != 0 || sessLost.Load() != 0 {
 		t.Error("a guarantee broke while slots moved (figures above)")

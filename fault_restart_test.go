@@ -185,7 +185,8 @@ func faultKind(err error) string {
 	case errors.Is(err, ErrUnexpectedReply), errors.Is(err, ErrInvalidArgument):
 		return "other"
 	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld), errors.Is(err, ErrSessionNotFound),
-		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrCacheNotFound):
+		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrCacheNotFound),
+		errors.Is(err, ErrStreamNotPending):
 		return "sentinel"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "context"

@@ -982,9 +982,11 @@ type StreamGroupInfo struct {
 	Name      string // the group's name
 	Consumers int64  // consumers known to the group
 	Pending   int64  // delivered, not acknowledged
-	// Lag is how many entries the group has yet to read; -1 when Redis
-	// cannot tell.
+	// Lag is how many entries the group has yet to read (as
+	// StreamGroup.Stats counts it).
 	Lag int64
+	// Dead counts the group's dead letters.
+	Dead int64
 }
 
 // StreamInfo is the state of a stream topic.
@@ -1009,9 +1011,58 @@ func (in *Inspector) Stream(ctx context.Context, name string) (StreamInfo, error
 	}
 	si := StreamInfo{Name: name, Length: n.Val(), TTL: ttlOf(ttl)}
 	for _, g := range groups.Val() { // no stream: no groups
-		si.Groups = append(si.Groups, StreamGroupInfo{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag})
+		gi := StreamGroupInfo{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag}
+		// The lag counted when the server has none, and the dead letters.
+		st, ok, err := streamStats(ctx, in.c, k, streamDeadKey(in.c, name, g.Name), g.Name)
+		if err != nil {
+			return StreamInfo{}, fmt.Errorf("patterns: inspect stream: %w", err)
+		}
+		if ok {
+			gi.Lag, gi.Dead = st.Lag, st.Dead
+		}
+		si.Groups = append(si.Groups, gi)
 	}
 	return si, nil
+}
+
+// StreamDeadInfo is a dead letter of a stream topic's group.
+type StreamDeadInfo struct {
+	ID         string // the dead letter's id in the dead-letter stream
+	EntryID    string // the entry's id in the topic
+	Deliveries int    // how many times it was delivered
+	LastError  string // the last error given to Nack, "" when none
+	Size       int    // the size of the entry's encoded value, in bytes
+}
+
+// StreamDeadLetters reads up to n dead letters, oldest first, of the group
+// of the stream topic name (StreamGroup.DeadLetters): their ids, delivery
+// counts, last errors and sizes, not their values.
+func (in *Inspector) StreamDeadLetters(ctx context.Context, name, group string, n int) ([]StreamDeadInfo, error) {
+	if err := checkID("stream topic name", name); err != nil {
+		return nil, err
+	}
+	if err := checkID("stream group name", group); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, invalidf("count %d: want at least 1", n)
+	}
+	ms, err := in.c.rdb.XRangeN(ctx, streamDeadKey(in.c, name, group), "-", "+", int64(n)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("patterns: inspect stream dead letters: %w", err)
+	}
+	out := make([]StreamDeadInfo, 0, len(ms))
+	for _, m := range ms {
+		d := StreamDeadInfo{ID: m.ID}
+		d.EntryID, _ = m.Values["id"].(string)
+		d.LastError, _ = m.Values["err"].(string)
+		cnt, _ := m.Values["n"].(string)
+		d.Deliveries, _ = strconv.Atoi(cnt)
+		v, _ := m.Values["d"].(string)
+		d.Size = len(v)
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // LimiterInfo is the state of one limit of a rate limiter for one key.

@@ -36,7 +36,8 @@ type ObserveEnd struct {
 	// (enqueue-many, dequeue-many, ack-many) the messages enqueued,
 	// delivered or acked, 0 when none (a DequeueMany that found none, an
 	// empty or failed batch); 1 for every single-item operation, whatever
-	// its outcome, and for the other patterns' batches.
+	// its outcome, and for the other patterns' batches; for a stream
+	// group's stats (StreamGroup.Stats), the group's lag.
 	Count int
 }
 
@@ -287,7 +288,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
 			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
-			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
+			OpGroup: ok, OpGroupRead: o(OutcomeOK, OutcomeDead), OpAck: ok,
+			OpNack: o(OutcomeNacked, OutcomeDead, OutcomeNotHeld), OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
 		PatternSessions: {OpCreate: o(OutcomeCreated), OpGet: found, OpFields: found, OpSet: found, OpUnset: found,
 			OpDestroy: o(OutcomeDestroyed), OpRotate: o(OutcomeRotated, OutcomeNotFound), OpList: ok, OpDestroyAll: ok},

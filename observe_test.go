@@ -588,6 +588,25 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 		_, _ = g.Ack(ctx, msgs[0].ID)
 	}, "stream.ack ok")
 	do("StreamGroup.Ack", func() { _, _ = g.Ack(ctx, "bad") }, "stream.ack invalid")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, msgs[1].ID, errors.New("failed")) }, "stream.nack nacked")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, "1-1", nil) }, "stream.nack not-held")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, "bad", nil) }, "stream.nack invalid")
+	var once *StreamGroup[string]
+	do("StreamTopic.Group", func() {
+		once, _ = st.Group(ctx, "once", "w1", &StreamGroupOptions{FromStart: true, MaxDeliveries: 1, ClaimTimeout: time.Millisecond})
+	}, "stream.group ok")
+	do("StreamGroup.Read", func() { msgs, _ = once.Read(ctx, 1, 0) }, "stream.group-read ok")
+	do("StreamGroup.Nack", func() { _, _ = once.Nack(ctx, msgs[0].ID, errors.New("poison")) }, "stream.nack dead")
+	do("StreamGroup.Read", func() { _, _ = once.Read(ctx, 1, 0) }, "stream.group-read ok") // not acked
+	time.Sleep(5 * time.Millisecond)
+	do("StreamGroup.Read", func() { _, _ = once.Read(ctx, 1, 0) }, "stream.group-read dead") // claimed past MaxDeliveries
+	do("StreamGroup.Stats", func() { _, _ = once.Stats(ctx) }, "stream.stats ok")
+	do("StreamGroup.DeadLetters", func() { _, _ = once.DeadLetters(ctx, 10) }, "stream.dead-letters ok")
+	do("StreamGroup.DeadLetters", func() { _, _ = once.DeadLetters(ctx, 0) }, "stream.dead-letters invalid")
+	do("StreamGroup.Redrive", func() { _, _ = once.Redrive(ctx) }, "stream.redrive ok")
+	do("StreamGroup.Redrive", func() { _, _ = once.Redrive(ctx, "bad") }, "stream.redrive invalid")
+	do("StreamGroup.PurgeDead", func() { _, _ = once.PurgeDead(ctx, "1-1") }, "stream.purge-dead ok")
+	do("StreamGroup.PurgeDead", func() { _, _ = once.PurgeDead(ctx, "bad") }, "stream.purge-dead invalid")
 
 	// Pub/sub topics.
 	tp, err := NewTopic[string](c, "news", nil)

@@ -34,7 +34,7 @@ var patterns = map[string]pattern{
 	"queue":       {scripts: []string{"queue"}, commands: []string{"lrange", "blpop"}},
 	"pubsub":      {commands: []string{"publish", "subscribe", "ping"}, channels: true},
 	"idempotency": {scripts: []string{"idem_begin", "idem_end"}, commands: []string{"blpop"}},
-	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack"}},
+	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read", "stream_ack", "stream_stats"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack", "xrange"}},
 }
 
 // common are sent whatever the pattern: scripts by digest, falling back to
