@@ -191,6 +191,10 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpComplete     ObserveOperation = "complete"
+	OpCompleteMany ObserveOperation = "complete-many"
+	OpResult       ObserveOperation = "result"
+	OpCancel       ObserveOperation = "cancel"
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -285,7 +289,9 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpAckMany:     o(OutcomeAcked, OutcomeLeaseLost),
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
-			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
+			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
+			OpResult: found, OpCancel: found},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
@@ -399,6 +405,10 @@ func outcome(ok ObserveOutcome, err error) ObserveOutcome {
 		return OutcomeFull
 	case errors.Is(err, ErrQueueLeaseLost):
 		return OutcomeLeaseLost
+	case errors.Is(err, ErrQueueNotFound):
+		return OutcomeNotFound
+	case errors.Is(err, ErrQueueCanceled):
+		return OutcomeCanceled // the message was canceled (Queue.Cancel)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return OutcomeCanceled
 	}
