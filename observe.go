@@ -191,6 +191,7 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpWork         ObserveOperation = "work" // one message run by Queue.Work
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -240,6 +241,9 @@ const (
 	OutcomeReplayed    ObserveOutcome = "replayed"
 	OutcomeInProgress  ObserveOutcome = "in-progress"
 	OutcomeMismatch    ObserveOutcome = "mismatch"
+	OutcomeRetry       ObserveOutcome = "retry"   // a worker's handler failed: retried after the backoff
+	OutcomeTimeout     ObserveOutcome = "timeout" // a worker's handler ran past its Timeout: retried
+	OutcomePanic       ObserveOutcome = "panic"   // a worker's handler panicked: retried
 )
 
 // sharedOutcomes end any operation.
@@ -285,7 +289,9 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpAckMany:     o(OutcomeAcked, OutcomeLeaseLost),
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
-			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
+			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpRun:  nil,
+			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
