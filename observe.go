@@ -191,6 +191,7 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpWork         ObserveOperation = "work" // one message run by Queue.Work
 	OpComplete     ObserveOperation = "complete"
 	OpCompleteMany ObserveOperation = "complete-many"
 	OpResult       ObserveOperation = "result"
@@ -244,6 +245,9 @@ const (
 	OutcomeReplayed    ObserveOutcome = "replayed"
 	OutcomeInProgress  ObserveOutcome = "in-progress"
 	OutcomeMismatch    ObserveOutcome = "mismatch"
+	OutcomeRetry       ObserveOutcome = "retry"   // a worker's handler failed: retried after the backoff
+	OutcomeTimeout     ObserveOutcome = "timeout" // a worker's handler ran past its Timeout: retried
+	OutcomePanic       ObserveOutcome = "panic"   // a worker's handler panicked: retried
 )
 
 // sharedOutcomes end any operation.
@@ -290,6 +294,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
 			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpRun:  nil,
+			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog,
 			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
 			OpResult: found, OpCancel: found},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,

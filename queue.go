@@ -442,32 +442,43 @@ func (q *Queue) dequeue(ctx context.Context, n int) ([]*QueueMessage, error) {
 		if err != nil || len(ms) > 0 {
 			return ms, err
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
-		}
-		if wait < 0 || wait > time.Second {
-			wait = time.Second
-		}
-		wait = max(wait, lockWakeMinBlock)
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		// The shared BLPOP may have been started by a waiter with a longer
-		// wait: the timer ends ours on time.
-		w := q.c.watchSignal(q.keys[4], q.c.blockCap(wait))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
-		case <-timer.C:
-		case <-w.done:
-			if w.err != nil {
-				return nil, fmt.Errorf("patterns: queue %q: wait: %w", q.name, w.err)
-			}
-			timer.Stop() // Reset discards a fire that raced with Stop (Go 1.23 timers)
+		if err := q.waitDue(ctx, wait, &timer); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// waitDue waits until a message may be due, after a tryDequeue that found
+// none due for wait (-1: none known): on the queue's signal list (one BLPOP
+// shared by the Client's waiters on the queue) for at most wait, and at
+// most a second. *timer is created on first use; the caller stops it.
+func (q *Queue) waitDue(ctx context.Context, wait time.Duration, timer **time.Timer) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("patterns: queue %q: %w", q.name, err)
+	}
+	if wait < 0 || wait > time.Second {
+		wait = time.Second
+	}
+	wait = max(wait, lockWakeMinBlock)
+	if *timer == nil {
+		*timer = time.NewTimer(wait)
+	} else {
+		(*timer).Reset(wait)
+	}
+	// The shared BLPOP may have been started by a waiter with a longer
+	// wait: the timer ends ours on time.
+	w := q.c.watchSignal(q.keys[4], q.c.blockCap(wait))
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
+	case <-(*timer).C:
+	case <-w.done:
+		if w.err != nil {
+			return fmt.Errorf("patterns: queue %q: wait: %w", q.name, w.err)
+		}
+		(*timer).Stop() // Reset discards a fire that raced with Stop (Go 1.23 timers)
+	}
+	return nil
 }
 
 func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error {

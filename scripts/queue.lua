@@ -18,8 +18,8 @@
 --                      (KEYS[6], KEYS[10] and KEYS[11] live as long as their longest record,
 --                      at least the retention)
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
---          stats | peek | redrive | purgedead | pause | resume | complete |
---          completemany | result | cancel
+--          stats | peek | redrive | purgedead | pause | resume | giveback | fail |
+--          complete | completemany | result | cancel
 -- ARGV[2]  retention in ms: every key's TTL, renewed on every write
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
 --              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
@@ -41,6 +41,11 @@
 -- cancel:      ARGV[3] id, ARGV[4] result retention ms
 -- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
+-- giveback:    id, lease token per message from ARGV[3]: back to ready, due now, this
+--              delivery not counted (a worker shutting down)
+-- fail:        ARGV[3] id, ARGV[4] lease token, ARGV[5] backoff base ms, ARGV[6] backoff
+--              cap ms, ARGV[7] jitter factor (0 to 1, the share of the backoff kept),
+--              ARGV[8] max failures (0: dead now, a permanent failure)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
 -- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany ->
@@ -59,7 +64,15 @@
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
 -- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
--- state changed, 0 if not.
+-- state changed, 0 if not; giveback -> how many messages were given back;
+-- fail -> {1, failures, delay ms} retried, {2, failures} moved to the dead
+-- letters, or 0 when the lease is lost (as nack).
+--
+-- A failure (fail) counts the handler's failures apart from deliveries: a
+-- delivery whose lease ran out (a consumer that crashed) counts as a
+-- delivery, and max deliveries bound those, not as a failure. The backoff
+-- of the n-th failure is min(cap, base * 2^(n-1)) * jitter factor, from now
+-- on the server's clock.
 --
 -- Ready messages are served highest priority first (strict: a low message
 -- waits while a higher one is due), by due time within a priority. A dequeue
@@ -146,7 +159,7 @@ end
 -- (completed only) or ret > 0.
 local function finish(id, state, ret, result)
   local f = redis.call('HMGET', KEYS[3], 'n:' .. id, 'u:' .. id)
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id)
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id)
   local u = tonumber(f[2] or '0')
   if state ~= 'c' then u = 0 end
   if u > 0 or ret > 0 then remember(id, state, f[1] or '0', u, ret, result) end
@@ -333,10 +346,10 @@ if op == 'redrive' or op == 'purgedead' then
   for _, id in ipairs(ids) do
     if op == 'redrive' then
       redis.call('HSET', KEYS[3], 'n:' .. id, 0)
-      redis.call('HDEL', KEYS[3], 't:' .. id)
+      redis.call('HDEL', KEYS[3], 't:' .. id, 'f:' .. id)
       redis.call('ZADD', readyKey(prio(id)), now, id)
     else
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id)
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id)
     end
   end
   if #ids > 0 then
@@ -426,6 +439,56 @@ if op == 'ackmany' then
   end
   if acked > 0 then keep() end
   return out
+end
+
+-- The worker's ops (Queue.Work).
+if op == 'giveback' then
+  local back = 0
+  for i = 3, #ARGV, 2 do
+    local id = ARGV[i]
+    if redis.call('HGET', KEYS[3], 't:' .. id) == ARGV[i + 1] and redis.call('ZREM', KEYS[2], id) == 1 then
+      if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+        finish(id, 'x', 0) -- canceled: not given back
+      else
+        redis.call('HINCRBY', KEYS[3], 'n:' .. id, -1)
+        redis.call('HDEL', KEYS[3], 't:' .. id)
+        redis.call('ZADD', readyKey(prio(id)), now, id)
+        back = back + 1
+      end
+    end
+  end
+  if back > 0 then
+    signal(back)
+    keep()
+  end
+  return back
+end
+
+if op == 'fail' then
+  local id = ARGV[3]
+  local deadline = redis.call('ZSCORE', KEYS[2], id)
+  if redis.call('HGET', KEYS[3], 't:' .. id) ~= ARGV[4] or not deadline or tonumber(deadline) <= now then
+    return 0
+  end
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+    finish(id, 'x', 0) -- canceled: not retried
+    keep()
+    return 0
+  end
+  local f = redis.call('HINCRBY', KEYS[3], 'f:' .. id, 1)
+  if f >= tonumber(ARGV[8]) then
+    bury(id)
+    keep()
+    return {2, f}
+  end
+  local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ math.min(f - 1, 40))
+  delay = math.floor(delay * tonumber(ARGV[7]))
+  redis.call('HDEL', KEYS[3], 't:' .. id)
+  redis.call('ZADD', readyKey(prio(id)), now + delay, id)
+  signal(1)
+  keep()
+  return {1, f, delay}
 end
 
 local id, token = ARGV[3], ARGV[4]
