@@ -163,7 +163,9 @@ func queueJobsN() int {
 // with its defaults; an asynq Server with TaskCheckInterval 1ms, so that an
 // empty queue costs it no second-long sleep) process them; a contender's
 // figure is the jobs enqueued and processed per second, from the first
-// enqueue to the last job handled (acked or completed). The contenders
+// enqueue to the last job handled (acked or completed). Patterns runs twice,
+// with the Client's defaults and with Options.Coalesce (the concurrent
+// script calls share pipelines). The contenders
 // alternate which goes first from round to round, and the ratio is taken
 // within each round; the benchmark prints one line per round and
 // concurrency ("queuejobs round=...") and reports the medians.
@@ -178,28 +180,34 @@ func BenchmarkQueueJobs(b *testing.B) {
 	if err := pc.Load(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	pcc, err := patterns.New(rdb, &patterns.Options{Coalesce: true})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ac := asynq.NewClientFromRedisClient(rdb)
 	jobs := queueJobsN()
 	concs := []int{1, 8, 64}
-	ratios := map[int][]float64{}
-	pRates, aRates := map[int][]float64{}, map[int][]float64{}
+	ratios, cRatios := map[int][]float64{}, map[int][]float64{}
+	pRates, cRates, aRates := map[int][]float64{}, map[int][]float64{}, map[int][]float64{}
 	b.ResetTimer()
 	for r := range b.N {
 		for _, c := range concs {
 			name := fmt.Sprintf("jobs-%d-%d", r, c)
-			var p, a float64
-			first := []func(){
+			var p, pc2, a float64
+			runs := []func(){
 				func() { p = patternsJobs(b, pc, name, c, jobs) },
+				func() { pc2 = patternsJobs(b, pcc, name+"-c", c, jobs) },
 				func() { a = asynqJobs(b, rdb, ac, name, c, jobs) },
 			}
-			if r%2 == 1 {
-				first[0], first[1] = first[1], first[0]
+			for i := range runs { // a different one first each round
+				runs[(i+r)%len(runs)]()
 			}
-			first[0]()
-			first[1]()
-			fmt.Printf("queuejobs round=%d conc=%d jobs=%d patterns=%.0f asynq=%.0f ratio=%.2f\n", r, c, jobs, p, a, p/a)
+			fmt.Printf("queuejobs round=%d conc=%d jobs=%d patterns=%.0f coalesced=%.0f asynq=%.0f ratio=%.2f coalesced-ratio=%.2f\n",
+				r, c, jobs, p, pc2, a, p/a, pc2/a)
 			ratios[c] = append(ratios[c], p/a)
+			cRatios[c] = append(cRatios[c], pc2/a)
 			pRates[c] = append(pRates[c], p)
+			cRates[c] = append(cRates[c], pc2)
 			aRates[c] = append(aRates[c], a)
 		}
 	}
@@ -208,6 +216,8 @@ func BenchmarkQueueJobs(b *testing.B) {
 		b.ReportMetric(median(pRates[c]), fmt.Sprintf("patterns-c%d-jobs/s", c))
 		b.ReportMetric(median(aRates[c]), fmt.Sprintf("asynq-c%d-jobs/s", c))
 		b.ReportMetric(median(ratios[c]), fmt.Sprintf("ratio-c%d", c))
+		b.ReportMetric(median(cRates[c]), fmt.Sprintf("coalesced-c%d-jobs/s", c))
+		b.ReportMetric(median(cRatios[c]), fmt.Sprintf("coalesced-ratio-c%d", c))
 	}
 }
 

@@ -119,9 +119,13 @@ end
 local lasting = {[6] = true, [10] = true, [11] = true}
 
 local function keep()
-  local last = math.max(tonumber(retention), redis.call('PTTL', KEYS[10]))
+  local last = redis.call('PTTL', KEYS[10])
   for i = 1, #KEYS do
-    if lasting[i] then longer(KEYS[i], last) else redis.call('PEXPIRE', KEYS[i], retention) end
+    if lasting[i] and last > tonumber(retention) then
+      longer(KEYS[i], last)
+    else
+      redis.call('PEXPIRE', KEYS[i], retention)
+    end
   end
 end
 
@@ -169,8 +173,7 @@ local function signal(n)
   n = math.min(math.max(n, 1), 64)
   local ones = {}
   for i = 1, n do ones[i] = 1 end
-  redis.call('LPUSH', KEYS[5], unpack(ones))
-  redis.call('LTRIM', KEYS[5], 0, 63)
+  if redis.call('LPUSH', KEYS[5], unpack(ones)) > 64 then redis.call('LTRIM', KEYS[5], 0, 63) end
 end
 
 local function readyCount()
@@ -216,7 +219,7 @@ end
 -- reserved already.
 local function add(id, body, delay, p, u)
   if reserved(id) or redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
-  redis.call('HSET', KEYS[3], 'n:' .. id, 0)
+  -- n:id (deliveries) is absent until the first delivery: 0.
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
   if u > 0 then redis.call('HSET', KEYS[3], 'u:' .. id, u) end
   redis.call('ZADD', readyKey(p), now + delay, id)
@@ -379,8 +382,9 @@ end
 -- message is in flight, or back in its ready set, not delivered again.
 -- ret and result: a result retention and the result, for completions.
 local function ack(id, token, ret, result)
-  if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
-  if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(prio(id)), id) == 0 then return 0 end
+  local f = redis.call('HMGET', KEYS[3], 't:' .. id, 'p:' .. id)
+  if f[1] ~= token then return 0 end
+  if redis.call('ZREM', KEYS[2], id) == 0 and redis.call('ZREM', readyKey(tonumber(f[2] or '0')), id) == 0 then return 0 end
   finish(id, 'c', ret, result)
   return 1
 end
