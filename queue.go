@@ -567,25 +567,7 @@ func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, e
 		}
 		args = append(args, m.ID, m.token)
 	}
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	v, err := q.run(ctx, args...)
-	if err != nil {
-		return 0, err
-	}
-	if len(v) != len(msgs) {
-		return 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
-	}
-	for _, x := range v {
-		if x == int64(1) {
-			acked++
-		}
-	}
-	if acked < len(msgs) {
-		return acked, fmt.Errorf("patterns: queue %q: %d of %d: %w", q.name, len(msgs)-acked, len(msgs), ErrQueueLeaseLost)
-	}
-	return acked, nil
+	return q.runMany(ctx, args, len(msgs))
 }
 
 // QueueStats counts a queue's messages.

@@ -84,25 +84,31 @@ func (q *Queue) CompleteMany(ctx context.Context, msgs []*QueueMessage, results 
 	if size > maxQueueBatchBytes {
 		return 0, invalidf("%d bytes of results, over %d", size, maxQueueBatchBytes)
 	}
-	if len(msgs) == 0 {
+	return q.runMany(ctx, args, len(msgs))
+}
+
+// runMany runs args, an ack or completion of n messages, and returns how
+// many the script acked: with ErrQueueLeaseLost when that is fewer than n.
+func (q *Queue) runMany(ctx context.Context, args []any, n int) (acked int, err error) {
+	if n == 0 {
 		return 0, nil
 	}
 	v, err := q.run(ctx, args...)
 	if err != nil {
 		return 0, err
 	}
-	if len(v) != len(msgs) {
+	if len(v) != n {
 		return 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
 	for _, x := range v {
 		if x == int64(1) {
-			completed++
+			acked++
 		}
 	}
-	if completed < len(msgs) {
-		return completed, fmt.Errorf("patterns: queue %q: %d of %d: %w", q.name, len(msgs)-completed, len(msgs), ErrQueueLeaseLost)
+	if acked < n {
+		return acked, fmt.Errorf("patterns: queue %q: %d of %d: %w", q.name, n-acked, n, ErrQueueLeaseLost)
 	}
-	return completed, nil
+	return acked, nil
 }
 
 // Result returns what is known of the message id, in one script call: its

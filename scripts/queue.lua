@@ -389,15 +389,21 @@ local function ack(id, token, ret, result)
   return 1
 end
 
-if op == 'completemany' then
-  local out, acked, ret = {}, 0, tonumber(ARGV[3])
-  for i = 4, #ARGV, 3 do
-    out[#out + 1] = ack(ARGV[i], ARGV[i + 1], ret, ARGV[i + 2])
+-- ackAll acks the messages of ARGV from index from, step arguments each
+-- (id, token, and the result when step is 3), and returns {1|0, ...}.
+local function ackAll(from, step, ret)
+  local out, acked = {}, 0
+  for i = from, #ARGV, step do
+    local r
+    if step == 3 then r = ARGV[i + 2] end
+    out[#out + 1] = ack(ARGV[i], ARGV[i + 1], ret, r)
     acked = acked + out[#out]
   end
   if acked > 0 then keep() end
   return out
 end
+
+if op == 'completemany' then return ackAll(4, 3, tonumber(ARGV[3])) end
 
 if op == 'result' then
   local id = ARGV[3]
@@ -435,15 +441,7 @@ if op == 'cancel' then
   return 1
 end
 
-if op == 'ackmany' then
-  local out, acked = {}, 0
-  for i = 3, #ARGV, 2 do
-    out[#out + 1] = ack(ARGV[i], ARGV[i + 1], 0)
-    acked = acked + out[#out]
-  end
-  if acked > 0 then keep() end
-  return out
-end
+if op == 'ackmany' then return ackAll(3, 2, 0) end
 
 -- The worker's ops (Queue.Work).
 if op == 'giveback' then
