@@ -351,3 +351,82 @@ func TestQueueCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestQueueKeysEndTogether: the keys of a queue are not each renewed on
+// every write, but they all end at the same time (the records' keys no
+// earlier), whichever op created them last.
+func TestQueueKeysEndTogether(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := testRedis(t)
+	c := newClient(t, rdb)
+	q, err := c.Queue("keys-end", &QueueOptions{Retention: time.Minute, MaxDeliveries: 1, ResultRetention: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []QueuePriority{QueuePriorityHigh, QueuePriorityNormal, QueuePriorityLow} {
+		if _, _, err := q.Enqueue(ctx, []byte("x"), &EnqueueOptions{Priority: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _, err := q.tryDequeue(ctx, 3)
+	if err != nil || len(ms) != 3 {
+		t.Fatal(len(ms), err)
+	}
+	if err := ms[0].Nack(ctx); err != nil { // a dead letter
+		t.Fatal(err)
+	}
+	if err := ms[1].Complete(ctx, []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The writes below renew nothing themselves: the keys they create end
+	// with the others, set by Pause's renewal of every key.
+	time.Sleep(20 * time.Millisecond)
+	if _, err := q.EnqueueMany(ctx, []QueueItem{{Body: []byte("y")}, {Body: []byte("z"), EnqueueOptions: EnqueueOptions{Priority: QueuePriorityHigh}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[2].Extend(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// PEXPIRETIME: the end of each key, in ms since the epoch.
+	end := func(k string) int64 {
+		t.Helper()
+		ms, err := rdb.Do(ctx, "PEXPIRETIME", k).Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, hi int64
+	for i, k := range q.keys {
+		e := end(k)
+		if e == -2 { // absent
+			continue
+		}
+		if e < 0 || e > now.Add(time.Minute).UnixMilli() {
+			t.Fatalf("PEXPIRETIME %s = %d, want within the retention of %d", k, e, now.UnixMilli())
+		}
+		if i == 5 || i == 9 || i == 10 { // the records' keys: not earlier
+			continue
+		}
+		if lo == 0 || e < lo {
+			lo = e
+		}
+		hi = max(hi, e)
+	}
+	for _, i := range []int{5, 9, 10} {
+		if e := end(q.keys[i]); e != -2 && e < lo {
+			t.Fatalf("PEXPIRETIME %s = %d, before the queue's other keys (%d)", q.keys[i], e, lo)
+		}
+	}
+	if hi != lo {
+		t.Fatalf("the queue's keys end %d ms apart, want together", hi-lo)
+	}
+}

@@ -20,7 +20,8 @@
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
 --          stats | peek | redrive | purgedead | pause | resume | giveback | fail |
 --          complete | completemany | result | cancel
--- ARGV[2]  retention in ms: every key's TTL, renewed on every write
+-- ARGV[2]  retention in ms: every key's TTL, renewed on writes (all keys
+--          together, at least every sixteenth of it; see touch)
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
 --              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
 --              ARGV[8] ms the id stays reserved after completion (0 or absent: none)
@@ -119,12 +120,36 @@ end
 local lasting = {[6] = true, [10] = true, [11] = true}
 
 local function keep()
+  redis.call('HSET', KEYS[11], '', now) -- when the keys were all renewed (see touch)
   local last = redis.call('PTTL', KEYS[10])
   for i = 1, #KEYS do
     if lasting[i] and last > tonumber(retention) then
       longer(KEYS[i], last)
     else
       redis.call('PEXPIRE', KEYS[i], retention)
+    end
+  end
+end
+
+-- touch keeps the keys without renewing each of them on every write: it
+-- renews them all (keep) when keep last did, kept in the field "" of
+-- KEYS[11] (no id is empty), is a sixteenth of the retention ago or more;
+-- otherwise it gives the keys named (those the caller may have created)
+-- the same end as the others. Every key of the queue thus ends
+-- together, between 15/16 of the retention and the retention after the
+-- last write.
+local function touch(...)
+  local last, r = tonumber(redis.call('HGET', KEYS[11], '') or '0'), tonumber(retention)
+  if now - last >= r / 16 or last > now then
+    keep()
+    return
+  end
+  local left = last + r - now
+  for _, k in ipairs({...}) do
+    if k == KEYS[6] then
+      longer(k, math.max(left, redis.call('PTTL', KEYS[10])))
+    else
+      redis.call('PEXPIRE', k, left)
     end
   end
 end
@@ -155,7 +180,9 @@ local function remember(id, state, n, u, ret, result)
     redis.call('ZREM', KEYS[10], old)
     redis.call('HDEL', KEYS[11], old, 'r:' .. old)
   end
-  for _, i in ipairs({6, 10, 11}) do longer(KEYS[i], drop - now) end
+  -- As long as the longest record, and never less than the retention: the
+  -- records' keys end with the others or after them, together.
+  for _, i in ipairs({6, 10, 11}) do longer(KEYS[i], math.max(drop - now, tonumber(retention))) end
 end
 
 -- finish deletes the pending message id (already out of its sorted set),
@@ -253,7 +280,7 @@ if op == 'enqueue' then
     return {id, 0} -- a generated id taken by an EnqueueOptions.ID
   end
   signal(1)
-  keep()
+  touch(KEYS[3], readyKey(tonumber(ARGV[6] or '0')), KEYS[5], KEYS[6])
   return {id, 1}
 end
 
@@ -285,7 +312,7 @@ if op == 'enqueuemany' then
   end
   if new > 0 then
     signal(new)
-    keep()
+    touch(KEYS[3], KEYS[1], KEYS[7], KEYS[8], KEYS[5], KEYS[6])
   end
   return out
 end
@@ -331,7 +358,7 @@ if op == 'dequeue' then
     if #expired > 0 then keep() end
     return {'', math.max(wait, -1)}
   end
-  keep()
+  if #expired > 0 then keep() else touch(KEYS[2], KEYS[3]) end
   return out
 end
 
@@ -399,7 +426,7 @@ local function ackAll(from, step, ret)
     out[#out + 1] = ack(ARGV[i], ARGV[i + 1], ret, r)
     acked = acked + out[#out]
   end
-  if acked > 0 then keep() end
+  if acked > 0 then touch() end
   return out
 end
 
@@ -496,7 +523,7 @@ end
 local id, token = ARGV[3], ARGV[4]
 if op == 'ack' or op == 'complete' then
   if ack(id, token, tonumber(ARGV[5] or '0'), ARGV[6]) == 0 then return 0 end
-  keep()
+  touch()
   return 1
 end
 
@@ -528,5 +555,5 @@ elseif op == 'nack' then
 else
   return redis.error_reply('unknown op ' .. op)
 end
-keep()
+if op == 'extend' then touch(KEYS[2]) else keep() end
 return 1
