@@ -82,8 +82,9 @@ type QueueOptions struct {
 	// default: 1s, 2s, 4s, ... capped at 5 minutes
 	Backoff func(deliveries int) time.Duration
 
-	// Retention is the TTL of every key of the queue, renewed by every write:
-	// a queue nobody writes to for that long disappears.
+	// Retention is the TTL of every key of the queue, renewed by writes (all
+	// keys together, at least every sixteenth of it): a queue nobody writes
+	// to for that long disappears (from 15/16 of it on).
 	//
 	// default: 7 days
 	Retention time.Duration
@@ -116,7 +117,7 @@ type QueueOptions struct {
 // Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
 // :inflight, :msgs, :dead, :signal, :seq, :paused, :done and :results, all
 // with the hash tag {name} (one slot; a queue is one shard's work) and the
-// retention as TTL, renewed by every write (:seq, :done and :results, which
+// retention as TTL, renewed by writes (:seq, :done and :results, which
 // hold the records of finished messages, live at least as long as their
 // longest record: EnqueueOptions.UniqueFor, QueueOptions.ResultRetention). The blocking Dequeue and DequeueMany of one Client
 // on one queue share one BLPOP on :signal, which holds one connection of the
