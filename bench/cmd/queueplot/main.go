@@ -101,7 +101,17 @@ func main() {
 	names := make([]string, len(concs))
 	for i, c := range concs {
 		names[i] = fmt.Sprintf("%d handlers", c)
+		if c == 1 {
+			names[i] = "1 handler"
+		}
 	}
+	top := 0.0
+	for _, c := range concs {
+		for si := 0; si < 3; si++ {
+			top = max(top, med(c, si))
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.15
 	for si := 0; si < 3; si++ {
 		v := make(plotter.Values, len(concs))
 		for i, c := range concs {
