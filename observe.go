@@ -192,6 +192,11 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpWork         ObserveOperation = "work" // one message run by Queue.Work
+	OpComplete     ObserveOperation = "complete"
+	OpCompleteMany ObserveOperation = "complete-many"
+	OpResult       ObserveOperation = "result"
+	OpCancel       ObserveOperation = "cancel"
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -241,6 +246,9 @@ const (
 	OutcomeReplayed    ObserveOutcome = "replayed"
 	OutcomeInProgress  ObserveOutcome = "in-progress"
 	OutcomeMismatch    ObserveOutcome = "mismatch"
+	OutcomeRetry       ObserveOutcome = "retry"   // a worker's handler failed: retried after the backoff
+	OutcomeTimeout     ObserveOutcome = "timeout" // a worker's handler ran past its Timeout: retried
+	OutcomePanic       ObserveOutcome = "panic"   // a worker's handler panicked: retried
 )
 
 // sharedOutcomes end any operation.
@@ -286,7 +294,11 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpAckMany:     o(OutcomeAcked, OutcomeLeaseLost),
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
-			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
+			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpRun:  nil,
+			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog,
+			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
+			OpResult: found, OpCancel: found},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: o(OutcomeOK, OutcomeDead), OpAck: ok,
 			OpNack: o(OutcomeNacked, OutcomeDead, OutcomeNotHeld), OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok},
@@ -401,6 +413,10 @@ func outcome(ok ObserveOutcome, err error) ObserveOutcome {
 		return OutcomeFull
 	case errors.Is(err, ErrQueueLeaseLost):
 		return OutcomeLeaseLost
+	case errors.Is(err, ErrQueueNotFound):
+		return OutcomeNotFound
+	case errors.Is(err, ErrQueueCanceled):
+		return OutcomeCanceled // the message was canceled (Queue.Cancel)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return OutcomeCanceled
 	}

@@ -69,7 +69,7 @@ func usage(w io.Writer) {
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
-  patterns queue stats|peek|redrive|purge [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+  patterns queue stats|peek|redrive|purge|result [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
                                       a queue's stats, messages, dead letters
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
