@@ -1,0 +1,289 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// countedRedis returns a client of its own on the shared Redis (or on addr
+// when given) and a count of the script calls it sends.
+func countedRedis(t *testing.T, addr string) (*redis.Client, *scriptCalls) {
+	t.Helper()
+	o := *testRedis(t).Options()
+	if addr != "" {
+		o.Addr = addr
+	}
+	rdb := redis.NewClient(&o)
+	t.Cleanup(func() { rdb.Close() })
+	calls := &scriptCalls{}
+	rdb.AddHook(calls)
+	return rdb, calls
+}
+
+// TestLimiterDenyLocally: once Redis denies a key, the same process denies
+// it without a round trip until RetryAfter has passed, then asks Redis
+// again; a smaller request still asks Redis; the observer sees local-denied.
+func TestLimiterDenyLocally(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, calls := countedRedis(t, "")
+	c := newClient(t, rdb)
+	rec := &recorder{}
+	c.observer = rec
+	hour := Limit{Rate: 3, Period: time.Hour, Burst: 3}
+	for _, algo := range allAlgorithms {
+		l, err := c.Limiter("deny-"+algo.String(), &LimiterOptions{Algorithm: algo, DenyLocally: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if res, err := l.Allow(ctx, "k", hour); err != nil || !res.Allowed || res.Local {
+				t.Fatalf("%v: %+v %v", algo, res, err)
+			}
+		}
+		first, err := l.Allow(ctx, "k", hour)
+		if err != nil || first.Allowed || first.Local || first.RetryAfter <= 0 {
+			t.Fatalf("%v: 4th of 3: %+v %v, want Redis's denial", algo, first, err)
+		}
+		before := calls.n.Load()
+		rec.take()
+		for range 100 {
+			res, err := l.Allow(ctx, "k", hour)
+			if err != nil || res.Allowed || !res.Local || res.RetryAfter <= 0 || res.RetryAfter > first.RetryAfter || res.Limit != hour {
+				t.Fatalf("%v: flood: %+v %v, want a local denial within %v", algo, res, err, first.RetryAfter)
+			}
+		}
+		if got := calls.n.Load() - before; got != 0 {
+			t.Fatalf("%v: %d round trips for 100 denials, want 0", algo, got)
+		}
+		if got := rec.take(); len(got) != 100 || got[0] != "ratelimit.allow deny-"+algo.String()+" local-denied" {
+			t.Fatalf("%v: observed %d: %q", algo, len(got), got[:min(len(got), 2)])
+		}
+		// Another key, and invalid input, are Redis's (or refused) as ever.
+		if res, err := l.Allow(ctx, "other", hour); err != nil || !res.Allowed || res.Local {
+			t.Fatalf("%v: other key: %+v %v", algo, res, err)
+		}
+		if _, err := l.Allow(ctx, "", hour); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("%v: empty key: %v", algo, err)
+		}
+		if _, err := l.AllowN(ctx, "k", 4, hour); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("%v: n over the capacity: %v", algo, err)
+		}
+		// A denial of 2 events does not deny 1 locally.
+		if _, err := l.AllowN(ctx, "small", 2, hour); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := l.AllowN(ctx, "small", 2, hour); err != nil || res.Allowed || res.Local {
+			t.Fatalf("%v: 2 more of 1 left: %+v %v", algo, res, err)
+		}
+		if res, err := l.Allow(ctx, "small", hour); err != nil || !res.Allowed || res.Local {
+			t.Fatalf("%v: 1 of 1 left after a denial of 2: %+v %v", algo, res, err)
+		}
+	}
+}
+
+// TestLimiterDenyLocallyExpires: after RetryAfter the key asks Redis again
+// and is admitted.
+func TestLimiterDenyLocallyExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t, testRedis(t))
+	lim := Limit{Rate: 1, Period: 200 * time.Millisecond, Burst: 1}
+	for _, algo := range allAlgorithms {
+		l, err := c.Limiter("expire-"+algo.String(), &LimiterOptions{Algorithm: algo, DenyLocally: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		admitted, local := 0, 0
+		for deadline := time.Now().Add(10 * time.Second); admitted < 3; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: %d admitted, %d denied locally before the deadline, want 3 admitted", algo, admitted, local)
+			}
+			res, err := l.Allow(ctx, "k", lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Allowed {
+				admitted++
+			}
+			if res.Local {
+				local++
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if local == 0 {
+			t.Fatalf("%v: nothing denied locally", algo)
+		}
+	}
+}
+
+// TestLimiterDenyLocallyConcurrent: 64 goroutines flood one key; the
+// limiter admits exactly what the limit allows, with round trips for a
+// small share of the denials.
+func TestLimiterDenyLocallyConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, calls := countedRedis(t, "")
+	c := newClient(t, rdb)
+	lim := Limit{Rate: 20, Period: time.Hour, Burst: 20}
+	for _, algo := range allAlgorithms {
+		l, err := c.Limiter("flood-"+algo.String(), &LimiterOptions{Algorithm: algo, DenyLocally: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := calls.n.Load()
+		var admitted, denied atomic.Int64
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				for range 200 {
+					res, err := l.Allow(ctx, "k", lim)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if res.Allowed {
+						admitted.Add(1)
+					} else {
+						denied.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		trips := calls.n.Load() - before
+		if admitted.Load() != 20 {
+			t.Fatalf("%v: admitted %d, want exactly 20", algo, admitted.Load())
+		}
+		if trips > 20+2*64 {
+			t.Fatalf("%v: %d round trips for %d denials", algo, trips, denied.Load())
+		}
+		t.Logf("%v: %d admitted, %d denied, %d round trips", algo, admitted.Load(), denied.Load(), trips)
+	}
+}
+
+// TestLimiterFallback: while Redis is unreachable a limiter with
+// FallbackInstances admits at its share, from where Redis left the key, and
+// reports local-fallback and local-denied; invalid input and an ended
+// context still fail; once Redis answers, the key's next decision first
+// hands back what was admitted locally, so Redis admits no fresh budget.
+func TestLimiterFallback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	x := newFaultProxy(t, testRedis(t).Options().Addr)
+	rdb, _ := countedRedis(t, x.addr())
+	pc := newClient(t, rdb)
+	rec := &recorder{}
+	pc.observer = rec
+	// 10 an hour, 2 instances: a share of 5 an hour, one event per 12 min.
+	hour := Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	for _, algo := range allAlgorithms {
+		t.Run(algo.String(), func(t *testing.T) {
+			l, err := pc.Limiter("fb-"+algo.String(), &LimiterOptions{Algorithm: algo, FallbackInstances: 2, FallbackProbeInterval: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.AllowN(ctx, "k", 4, hour); err != nil {
+				t.Fatal(err)
+			}
+			x.set(&netFault{refuse: true})
+			// 4 of 10 used: 2 of the share of 5 are used, 3 left.
+			rec.take()
+			var outcomes []string
+			for range 6 {
+				res, err := l.Allow(ctx, "k", hour)
+				if err != nil || !res.Local {
+					x.set(nil)
+					t.Fatalf("outage: %+v %v, want a local decision", res, err)
+				}
+				outcomes = append(outcomes, fmt.Sprint(res.Allowed))
+			}
+			want := "ratelimit.allow fb-" + algo.String() + " "
+			if got := rec.take(); !slices.Equal(got, []string{want + "local-fallback", want + "local-fallback", want + "local-fallback",
+				want + "local-denied", want + "local-denied", want + "local-denied"}) {
+				x.set(nil)
+				t.Fatalf("outage: admitted %v, observed %q, want 3 admitted", outcomes, got)
+			}
+			if _, err := l.Allow(ctx, "", hour); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("outage, empty key: %v", err)
+			}
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := l.Allow(ended, "k", hour); !errors.Is(err, context.Canceled) {
+				t.Fatalf("outage, ended context: %v", err)
+			}
+			x.set(nil)
+			// Redis answers again: the first decision of the key by Redis
+			// finds what was admitted locally consumed.
+			var res LimitResult
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if time.Now().After(deadline) {
+					t.Fatalf("Redis answers, but every decision is still local: %+v", res)
+				}
+				if res, err = l.Allow(ctx, "k", hour); err != nil {
+					t.Fatal(err)
+				}
+				if !res.Local {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !res.Allowed || res.Remaining != 2 {
+				t.Fatalf("after the outage: %+v, want admitted with 2 left (10 - 4 - 3 local - 1)", res)
+			}
+			if got := rec.take(); got[len(got)-1] != want+"allowed" {
+				t.Fatalf("after the outage: observed %q", got)
+			}
+		})
+	}
+}
+
+// TestLimiterFallbackOnlyForOutages: only errors that say Redis cannot be
+// reached or serve start the fallback.
+func TestLimiterFallbackOnlyForOutages(t *testing.T) {
+	ctx := context.Background()
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, tc := range []struct {
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{ctx, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{ctx, fmt.Errorf("wrapped: %w", &net.OpError{Op: "read", Err: errors.New("reset")}), true},
+		{ctx, redis.ErrPoolTimeout, true},
+		{ctx, proto("LOADING Redis is loading the dataset in memory"), true},
+		{ctx, proto("READONLY You can't write against a read only replica."), true},
+		{ctx, proto("ERR Error running script"), false},
+		{ctx, invalidf("no limit"), false},
+		{ctx, ErrUnexpectedReply, false},
+		{ctx, redis.ErrClosed, false},
+		{ended, &net.OpError{Op: "read", Err: errors.New("reset")}, false},
+		{ctx, context.DeadlineExceeded, false},
+	} {
+		if got := unreachable(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("unreachable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	c := newClient(t, testRedis(t))
+	for _, opt := range []LimiterOptions{{FallbackInstances: -1}, {FallbackInstances: 2, FallbackProbeInterval: -1}, {DenyLocally: true, LocalKeys: -1}} {
+		if _, err := c.Limiter("bad", &opt); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%+v: %v", opt, err)
+		}
+	}
+}
+
+// proto is a server's error reply.
+type proto string
+
+func (p proto) Error() string { return string(p) }
+func (proto) RedisError()     {}
