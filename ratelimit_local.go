@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,7 @@ type limiterLocal struct {
 
 	down      atomic.Bool  // Redis is unreachable: decide locally
 	nextProbe atomic.Int64 // now() from which one call tries Redis again
+	lastOK    atomic.Int64 // now() when Redis last answered (to the ms)
 }
 
 // localKey is what the layer knows of one key (and its limits).
@@ -85,6 +87,7 @@ type localKey struct {
 	deniedN int
 	res     LimitResult
 	probing bool // one call is at Redis for the key since until passed
+	handing bool // one call is handing the key back to Redis
 
 	// The fallback's seed: the last decision Redis made for the key.
 	seenAt        int64
@@ -201,11 +204,19 @@ func (l *Limiter) allowLocal(ctx context.Context, key string, n int, limits []Li
 		if now < next || !ll.nextProbe.CompareAndSwap(next, now+int64(ll.probe)) {
 			return l.fallback(name, n, limits, now), nil
 		}
-		// This call probes Redis.
+		// This call probes Redis, with a PING that go-redis retries: the
+		// pool may hold connections the outage broke.
+		if err := l.c.rdb.Ping(ctx).Err(); err != nil {
+			if ll.outage(ctx, err) {
+				return l.fallback(name, n, limits, ll.now()), nil
+			}
+			return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
+		}
+		ll.up(ll.now())
 	}
 	if ll.instances > 0 {
 		if err := l.handBack(ctx, key, name, limits); err != nil {
-			if ll.outage(ctx, err) {
+			if err == errHandingBack || ll.outage(ctx, err) {
 				return l.fallback(name, n, limits, ll.now()), nil
 			}
 			return LimitResult{}, err
@@ -219,7 +230,7 @@ func (l *Limiter) allowLocal(ctx context.Context, key string, n int, limits []Li
 		return res, err
 	}
 	if ll.instances > 0 {
-		ll.down.Store(false)
+		ll.up(ll.now())
 	}
 	ll.record(name, e, n, res, ll.now())
 	return res, nil
@@ -234,11 +245,28 @@ func (ll *limiterLocal) outage(ctx context.Context, err error) bool {
 	if !unreachable(ctx, err) {
 		return false
 	}
+	now := ll.now()
+	if now-ll.lastOK.Load() < int64(ll.probe) {
+		// Redis answered within a probe interval: the call decides
+		// locally, the next ones try Redis (a connection broken by an
+		// outage that just ended fails once).
+		return true
+	}
 	if !ll.down.Load() {
-		ll.nextProbe.Store(ll.now() + int64(ll.probe))
+		ll.nextProbe.Store(now + int64(ll.probe))
 		ll.down.Store(true)
 	}
 	return true
+}
+
+// up records that Redis answered at now.
+func (ll *limiterLocal) up(now int64) {
+	if ll.down.Load() {
+		ll.down.Store(false)
+	}
+	if now-ll.lastOK.Load() >= int64(time.Millisecond) {
+		ll.lastOK.Store(now)
+	}
 }
 
 // serverDown are the error replies of a server that cannot serve now.
@@ -371,40 +399,60 @@ func (l *Limiter) fallback(name string, n int, limits []Limit, now int64) LimitR
 // handBack charges Redis, once Redis answers again, with what the key's
 // local limiter admitted during the outage and still holds: for each limit,
 // the events admitted locally that its share has not yet drained (at most
-// what it admitted), consumed as far as the limit has room (AllowAtMost).
-// Redis, which refilled meanwhile, so holds what it would hold had the
-// outage's events gone through it, and the processes' next decisions find
-// no fresh budget beside what they admitted.
+// what it admitted), times the instances, consumed as far as the limit has
+// room (AllowAtMost). Redis, which refilled meanwhile, so holds what it
+// would hold had the outage's events gone through it, and the processes'
+// next decisions find no fresh budget beside what they admitted.
+//
+// Times the instances: the processes find Redis again one after the other
+// (within a probe interval); the first to hand back charges for all, as if
+// each had admitted what it did, so that it cannot spend the others' shares
+// before they hand theirs back (which then find no room, and charge
+// nothing more). Where the others admitted less, the key is over-strict by
+// the difference, once.
 func (l *Limiter) handBack(ctx context.Context, key, name string, limits []Limit) error {
 	e := l.local.entry(name, false)
 	if e == nil {
 		return nil
 	}
 	e.mu.Lock()
-	tats, admitted := e.tats, e.admitted
-	e.tats, e.admitted = nil, 0
-	e.mu.Unlock()
+	if e.handing {
+		e.mu.Unlock()
+		return errHandingBack
+	}
+	tats, admitted := slices.Clone(e.tats), e.admitted
 	if len(tats) != len(limits) || admitted == 0 {
+		e.tats, e.admitted = nil, 0
+		e.mu.Unlock()
 		return nil
 	}
+	e.handing = true
+	e.mu.Unlock()
 	now := l.local.now()
+	var err error
 	for i, lim := range limits {
 		iv, _ := l.shares(lim, 1)
-		held := min(int64(admitted), (tats[i]-now+iv-1)/iv)
+		held := min(int64(admitted), (tats[i]-now+iv-1)/iv) * int64(l.local.instances)
 		if held <= 0 {
 			continue
 		}
-		if _, _, err := l.allowAtMost(ctx, key, int(held), limits[i:i+1]); err != nil {
+		if _, _, err = l.allowAtMost(ctx, key, int(held), limits[i:i+1]); err != nil {
+			// Not handed back: still owed, but for the limits charged.
 			for j := range i {
-				tats[j] = min(tats[j], now) // handed back already
+				e.tats[j] = min(e.tats[j], now)
 			}
-			e.mu.Lock()
-			if e.tats == nil {
-				e.tats, e.admitted = tats, admitted // not handed back: still owed
-			}
-			e.mu.Unlock()
-			return err
+			break
 		}
 	}
-	return nil
+	e.mu.Lock()
+	if err == nil {
+		e.tats, e.admitted = nil, 0
+	}
+	e.handing = false
+	e.mu.Unlock()
+	return err
 }
+
+// errHandingBack is handBack's answer to a call that finds another call
+// handing the key back: the call decides locally meanwhile.
+var errHandingBack = errors.New("patterns: rate limit: the key is being handed back to Redis")

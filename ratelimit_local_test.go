@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,7 +174,8 @@ func TestLimiterDenyLocallyConcurrent(t *testing.T) {
 // FallbackInstances admits at its share, from where Redis left the key, and
 // reports local-fallback and local-denied; invalid input and an ended
 // context still fail; once Redis answers, the key's next decision first
-// hands back what was admitted locally, so Redis admits no fresh budget.
+// hands back what was admitted locally (times the instances), so Redis
+// admits no fresh budget.
 func TestLimiterFallback(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -184,8 +184,8 @@ func TestLimiterFallback(t *testing.T) {
 	pc := newClient(t, rdb)
 	rec := &recorder{}
 	pc.observer = rec
-	// 10 an hour, 2 instances: a share of 5 an hour, one event per 12 min.
-	hour := Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	// 20 an hour, 2 instances: a share of 10 an hour, one event per 6 min.
+	hour := Limit{Rate: 20, Period: time.Hour, Burst: 20}
 	for _, algo := range allAlgorithms {
 		t.Run(algo.String(), func(t *testing.T) {
 			l, err := pc.Limiter("fb-"+algo.String(), &LimiterOptions{Algorithm: algo, FallbackInstances: 2, FallbackProbeInterval: 20 * time.Millisecond})
@@ -195,23 +195,30 @@ func TestLimiterFallback(t *testing.T) {
 			if _, err := l.AllowN(ctx, "k", 4, hour); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := l.Allow(ctx, "light", hour); err != nil {
+				t.Fatal(err)
+			}
 			x.set(&netFault{refuse: true})
-			// 4 of 10 used: 2 of the share of 5 are used, 3 left.
+			defer x.set(nil)
+			// 4 of 20 used: 2 of the share of 10, 8 left.
 			rec.take()
-			var outcomes []string
-			for range 6 {
+			admitted := 0
+			for range 10 {
 				res, err := l.Allow(ctx, "k", hour)
 				if err != nil || !res.Local {
-					x.set(nil)
 					t.Fatalf("outage: %+v %v, want a local decision", res, err)
 				}
-				outcomes = append(outcomes, fmt.Sprint(res.Allowed))
+				if res.Allowed {
+					admitted++
+				}
 			}
 			want := "ratelimit.allow fb-" + algo.String() + " "
-			if got := rec.take(); !slices.Equal(got, []string{want + "local-fallback", want + "local-fallback", want + "local-fallback",
-				want + "local-denied", want + "local-denied", want + "local-denied"}) {
-				x.set(nil)
-				t.Fatalf("outage: admitted %v, observed %q, want 3 admitted", outcomes, got)
+			got := rec.take()
+			if admitted != 8 || got[0] != want+"local-fallback" || got[9] != want+"local-denied" {
+				t.Fatalf("outage: %d admitted, observed %q, want 8", admitted, got)
+			}
+			if res, err := l.Allow(ctx, "light", hour); err != nil || !res.Allowed || !res.Local {
+				t.Fatalf("outage, light key: %+v %v", res, err)
 			}
 			if _, err := l.Allow(ctx, "", hour); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("outage, empty key: %v", err)
@@ -222,23 +229,29 @@ func TestLimiterFallback(t *testing.T) {
 				t.Fatalf("outage, ended context: %v", err)
 			}
 			x.set(nil)
-			// Redis answers again: the first decision of the key by Redis
-			// finds what was admitted locally consumed.
-			var res LimitResult
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				if time.Now().After(deadline) {
-					t.Fatalf("Redis answers, but every decision is still local: %+v", res)
+			// Redis answers again: the first decision of each key by Redis
+			// finds what was admitted locally consumed, twice (2 instances).
+			redisAllow := func(key string) LimitResult {
+				t.Helper()
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					res, err := l.Allow(ctx, key, hour)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !res.Local {
+						return res
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("Redis answers, but every decision is still local: %+v", res)
+					}
+					time.Sleep(5 * time.Millisecond)
 				}
-				if res, err = l.Allow(ctx, "k", hour); err != nil {
-					t.Fatal(err)
-				}
-				if !res.Local {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
 			}
-			if !res.Allowed || res.Remaining != 2 {
-				t.Fatalf("after the outage: %+v, want admitted with 2 left (10 - 4 - 3 local - 1)", res)
+			if res := redisAllow("k"); res.Allowed || res.Remaining != 0 {
+				t.Fatalf("after the outage: %+v, want denied, none left (20 - 4 - 2 x 8 local)", res)
+			}
+			if res := redisAllow("light"); !res.Allowed || res.Remaining != 16 {
+				t.Fatalf("after the outage, light key: %+v, want admitted, 16 left (20 - 1 - 2 x 1 local - 1)", res)
 			}
 			if got := rec.take(); got[len(got)-1] != want+"allowed" {
 				t.Fatalf("after the outage: observed %q", got)
