@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -300,3 +303,55 @@ type proto string
 
 func (p proto) Error() string { return string(p) }
 func (proto) RedisError()     {}
+
+// TestLimiterMiddlewareLocal: the middleware answers a flood's denials
+// locally with 429 and Retry-After, and during an outage serves the
+// fallback's share even with FailClosed, then 429.
+func TestLimiterMiddlewareLocal(t *testing.T) {
+	t.Parallel()
+	x := newFaultProxy(t, testRedis(t).Options().Addr)
+	rdb, calls := countedRedis(t, x.addr())
+	c := newClient(t, rdb)
+	l, err := c.Limiter("mw", &LimiterOptions{FallbackInstances: 2, DenyLocally: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs atomic.Int64
+	h, err := l.Middleware(&LimiterMiddlewareOptions{Limits: []Limit{PerHour(4)}, FailClosed: true,
+		Key:     func(r *http.Request) (string, error) { return r.Header.Get("X-Key"), nil },
+		OnError: func(*http.Request, error) { errs.Add(1) }}, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(key string) (int, string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Key", key)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Header().Get("Retry-After")
+	}
+	var codes []int
+	for range 6 {
+		code, _ := serve("flood")
+		codes = append(codes, code)
+	}
+	before := calls.n.Load()
+	for range 20 {
+		if code, retry := serve("flood"); code != http.StatusTooManyRequests || retry == "" {
+			t.Fatalf("flood: %d, Retry-After %q", code, retry)
+		}
+	}
+	if got := calls.n.Load() - before; got != 0 || !slices.Equal(codes, []int{200, 200, 200, 200, 429, 429}) {
+		t.Fatalf("flood: codes %v, then %d round trips for 20 denials", codes, got)
+	}
+	x.set(&netFault{refuse: true})
+	defer x.set(nil)
+	codes = nil
+	for range 4 {
+		code, _ := serve("outage")
+		codes = append(codes, code)
+	}
+	if !slices.Equal(codes, []int{200, 200, 429, 429}) || errs.Load() != 0 {
+		t.Fatalf("outage, a share of 2 of 4: %v, %d errors reported", codes, errs.Load())
+	}
+}
