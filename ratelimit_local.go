@@ -84,6 +84,7 @@ type localKey struct {
 	regime  bool
 	at      int64 // when Redis denied it
 	until   int64
+	full    int64 // when the key is full again, by Redis's last answer
 	deniedN int
 	res     LimitResult
 	probing bool // one call is at Redis for the key since until passed
@@ -173,7 +174,10 @@ func (l *Limiter) allowLocal(ctx context.Context, key string, n int, limits []Li
 		if e = ll.entry(name, false); e != nil {
 			e.mu.Lock()
 			switch {
-			case !e.regime || n < e.deniedN:
+			case !e.regime || n < e.deniedN || now >= e.full:
+				// Not denied, or a smaller request, or quiet long enough
+				// for the key to be full again: Redis decides, for every
+				// call.
 			case now < e.until:
 				res = e.denied(now, e.until)
 			case e.probing:
@@ -315,11 +319,12 @@ func (ll *limiterLocal) record(name string, e *localKey, n int, res LimitResult,
 	switch {
 	case denied:
 		e.regime, e.at, e.until, e.deniedN, e.res = true, now, now+int64(res.RetryAfter), n, res
+		e.full = now + int64(res.ResetAfter)
 	case res.Allowed && res.Remaining > 0:
 		e.regime = false
 	case res.Allowed:
 		// Admitted with nothing left: the next call asks Redis alone.
-		e.until = now
+		e.until, e.full = now, now+int64(res.ResetAfter)
 	}
 }
 
@@ -337,11 +342,18 @@ func (e *localKey) denied(now, until int64) LimitResult {
 // tolerance (capacity: the limit's burst divided among them, at least one
 // event, at least n), in ns.
 func (l *Limiter) shares(lim Limit, n int) (interval, tolerance int64) {
-	inst := int64(l.local.instances)
-	interval = int64(lim.Period) * inst / int64(lim.Rate)
-	capacity := max(int64(lim.capacity(l.algo))/inst, 1, int64(n))
-	return interval, capacity * interval
+	inst := float64(l.local.instances)
+	interval = max(sat(float64(lim.Period)*inst/float64(lim.Rate)), 1)
+	capacity := max(float64(lim.capacity(l.algo))/inst, 1, float64(n))
+	return interval, sat(math.Floor(capacity) * float64(interval))
 }
+
+// maxLocalNs bounds the fallback's durations (about 36 years), so that
+// sums of two stay within int64.
+const maxLocalNs = 1 << 60
+
+// sat is x, ns, as an int64 of at most maxLocalNs.
+func sat(x float64) int64 { return int64(min(x, maxLocalNs)) }
 
 // fallback decides a request of n locally, on the key's share of each
 // limit, during an outage. The key's limiter starts from what Redis last
@@ -359,9 +371,9 @@ func (l *Limiter) fallback(name string, n int, limits []Limit, now int64) LimitR
 				// The used part of the limit, as Redis last saw it, at
 				// the global rate: this process's share of it at its share
 				// of the rate takes as long to drain.
-				used := int64(lim.capacity(l.algo) - e.seenRemaining)
+				used := float64(lim.capacity(l.algo) - e.seenRemaining)
 				_, tol := l.shares(lim, 1)
-				e.tats[i] = min(e.seenAt+used*int64(lim.Period)/int64(lim.Rate), now+tol)
+				e.tats[i] = min(e.seenAt+sat(used*float64(lim.Period)/float64(lim.Rate)), now+tol)
 			}
 		}
 	}
@@ -370,7 +382,7 @@ func (l *Limiter) fallback(name string, n int, limits []Limit, now int64) LimitR
 	next := make([]int64, len(limits))
 	for i, lim := range limits {
 		iv, tol := l.shares(lim, n)
-		next[i] = max(e.tats[i], now) + int64(n)*iv
+		next[i] = max(e.tats[i], now) + sat(float64(n)*float64(iv))
 		if over := next[i] - now - tol; over > 0 {
 			res.Allowed = false
 			retry = max(retry, over)

@@ -355,3 +355,65 @@ func TestLimiterMiddlewareLocal(t *testing.T) {
 		t.Fatalf("outage, a share of 2 of 4: %v, %d errors reported", codes, errs.Load())
 	}
 }
+
+// TestLimiterFallbackExtremes: the fallback's arithmetic neither overflows
+// nor divides by zero at the limits' extremes.
+func TestLimiterFallbackExtremes(t *testing.T) {
+	c := newClient(t, testRedis(t))
+	for _, inst := range []int{1, 3, 1 << 20} {
+		l, err := c.Limiter("extremes", &LimiterOptions{FallbackInstances: inst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, lim := range []Limit{
+			{Rate: 1, Period: time.Millisecond, Burst: 1},
+			{Rate: 1 << 20, Period: time.Millisecond, Burst: 1 << 20},
+			{Rate: 1, Period: 100 * 365 * 24 * time.Hour, Burst: 1},
+			{Rate: 3, Period: 100 * 365 * 24 * time.Hour, Burst: 1 << 20},
+		} {
+			now := l.local.now()
+			first := l.fallback(fmt.Sprint(inst, lim), 1, []Limit{lim}, now)
+			second := l.fallback(fmt.Sprint(inst, lim), 1, []Limit{lim}, now)
+			if !first.Allowed || !first.Local || first.Remaining < 0 || second.RetryAfter < 0 || second.ResetAfter < 0 {
+				t.Errorf("%d instances, %v: %+v then %+v", inst, lim, first, second)
+			}
+			if !second.Allowed && second.RetryAfter == 0 {
+				t.Errorf("%d instances, %v: denied without a RetryAfter: %+v", inst, lim, second)
+			}
+		}
+	}
+}
+
+// TestLimiterDenyLocallyIdle: a denied key quiet until Redis said it would
+// be full again is not held to one call at a time: a call that comes while
+// another is at Redis for the key goes to Redis too.
+func TestLimiterDenyLocallyIdle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t, testRedis(t))
+	lim := Limit{Rate: 2, Period: 100 * time.Millisecond, Burst: 2}
+	l, err := c.Limiter("idle", &LimiterOptions{DenyLocally: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res LimitResult
+	for range 3 {
+		if res, err = l.Allow(ctx, "k", lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res.Allowed || res.Local {
+		t.Fatalf("3rd of 2: %+v", res)
+	}
+	time.Sleep(res.ResetAfter + 50*time.Millisecond) // full again
+	e := l.local.entry("", false)
+	for k := range l.local.keys.Keys() {
+		e = l.local.entry(k, false)
+	}
+	e.mu.Lock()
+	e.probing = true // another call is at Redis
+	e.mu.Unlock()
+	if res, err := l.Allow(ctx, "k", lim); err != nil || !res.Allowed || res.Local {
+		t.Fatalf("full again: %+v %v, want Redis's admission", res, err)
+	}
+}
