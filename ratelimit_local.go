@@ -96,11 +96,12 @@ type localKey struct {
 	seenLimit     Limit
 	seen          bool
 
-	// The fallback's limiter, one GCRA per limit, while the key has been
-	// decided locally and not yet handed back: tats are the theoretical
-	// arrival times (now() ns), admitted the events admitted locally.
+	// The fallback's limiter, one GCRA per limit, once the key has been
+	// decided locally: tats are the theoretical arrival times (now() ns),
+	// admitted the events admitted locally and not yet handed back.
 	tats     []int64
 	admitted int
+	localAt  int64 // the last local admission or hand-back
 }
 
 func newLimiterLocal(opt *LimiterOptions) (*limiterLocal, error) {
@@ -363,7 +364,8 @@ func (l *Limiter) fallback(name string, n int, limits []Limit, now int64) LimitR
 	e := l.local.entry(name, true)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.tats) != len(limits) {
+	if len(e.tats) != len(limits) || (e.seen && e.seenAt > e.localAt) {
+		// Afresh: Redis decided the key after its last local decision.
 		e.tats, e.admitted = make([]int64, len(limits)), 0
 		for i, lim := range limits {
 			e.tats[i] = now
@@ -401,6 +403,7 @@ func (l *Limiter) fallback(name string, n int, limits []Limit, now int64) LimitR
 	}
 	if res.Allowed {
 		copy(e.tats, next)
+		e.localAt = now
 		e.admitted += n
 	}
 	res.RetryAfter = ceilMs(time.Duration(retry))
@@ -434,7 +437,6 @@ func (l *Limiter) handBack(ctx context.Context, key, name string, limits []Limit
 	}
 	tats, admitted := slices.Clone(e.tats), e.admitted
 	if len(tats) != len(limits) || admitted == 0 {
-		e.tats, e.admitted = nil, 0
 		e.mu.Unlock()
 		return nil
 	}
@@ -458,7 +460,10 @@ func (l *Limiter) handBack(ctx context.Context, key, name string, limits []Limit
 	}
 	e.mu.Lock()
 	if err == nil {
-		e.tats, e.admitted = nil, 0
+		// Handed back. The local limiter stays as it is, for a call that
+		// fails again before Redis decides the key anew (a connection the
+		// outage broke): it goes on from here rather than afresh.
+		e.admitted, e.localAt = 0, now
 	}
 	e.handing = false
 	e.mu.Unlock()
