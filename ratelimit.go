@@ -240,10 +240,11 @@ type LimiterOptions struct {
 	// DenyLocally turns on the local deny: once Redis denies a key with a
 	// RetryAfter d, AllowN denies the same key (for as many events or
 	// more) in this process, without a round trip, until d has passed;
-	// then one call at a time asks Redis. Redis's own answers in that time
-	// could differ only if the key's budget came back sooner than d says
-	// (a Reset, a changed limit), or by the one round trip another call
-	// spends at Redis. See docs/rate-limits.md, "Floods".
+	// then one call at a time asks Redis (all do once the key has been
+	// quiet until Redis said it would be full again). Redis's own answers
+	// in that time could differ only if the key's budget came back sooner
+	// than d says (a Reset, a changed limit), or by the one round trip
+	// another call spends at Redis. See docs/rate-limits.md, "Floods".
 	//
 	// default: false (every decision is a round trip)
 	DenyLocally bool
