@@ -249,6 +249,13 @@ const (
 	OutcomeRetry       ObserveOutcome = "retry"   // a worker's handler failed: retried after the backoff
 	OutcomeTimeout     ObserveOutcome = "timeout" // a worker's handler ran past its Timeout: retried
 	OutcomePanic       ObserveOutcome = "panic"   // a worker's handler panicked: retried
+	// OutcomeLocalFallback is a request the limiter's local fallback
+	// admitted while Redis could not be reached.
+	OutcomeLocalFallback ObserveOutcome = "local-fallback"
+	// OutcomeLocalDenied is a request the limiter denied in this process,
+	// without a round trip: a key still within the RetryAfter Redis gave
+	// it (DenyLocally), or over its share in the local fallback.
+	OutcomeLocalDenied ObserveOutcome = "local-denied"
 )
 
 // sharedOutcomes end any operation.
@@ -277,7 +284,7 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 		PatternConcurrency: permits,
 		PatternRWLock:      {OpRLock: obtain, OpLock: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: watchdog},
 		PatternElect:       {OpElect: o(OutcomeResigned), OpLeader: found},
-		PatternRateLimit: {OpAllow: decision, OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
+		PatternRateLimit: {OpAllow: o(OutcomeAllowed, OutcomeDenied, OutcomeLocalFallback, OutcomeLocalDenied), OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
 			OpBatch: ok, OpReset: ok},
 		PatternCache: {
 			OpGet:    o(OutcomeHit, OutcomeLocalHit, OutcomeMiss, OutcomeStale, OutcomeNegative),
@@ -456,6 +463,12 @@ func (l *Limiter) observedDecide(ctx context.Context, op ObserveOperation, key s
 }
 
 func decisionOutcome(res LimitResult, err error) ObserveOutcome {
+	if err == nil && res.Local {
+		if res.Allowed {
+			return OutcomeLocalFallback
+		}
+		return OutcomeLocalDenied
+	}
 	if err == nil && !res.Allowed {
 		return OutcomeDenied
 	}

@@ -178,6 +178,12 @@ type LimitResult struct {
 	// ResetAfter is how long until every limit is back to its full capacity
 	// (if nothing else consumes meanwhile).
 	ResetAfter time.Duration
+	// Local reports a decision this process made without Redis: by the
+	// fallback while Redis could not be reached (LimiterOptions.
+	// FallbackInstances; Remaining and the times are then this process's
+	// share's), or a denial repeated until the RetryAfter Redis gave
+	// (LimiterOptions.DenyLocally).
+	Local bool
 }
 
 // Limiter makes rate-limit decisions with one algorithm. Each decision is one
@@ -216,7 +222,8 @@ type Limiter struct {
 	mu     sync.RWMutex
 	limits map[Limit]*limitArgs // validated limits, their key suffix and boxed ARGV
 
-	calSkew atomic.Int64 // server clock - local clock, ms, as a stale calendar reply told
+	calSkew atomic.Int64  // server clock - local clock, ms, as a stale calendar reply told
+	local   *limiterLocal // the in-process layer (ratelimit_local.go); nil when off
 }
 
 // limitArgs is what a validated Limit contributes to a call, built once.
@@ -237,6 +244,47 @@ type LimiterOptions struct {
 	//
 	// default: TokenBucket
 	Algorithm Algorithm
+
+	// FallbackInstances turns on the local fallback: while Redis cannot be
+	// reached (a network error, a timeout that is not the caller's
+	// context's, a server that refuses to serve: never invalid input or an
+	// ended context), AllowN decides in this process, admitting each key at
+	// Rate/FallbackInstances per Period with a burst of
+	// capacity/FallbackInstances (at least 1), starting from what Redis last
+	// reported for the key. Set it to the number of processes that share the
+	// limits. Once Redis answers, each key's next decision first consumes in
+	// Redis what the key's local share still holds of the events admitted
+	// locally, so the processes find no fresh budget on top of what they
+	// admitted. See docs/rate-limits.md, "During an outage".
+	//
+	// default: 0 (no fallback: AllowN returns Redis's error)
+	FallbackInstances int
+
+	// FallbackProbeInterval is, during an outage, how often one call tries
+	// Redis again (the others decide locally without a round trip): the
+	// longest the fallback outlasts the outage.
+	//
+	// default: 100ms
+	FallbackProbeInterval time.Duration
+
+	// DenyLocally turns on the local deny: once Redis denies a key with a
+	// RetryAfter d, AllowN denies the same key (for as many events or
+	// more) in this process, without a round trip, until d has passed;
+	// then one call at a time asks Redis (all do once the key has been
+	// quiet until Redis said it would be full again). Redis's own answers
+	// in that time could differ only if the key's budget came back sooner
+	// than d says (a Reset, a changed limit), or by the one round trip
+	// another call spends at Redis. See docs/rate-limits.md, "Floods".
+	//
+	// default: false (every decision is a round trip)
+	DenyLocally bool
+
+	// LocalKeys bounds the keys the fallback and the local deny hold in
+	// memory (the least recently used beyond it are forgotten: a key
+	// forgotten during an outage is handed back without what it admitted).
+	//
+	// default: 10,000
+	LocalKeys int
 }
 
 func (o *LimiterOptions) algorithm() Algorithm {
@@ -259,7 +307,12 @@ func (c *Client) Limiter(name string, opt *LimiterOptions) (*Limiter, error) {
 	if _, ok := algorithmNames[algo]; !ok {
 		return nil, invalidf("unknown algorithm %d", int(algo))
 	}
-	return &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}}, nil
+	local, err := newLimiterLocal(opt)
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}, local: local}
+	return l, nil
 }
 
 // maxLimiterName bounds a limiter's name, which every one of its keys holds.
@@ -282,6 +335,9 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Limit
 // admit at once (its rate, or its burst for TokenBucket and GCRA): such a
 // request would otherwise be denied forever. GCRA takes exactly one limit.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
+	if l.local != nil {
+		return l.allowLocal(ctx, key, n, limits)
+	}
 	if l.c.observer != nil {
 		return l.observedDecide(ctx, OpAllow, key, n, true, limits)
 	}

@@ -77,6 +77,11 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (k int, res LimitResult, err error) {
 	ctx, done := l.observe(ctx, OpAllowAtMost)
 	defer func() { done.end(decisionOutcome(res, err), err) }()
+	return l.allowAtMost(ctx, key, n, limits)
+}
+
+// allowAtMost is AllowAtMost, not observed.
+func (l *Limiter) allowAtMost(ctx context.Context, key string, n int, limits []Limit) (k int, res LimitResult, err error) {
 	if n < 1 {
 		return 0, LimitResult{}, invalidf("n = %d: want at least 1", n)
 	}

@@ -15,7 +15,7 @@
 // _total and unit suffixes):
 //
 //	patterns.operation.duration     histogram, s: every operation, by pattern, operation, name, outcome
-//	patterns.ratelimit.decisions    counter: Allow decisions by name, algorithm, outcome (allowed, denied)
+//	patterns.ratelimit.decisions    counter: Allow decisions by name, algorithm, outcome (allowed, denied, local-fallback, local-denied)
 //	patterns.lock.wait.duration     histogram, s: Obtain (including retries), by outcome
 //	patterns.lock.hold.duration     histogram, s: from Obtain to Release
 //	patterns.lock.lost              counter: locks, permits and leases found lost, by pattern
@@ -193,7 +193,11 @@ func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, e patterns
 	o.duration.Record(ctx, d, metric.WithAttributes(AttrPattern.String(string(op.Pattern)), AttrOperation.String(string(op.Operation)), name, out))
 	switch op.Pattern {
 	case patterns.PatternRateLimit:
-		if op.Operation == patterns.OpAllow && (outcome == patterns.OutcomeAllowed || outcome == patterns.OutcomeDenied) {
+		switch outcome {
+		case patterns.OutcomeAllowed, patterns.OutcomeDenied, patterns.OutcomeLocalFallback, patterns.OutcomeLocalDenied:
+			if op.Operation != patterns.OpAllow {
+				break
+			}
 			o.decisions.Add(ctx, 1, metric.WithAttributes(name, AttrAlgorithm.String(op.Algorithm), out))
 		}
 	case patterns.PatternCache:
