@@ -576,3 +576,62 @@ func TestQueueWorkKilledChild(t *testing.T) {
 	}, &QueueWorkOptions{Concurrency: 8})
 	fmt.Println("work:", err) // runs until killed
 }
+
+// TestJobQueue: values go through the codec; a body that does not decode
+// is dead at once; a value the codec refuses is an invalid enqueue.
+func TestJobQueue(t *testing.T) {
+	t.Parallel()
+	rdb := testRedis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	rec := &recorder{}
+	c.observer = rec
+	type job struct{ N int }
+	jq, err := NewJobQueue[job](c, "typed", nil, Msgpack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, _, err := jq.Enqueue(ctx, job{i}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := jq.Queue().Enqueue(ctx, []byte{0xc1}, &EnqueueOptions{ID: "garbage"}); err != nil {
+		t.Fatal(err)
+	}
+	var sum atomic.Int64
+	if err := jq.Work(ctx, nil, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil handler: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		ran <- jq.Work(wctx, func(ctx context.Context, v job, m *QueueMessage) error {
+			sum.Add(int64(v.N) + 1)
+			return nil
+		}, &QueueWorkOptions{Concurrency: 2})
+	}()
+	waitFor(t, "drained", func() bool {
+		st, _ := jq.Queue().Stats(ctx)
+		return st.Ready == 0 && st.InFlight == 0 && st.Dead == 1
+	})
+	cancel()
+	<-ran
+	if sum.Load() != 1+2+3 {
+		t.Fatalf("sum %d", sum.Load())
+	}
+	if dead, _ := jq.Queue().DeadLetters(ctx, 10); !slices.Equal(dead, []string{"garbage"}) {
+		t.Fatalf("dead %v", dead)
+	}
+	rec.mu.Lock()
+	rec.ops = nil
+	rec.mu.Unlock()
+	bad, _ := NewJobQueue[func()](c, "typed", nil, nil)
+	if _, _, err := bad.Enqueue(ctx, func() {}, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("unencodable: %v", err)
+	}
+	if got := rec.take(); !slices.Equal(got, []string{"queue.enqueue typed invalid"}) {
+		t.Fatalf("reported %q", got)
+	}
+}
