@@ -295,8 +295,9 @@ func TestFaultReshard(t *testing.T) {
 		}
 	})
 
-	// Queue: every enqueued id must be acked exactly once.
-	q, err := c.Queue("q", &QueueOptions{Visibility: time.Minute})
+	// Queue: every enqueued id must be acked exactly once, its result and
+	// its reservation kept (checked after the run).
+	q, err := c.Queue("q", &QueueOptions{Visibility: time.Minute, ResultRetention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +307,7 @@ func TestFaultReshard(t *testing.T) {
 	loop(1, func(_, i int) {
 		ctx, cancel := callCtx()
 		defer cancel()
-		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), nil)
+		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), &EnqueueOptions{UniqueFor: time.Hour})
 		if tally.record("queue", err) {
 			qmu.Lock()
 			enqueued[id] = true
@@ -318,7 +319,7 @@ func TestFaultReshard(t *testing.T) {
 		if err != nil || m == nil {
 			return false, err
 		}
-		err = m.Ack(ctx)
+		err = m.Complete(ctx, m.Body)
 		if err == nil {
 			qmu.Lock()
 			acked[m.ID]++
@@ -483,7 +484,23 @@ func TestFaultReshard(t *testing.T) {
 			break
 		}
 	}
-	var lost, dup, streamLost, streamDup int
+	var lost, dup, streamLost, streamDup, resultsLost, unreserved int
+	checked := 0
+	for id := range acked {
+		if checked == 200 || ctx.Err() != nil {
+			break
+		}
+		checked++
+		r, err := q.Result(ctx, id)
+		if err != nil || r.State != QueueJobCompleted || len(r.Result) == 0 {
+			resultsLost++
+			t.Logf("Result(%s) = %+v %v", id, r, err)
+		}
+		if _, queued, err := q.Enqueue(ctx, []byte("again"), &EnqueueOptions{ID: id}); queued || err != nil {
+			unreserved++
+			t.Logf("Enqueue(%s) again = %v %v", id, queued, err)
+		}
+	}
 	for id := range enqueued {
 		if acked[id] == 0 {
 			lost++
@@ -532,9 +549,10 @@ func TestFaultReshard(t *testing.T) {
 			t.Errorf("limiter %s admitted %d, over its limit of %d", algo, admitted[ai].Load(), limit)
 		}
 	}
+	t.Logf("queue records: %d checked, %d results lost, %d reservations lost", checked, resultsLost, unreserved)
 	t.Logf("overlapping locks %d, semaphore over-admission %d, queue: %d enqueued, %d lost, %d acked twice; stream: %d published, %d lost, %d read twice; idempotency: %d ran twice, %d not replayed; sessions lost %d",
 		overlaps.Load(), semOver.Load(), len(enqueued), lost, dup, len(published), streamLost, streamDup, idemTwice.Load(), idemNotReplayed.Load(), sessLost.Load())
-	if overlaps.Load() != 0 || semOver.Load() != 0 || lost != 0 || dup != 0 || streamLost != 0 || streamDup != 0 ||
+	if overlaps.Load() != 0 || semOver.Load() != 0 || lost != 0 || dup != 0 || streamLost != 0 || streamDup != 0 || resultsLost != 0 || unreserved != 0 ||
 		idemTwice.Load() != 0 || idemNotReplayed.Load() != 0 || sessLost.Load() != 0 {
 		t.Error("a guarantee broke while slots moved (figures above)")
 	}

@@ -192,6 +192,10 @@ const (
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
 	OpWork         ObserveOperation = "work" // one message run by Queue.Work
+	OpComplete     ObserveOperation = "complete"
+	OpCompleteMany ObserveOperation = "complete-many"
+	OpResult       ObserveOperation = "result"
+	OpCancel       ObserveOperation = "cancel"
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -291,7 +295,9 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
 			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
 			OpRun:  nil,
-			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog},
+			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog,
+			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
+			OpResult: found, OpCancel: found},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
@@ -405,6 +411,10 @@ func outcome(ok ObserveOutcome, err error) ObserveOutcome {
 		return OutcomeFull
 	case errors.Is(err, ErrQueueLeaseLost):
 		return OutcomeLeaseLost
+	case errors.Is(err, ErrQueueNotFound):
+		return OutcomeNotFound
+	case errors.Is(err, ErrQueueCanceled):
+		return OutcomeCanceled // the message was canceled (Queue.Cancel)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return OutcomeCanceled
 	}

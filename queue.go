@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+// ErrQueueNotFound is returned by Queue.Result when nothing is known of the
+// id: never enqueued, or finished without a record (QueueOptions.
+// ResultRetention, EnqueueOptions.UniqueFor) or with one that expired.
+var ErrQueueNotFound = errors.New("patterns: message not found")
+
+// ErrQueueCanceled is returned by QueueMessage.Extend and Nack when the
+// message was canceled (Queue.Cancel) while in flight: it is removed, not
+// delivered again, and its handler should stop.
+var ErrQueueCanceled = errors.New("patterns: message canceled")
+
 // ErrQueueLeaseLost is returned by QueueMessage.Nack and Extend once the
 // message's visibility timeout ran out on the server's clock (it is due for
 // another delivery, maybe to another consumer), and by Ack, AckMany, Nack
@@ -85,6 +95,15 @@ type QueueOptions struct {
 	//
 	// default: 0 (unlimited)
 	MaxLen int64
+
+	// ResultRetention is how long a completed message's record (its result,
+	// given to QueueMessage.Complete, its delivery count, when it finished)
+	// is kept for Queue.Result, and a canceled message's record. It may
+	// outlast Retention: the keys holding the records live as long as their
+	// longest record.
+	//
+	// default: 0 (no results kept)
+	ResultRetention time.Duration
 }
 
 // Queue is a reliable queue: a message is delivered to one consumer at a
@@ -95,9 +114,11 @@ type QueueOptions struct {
 // MaxQueueBatch dead letters).
 //
 // Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
-// :inflight, :msgs, :dead, :signal, :seq and :paused, all with the hash tag
-// {name} (one slot; a queue is one shard's work) and the retention as TTL,
-// renewed by every write. The blocking Dequeue and DequeueMany of one Client
+// :inflight, :msgs, :dead, :signal, :seq, :paused, :done and :results, all
+// with the hash tag {name} (one slot; a queue is one shard's work) and the
+// retention as TTL, renewed by every write (:seq, :done and :results, which
+// hold the records of finished messages, live at least as long as their
+// longest record: EnqueueOptions.UniqueFor, QueueOptions.ResultRetention). The blocking Dequeue and DequeueMany of one Client
 // on one queue share one BLPOP on :signal, which holds one connection of the
 // pool while they wait.
 type Queue struct {
@@ -146,11 +167,16 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 	if o.MaxDeliveries < 1 {
 		return nil, invalidf("MaxDeliveries %d: want at least 1", o.MaxDeliveries)
 	}
+	if o.ResultRetention != 0 {
+		if err := checkTTL("result retention", o.ResultRetention); err != nil {
+			return nil, err
+		}
+	}
 	if o.MaxLen < 0 {
 		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
 	}
 	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
-		{"ready", "high"}, {"ready", "low"}, {"paused"}} {
+		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"done"}, {"results"}} {
 		q.keys = append(q.keys, c.key("q", name, s...))
 	}
 	return q, nil
@@ -175,7 +201,7 @@ type EnqueueOptions struct {
 	// ID deduplicates: enqueuing an id that is still pending (ready or in
 	// flight) is a no-op that reports queued false; enqueuing the id of a
 	// dead letter returns ErrQueueDeadLetter and writes nothing. Once the
-	// message is acked or purged, the id is free again.
+	// message is acked (after UniqueFor) or purged, the id is free again.
 	//
 	// default: "" (an id is generated)
 	ID string
@@ -187,6 +213,13 @@ type EnqueueOptions struct {
 	//
 	// default: QueuePriorityNormal
 	Priority QueuePriority
+	// UniqueFor keeps ID reserved for this long after the message was
+	// acked or completed: enqueuing it meanwhile is a no-op that reports
+	// queued false, as while it is pending. A canceled, dead or purged
+	// message reserves nothing.
+	//
+	// default: 0 (reserved only while pending)
+	UniqueFor time.Duration
 }
 
 // bad returns what is wrong with body under o, or "".
@@ -196,6 +229,8 @@ func (o *EnqueueOptions) bad(body []byte) string {
 		return fmt.Sprintf("message of %d bytes, over %d", len(body), MaxMessageBytes)
 	case len(o.ID) > MaxIDLen || o.Delay < 0:
 		return fmt.Sprintf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
+	case o.UniqueFor < 0 || o.UniqueFor > 0 && o.UniqueFor < time.Millisecond:
+		return fmt.Sprintf("UniqueFor %v: want 0 or at least 1ms", o.UniqueFor)
 	case o.Priority < QueuePriorityLow || o.Priority > QueuePriorityHigh:
 		return fmt.Sprintf("priority %d", o.Priority)
 	}
@@ -228,7 +263,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen)
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds())
 	if err != nil {
 		return "", false, err
 	}
@@ -284,7 +319,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
 	}
 	size := 0
-	args := make([]any, 0, 2+4*len(items))
+	args := make([]any, 0, 2+5*len(items))
 	args = append(args, "enqueuemany", q.opt.MaxLen)
 	for i := range items {
 		it := &items[i]
@@ -292,7 +327,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 			return nil, invalidf("item %d: %s", i, bad)
 		}
 		size += len(it.Body)
-		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority))
+		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.UniqueFor.Milliseconds())
 	}
 	if size > maxQueueBatchBytes {
 		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)
@@ -343,7 +378,7 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n)
+	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n, q.opt.ResultRetention.Milliseconds())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -454,6 +489,9 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 	if err != nil {
 		return err
 	}
+	if len(v) == 1 && v[0] == int64(-1) {
+		return fmt.Errorf("patterns: queue %q: message %q: %w", m.q.name, m.ID, ErrQueueCanceled)
+	}
 	if len(v) != 1 || v[0] != int64(1) {
 		return ErrQueueLeaseLost
 	}
@@ -469,14 +507,15 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 // due. A nil error thus also says that nobody else received the message
 // after this delivery.
 func (m *QueueMessage) Ack(ctx context.Context) error {
-	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack") })
+	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack", m.retention()) })
 }
 
 // Nack gives the message back, to be delivered again after the backoff (or
 // moved to the dead-letter list after MaxDeliveries). It needs the lease:
 // once the visibility timeout ran out on the server's clock it returns
 // ErrQueueLeaseLost and changes nothing (the message is due for delivery
-// again, without the backoff).
+// again, without the backoff). A message canceled while in flight
+// (Queue.Cancel) is removed instead, and Nack returns ErrQueueCanceled.
 func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
 		return ErrQueueLeaseLost
@@ -486,7 +525,7 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 		ok = OutcomeDead
 	}
 	return m.observedLease(ctx, OpNack, ok, func(ctx context.Context) error {
-		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
+		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries, m.retention())
 	})
 }
 
@@ -496,14 +535,16 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 // took the message yet: the message was free for any consumer to take from
 // the deadline on, so a consumer that missed it must not go on as if it had
 // held the message all along (it may still finish and Ack, which wins if
-// nobody took the message meanwhile). Extend well before the deadline
+// nobody took the message meanwhile). A message canceled while in flight
+// (Queue.Cancel) is removed instead, and Extend returns ErrQueueCanceled:
+// its handler should stop. Extend well before the deadline
 // (every Visibility/3, say).
 func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	return m.observedLease(ctx, OpExtend, OutcomeOK, func(ctx context.Context) error {
 		if err := checkTTL("extension", d); err != nil {
 			return err
 		}
-		return m.lease(ctx, "extend", d.Milliseconds())
+		return m.lease(ctx, "extend", d.Milliseconds(), m.retention())
 	})
 }
 

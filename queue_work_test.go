@@ -635,3 +635,65 @@ func TestJobQueue(t *testing.T) {
 		t.Fatalf("reported %q", got)
 	}
 }
+
+// TestQueueWorkCancelResult: a handler's result is kept for Queue.Result;
+// a message canceled while its handler runs ends the handler's context at
+// the next extension of its lease (cause ErrQueueCanceled), and is neither
+// retried nor completed.
+func TestQueueWorkCancelResult(t *testing.T) {
+	t.Parallel()
+	rdb := testRedis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	rec := &recorder{}
+	c.observer = rec
+	q, err := c.Queue("results", &QueueOptions{Visibility: 600 * time.Millisecond, ResultRetention: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"done", "cancel"} {
+		if _, _, err := q.Enqueue(ctx, []byte(id), &EnqueueOptions{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := make(chan struct{})
+	causes := make(chan error, 1)
+	stop := workFor(t, q, func(ctx context.Context, m *QueueMessage) ([]byte, error) {
+		if m.ID == "done" {
+			return []byte("result of " + m.ID), nil
+		}
+		close(started)
+		select {
+		case <-ctx.Done():
+			causes <- context.Cause(ctx)
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Second):
+			causes <- nil
+			return nil, nil
+		}
+	}, &QueueWorkOptions{Concurrency: 2})
+	<-started
+	if ok, err := q.Cancel(ctx, "cancel"); err != nil || !ok {
+		t.Fatalf("Cancel = %t %v", ok, err)
+	}
+	if cause := <-causes; !errors.Is(cause, ErrQueueCanceled) {
+		t.Fatalf("cause = %v", cause)
+	}
+	waitFor(t, "drained", func() bool {
+		st, _ := q.Stats(ctx)
+		return st.Ready == 0 && st.InFlight == 0
+	})
+	_ = stop()
+	r, err := q.Result(ctx, "done")
+	if err != nil || r.State != QueueJobCompleted || string(r.Result) != "result of done" {
+		t.Fatalf("Result(done) = %+v %v", r, err)
+	}
+	if r, err := q.Result(ctx, "cancel"); err != nil || r.State != QueueJobCanceled {
+		t.Fatalf("Result(cancel) = %+v %v", r, err)
+	}
+	got := workOutcomes(rec)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"canceled", "ok"}) {
+		t.Fatalf("work outcomes %v", got)
+	}
+}
