@@ -697,3 +697,53 @@ func TestQueueWorkCancelResult(t *testing.T) {
 		t.Fatalf("work outcomes %v", got)
 	}
 }
+
+// BenchmarkQueueWork: b.N messages, enqueued beforehand in batches, run by
+// one Queue.Work with 1, 8 and 64 handlers doing no work; it reports the
+// messages run a second (dequeued, handled and completed in batches: the
+// worker's whole loop, not the enqueue).
+func BenchmarkQueueWork(b *testing.B) {
+	rdb := testRedis(b)
+	ctx := context.Background()
+	for _, conc := range []int{1, 8, 64} {
+		b.Run("handlers="+strconv.Itoa(conc), func(b *testing.B) {
+			c := newClient(b, rdb)
+			q, err := c.Queue("bench", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i += MaxQueueBatch {
+				items := make([]QueueItem, min(MaxQueueBatch, b.N-i))
+				for k := range items {
+					items[k].Body = []byte("a message body of some forty bytes......")
+				}
+				if _, err := q.EnqueueMany(ctx, items); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var done atomic.Int64
+			all := make(chan struct{})
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			b.ResetTimer()
+			ran := make(chan error, 1)
+			go func() {
+				ran <- q.Work(wctx, func(context.Context, *QueueMessage) ([]byte, error) {
+					if done.Add(1) == int64(b.N) {
+						close(all)
+					}
+					return nil, nil
+				}, &QueueWorkOptions{Concurrency: conc})
+			}()
+			select {
+			case <-all:
+			case <-time.After(5 * time.Minute):
+				b.Fatal("not drained in 5 minutes")
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+			stop()
+			<-ran
+		})
+	}
+}
