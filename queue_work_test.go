@@ -19,6 +19,44 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+func init() {
+	moreFaultOps = append(moreFaultOps, func(t testing.TB, c *Client) []faultOp {
+		q, err := c.Queue("fault-work", &QueueOptions{Visibility: time.Second, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := q.newWorker(func(context.Context, *QueueMessage) ([]byte, error) { return nil, nil },
+			&QueueWorkOptions{Retry: &QueueRetry{Base: time.Millisecond, Cap: time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.wctx = context.Background()
+		// Each run: one message in; of up to three delivered, one failed
+		// (retried), one given back, one completed: the worker's scripts.
+		return []faultOp{{name: "queue-work", run: func(ctx context.Context) error {
+			if _, _, err := q.Enqueue(ctx, []byte("job"), nil); err != nil {
+				return err
+			}
+			ms, _, err := q.tryDequeue(ctx, 3)
+			if err != nil || len(ms) == 0 {
+				return err
+			}
+			if v, _, err := w.fail(ms[0], 1<<30); err != nil || v != 1 {
+				return errors.Join(err, fmt.Errorf("%w: fail verdict %d", ErrQueueLeaseLost, v))
+			}
+			if len(ms) > 1 {
+				if _, err := q.run(ctx, "giveback", ms[1].ID, ms[1].token); err != nil {
+					return err
+				}
+			}
+			if len(ms) > 2 {
+				_, err = q.CompleteMany(ctx, ms[2:], nil)
+			}
+			return err
+		}}}
+	})
+}
+
 // workFor runs q.Work in the background; the returned stop ends it and
 // returns Work's error.
 func workFor(t *testing.T, q *Queue, h QueueHandler, opt *QueueWorkOptions) (stop func() error) {
