@@ -572,6 +572,35 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("QueueMessage.Complete", func() { _ = m.Complete(ctx, []byte("r")) }, "queue.complete lease-lost")
 	do("Queue.CompleteMany", func() { _, _ = q.CompleteMany(ctx, []*QueueMessage{m}, nil) }, "queue.complete-many lease-lost")
 	do("Queue.CompleteMany", func() { _, _ = q.CompleteMany(ctx, []*QueueMessage{nil}, nil) }, "queue.complete-many invalid")
+	wq, err := c.Queue("worked", nil)
+	must(err)
+	do("Queue.Enqueue", func() { _, _, _ = wq.Enqueue(ctx, []byte("x"), nil) }, "queue.enqueue enqueued")
+	do("Queue.Work", func() {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		ran := make(chan error)
+		go func() {
+			ran <- wq.Work(wctx, func(context.Context, *QueueMessage) ([]byte, error) {
+				stop()
+				return nil, nil
+			}, nil)
+		}()
+		select {
+		case <-ran:
+		case <-time.After(20 * time.Second):
+			t.Error("Work did not return in 20 s")
+		}
+	}, "queue.work ok", "queue.run canceled")
+	do("Queue.Work", func() { _ = wq.Work(ctx, nil, nil) }, "queue.run invalid")
+	jq, err := NewJobQueue[int](c, "typed", nil, nil)
+	must(err)
+	do("JobQueue.Enqueue", func() { _, _, _ = jq.Enqueue(ctx, 7, nil) }, "queue.enqueue enqueued")
+	do("JobQueue.Work", func() {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		_ = jq.Work(wctx, func(context.Context, int, *QueueMessage) error { stop(); return nil }, &QueueWorkOptions{Heartbeat: -1})
+	}, "queue.work ok", "queue.run canceled")
+	do("JobQueue.Work", func() { _ = jq.Work(ctx, nil, nil) }, "queue.run invalid")
 
 	// Streams.
 	st, err := NewStreamTopic[string](c, "events", nil)
@@ -719,7 +748,7 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	// Every exported method that takes a context was driven.
 	notPatterns := map[string]bool{"Client.Load": true, "Client.LoadFunctions": true, "Client.ReplaceFunctions": true} // load the scripts: no pattern's operation
 	ctxType := reflect.TypeFor[context.Context]()
-	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem} {
+	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem, jq} {
 		typ := reflect.TypeOf(v)
 		name := typ.Elem().Name()
 		if i := strings.IndexByte(name, '['); i >= 0 {

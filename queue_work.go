@@ -46,12 +46,15 @@ func (e permanentError) Error() string   { return "patterns: permanent failure: 
 func (e permanentError) Unwrap() []error { return []error{ErrQueuePermanent, e.err} }
 
 // QueueHandler handles one message for Queue.Work and returns its result
-// (kept when the queue keeps results) or an error: the message is then
+// (kept for Queue.Result when the queue has a ResultRetention; at most
+// MaxMessageBytes, or the message is dead) or an error: the message is then
 // retried after the backoff, or moved to the dead letters when the error is
 // QueuePermanent or the handler failed Retry.MaxAttempts times. ctx ends
-// when the Timeout passes, when the lease is lost, and when the worker
-// shuts down and gives the message back; a handler must not Ack, Nack or
-// Extend the message itself (the worker does).
+// when the Timeout passes, when the lease is lost, when the message is
+// canceled (Queue.Cancel: at the next extension of its lease, cause
+// matching ErrQueueCanceled), and when the worker shuts down and gives the
+// message back; a handler must not Ack, Complete, Nack or Extend the
+// message itself (the worker does).
 type QueueHandler func(ctx context.Context, m *QueueMessage) ([]byte, error)
 
 // QueueRetry is the retry policy of Queue.Work: after the n-th failure of
@@ -151,11 +154,12 @@ type queueWorker struct {
 
 // queueJob is one delivered message in a worker.
 type queueJob struct {
-	m     *QueueMessage
-	sent  time.Time    // when the dequeue was sent: the lease runs at least until sent + Visibility
-	state atomic.Int32 // jobWaiting, jobDone or jobGivenBack; only one transition
-	began time.Time
-	done  obsEnd
+	m      *QueueMessage
+	sent   time.Time    // when the dequeue was sent: the lease runs at least until sent + Visibility
+	state  atomic.Int32 // jobWaiting, jobDone or jobGivenBack; only one transition
+	began  time.Time
+	done   obsEnd
+	result []byte // the handler's
 }
 
 const (
@@ -173,11 +177,15 @@ const (
 // Each message's lease is kept alive while its handler runs (Extend every
 // third of the Visibility, by the same watchdog as locks and permits); a
 // lease that is lost (the message was given to another consumer) ends the
-// handler's context. A handler that returns nil has its message acked (in
-// batches, one script call for those that finished meanwhile); one that
-// returns an error, panics or times out has it retried after the backoff
-// of opt.Retry, on the server's clock, or moved to the dead letters after
-// Retry.MaxAttempts failures, or at once for a QueuePermanent error.
+// handler's context. A handler that returns nil has its message completed
+// with its result (kept for Queue.Result when the queue has a
+// ResultRetention), in batches: one script call for those that finished
+// meanwhile. One that returns an error, panics or times out has it retried
+// after the backoff of opt.Retry, on the server's clock, or moved to the
+// dead letters after Retry.MaxAttempts failures, or at once for a
+// QueuePermanent error. A message canceled while it runs (Queue.Cancel) is
+// removed at the next extension of its lease, which ends the handler's
+// context.
 //
 // A worker that crashes (or loses a lease) leaves its messages in flight:
 // each is delivered again when its visibility timeout runs out, and that
@@ -188,7 +196,8 @@ const (
 // Every message run is reported to the Observer as queue work, with
 // outcome ok, retry, dead, timeout, panic, lost (the lease was lost, or the
 // ack found the message delivered again) or canceled (given back at
-// shutdown), from the handler's start to its verdict; Work itself as queue
+// shutdown, or canceled by Queue.Cancel), from the handler's start to its
+// verdict; Work itself as queue
 // run when it returns. Its dequeues, acks and heartbeats are not reported.
 func (q *Queue) Work(ctx context.Context, h QueueHandler, opt *QueueWorkOptions) (err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpRun, q.name)
@@ -472,7 +481,7 @@ func (w *queueWorker) handle(j *queueJob) {
 	ls := &lease{granted: j.sent, ttl: vis, c: q.c, obs: obsTag{PatternQueue, q.name},
 		refresh: func(ctx context.Context) error {
 			err := m.Extend(ctx, vis)
-			if errors.Is(err, ErrQueueLeaseLost) {
+			if errors.Is(err, ErrQueueLeaseLost) || errors.Is(err, ErrQueueCanceled) {
 				return fmt.Errorf("%w: %w", ErrNotHeld, err)
 			}
 			return err
@@ -486,7 +495,11 @@ func (w *queueWorker) handle(j *queueJob) {
 			ctx, cancel = context.WithTimeoutCause(ctx, w.o.Timeout, ErrQueueTimeout)
 			defer cancel()
 		}
-		_, err := w.call(ctx, m)
+		var err error
+		j.result, err = w.call(ctx, m)
+		if err == nil && len(j.result) > MaxMessageBytes {
+			err = QueuePermanent(invalidf("result of %d bytes, over %d", len(j.result), MaxMessageBytes))
+		}
 		timedOut = err != nil && errors.Is(context.Cause(ctx), ErrQueueTimeout)
 		return err
 	})
@@ -495,6 +508,10 @@ func (w *queueWorker) handle(j *queueJob) {
 		return
 	}
 	w.processed.Add(1)
+	if errors.Is(lost, ErrQueueCanceled) {
+		done.end(OutcomeCanceled, lost) // Extend removed the message
+		return
+	}
 	if ferr == nil {
 		// Acked even when the lease was lost: the ack wins unless the
 		// message was delivered again meanwhile.
@@ -517,6 +534,8 @@ func (w *queueWorker) handle(j *queueJob) {
 		done.end(outcome("", err), errors.Join(ferr, err))
 	case verdict == 0:
 		done.end(OutcomeLost, errors.Join(ferr, ErrQueueLeaseLost))
+	case verdict == -1:
+		done.end(OutcomeCanceled, errors.Join(ferr, ErrQueueCanceled))
 	case verdict == 2:
 		done.end(OutcomeDead, ferr)
 	case timedOut:
@@ -541,8 +560,9 @@ func (w *queueWorker) call(ctx context.Context, m *QueueMessage) (res []byte, er
 
 // fail records a failure of m's handler, in one script call: the message
 // is retried after the backoff, or moved to the dead letters once it failed
-// attempts times. It returns 1 (retried), 2 (dead) or 0 (the lease was
-// lost: nothing changed), and the backoff of a retry.
+// attempts times. It returns 1 (retried), 2 (dead), 0 (the lease was
+// lost: nothing changed) or -1 (the message was canceled: it is removed),
+// and the backoff of a retry.
 func (w *queueWorker) fail(m *QueueMessage, attempts int) (verdict int64, backoff time.Duration, err error) {
 	jitter := 1 - w.retry.Jitter*rand.Float64()
 	ctx, cancel := context.WithTimeout(w.wctx, w.q.c.releaseTimeout)
@@ -569,14 +589,16 @@ func (w *queueWorker) ackLoop() {
 	batch := make([]*queueJob, 0, MaxQueueBatch)
 	for j := range w.acks {
 		batch = append(batch[:0], j)
+		size := len(j.result)
 	more:
-		for len(batch) < MaxQueueBatch {
+		for len(batch) < MaxQueueBatch && size < maxQueueBatchBytes-MaxMessageBytes {
 			select {
 			case j, ok := <-w.acks:
 				if !ok {
 					break more
 				}
 				batch = append(batch, j)
+				size += len(j.result)
 			default:
 				break more
 			}
@@ -585,13 +607,13 @@ func (w *queueWorker) ackLoop() {
 	}
 }
 
-// ack acks batch in one script call (tried twice on a failure) and reports
-// each job's outcome.
+// ack completes batch (with the handlers' results) in one script call,
+// tried twice on a failure, and reports each job's outcome.
 func (w *queueWorker) ack(batch []*queueJob) {
-	args := make([]any, 0, 1+2*len(batch))
-	args = append(args, "ackmany")
+	args := make([]any, 0, 2+3*len(batch))
+	args = append(args, "completemany", w.q.opt.ResultRetention.Milliseconds())
 	for _, j := range batch {
-		args = append(args, j.m.ID, j.m.token)
+		args = append(args, j.m.ID, j.m.token, j.result)
 	}
 	var v []any
 	var err error

@@ -19,6 +19,44 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+func init() {
+	moreFaultOps = append(moreFaultOps, func(t testing.TB, c *Client) []faultOp {
+		q, err := c.Queue("fault-work", &QueueOptions{Visibility: time.Second, Retention: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := q.newWorker(func(context.Context, *QueueMessage) ([]byte, error) { return nil, nil },
+			&QueueWorkOptions{Retry: &QueueRetry{Base: time.Millisecond, Cap: time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.wctx = context.Background()
+		// Each run: one message in; of up to three delivered, one failed
+		// (retried), one given back, one completed: the worker's scripts.
+		return []faultOp{{name: "queue-work", run: func(ctx context.Context) error {
+			if _, _, err := q.Enqueue(ctx, []byte("job"), nil); err != nil {
+				return err
+			}
+			ms, _, err := q.tryDequeue(ctx, 3)
+			if err != nil || len(ms) == 0 {
+				return err
+			}
+			if v, _, err := w.fail(ms[0], 1<<30); err != nil || v != 1 {
+				return errors.Join(err, fmt.Errorf("%w: fail verdict %d", ErrQueueLeaseLost, v))
+			}
+			if len(ms) > 1 {
+				if _, err := q.run(ctx, "giveback", ms[1].ID, ms[1].token); err != nil {
+					return err
+				}
+			}
+			if len(ms) > 2 {
+				_, err = q.CompleteMany(ctx, ms[2:], nil)
+			}
+			return err
+		}}}
+	})
+}
+
 // workFor runs q.Work in the background; the returned stop ends it and
 // returns Work's error.
 func workFor(t *testing.T, q *Queue, h QueueHandler, opt *QueueWorkOptions) (stop func() error) {
@@ -190,9 +228,10 @@ func TestQueueWorkBackoff(t *testing.T) {
 		return m
 	}
 	// A delivery whose lease is lost (a crash) is not a failure.
-	m := next()
+	next()
 	p, _ := q.Peek(ctx, QueueInFlight, 1)
 	time.Sleep(p[0].Until + 50*time.Millisecond)
+	var m *QueueMessage
 	for i, want := range []time.Duration{10, 20, 40, 40} {
 		m = next()
 		if m.Deliveries != i+2 {
@@ -575,4 +614,175 @@ func TestQueueWorkKilledChild(t *testing.T) {
 		return nil, rdb.HIncrBy(ctx, prefix+":processed", m.ID, 1).Err()
 	}, &QueueWorkOptions{Concurrency: 8})
 	fmt.Println("work:", err) // runs until killed
+}
+
+// TestJobQueue: values go through the codec; a body that does not decode
+// is dead at once; a value the codec refuses is an invalid enqueue.
+func TestJobQueue(t *testing.T) {
+	t.Parallel()
+	rdb := testRedis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	rec := &recorder{}
+	c.observer = rec
+	type job struct{ N int }
+	jq, err := NewJobQueue[job](c, "typed", nil, Msgpack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, _, err := jq.Enqueue(ctx, job{i}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := jq.Queue().Enqueue(ctx, []byte{0xc1}, &EnqueueOptions{ID: "garbage"}); err != nil {
+		t.Fatal(err)
+	}
+	var sum atomic.Int64
+	if err := jq.Work(ctx, nil, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil handler: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		ran <- jq.Work(wctx, func(ctx context.Context, v job, m *QueueMessage) error {
+			sum.Add(int64(v.N) + 1)
+			return nil
+		}, &QueueWorkOptions{Concurrency: 2})
+	}()
+	waitFor(t, "drained", func() bool {
+		st, _ := jq.Queue().Stats(ctx)
+		return st.Ready == 0 && st.InFlight == 0 && st.Dead == 1
+	})
+	cancel()
+	<-ran
+	if sum.Load() != 1+2+3 {
+		t.Fatalf("sum %d", sum.Load())
+	}
+	if dead, _ := jq.Queue().DeadLetters(ctx, 10); !slices.Equal(dead, []string{"garbage"}) {
+		t.Fatalf("dead %v", dead)
+	}
+	rec.mu.Lock()
+	rec.ops = nil
+	rec.mu.Unlock()
+	bad, _ := NewJobQueue[func()](c, "typed", nil, nil)
+	if _, _, err := bad.Enqueue(ctx, func() {}, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("unencodable: %v", err)
+	}
+	if got := rec.take(); !slices.Equal(got, []string{"queue.enqueue typed invalid"}) {
+		t.Fatalf("reported %q", got)
+	}
+}
+
+// TestQueueWorkCancelResult: a handler's result is kept for Queue.Result;
+// a message canceled while its handler runs ends the handler's context at
+// the next extension of its lease (cause ErrQueueCanceled), and is neither
+// retried nor completed.
+func TestQueueWorkCancelResult(t *testing.T) {
+	t.Parallel()
+	rdb := testRedis(t)
+	ctx := context.Background()
+	c := newClient(t, rdb)
+	rec := &recorder{}
+	c.observer = rec
+	q, err := c.Queue("results", &QueueOptions{Visibility: 600 * time.Millisecond, ResultRetention: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"done", "cancel"} {
+		if _, _, err := q.Enqueue(ctx, []byte(id), &EnqueueOptions{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := make(chan struct{})
+	causes := make(chan error, 1)
+	stop := workFor(t, q, func(ctx context.Context, m *QueueMessage) ([]byte, error) {
+		if m.ID == "done" {
+			return []byte("result of " + m.ID), nil
+		}
+		close(started)
+		select {
+		case <-ctx.Done():
+			causes <- context.Cause(ctx)
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Second):
+			causes <- nil
+			return nil, nil
+		}
+	}, &QueueWorkOptions{Concurrency: 2})
+	<-started
+	if ok, err := q.Cancel(ctx, "cancel"); err != nil || !ok {
+		t.Fatalf("Cancel = %t %v", ok, err)
+	}
+	if cause := <-causes; !errors.Is(cause, ErrQueueCanceled) {
+		t.Fatalf("cause = %v", cause)
+	}
+	waitFor(t, "drained", func() bool {
+		st, _ := q.Stats(ctx)
+		return st.Ready == 0 && st.InFlight == 0
+	})
+	_ = stop()
+	r, err := q.Result(ctx, "done")
+	if err != nil || r.State != QueueJobCompleted || string(r.Result) != "result of done" {
+		t.Fatalf("Result(done) = %+v %v", r, err)
+	}
+	if r, err := q.Result(ctx, "cancel"); err != nil || r.State != QueueJobCanceled {
+		t.Fatalf("Result(cancel) = %+v %v", r, err)
+	}
+	got := workOutcomes(rec)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"canceled", "ok"}) {
+		t.Fatalf("work outcomes %v", got)
+	}
+}
+
+// BenchmarkQueueWork: b.N messages, enqueued beforehand in batches, run by
+// one Queue.Work with 1, 8 and 64 handlers doing no work; it reports the
+// messages run a second (dequeued, handled and completed in batches: the
+// worker's whole loop, not the enqueue).
+func BenchmarkQueueWork(b *testing.B) {
+	rdb := testRedis(b)
+	ctx := context.Background()
+	for _, conc := range []int{1, 8, 64} {
+		b.Run("handlers="+strconv.Itoa(conc), func(b *testing.B) {
+			c := newClient(b, rdb)
+			q, err := c.Queue("bench", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i += MaxQueueBatch {
+				items := make([]QueueItem, min(MaxQueueBatch, b.N-i))
+				for k := range items {
+					items[k].Body = []byte("a message body of some forty bytes......")
+				}
+				if _, err := q.EnqueueMany(ctx, items); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var done atomic.Int64
+			all := make(chan struct{})
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			b.ResetTimer()
+			ran := make(chan error, 1)
+			go func() {
+				ran <- q.Work(wctx, func(context.Context, *QueueMessage) ([]byte, error) {
+					if done.Add(1) == int64(b.N) {
+						close(all)
+					}
+					return nil, nil
+				}, &QueueWorkOptions{Concurrency: conc})
+			}()
+			select {
+			case <-all:
+			case <-time.After(5 * time.Minute):
+				b.Fatal("not drained in 5 minutes")
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+			stop()
+			<-ran
+		})
+	}
 }

@@ -67,7 +67,8 @@
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
 -- state changed, 0 if not; giveback -> how many messages were given back;
 -- fail -> {1, failures, delay ms} retried, {2, failures} moved to the dead
--- letters, or 0 when the lease is lost (as nack).
+-- letters, 0 when the lease is lost (as nack), or -1 when the message was
+-- canceled (it is removed).
 --
 -- A failure (fail) counts the handler's failures apart from deliveries: a
 -- delivery whose lease ran out (a consumer that crashed) counts as a
@@ -505,7 +506,7 @@ if op == 'fail' then
   if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
     finish(id, 'x', 0) -- canceled: not retried
     keep()
-    return 0
+    return -1
   end
   local f = redis.call('HINCRBY', KEYS[3], 'f:' .. id, 1)
   if f >= tonumber(ARGV[8]) then

@@ -14,8 +14,9 @@ import (
 	"github.com/redispatterns/patterns"
 )
 
-const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result [flags] NAME [ID...]
+const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers [flags] NAME [ID...]
   stats NAME            counts, the age of the oldest due message, paused or not
+  workers NAME          the live workers (Queue.Work) and the messages each runs
   peek [-state S] [-n N] NAME
                         up to N messages (ready, inflight or dead) without leasing them
   redrive NAME [ID...]  dead letters back to the consumers, deliveries reset (all without ids)
@@ -51,7 +52,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	rest := fs.Args()
 	switch sub {
-	case "stats", "peek", "redrive", "purge", "result":
+	case "stats", "peek", "redrive", "purge", "result", "workers":
 	default:
 		fmt.Fprint(w, queueUsage)
 		return fmt.Errorf("queue: unknown subcommand %q", sub)
@@ -113,6 +114,12 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 			}
 			fmt.Fprintln(w)
 		})
+	case "workers":
+		ws, err := in.QueueWorkers(ctx, name)
+		if err != nil {
+			return err
+		}
+		return out(ws, func() { printQueueWorkers(w, name, ws) })
 	case "peek":
 		ps, err := in.QueueMessages(ctx, name, patterns.QueueState(*state), *n)
 		if err != nil {
@@ -157,6 +164,19 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 		return out(map[string]int{verb: moved}, func() {
 			fmt.Fprintf(w, "queue %s: %d dead letter(s) %s\n", name, moved, verb)
 		})
+	}
+}
+
+// printQueueWorkers writes the live workers of queue name, one line each
+// and one more per message it runs.
+func printQueueWorkers(w io.Writer, name string, ws []patterns.QueueWorkerInfo) {
+	fmt.Fprintf(w, "queue %s: %d live worker(s)\n", name, len(ws))
+	for _, x := range ws {
+		fmt.Fprintf(w, "  %s  host %s  pid %d  running %d/%d  processed %d  failed %d  expires in %v\n",
+			x.ID, x.Host, x.PID, len(x.Running), x.Concurrency, x.Processed, x.Failed, x.Expires.Round(time.Millisecond))
+		for _, j := range x.Running {
+			fmt.Fprintf(w, "    %s  delivery %d  for %v\n", j.ID, j.Deliveries, j.Running.Round(time.Millisecond))
+		}
 	}
 }
 

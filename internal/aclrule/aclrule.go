@@ -31,7 +31,7 @@ var patterns = map[string]pattern{
 	"leaderboard": {scripts: []string{"lb_submit", "lb_read", "lb_remove"}, commands: []string{"del", "pexpire", "zcard", "zunionstore", "multi", "exec"}},
 	"uniques":     {scripts: []string{"bucket_add"}, commands: []string{"pfcount", "pfmerge", "pexpire", "multi", "exec"}},
 	"activity":    {scripts: []string{"bucket_add", "bitop_count"}, commands: []string{"getbit", "bitcount"}},
-	"queue":       {scripts: []string{"queue"}, commands: []string{"lrange", "blpop"}},
+	"queue":       {scripts: []string{"queue", "queue_workers"}, commands: []string{"lrange", "blpop"}},
 	"pubsub":      {commands: []string{"publish", "subscribe", "ping"}, channels: true},
 	"idempotency": {scripts: []string{"idem_begin", "idem_end"}, commands: []string{"blpop"}},
 	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read", "stream_ack", "stream_stats"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack", "xrange"}},
