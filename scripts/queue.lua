@@ -12,21 +12,45 @@
 -- KEYS[7]  ready:high: as KEYS[1], high priority
 -- KEYS[8]  ready:low:  as KEYS[1], low priority
 -- KEYS[9]  paused:     exists while the queue is paused
--- KEYS[10] schedules, KEYS[11] due: a Scheduler's keys (see sched.lua), for tick only
+-- KEYS[10] done:       sorted set id -> time its record below may be dropped (ms)
+-- KEYS[11] results:    hash id -> "state:deliveries:finished ms:reserved until ms" of a
+--                      completed (c) or canceled (x) message, "r:"..id -> its result
+--                      (KEYS[6], KEYS[10] and KEYS[11] live as long as their longest record,
+--                      at least the retention)
+-- (tick only) then, as the LAST two keys after all of the queue's own: a
+-- Scheduler's schedules and due keys (see sched.lua), read as KEYS[#KEYS-1]
+-- and KEYS[#KEYS] so that tick does not depend on how many keys the queue
+-- has; they live until removed: keep never gives them a TTL
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
---          stats | peek | redrive | purgedead | pause | resume | tick
--- ARGV[2]  retention in ms: every key's TTL, renewed on every write
+--          stats | peek | redrive | purgedead | pause | resume | giveback | fail |
+--          complete | completemany | result | cancel | tick
+-- ARGV[2]  retention in ms: every key's TTL, renewed on writes (all keys
+--          together, at least every sixteenth of it; see touch)
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
---              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none)
--- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority per message
+--              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
+--              ARGV[8] ms the id stays reserved after completion (0 or absent: none)
+-- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority,
+--              ms reserved after completion per message
 -- dequeue:     ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token,
---              ARGV[6] how many messages at most (default 1)
--- ack:         ARGV[3] id, ARGV[4] lease token
+--              ARGV[6] how many messages at most (default 1), ARGV[7] result retention ms
+--              (for canceled messages whose lease ran out; default 0)
+-- ack, complete: ARGV[3] id, ARGV[4] lease token, ARGV[5] result retention ms (default 0),
+--              ARGV[6] result (absent: none)
 -- ackmany:     id, lease token per message from ARGV[3]
--- nack:        ARGV[3] id, ARGV[4] lease token, ARGV[5] delay ms, ARGV[6] max deliveries
--- extend:      ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms
+-- completemany: ARGV[3] result retention ms, then id, lease token, result per message
+-- nack:        ARGV[3] id, ARGV[4] lease token, ARGV[5] delay ms, ARGV[6] max deliveries,
+--              ARGV[7] result retention ms (default 0)
+-- extend:      ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms,
+--              ARGV[6] result retention ms (default 0)
+-- result:      ARGV[3] id
+-- cancel:      ARGV[3] id, ARGV[4] result retention ms
 -- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
+-- giveback:    id, lease token per message from ARGV[3]: back to ready, due now, this
+--              delivery not counted (a worker shutting down)
+-- fail:        ARGV[3] id, ARGV[4] lease token, ARGV[5] backoff base ms, ARGV[6] backoff
+--              cap ms, ARGV[7] jitter factor (0 to 1, the share of the backoff kept),
+--              ARGV[8] max failures (0: dead now, a permanent failure)
 -- tick:        ARGV[3] max length (0: none), ARGV[4] schedule id, ARGV[5] its version,
 --              ARGV[6] its due score as read, ARGV[7] its next due score, ARGV[8] ticks
 --              missed, then the ticks to enqueue (ms, rising, none in the future)
@@ -37,13 +61,21 @@
 -- naming the ids that are dead letters (nothing written either way);
 -- dequeue -> {id, body, deliveries, ...} per message delivered, or {"", wait
 -- ms until the next message is due (-1: none; -2: the queue is paused)};
--- ack, nack, extend -> 1, or 0 when the caller no longer may (see below);
--- ackmany -> {1|0, ...} per message; stats
+-- ack, nack, extend -> 1, or 0 when the caller no longer may (see below),
+-- or (nack, extend) -1 when the message was canceled (it is removed);
+-- ackmany, completemany -> {1|0, ...} per message; result -> {state,
+-- deliveries, ms finished (0 while pending), result (absent: none)} with
+-- state ready | inflight | dead | completed | canceled, or {} when nothing
+-- is known of the id; cancel -> 1 if a pending message was removed or (in
+-- flight) marked, 0 if not; stats
 -- -> {ready, inflight, dead, ms since the oldest ready message was due (0:
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
 -- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
--- state changed, 0 if not; tick -> {1, messages queued}, {0} when the
+-- state changed, 0 if not; giveback -> how many messages were given back;
+-- fail -> {1, failures, delay ms} retried, {2, failures} moved to the dead
+-- letters, 0 when the lease is lost (as nack), or -1 when the message was
+-- canceled (it is removed); tick -> {1, messages queued}, {0} when the
 -- schedule's version or due score is no longer the one read (another
 -- instance took these ticks, or the schedule changed), or -1 if the queue
 -- is full (nothing written either way).
@@ -53,6 +85,12 @@
 -- tick, with the id "sched:" .. schedule id .. ":" .. tick and the
 -- schedule's body and priority, and moves the due score on, all at once; a
 -- tick is thus enqueued once, whichever instance gets there first.
+--
+-- A failure (fail) counts the handler's failures apart from deliveries: a
+-- delivery whose lease ran out (a consumer that crashed) counts as a
+-- delivery, and max deliveries bound those, not as a failure. The backoff
+-- of the n-th failure is min(cap, base * 2^(n-1)) * jitter factor, from now
+-- on the server's clock.
 --
 -- Ready messages are served highest priority first (strict: a low message
 -- waits while a higher one is due), by due time within a priority. A dequeue
@@ -69,7 +107,17 @@
 -- kept) until it is redriven or purged: enqueue refuses it (-2) rather
 -- than drop the new body as a duplicate or overwrite the dead one.
 --
--- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused , enqueue 604800000 "" hello 0
+-- A message acked (completed) keeps a record in KEYS[10]/KEYS[11] when it
+-- was enqueued with a reservation (its id stays taken: enqueue reports a
+-- duplicate) or when a result retention is given (the result is kept): the
+-- record goes when both have passed. Cancel removes a ready or delayed
+-- message; one in flight is marked and removed by its next nack or extend
+-- (which return -1) or when its lease runs out; its ack still completes it.
+-- A canceled message is recorded for the result retention only, its id free.
+--
+-- Read-only: ARGV[1] is stats | peek
+--
+-- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:done patterns:q:{demo}:results , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -81,16 +129,102 @@ local function readyKey(p)
 end
 local function prio(id) return tonumber(redis.call('HGET', KEYS[3], 'p:' .. id) or '0') end
 
+-- longer makes key live ms from now at least, never shorter.
+local function longer(key, ms)
+  if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
+end
+
+-- The keys that may outlive the retention: the id counter and the records of
+-- finished messages.
+local lasting = {[6] = true, [10] = true, [11] = true}
+
+-- nkeys is how many of KEYS are the queue's own: all but tick's last two
+-- (the scheduler's, which keep must not give a TTL).
+local nkeys = #KEYS
+if op == 'tick' then nkeys = #KEYS - 2 end
+
 local function keep()
-  for i = 1, 9 do redis.call('PEXPIRE', KEYS[i], retention) end
+  redis.call('HSET', KEYS[11], '', now) -- when the keys were all renewed (see touch)
+  local last = redis.call('PTTL', KEYS[10])
+  for i = 1, nkeys do
+    if lasting[i] and last > tonumber(retention) then
+      longer(KEYS[i], last)
+    else
+      redis.call('PEXPIRE', KEYS[i], retention)
+    end
+  end
+end
+
+-- touch keeps the keys without renewing each of them on every write: it
+-- renews them all (keep) when keep last did, kept in the field "" of
+-- KEYS[11] (no id is empty), is a sixteenth of the retention ago or more;
+-- otherwise it gives the keys named (those the caller may have created)
+-- the same end as the others. Every key of the queue thus ends
+-- together, between 15/16 of the retention and the retention after the
+-- last write.
+local function touch(...)
+  local last, r = tonumber(redis.call('HGET', KEYS[11], '') or '0'), tonumber(retention)
+  if now - last >= r / 16 or last > now then
+    keep()
+    return
+  end
+  local left = last + r - now
+  for _, k in ipairs({...}) do
+    if k == KEYS[6] then
+      longer(k, math.max(left, redis.call('PTTL', KEYS[10])))
+    else
+      redis.call('PEXPIRE', k, left)
+    end
+  end
+end
+
+-- Finished messages (completed or canceled): reservations and results.
+
+-- reserved tells whether id is reserved by a completed message.
+local function reserved(id)
+  local m = redis.call('HGET', KEYS[11], id)
+  return m ~= false and tonumber(string.match(m, ':(%d+)$')) > now
+end
+
+-- remember records id as finished in state (c or x) with n deliveries,
+-- reserved for u ms and its result kept for ret ms, and drops a few records
+-- whose time is up.
+local function remember(id, state, n, u, ret, result)
+  local till = 0
+  if u > 0 then till = now + u end
+  local drop = math.max(till, now + ret)
+  redis.call('ZADD', KEYS[10], drop, id)
+  redis.call('HSET', KEYS[11], id, state .. ':' .. n .. ':' .. now .. ':' .. till)
+  if ret > 0 and result then
+    redis.call('HSET', KEYS[11], 'r:' .. id, result)
+  else
+    redis.call('HDEL', KEYS[11], 'r:' .. id)
+  end
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, 10)) do
+    redis.call('ZREM', KEYS[10], old)
+    redis.call('HDEL', KEYS[11], old, 'r:' .. old)
+  end
+  -- As long as the longest record, and never less than the retention: the
+  -- records' keys end with the others or after them, together.
+  for _, i in ipairs({6, 10, 11}) do longer(KEYS[i], math.max(drop - now, tonumber(retention))) end
+end
+
+-- finish deletes the pending message id (already out of its sorted set),
+-- completed (state c) or canceled (x), and records it if it was reserved
+-- (completed only) or ret > 0.
+local function finish(id, state, ret, result)
+  local f = redis.call('HMGET', KEYS[3], 'n:' .. id, 'u:' .. id)
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id)
+  local u = tonumber(f[2] or '0')
+  if state ~= 'c' then u = 0 end
+  if u > 0 or ret > 0 then remember(id, state, f[1] or '0', u, ret, result) end
 end
 
 local function signal(n)
   n = math.min(math.max(n, 1), 64)
   local ones = {}
   for i = 1, n do ones[i] = 1 end
-  redis.call('LPUSH', KEYS[5], unpack(ones))
-  redis.call('LTRIM', KEYS[5], 0, 63)
+  if redis.call('LPUSH', KEYS[5], unpack(ones)) > 64 then redis.call('LTRIM', KEYS[5], 0, 63) end
 end
 
 local function readyCount()
@@ -132,11 +266,13 @@ if op == 'peek' then
   return out
 end
 
--- add queues one message and returns 1, or 0 if its id is pending already.
-local function add(id, body, delay, p)
-  if redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
-  redis.call('HSET', KEYS[3], 'n:' .. id, 0)
+-- add queues one message and returns 1, or 0 if its id is pending or
+-- reserved already.
+local function add(id, body, delay, p, u)
+  if reserved(id) or redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
+  -- n:id (deliveries) is absent until the first delivery: 0.
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
+  if u > 0 then redis.call('HSET', KEYS[3], 'u:' .. id, u) end
   redis.call('ZADD', readyKey(p), now + delay, id)
   return 1
 end
@@ -161,23 +297,28 @@ if op == 'enqueue' then
     if dead(id) then return {id, -2} end
     return {id, 0}
   end
+  if id ~= '' and reserved(id) then return {id, 0} end
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
-  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'))
+  if add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), tonumber(ARGV[8] or '0')) == 0 then
+    return {id, 0} -- a generated id taken by an EnqueueOptions.ID
+  end
   signal(1)
-  keep()
+  touch(KEYS[3], readyKey(tonumber(ARGV[6] or '0')), KEYS[5], KEYS[6])
   return {id, 1}
 end
 
 if op == 'enqueuemany' then
   local maxlen, seen, new, deads = tonumber(ARGV[3]), {}, 0, {-2}
-  for i = 4, #ARGV, 4 do
+  for i = 4, #ARGV, 5 do
     local id = ARGV[i]
     if id == '' then
       new = new + 1
     elseif not seen[id] then
       seen[id] = true
-      if redis.call('HEXISTS', KEYS[3], id) == 0 then
+      if reserved(id) then
+        -- a duplicate
+      elseif redis.call('HEXISTS', KEYS[3], id) == 0 then
         new = new + 1
       elseif dead(id) then
         deads[#deads + 1] = id
@@ -187,41 +328,42 @@ if op == 'enqueuemany' then
   if #deads > 1 then return deads end
   if full(maxlen, new) then return -1 end
   local out = {}
-  for i = 4, #ARGV, 4 do
+  for i = 4, #ARGV, 5 do
     local id = ARGV[i]
     if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
     out[#out + 1] = id
-    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
   end
   if new > 0 then
     signal(new)
-    keep()
+    touch(KEYS[3], KEYS[1], KEYS[7], KEYS[8], KEYS[5], KEYS[6])
   end
   return out
 end
 
 if op == 'tick' then
+  local S, D = KEYS[#KEYS - 1], KEYS[#KEYS]
   local id, n = ARGV[4], #ARGV - 8
-  local score = redis.call('ZSCORE', KEYS[11], id)
-  if redis.call('HGET', KEYS[10], 'v:' .. id) ~= ARGV[5] or not score or tonumber(score) ~= tonumber(ARGV[6]) then
+  local score = redis.call('ZSCORE', D, id)
+  if redis.call('HGET', S, 'v:' .. id) ~= ARGV[5] or not score or tonumber(score) ~= tonumber(ARGV[6]) then
     return {0}
   end
   if n > 0 and tonumber(ARGV[#ARGV]) > now then return redis.error_reply('tick in the future') end
   if full(tonumber(ARGV[3]), n) then return -1 end
-  local body, p, queued = redis.call('HGET', KEYS[10], 'b:' .. id), tonumber(redis.call('HGET', KEYS[10], 'p:' .. id) or '0'), 0
+  local body, p, queued = redis.call('HGET', S, 'b:' .. id), tonumber(redis.call('HGET', S, 'p:' .. id) or '0'), 0
   for i = 9, #ARGV do
-    queued = queued + add('sched:' .. id .. ':' .. ARGV[i], body or '', 0, p)
+    queued = queued + add('sched:' .. id .. ':' .. ARGV[i], body or '', 0, p, 0)
   end
-  redis.call('HSET', KEYS[10], 'a:' .. id, 1)
+  redis.call('HSET', S, 'a:' .. id, 1)
   if n > 0 then
-    redis.call('HSET', KEYS[10], 'l:' .. id, ARGV[#ARGV])
+    redis.call('HSET', S, 'l:' .. id, ARGV[#ARGV])
   end
-  if queued > 0 then redis.call('HINCRBY', KEYS[10], 'e:' .. id, queued) end
-  if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', KEYS[10], 'm:' .. id, ARGV[8]) end
-  redis.call('ZADD', KEYS[11], ARGV[7], id)
+  if queued > 0 then redis.call('HINCRBY', S, 'e:' .. id, queued) end
+  if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', S, 'm:' .. id, ARGV[8]) end
+  redis.call('ZADD', D, ARGV[7], id)
   if queued > 0 then
     signal(queued)
-    keep()
+    touch(KEYS[3], readyKey(p), KEYS[5])
   end
   return {1, queued}
 end
@@ -237,7 +379,9 @@ if op == 'dequeue' then
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[2], id)
-    if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
+    if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+      finish(id, 'x', tonumber(ARGV[7] or '0'))
+    elseif tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
       bury(id)
     else
       redis.call('ZADD', readyKey(prio(id)), now, id)
@@ -265,7 +409,7 @@ if op == 'dequeue' then
     if #expired > 0 then keep() end
     return {'', math.max(wait, -1)}
   end
-  keep()
+  if #expired > 0 then keep() else touch(KEYS[2], KEYS[3]) end
   return out
 end
 
@@ -283,10 +427,10 @@ if op == 'redrive' or op == 'purgedead' then
   for _, id in ipairs(ids) do
     if op == 'redrive' then
       redis.call('HSET', KEYS[3], 'n:' .. id, 0)
-      redis.call('HDEL', KEYS[3], 't:' .. id)
+      redis.call('HDEL', KEYS[3], 't:' .. id, 'f:' .. id)
       redis.call('ZADD', readyKey(prio(id)), now, id)
     else
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id)
     end
   end
   if #ids > 0 then
@@ -314,27 +458,123 @@ end
 -- ran out: a dequeue that took the message again replaced the token, and a
 -- nack, a move to the dead letters or a redrive deleted it. Until then the
 -- message is in flight, or back in its ready set, not delivered again.
-local function ack(id, token)
-  if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
-  if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(prio(id)), id) == 0 then return 0 end
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+-- ret and result: a result retention and the result, for completions.
+local function ack(id, token, ret, result)
+  local f = redis.call('HMGET', KEYS[3], 't:' .. id, 'p:' .. id)
+  if f[1] ~= token then return 0 end
+  if redis.call('ZREM', KEYS[2], id) == 0 and redis.call('ZREM', readyKey(tonumber(f[2] or '0')), id) == 0 then return 0 end
+  finish(id, 'c', ret, result)
   return 1
 end
 
-if op == 'ackmany' then
+-- ackAll acks the messages of ARGV from index from, step arguments each
+-- (id, token, and the result when step is 3), and returns {1|0, ...}.
+local function ackAll(from, step, ret)
   local out, acked = {}, 0
-  for i = 3, #ARGV, 2 do
-    out[#out + 1] = ack(ARGV[i], ARGV[i + 1])
+  for i = from, #ARGV, step do
+    local r
+    if step == 3 then r = ARGV[i + 2] end
+    out[#out + 1] = ack(ARGV[i], ARGV[i + 1], ret, r)
     acked = acked + out[#out]
   end
-  if acked > 0 then keep() end
+  if acked > 0 then touch() end
   return out
 end
 
-local id, token = ARGV[3], ARGV[4]
-if op == 'ack' then
-  if ack(id, token) == 0 then return 0 end
+if op == 'completemany' then return ackAll(4, 3, tonumber(ARGV[3])) end
+
+if op == 'result' then
+  local id = ARGV[3]
+  local f = redis.call('HMGET', KEYS[3], id, 'n:' .. id)
+  if f[1] then
+    local state = 'dead'
+    if redis.call('ZSCORE', KEYS[2], id) then
+      state = 'inflight'
+    elseif redis.call('ZSCORE', readyKey(prio(id)), id) then
+      state = 'ready'
+    end
+    return {state, tonumber(f[2] or '0'), 0}
+  end
+  local m, drop = redis.call('HGET', KEYS[11], id), redis.call('ZSCORE', KEYS[10], id)
+  if not m or not drop or tonumber(drop) <= now then return {} end
+  local s, n, at = string.match(m, '^(%a):(%d+):(%d+):')
+  local state = 'completed'
+  if s == 'x' then state = 'canceled' end
+  local r = redis.call('HGET', KEYS[11], 'r:' .. id)
+  if r then return {state, tonumber(n), tonumber(at), r} end
+  return {state, tonumber(n), tonumber(at)}
+end
+
+if op == 'cancel' then
+  local id = ARGV[3]
+  if redis.call('HEXISTS', KEYS[3], id) == 0 then return 0 end
+  if redis.call('ZSCORE', KEYS[2], id) then
+    redis.call('HSET', KEYS[3], 'x:' .. id, 1)
+  elseif redis.call('ZREM', readyKey(prio(id)), id) == 1 then
+    finish(id, 'x', tonumber(ARGV[4]))
+  else
+    return 0 -- a dead letter
+  end
   keep()
+  return 1
+end
+
+if op == 'ackmany' then return ackAll(3, 2, 0) end
+
+-- The worker's ops (Queue.Work).
+if op == 'giveback' then
+  local back = 0
+  for i = 3, #ARGV, 2 do
+    local id = ARGV[i]
+    if redis.call('HGET', KEYS[3], 't:' .. id) == ARGV[i + 1] and redis.call('ZREM', KEYS[2], id) == 1 then
+      if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+        finish(id, 'x', 0) -- canceled: not given back
+      else
+        redis.call('HINCRBY', KEYS[3], 'n:' .. id, -1)
+        redis.call('HDEL', KEYS[3], 't:' .. id)
+        redis.call('ZADD', readyKey(prio(id)), now, id)
+        back = back + 1
+      end
+    end
+  end
+  if back > 0 then
+    signal(back)
+    keep()
+  end
+  return back
+end
+
+if op == 'fail' then
+  local id = ARGV[3]
+  local deadline = redis.call('ZSCORE', KEYS[2], id)
+  if redis.call('HGET', KEYS[3], 't:' .. id) ~= ARGV[4] or not deadline or tonumber(deadline) <= now then
+    return 0
+  end
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+    finish(id, 'x', 0) -- canceled: not retried
+    keep()
+    return -1
+  end
+  local f = redis.call('HINCRBY', KEYS[3], 'f:' .. id, 1)
+  if f >= tonumber(ARGV[8]) then
+    bury(id)
+    keep()
+    return {2, f}
+  end
+  local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ math.min(f - 1, 40))
+  delay = math.floor(delay * tonumber(ARGV[7]))
+  redis.call('HDEL', KEYS[3], 't:' .. id)
+  redis.call('ZADD', readyKey(prio(id)), now + delay, id)
+  signal(1)
+  keep()
+  return {1, f, delay}
+end
+
+local id, token = ARGV[3], ARGV[4]
+if op == 'ack' or op == 'complete' then
+  if ack(id, token, tonumber(ARGV[5] or '0'), ARGV[6]) == 0 then return 0 end
+  touch()
   return 1
 end
 
@@ -343,6 +583,14 @@ end
 local deadline = redis.call('ZSCORE', KEYS[2], id)
 if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not deadline or tonumber(deadline) <= now then
   return 0
+end
+if (op == 'extend' or op == 'nack') and redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
+  redis.call('ZREM', KEYS[2], id)
+  local ret = ARGV[6]
+  if op == 'nack' then ret = ARGV[7] end
+  finish(id, 'x', tonumber(ret or '0'))
+  keep()
+  return -1
 end
 if op == 'extend' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
@@ -358,5 +606,5 @@ elseif op == 'nack' then
 else
   return redis.error_reply('unknown op ' .. op)
 end
-keep()
+if op == 'extend' then touch(KEYS[2]) else keep() end
 return 1

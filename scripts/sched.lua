@@ -30,6 +30,8 @@
 -- one after it (a tick of the old definition not yet enqueued is dropped),
 -- and its counts go on.
 --
+-- Read-only: ARGV[1] is list
+--
 -- Example: redis-cli --eval scripts/sched.lua patterns:sched:{demo}:s patterns:sched:{demo}:due , set report '{"spec":"@daily"}' hello 0 v1
 local op = ARGV[1]
 local t = redis.call('TIME')
