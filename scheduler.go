@@ -178,11 +178,19 @@ func parseSpec(spec, zone string) (s cron.Schedule, err error) {
 	return s, nil
 }
 
-// cronSpec computes the ticks of a parsed cron spec itself: robfig/cron's
-// SpecSchedule.Next loops for ever on some specs in zones whose DST change
-// skips midnight. It walks the days (at most five years ahead), and in each
-// matching day the spec's hours, minutes and seconds in wall-clock time; a
-// wall time skipped by a DST change has no tick, one repeated has one.
+// cronSpec computes the ticks of a parsed cron spec itself, rather than
+// with robfig/cron's SpecSchedule.Next (v3.0.1), which steps time.Time
+// values in the zone with AddDate and Add: it checks its five-year bound
+// only when a field wraps, so it never returns when a step does not move
+// on (in Pacific/Apia, where 30 December 2011 does not exist, time.Date
+// maps midnight of that day back to the 29th, and "0 0 1 * *" from
+// December 2011 spins there), and a DST change in a field's unit can send
+// it a month too far (in Australia/Lord_Howe, "15 14 1 * *" from late
+// September 2023 gives 1 November, not 1 October). cronSpec walks civil
+// days instead, at most five years ahead, so Next always ends, and in
+// each matching day the spec's hours, minutes and seconds in wall-clock
+// time; a wall time skipped by a DST change has no tick, one repeated has
+// one (the instant time.Date gives it).
 type cronSpec struct{ s *cron.SpecSchedule }
 
 // cronStar marks a field given as "*" (robfig/cron's starBit).

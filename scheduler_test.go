@@ -796,6 +796,22 @@ func TestCronSpecNext(t *testing.T) {
 			}
 		}
 	}
+	// Where robfig/cron's Next is wrong or never returns (see cronSpec).
+	for _, c := range []struct{ spec, zone, after, want string }{
+		{"0 0 1 * *", "Pacific/Apia", "2011-12-09T03:44:54Z", "2012-01-01T00:00:00+14:00"},               // 30 Dec 2011 skipped: robfig spins
+		{"0 0 * * *", "Pacific/Apia", "2011-12-29T12:00:00-10:00", "2011-12-31T00:00:00+14:00"},          // no tick on the skipped day
+		{"15 14 1 * *", "Australia/Lord_Howe", "2023-09-29T18:01:18+10:30", "2023-10-01T14:15:00+11:00"}, // robfig: 1 November
+	} {
+		s, err := parseSpec(c.spec, c.zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := time.Parse(time.RFC3339, c.after)
+		want, _ := time.Parse(time.RFC3339, c.want)
+		if got := s.Next(after); !got.Equal(want) {
+			t.Errorf("%q in %s after %s: %v, want %s", c.spec, c.zone, c.after, got, c.want)
+		}
+	}
 }
 
 // startSchedulerReshard runs two scheduler instances on c, a schedule of
