@@ -842,3 +842,48 @@ func startSchedulerReshard(t *testing.T, c *Client, tally *reshardTally) (check 
 		}
 	}
 }
+
+// TestSchedulerTickKeys: tick reads the scheduler's keys as the last two
+// of the call, whatever number of keys the queue has before them (here six
+// more than today's), and renews the queue's keys only: the schedules keep
+// no TTL.
+func TestSchedulerTickKeys(t *testing.T) {
+	t.Parallel()
+	topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		_, s := newScheduler(t, rdb, nil)
+		q := s.Queue()
+		var extra []string
+		for i := range 6 {
+			extra = append(extra, fmt.Sprintf("%s:extra%d", q.keys[0], i))
+		}
+		s.tick = slices.Concat(q.keys, extra, s.keys)
+		if err := s.Set(ctx, "beat", Schedule{Every: 50 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		ran := make(chan error, 1)
+		go func() { ran <- s.Run(rctx) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for scheduleOf(t, s, "beat").Enqueued < 3 {
+			if time.Now().After(deadline) {
+				t.Fatal("fewer than 3 ticks in 20 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+		if err := <-ran; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v", err)
+		}
+		for _, k := range s.keys {
+			if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl != -1 {
+				t.Errorf("scheduler key %s: PTTL %v %v, want none", k, ttl, err)
+			}
+		}
+		for _, k := range q.keys {
+			if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl == -1 {
+				t.Errorf("queue key %s: PTTL %v %v, want one", k, ttl, err)
+			}
+		}
+	})
+}
