@@ -491,6 +491,10 @@ func TestFaultReshard(t *testing.T) {
 		}
 	})
 
+	// Scheduler: two instances on a schedule of 200 ms; every tick must be
+	// enqueued once (checked by checkSchedulerReshard).
+	checkScheduler := startSchedulerReshard(t, c, tally)
+
 	// Reshard while the loops run, for the run time and at least two
 	// rounds over the slots.
 	rs := &resharder{cl: cl, rdb: rdb, prefix: c.prefix}
@@ -522,6 +526,7 @@ func TestFaultReshard(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	checkScheduler()
 
 	// Drain the queue and the stream, with a deadline.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -91,7 +91,7 @@ type PatternStats struct {
 	NoTTL         int
 	NoTTLExamples []string // up to three keys without a TTL
 	// LongLived is set for the patterns whose keys have no TTL by design
-	// (leaderboards).
+	// (leaderboards, schedulers).
 	LongLived bool
 }
 
@@ -138,6 +138,7 @@ type Keyspace struct {
 	Caches      []CacheKeys      // caches with entries, leases or tag records
 	Idempotency []IdempotencyKey // idempotency records
 	Streams     []string         // stream topic names
+	Schedulers  []string         // schedulers (by queue name) with schedules
 }
 
 // scanned is a key found by SCAN, parsed.
@@ -306,6 +307,7 @@ func (ks *Keyspace) objects(by map[string][]scanned) {
 	ks.Queues = ids("q", all)
 	ks.Boards = ids("lb", func(s scanned) bool { return s.rest == "s" })
 	ks.Streams = ids("st", bare)
+	ks.Schedulers = ids("sched", func(s scanned) bool { return s.rest == "due" })
 	for _, s := range by["conc"] {
 		if s.rest != "" && !strings.Contains(s.rest, ":") {
 			ks.Concurrency = append(ks.Concurrency, ConcurrencyKey{Limiter: unescapeKeyPart(s.rest), Key: s.id})
@@ -368,7 +370,7 @@ func globEscape(s string) string {
 // summarize counts a pattern's keys, their TTLs and (sampled) memory, in
 // pipelines of 500 keys per server.
 func summarize(ctx context.Context, pat string, keys []scanned, sample int) (PatternStats, error) {
-	st := PatternStats{Pattern: pat, Keys: len(keys), LongLived: pat == "lb"}
+	st := PatternStats{Pattern: pat, Keys: len(keys), LongLived: pat == "lb" || pat == "sched"}
 	const batch = 500
 	for i := 0; i < len(keys); i += batch {
 		part := keys[i:min(i+batch, len(keys))]
@@ -922,6 +924,17 @@ func (in *Inspector) QueueMessages(ctx context.Context, name string, state Queue
 		return nil, err
 	}
 	return q.Peek(ctx, state, n)
+}
+
+// Schedules reads the schedules of the scheduler name (Client.Scheduler):
+// Scheduler.List, each with its next tick, its last enqueued tick and its
+// counts.
+func (in *Inspector) Schedules(ctx context.Context, name string) ([]ScheduleInfo, error) {
+	s, err := in.c.Scheduler(name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.List(ctx)
 }
 
 // BoardInfo is the state of a leaderboard.

@@ -29,8 +29,9 @@ import (
 // tests wrote, whatever prefix or client they used.
 
 // longLivedKey reports whether key is one the library documents as having no
-// TTL: the all-time leaderboard, prefix:lb:{name}:s, :r and :h.
-var longLivedKey = regexp.MustCompile(`^[^{}]*:lb:\{[^{}]*\}:[srh]$`).MatchString
+// TTL: the all-time leaderboard, prefix:lb:{name}:s, :r and :h, and a
+// scheduler's schedules, prefix:sched:{name}:s and :due.
+var longLivedKey = regexp.MustCompile(`^[^{}]*:(lb:\{[^{}]*\}:[srh]|sched:\{[^{}]*\}:(s|due))$`).MatchString
 
 // keyAudit collects the keys without a TTL found in the servers it scans,
 // and the servers it could not scan.

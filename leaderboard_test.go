@@ -15,9 +15,9 @@ import (
 )
 
 // allTimeBoard marks the all-time board's keys as the documented exception
-// to the TTL rule.
+// to the TTL rule, and the other one: a scheduler's schedules.
 func allTimeBoard(key string) bool {
-	return strings.HasSuffix(key, "}:s") || strings.HasSuffix(key, "}:r") || strings.HasSuffix(key, "}:h")
+	return strings.HasSuffix(key, "}:s") || strings.HasSuffix(key, "}:r") || strings.HasSuffix(key, "}:h") || schedLongLived(key)
 }
 
 func TestBoard(t *testing.T) {

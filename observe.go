@@ -37,7 +37,9 @@ type ObserveEnd struct {
 	// delivered or acked, 0 when none (a DequeueMany that found none, an
 	// empty or failed batch); 1 for every single-item operation, whatever
 	// its outcome, and for the other patterns' batches; for a stream
-	// group's stats (StreamGroup.Stats), the group's lag.
+	// group's stats (StreamGroup.Stats), the group's lag; for a
+	// scheduler's tick, the messages enqueued, or with outcome missed
+	// the ticks skipped (0 for duplicate).
 	Count int
 }
 
@@ -104,6 +106,7 @@ const (
 	PatternUniques     ObservePattern = "uniques"     // Uniques
 	PatternActivity    ObservePattern = "activity"    // Activity
 	PatternIdempotency ObservePattern = "idempotency" // Idempotency
+	PatternScheduler   ObservePattern = "scheduler"   // Scheduler
 )
 
 // ObserveOperation names a call in ObserveOp.Operation. Several patterns
@@ -197,6 +200,7 @@ const (
 	OpCompleteMany ObserveOperation = "complete-many"
 	OpResult       ObserveOperation = "result"
 	OpCancel       ObserveOperation = "cancel"
+	OpTick         ObserveOperation = "tick" // a Scheduler's claim of due ticks, in Run
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -256,6 +260,7 @@ const (
 	// without a round trip: a key still within the RetryAfter Redis gave
 	// it (DenyLocally), or over its share in the local fallback.
 	OutcomeLocalDenied ObserveOutcome = "local-denied"
+	OutcomeMissed      ObserveOutcome = "missed" // ticks missed, none enqueued (Count: how many)
 )
 
 // sharedOutcomes end any operation.
@@ -317,6 +322,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 		PatternUniques:     {OpAdd: changed, OpCount: ok, OpMerge: ok},
 		PatternActivity:    {OpMark: changed, OpWasActive: ok, OpCount: ok, OpActiveOnAll: ok, OpActiveOnAny: ok, OpRetention: ok},
 		PatternIdempotency: {OpDo: o(OutcomeDone, OutcomeReplayed, OutcomeInProgress, OutcomeMismatch)},
+		PatternScheduler: {OpSet: o(OutcomeCreated, OutcomeChanged, OutcomeOK), OpRemove: found, OpList: ok, OpRun: nil,
+			OpTick: o(OutcomeEnqueued, OutcomeDuplicate, OutcomeMissed, OutcomeFull)},
 	}
 }()
 

@@ -745,10 +745,30 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	}, "idempotency.do done")
 	do("IdempotencyDo", func() { _, _, _ = IdempotencyDo[string](ctx, idem, "p2", "f", nil) }, "idempotency.do invalid")
 
+	// Scheduler.
+	sched, err := c.Scheduler("cron", nil)
+	must(err)
+	do("Scheduler.Set", func() { _ = sched.Set(ctx, "x", Schedule{Every: 10 * time.Millisecond}) }, "scheduler.set created")
+	do("Scheduler.Set", func() { _ = sched.Set(ctx, "x", Schedule{Every: 10 * time.Millisecond}) }, "scheduler.set ok")
+	do("Scheduler.Set", func() { _ = sched.Set(ctx, "x", Schedule{Every: 20 * time.Millisecond}) }, "scheduler.set changed")
+	do("Scheduler.Set", func() { _ = sched.Set(ctx, "x", Schedule{Spec: "bad"}) }, "scheduler.set invalid")
+	do("Scheduler.List", func() { _, _ = sched.List(ctx) }, "scheduler.list ok")
+	time.Sleep(50 * time.Millisecond)
+	driven["Scheduler.Run"] = true
+	rctx, stopRun := context.WithTimeout(ctx, 300*time.Millisecond)
+	_ = sched.Run(rctx)
+	stopRun()
+	if got := reported("Scheduler.Run"); len(got) < 2 || got[0] != "scheduler.tick enqueued" || got[len(got)-1] != "scheduler.run canceled" {
+		t.Errorf("Scheduler.Run reported %q", got)
+	}
+	do("Scheduler.Remove", func() { _, _ = sched.Remove(ctx, "x") }, "scheduler.remove ok")
+	do("Scheduler.Remove", func() { _, _ = sched.Remove(ctx, "x") }, "scheduler.remove not-found")
+	do("Scheduler.Remove", func() { _, _ = sched.Remove(ctx, "") }, "scheduler.remove invalid")
+
 	// Every exported method that takes a context was driven.
 	notPatterns := map[string]bool{"Client.Load": true, "Client.LoadFunctions": true, "Client.ReplaceFunctions": true} // load the scripts: no pattern's operation
 	ctxType := reflect.TypeFor[context.Context]()
-	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem, jq} {
+	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem, jq, sched} {
 		typ := reflect.TypeOf(v)
 		name := typ.Elem().Name()
 		if i := strings.IndexByte(name, '['); i >= 0 {

@@ -325,14 +325,15 @@ func writeEscaped(b *strings.Builder, s string, colon bool) {
 }
 
 // reservedPatterns are the pattern words of the library's own keys.
-var reservedPatterns = []string{"bm", "cache", "elect", "hll", "idem", "lb", "lock", "ps", "q", "rl", "rw", "sem", "conc", "sess", "st"}
+var reservedPatterns = []string{"bm", "cache", "elect", "hll", "idem", "lb", "lock", "ps", "q", "rl", "rw", "sem", "conc", "sess", "st", "sched"}
 
 // Key returns a key in the library's layout, prefix:pattern:{id}:suffix...,
 // with id escaped inside the hash tag and each suffix escaped too: the key
 // builder the patterns use, for subpackages and for your own scripts that
 // must meet the library's keys in one slot. pattern must be a short word
 // of your own: the library's (bm, cache, elect, hll, idem, lb, lock, ps, q,
-// rl, rw, sem, conc, sess, st) are ErrInvalidArgument; scs is scsstore's.
+// rl, rw, sem, conc, sess, st, sched) are ErrInvalidArgument; scs is
+// scsstore's.
 func (c *Client) Key(pattern, id string, suffixes ...string) (string, error) {
 	if err := checkID("key id", id); err != nil {
 		return "", err

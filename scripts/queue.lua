@@ -17,9 +17,13 @@
 --                      completed (c) or canceled (x) message, "r:"..id -> its result
 --                      (KEYS[6], KEYS[10] and KEYS[11] live as long as their longest record,
 --                      at least the retention)
+-- (tick only) then, as the LAST two keys after all of the queue's own: a
+-- Scheduler's schedules and due keys (see sched.lua), read as KEYS[#KEYS-1]
+-- and KEYS[#KEYS] so that tick does not depend on how many keys the queue
+-- has; they live until removed: keep never gives them a TTL
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
 --          stats | peek | redrive | purgedead | pause | resume | giveback | fail |
---          complete | completemany | result | cancel
+--          complete | completemany | result | cancel | tick
 -- ARGV[2]  retention in ms: every key's TTL, renewed on writes (all keys
 --          together, at least every sixteenth of it; see touch)
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
@@ -47,6 +51,9 @@
 -- fail:        ARGV[3] id, ARGV[4] lease token, ARGV[5] backoff base ms, ARGV[6] backoff
 --              cap ms, ARGV[7] jitter factor (0 to 1, the share of the backoff kept),
 --              ARGV[8] max failures (0: dead now, a permanent failure)
+-- tick:        ARGV[3] max length (0: none), ARGV[4] schedule id, ARGV[5] its version,
+--              ARGV[6] its due score as read, ARGV[7] its next due score, ARGV[8] ticks
+--              missed, then the ticks to enqueue (ms, rising, none in the future)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
 -- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany ->
@@ -68,7 +75,16 @@
 -- state changed, 0 if not; giveback -> how many messages were given back;
 -- fail -> {1, failures, delay ms} retried, {2, failures} moved to the dead
 -- letters, 0 when the lease is lost (as nack), or -1 when the message was
--- canceled (it is removed).
+-- canceled (it is removed); tick -> {1, messages queued}, {0} when the
+-- schedule's version or due score is no longer the one read (another
+-- instance took these ticks, or the schedule changed), or -1 if the queue
+-- is full (nothing written either way).
+--
+-- tick is the scheduler's claim: it compares the schedule's version and due
+-- score with those read, and only if both match enqueues one message per
+-- tick, with the id "sched:" .. schedule id .. ":" .. tick and the
+-- schedule's body and priority, and moves the due score on, all at once; a
+-- tick is thus enqueued once, whichever instance gets there first.
 --
 -- A failure (fail) counts the handler's failures apart from deliveries: a
 -- delivery whose lease ran out (a consumer that crashed) counts as a
@@ -122,10 +138,15 @@ end
 -- finished messages.
 local lasting = {[6] = true, [10] = true, [11] = true}
 
+-- nkeys is how many of KEYS are the queue's own: all but tick's last two
+-- (the scheduler's, which keep must not give a TTL).
+local nkeys = #KEYS
+if op == 'tick' then nkeys = #KEYS - 2 end
+
 local function keep()
   redis.call('HSET', KEYS[11], '', now) -- when the keys were all renewed (see touch)
   local last = redis.call('PTTL', KEYS[10])
-  for i = 1, #KEYS do
+  for i = 1, nkeys do
     if lasting[i] and last > tonumber(retention) then
       longer(KEYS[i], last)
     else
@@ -318,6 +339,33 @@ if op == 'enqueuemany' then
     touch(KEYS[3], KEYS[1], KEYS[7], KEYS[8], KEYS[5], KEYS[6])
   end
   return out
+end
+
+if op == 'tick' then
+  local S, D = KEYS[#KEYS - 1], KEYS[#KEYS]
+  local id, n = ARGV[4], #ARGV - 8
+  local score = redis.call('ZSCORE', D, id)
+  if redis.call('HGET', S, 'v:' .. id) ~= ARGV[5] or not score or tonumber(score) ~= tonumber(ARGV[6]) then
+    return {0}
+  end
+  if n > 0 and tonumber(ARGV[#ARGV]) > now then return redis.error_reply('tick in the future') end
+  if full(tonumber(ARGV[3]), n) then return -1 end
+  local body, p, queued = redis.call('HGET', S, 'b:' .. id), tonumber(redis.call('HGET', S, 'p:' .. id) or '0'), 0
+  for i = 9, #ARGV do
+    queued = queued + add('sched:' .. id .. ':' .. ARGV[i], body or '', 0, p, 0)
+  end
+  redis.call('HSET', S, 'a:' .. id, 1)
+  if n > 0 then
+    redis.call('HSET', S, 'l:' .. id, ARGV[#ARGV])
+  end
+  if queued > 0 then redis.call('HINCRBY', S, 'e:' .. id, queued) end
+  if tonumber(ARGV[8]) > 0 then redis.call('HINCRBY', S, 'm:' .. id, ARGV[8]) end
+  redis.call('ZADD', D, ARGV[7], id)
+  if queued > 0 then
+    signal(queued)
+    touch(KEYS[3], readyKey(p), KEYS[5])
+  end
+  return {1, queued}
 end
 
 local function bury(id)

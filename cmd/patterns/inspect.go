@@ -101,6 +101,7 @@ type inspectReport struct {
 	Caches      []cacheInfo       `json:"caches,omitempty"`
 	Elections   []electionInfo    `json:"elections,omitempty"`
 	Streams     []streamInfo      `json:"streams,omitempty"`
+	Schedulers  []schedulerInfo   `json:"schedulers,omitempty"`
 }
 
 func cmdInspect(ctx context.Context, args []string, w io.Writer) error {
@@ -194,6 +195,7 @@ func inspect(ctx context.Context, rdb redis.UniversalClient, o *inspectOptions) 
 		func() error { return inspectCaches(ctx, rep, in, ks, o) },
 		func() error { return inspectElections(ctx, rep, in, ks, o) },
 		func() error { return inspectStreams(ctx, rep, in, ks, o) },
+		func() error { return inspectSchedulers(ctx, rep, in, ks, o) },
 	} {
 		if err := v(); err != nil {
 			return nil, fmt.Errorf("inspect: %w", err)
@@ -663,6 +665,37 @@ func printDetails(w io.Writer, rep *inspectReport) {
 			}
 		}
 	}
+	for _, s := range rep.Schedulers {
+		fmt.Fprintf(w, "\nscheduler %s: %d schedule(s)\n", s.Name, s.Count)
+		for _, e := range s.Schedules {
+			fmt.Fprintf(w, "  %s: next %s, last %s, %d enqueued, %d skipped\n", e.ID, orNone(e.Next), orNone(e.Last), e.Enqueued, e.Skipped)
+		}
+	}
+}
+
+// schedulerInfo is a scheduler: its count of schedules and the first n.
+type schedulerInfo struct {
+	Name      string         `json:"name"`
+	Count     int            `json:"count"`
+	Schedules []scheduleJSON `json:"schedules"`
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func inspectSchedulers(ctx context.Context, rep *inspectReport, in *patterns.Inspector, ks *patterns.Keyspace, o *inspectOptions) error {
+	for _, name := range ks.Schedulers[:min(len(ks.Schedulers), o.show)] {
+		ss, err := in.Schedules(ctx, name)
+		if err != nil {
+			return err
+		}
+		rep.Schedulers = append(rep.Schedulers, schedulerInfo{Name: name, Count: len(ss), Schedules: schedulesJSON(ss[:min(len(ss), o.show)])})
+	}
+	return nil
 }
 
 // The report's views: what patterns.Inspector returns, in the JSON form

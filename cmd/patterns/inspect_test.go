@@ -55,6 +55,13 @@ func fillPatterns(t *testing.T, rdb redis.UniversalClient) (q *patterns.Queue) {
 		t.Fatalf("dequeue: %v %v", m, err)
 	}
 	_ = m.Nack(ctx)
+	sch, err := pc.Scheduler("jobs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Set(ctx, "nightly", patterns.Schedule{Spec: "@daily"}); err != nil {
+		t.Fatal(err)
+	}
 	b, err := pc.Board("scores", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -450,6 +457,10 @@ func checkInspect(t *testing.T, url string, q *patterns.Queue, ns *newerState, e
 	if len(rep.Queues) != 1 || rep.Queues[0].Name != "jobs" || rep.Queues[0].Ready != st.Ready || rep.Queues[0].Dead != st.Dead ||
 		rep.Queues[0].Ready+rep.Queues[0].InFlight+rep.Queues[0].Dead != 3 || len(rep.Queues[0].DeadLetters) != int(st.Dead) {
 		t.Errorf("queues: %+v, stats %+v", rep.Queues, st)
+	}
+	if len(rep.Schedulers) != 1 || rep.Schedulers[0].Name != "jobs" || rep.Schedulers[0].Count != 1 ||
+		rep.Schedulers[0].Schedules[0].ID != "nightly" || !strings.HasSuffix(rep.Schedulers[0].Schedules[0].Next, "T00:00:00Z") {
+		t.Errorf("schedulers: %+v", rep.Schedulers)
 	}
 	if len(rep.Boards) != 1 || rep.Boards[0].Count != 3 || len(rep.Boards[0].Top) != 3 || rep.Boards[0].Top[0].Member != "cid" {
 		t.Errorf("boards: %+v", rep.Boards)

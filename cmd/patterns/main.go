@@ -10,7 +10,7 @@
 //	patterns doctor            check the server against the patterns' needs
 //	patterns inspect           show what the patterns keep under a prefix
 //	patterns acl               print the least-privilege ACL rule for a prefix
-//	patterns queue             stats, peek, redrive or purge a queue; its workers
+//	patterns queue             stats, peek, redrive or purge a queue; its workers, schedules
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster; rediss:// for TLS, where
@@ -69,8 +69,8 @@ func usage(w io.Writer) {
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
-  patterns queue stats|peek|redrive|purge|result|workers [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
-                                      a queue's stats, messages, dead letters, results, live workers
+  patterns queue stats|peek|redrive|purge|result|workers|schedules [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+                                      a queue's stats, messages, dead letters, results, live workers, schedules
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
 `)

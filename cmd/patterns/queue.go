@@ -14,7 +14,7 @@ import (
 	"github.com/redispatterns/patterns"
 )
 
-const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers [flags] NAME [ID...]
+const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers|schedules [flags] NAME [ID...]
   stats NAME            counts, the age of the oldest due message, paused or not
   workers NAME          the live workers (Queue.Work) and the messages each runs
   peek [-state S] [-n N] NAME
@@ -22,6 +22,7 @@ const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|worker
   redrive NAME [ID...]  dead letters back to the consumers, deliveries reset (all without ids)
   purge NAME ID...      delete dead letters; purge -all NAME deletes every one
   result NAME ID...     each message's state; its result and deliveries once finished
+  schedules NAME        the schedules that enqueue to it (Scheduler): next and last tick, counts
 `
 
 // cmdQueue is `patterns queue`.
@@ -52,7 +53,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	rest := fs.Args()
 	switch sub {
-	case "stats", "peek", "redrive", "purge", "result", "workers":
+	case "stats", "peek", "redrive", "purge", "result", "workers", "schedules":
 	default:
 		fmt.Fprint(w, queueUsage)
 		return fmt.Errorf("queue: unknown subcommand %q", sub)
@@ -146,6 +147,12 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 				fmt.Fprintf(w, "  %s  deliveries %d  priority %d  until %v  %s\n", p.ID, p.Deliveries, p.Priority, p.Until, strconv.Quote(string(body)))
 			}
 		})
+	case "schedules":
+		ss, err := in.Schedules(ctx, name)
+		if err != nil {
+			return err
+		}
+		return out(schedulesJSON(ss), func() { printSchedules(w, name, ss) })
 	default:
 		q, err := pc.Queue(name, &patterns.QueueOptions{Retention: *retention})
 		if err != nil {
@@ -164,6 +171,67 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 		return out(map[string]int{verb: moved}, func() {
 			fmt.Fprintf(w, "queue %s: %d dead letter(s) %s\n", name, moved, verb)
 		})
+	}
+}
+
+// scheduleJSON is a schedule as `patterns queue schedules -json` prints it.
+type scheduleJSON struct {
+	ID        string
+	Spec      string `json:",omitempty"`
+	EveryMs   int64  `json:",omitempty"`
+	TimeZone  string `json:",omitempty"`
+	Priority  int
+	Missed    string
+	CatchUpMs int64
+	Next      string // RFC 3339, "" when none
+	Last      string // RFC 3339, "" when none
+	Enqueued  int64
+	Skipped   int64
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func missedName(m patterns.ScheduleMissed) string {
+	if m == patterns.ScheduleSkip {
+		return "skip"
+	}
+	return "run-once"
+}
+
+func schedulesJSON(ss []patterns.ScheduleInfo) []scheduleJSON {
+	out := []scheduleJSON{}
+	for _, s := range ss {
+		out = append(out, scheduleJSON{s.ID, s.Spec, s.Every.Milliseconds(), s.TimeZone, int(s.Priority), missedName(s.Missed),
+			s.CatchUp.Milliseconds(), rfc3339(s.Next), rfc3339(s.Last), s.Enqueued, s.Skipped})
+	}
+	return out
+}
+
+// printSchedules prints the schedules of the queue name, one a line.
+func printSchedules(w io.Writer, name string, ss []patterns.ScheduleInfo) {
+	fmt.Fprintf(w, "queue %s: %d schedule(s)\n", name, len(ss))
+	for _, s := range ss {
+		when := s.Spec
+		if s.Every > 0 {
+			when = "every " + s.Every.String()
+		}
+		if s.TimeZone != "" {
+			when += " (" + s.TimeZone + ")"
+		}
+		next, last := rfc3339(s.Next), rfc3339(s.Last)
+		if next == "" {
+			next = "none"
+		}
+		if last == "" {
+			last = "none"
+		}
+		fmt.Fprintf(w, "  %s  %s  next %s  last %s  enqueued %d  skipped %d  missed: %s\n",
+			s.ID, strconv.Quote(when), next, last, s.Enqueued, s.Skipped, missedName(s.Missed))
 	}
 }
 

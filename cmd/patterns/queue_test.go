@@ -125,6 +125,57 @@ func TestQueueCommand(t *testing.T) {
 	}
 }
 
+// TestQueueSchedulesCommand: `patterns queue schedules` lists a
+// scheduler's schedules as the library sees them.
+func TestQueueSchedulesCommand(t *testing.T) {
+	t.Parallel()
+	srv, rdb := startProc(t)
+	url := "redis://" + srv.Addr
+	ctx := context.Background()
+	pc, err := patterns.New(rdb, &patterns.Options{Prefix: "scli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pc.Scheduler("jobs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "nightly", patterns.Schedule{Spec: "0 3 * * *", TimeZone: "Europe/Paris", Missed: patterns.ScheduleSkip}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "beat", patterns.Schedule{Every: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := queueMain(ctx, url, []string{"schedules", "-prefix", "scli", "-json", "jobs"}, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	var got []struct {
+		ID, Spec, TimeZone, Missed, Next, Last string
+		EveryMs, Enqueued                      int64
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != "beat" || got[0].EveryMs != 60000 || got[0].Missed != "run-once" || got[0].Last != "" ||
+		got[1].ID != "nightly" || got[1].Spec != "0 3 * * *" || got[1].TimeZone != "Europe/Paris" || got[1].Missed != "skip" {
+		t.Fatalf("schedules %+v", got)
+	}
+	next, err := time.Parse(time.RFC3339Nano, got[1].Next)
+	paris, _ := time.LoadLocation("Europe/Paris")
+	if err != nil || next.In(paris).Hour() != 3 {
+		t.Fatalf("next %q: %v", got[1].Next, err)
+	}
+	out.Reset()
+	if err := queueMain(ctx, url, []string{"schedules", "-prefix", "scli", "jobs"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if text := out.String(); !strings.Contains(text, "queue jobs: 2 schedule(s)") || !strings.Contains(text, `nightly  "0 3 * * * (Europe/Paris)"`) ||
+		!strings.Contains(text, "last none  enqueued 0") {
+		t.Fatalf("schedules text: %q", text)
+	}
+}
+
 // TestQueueWorkersCommand: a running worker is listed with the message it
 // runs, in text and JSON.
 func TestQueueWorkersCommand(t *testing.T) {

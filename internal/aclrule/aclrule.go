@@ -35,6 +35,7 @@ var patterns = map[string]pattern{
 	"pubsub":      {commands: []string{"publish", "subscribe", "ping"}, channels: true},
 	"idempotency": {scripts: []string{"idem_begin", "idem_end"}, commands: []string{"blpop"}},
 	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read", "stream_ack", "stream_stats"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack", "xrange"}},
+	"scheduler":   {scripts: []string{"sched", "queue"}},
 }
 
 // common are sent whatever the pattern: scripts by digest, falling back to
