@@ -191,6 +191,7 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpGroups       ObserveOperation = "groups" // Queue.Groups
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -285,7 +286,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpAckMany:     o(OutcomeAcked, OutcomeLeaseLost),
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
-			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok},
+			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpGroups: ok},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},

@@ -85,6 +85,22 @@ type QueueOptions struct {
 	//
 	// default: 0 (unlimited)
 	MaxLen int64
+
+	// GroupConcurrency is the most messages of one group
+	// (EnqueueOptions.Group) in flight at a time, across the queue's
+	// consumers: a group at the limit is skipped until one of its messages
+	// is acked, nacked or its lease runs out. See docs/queue-groups.md.
+	//
+	// default: 0 (no limit)
+	GroupConcurrency int
+
+	// GroupRate limits how often messages of one group are delivered, per
+	// group, as a token bucket (the Limiter's TokenBucket): a group whose
+	// bucket is empty is skipped until it has a token again. Redeliveries
+	// count too.
+	//
+	// default: none (the zero Limit)
+	GroupRate Limit
 }
 
 // Queue is a reliable queue: a message is delivered to one consumer at a
@@ -101,10 +117,11 @@ type QueueOptions struct {
 // on one queue share one BLPOP on :signal, which holds one connection of the
 // pool while they wait.
 type Queue struct {
-	c    *Client
-	name string
-	opt  QueueOptions
-	keys []string
+	c     *Client
+	name  string
+	opt   QueueOptions
+	keys  []string
+	group []any // dequeue's group arguments (groupArgs)
 }
 
 // Queue returns the queue named name.
@@ -150,8 +167,11 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
 	}
 	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
-		{"ready", "high"}, {"ready", "low"}, {"paused"}} {
+		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"groups"}, {"groups", "wait"}, {"groups", "count"}} {
 		q.keys = append(q.keys, c.key("q", name, s...))
+	}
+	if err := q.groupArgs(); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
@@ -187,6 +207,13 @@ type EnqueueOptions struct {
 	//
 	// default: QueuePriorityNormal
 	Priority QueuePriority
+	// Group names the message's group (a tenant, say), up to MaxIDLen
+	// bytes: the queue serves groups in turn, one message each, so a group
+	// with many messages does not delay one with few; messages without a
+	// group are served before the groups' ones. See docs/queue-groups.md.
+	//
+	// default: "" (no group)
+	Group string
 }
 
 // bad returns what is wrong with body under o, or "".
@@ -198,6 +225,8 @@ func (o *EnqueueOptions) bad(body []byte) string {
 		return fmt.Sprintf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
 	case o.Priority < QueuePriorityLow || o.Priority > QueuePriorityHigh:
 		return fmt.Sprintf("priority %d", o.Priority)
+	case len(o.Group) > MaxIDLen:
+		return fmt.Sprintf("group of %d bytes, over %d", len(o.Group), MaxIDLen)
 	}
 	return ""
 }
@@ -228,7 +257,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen)
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.Group)
 	if err != nil {
 		return "", false, err
 	}
@@ -284,7 +313,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
 	}
 	size := 0
-	args := make([]any, 0, 2+4*len(items))
+	args := make([]any, 0, 2+5*len(items))
 	args = append(args, "enqueuemany", q.opt.MaxLen)
 	for i := range items {
 		it := &items[i]
@@ -292,7 +321,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 			return nil, invalidf("item %d: %s", i, bad)
 		}
 		size += len(it.Body)
-		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority))
+		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.Group)
 	}
 	if size > maxQueueBatchBytes {
 		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)
@@ -343,7 +372,7 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n)
+	v, err := q.run(ctx, append([]any{"dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n}, q.group...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -607,11 +636,14 @@ type QueuePeek struct {
 	// has been due for that long); for one in flight, until its lease ends;
 	// 0 for a dead letter.
 	Until time.Duration
+	// Group is the message's group ("" for none).
+	Group string
 }
 
 // Peek returns up to n (at most MaxQueueBatch) messages in state without
 // taking leases, in one script call: ready ones in serving order (by
-// priority, then due time), in-flight ones by lease deadline, dead letters
+// priority, then due time; then the groups' ones, group after group in
+// their turns' order), in-flight ones by lease deadline, dead letters
 // oldest first.
 func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePeek, err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpPeek, q.name)
@@ -626,10 +658,10 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 	if err != nil {
 		return nil, err
 	}
-	if len(v)%5 != 0 || len(v)/5 > n {
+	if len(v)%6 != 0 || len(v)/6 > n {
 		return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	for i := 0; i < len(v); i += 5 {
+	for i := 0; i < len(v); i += 6 {
 		var p QueuePeek
 		p.ID, _ = v[i].(string)
 		body, _ := v[i+1].(string)
@@ -638,6 +670,7 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 		pr, _ := v[i+3].(int64)
 		ms, _ := v[i+4].(int64)
 		p.Deliveries, p.Priority, p.Until = int(d), QueuePriority(pr), time.Duration(ms)*time.Millisecond
+		p.Group, _ = v[i+5].(string)
 		ps = append(ps, p)
 	}
 	return ps, nil

@@ -12,19 +12,31 @@
 -- KEYS[7]  ready:high: as KEYS[1], high priority
 -- KEYS[8]  ready:low:  as KEYS[1], low priority
 -- KEYS[9]  paused:     exists while the queue is paused
+-- KEYS[10] groups:     sorted set group -> turn: the groups that may be served now,
+--                      in serving order (round-robin; see Groups below)
+-- KEYS[11] groups:wait: sorted set group -> ms when to look at it again
+-- KEYS[12] groups:count: hash group -> its ready messages, "" -> all groups' ones
+--                      (per group, KEYS[10]..":"..group..":ready", ":ready:high",
+--                      ":ready:low" as KEYS[1], KEYS[7], KEYS[8], ":inflight" id ->
+--                      lease deadline, ":rate" its token bucket; "g:"..id in
+--                      KEYS[3] names a message's group)
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
---          stats | peek | redrive | purgedead | pause | resume
+--          stats | peek | redrive | purgedead | pause | resume | groups
 -- ARGV[2]  retention in ms: every key's TTL, renewed on every write
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
---              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none)
--- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority per message
+--              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
+--              ARGV[8] group ("" or absent: none)
+-- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority, group per message
 -- dequeue:     ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token,
---              ARGV[6] how many messages at most (default 1)
+--              ARGV[6] how many messages at most (default 1), ARGV[7] most messages of a
+--              group in flight (0 or absent: no limit), ARGV[8..10] a group's rate limit as
+--              rl_token_bucket's c, rate, capacity for one message (rate 0 or absent: none)
 -- ack:         ARGV[3] id, ARGV[4] lease token
 -- ackmany:     id, lease token per message from ARGV[3]
 -- nack:        ARGV[3] id, ARGV[4] lease token, ARGV[5] delay ms, ARGV[6] max deliveries
 -- extend:      ARGV[3] id, ARGV[4] lease token, ARGV[5] visibility timeout ms
 -- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
+-- groups:      ARGV[3] how many groups at most
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
@@ -37,7 +49,8 @@
 -- ackmany -> {1|0, ...} per message; stats
 -- -> {ready, inflight, dead, ms since the oldest ready message was due (0:
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
--- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
+-- until due or until the lease ends (0 for dead), group, ...}; groups ->
+-- {group, ready, in flight, ms until it may be served (0: now), ...}; redrive, purgedead
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
 -- state changed, 0 if not.
 --
@@ -56,7 +69,18 @@
 -- kept) until it is redriven or purged: enqueue refuses it (-2) rather
 -- than drop the new body as a duplicate or overwrite the dead one.
 --
--- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused , enqueue 604800000 "" hello 0
+-- Groups (fair queues): a message with a group waits in its group's ready
+-- sets. Messages without a group are served first, exactly as above; what a
+-- dequeue takes beyond them comes from the groups in turn, one message per
+-- turn, the group then going to the back of the rotation (KEYS[10]). A group
+-- whose next message is not due, that has ARGV[7] messages in flight, or
+-- whose token bucket is empty leaves the rotation for KEYS[11] until the time
+-- it may be served, or until one of its messages leaves the in-flight set;
+-- due waiters rejoin the rotation at the back at the next dequeue. The rate
+-- limit runs rl_token_bucket's tb_read and tb_write (the library includes
+-- them at the include line below; run by hand, dequeue without a rate).
+--
+-- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:groups patterns:q:{demo}:groups:wait patterns:q:{demo}:groups:count , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -81,8 +105,192 @@ local function signal(n)
 end
 
 local function readyCount()
-  return redis.call('ZCARD', KEYS[7]) + redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[8])
+  return redis.call('ZCARD', KEYS[7]) + redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[8]) +
+    tonumber(redis.call('HGET', KEYS[12], '') or '0')
 end
+
+-- Groups ----------------------------------------------------------------
+-- include: rl_token_bucket token bucket
+local KG, KW, KC = KEYS[10], KEYS[11], KEYS[12]
+local function gname(s)
+  if s == nil or s == '' then return nil end
+  return s
+end
+local function gkey(g, s) return KG .. ':' .. g .. ':' .. s end
+local function gready(g, p)
+  if p == 1 then return gkey(g, 'ready:high') elseif p == -1 then return gkey(g, 'ready:low') end
+  return gkey(g, 'ready')
+end
+-- meta returns a message's priority and group (nil: none).
+local function meta(id)
+  local m = redis.call('HMGET', KEYS[3], 'p:' .. id, 'g:' .. id)
+  return tonumber(m[1] or '0'), m[2] or nil
+end
+local function gcount(g, by)
+  redis.call('HINCRBY', KC, '', by)
+  if redis.call('HINCRBY', KC, g, by) <= 0 then redis.call('HDEL', KC, g) end
+end
+-- gwake makes sure group g is looked at again by at, unless it is in the
+-- rotation already.
+local function gwake(g, at)
+  if not redis.call('ZSCORE', KG, g) then redis.call('ZADD', KW, 'LT', at, g) end
+end
+-- gadd puts id in g's ready set of priority p, due at.
+local function gadd(g, p, at, id)
+  local k = gready(g, p)
+  if redis.call('ZADD', k, at, id) == 1 then gcount(g, 1) end
+  redis.call('PEXPIRE', k, retention)
+  gwake(g, at)
+end
+-- gnew queues the new message id in group g.
+local function gnew(id, g, p, at)
+  redis.call('HSET', KEYS[3], 'g:' .. id, g)
+  gadd(g, p, at, id)
+  return 1
+end
+-- gleft is called when id of group g leaves the in-flight set: a group
+-- held back by its in-flight limit may go on.
+local function gleft(g, id)
+  if redis.call('ZREM', gkey(g, 'inflight'), id) == 1 and redis.call('HEXISTS', KC, g) == 1 then
+    gwake(g, now)
+    signal(1)
+  end
+end
+-- gextend moves the lease deadline of id in its group's in-flight set.
+local function gextend(id, at)
+  local g = redis.call('HGET', KEYS[3], 'g:' .. id)
+  if g then redis.call('ZADD', gkey(g, 'inflight'), 'XX', at, id) end
+end
+-- requeue puts id back among the ready messages, due at.
+local function requeue(id, at)
+  local p, g = meta(id)
+  if not g then return redis.call('ZADD', readyKey(p), at, id) end
+  gleft(g, id)
+  gadd(g, p, at, id)
+end
+-- unready removes id from the ready messages, returning 1 if it was there.
+local function unready(id, p, g)
+  if not g then return redis.call('ZREM', readyKey(p), id) end
+  local n = redis.call('ZREM', gready(g, p), id)
+  if n == 1 then gcount(g, -1) end
+  return n
+end
+local function gtail()
+  local last = redis.call('ZRANGE', KG, -1, -1, 'WITHSCORES')
+  if #last == 0 then return 0 end
+  return tonumber(last[2])
+end
+-- gturn gives group g its turn: it delivers g's next due message into out
+-- and moves g to the back of the rotation, or takes g out of the rotation
+-- until it may be served (not at all if it has no ready message).
+local function gturn(g, out, vis, token, limit, rc, rr, rcap)
+  local pick, from, wait
+  for _, p in ipairs({1, 0, -1}) do
+    local r = redis.call('ZRANGE', gready(g, p), 0, 0, 'WITHSCORES')
+    if #r > 0 then
+      local at = tonumber(r[2])
+      if at <= now then
+        pick, from = r[1], p
+        break
+      end
+      if not wait or at < wait then wait = at end
+    end
+  end
+  local fk = gkey(g, 'inflight')
+  if pick and limit > 0 then
+    redis.call('ZREMRANGEBYSCORE', fk, '-inf', now)
+    if redis.call('ZCARD', fk) >= limit then
+      -- Full: until its first lease ends at the latest (gleft wakes it sooner).
+      pick, wait = nil, tonumber(redis.call('ZRANGE', fk, 0, 0, 'WITHSCORES')[2])
+    end
+  end
+  local rk, e, x, d = gkey(g, 'rate')
+  if pick and rr > 0 then
+    e, x, d = tb_read(rk, now, rr)
+    if d + rc > rcap then pick, wait = nil, now + math.ceil((d + rc - rcap) / rr) end
+  end
+  if not pick then
+    redis.call('ZREM', KG, g)
+    if wait then redis.call('ZADD', KW, wait, g) end
+    return
+  end
+  if rr > 0 then tb_write(rk, now, e, x, d + rc, rr, rcap) end
+  unready(pick, from, g)
+  redis.call('ZADD', KEYS[2], now + vis, pick)
+  redis.call('ZADD', fk, now + vis, pick)
+  redis.call('PEXPIRE', fk, retention)
+  out[#out + 1] = pick
+  out[#out + 1] = redis.call('HGET', KEYS[3], pick)
+  out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. pick, 1)
+  redis.call('HSET', KEYS[3], 't:' .. pick, token)
+  redis.call('ZADD', KG, gtail() + 1, g)
+end
+-- gserve fills out up to n messages from the groups, in turn.
+local function gserve(n, out, vis, token)
+  local limit, rc, rr, rcap = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0'),
+    tonumber(ARGV[9] or '0'), tonumber(ARGV[10] or '0')
+  local due = redis.call('ZRANGEBYSCORE', KW, '-inf', now, 'LIMIT', 0, 100)
+  if #due > 0 then
+    local tail = gtail()
+    for i, g in ipairs(due) do redis.call('ZADD', KG, 'NX', tail + i, g) end
+    redis.call('ZREM', KW, unpack(due))
+  end
+  for _ = 1, n + 100 do
+    if #out >= 3 * n then break end
+    local head = redis.call('ZRANGE', KG, 0, 0)
+    if #head == 0 then break end
+    gturn(head[1], out, vis, token, limit, rc, rr, rcap)
+  end
+end
+-- gpeek adds up to n ready messages of the groups with add, the groups in
+-- the rotation first.
+local function gpeek(n, add)
+  local seen = 0
+  for _, k in ipairs({KG, KW}) do
+    for _, g in ipairs(redis.call('ZRANGE', k, 0, n - 1)) do
+      for _, p in ipairs({1, 0, -1}) do
+        local left = n - seen
+        if left <= 0 then return end
+        local r = redis.call('ZRANGE', gready(g, p), 0, left - 1, 'WITHSCORES')
+        for i = 1, #r, 2 do
+          add(r[i], tonumber(r[i + 1]) - now)
+          seen = seen + 1
+        end
+      end
+    end
+  end
+end
+-- goldest returns the earlier of oldest and the due time of the first
+-- message of the first 1000 groups.
+local function goldest(oldest)
+  for _, k in ipairs({KG, KW}) do
+    for _, g in ipairs(redis.call('ZRANGE', k, 0, 999)) do
+      for _, p in ipairs({1, 0, -1}) do
+        local first = redis.call('ZRANGE', gready(g, p), 0, 0, 'WITHSCORES')
+        if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+      end
+    end
+  end
+  return oldest
+end
+
+if op == 'groups' then
+  local out, n = {}, tonumber(ARGV[3])
+  for _, k in ipairs({KG, KW}) do
+    local r = redis.call('ZRANGE', k, 0, n - 1, 'WITHSCORES')
+    for i = 1, #r, 2 do
+      if #out >= 4 * n then return out end
+      local wait = 0
+      if k == KW then wait = math.max(tonumber(r[i + 1]) - now, 0) end
+      out[#out + 1] = r[i]
+      out[#out + 1] = tonumber(redis.call('HGET', KC, r[i]) or '0')
+      out[#out + 1] = redis.call('ZCOUNT', gkey(r[i], 'inflight'), '(' .. now, '+inf')
+      out[#out + 1] = wait
+    end
+  end
+  return out
+end
+-- End of groups ---------------------------------------------------------
 
 if op == 'stats' then
   local oldest
@@ -90,6 +298,7 @@ if op == 'stats' then
     local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
   end
+  oldest = goldest(oldest)
   local age = 0
   if oldest and oldest < now then age = now - oldest end
   return {readyCount(), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[4]), age, redis.call('EXISTS', KEYS[9])}
@@ -103,6 +312,7 @@ if op == 'peek' then
     out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0')
     out[#out + 1] = prio(id)
     out[#out + 1] = at
+    out[#out + 1] = redis.call('HGET', KEYS[3], 'g:' .. id) or ''
   end
   if which == 'dead' then
     for _, id in ipairs(redis.call('LRANGE', KEYS[4], 0, n - 1)) do add(id, 0) end
@@ -111,19 +321,21 @@ if op == 'peek' then
   local sets = levels
   if which == 'inflight' then sets = {KEYS[2]} end
   for _, k in ipairs(sets) do
-    local left = n - #out / 5
+    local left = n - #out / 6
     if left <= 0 then break end
     local r = redis.call('ZRANGE', k, 0, left - 1, 'WITHSCORES')
     for i = 1, #r, 2 do add(r[i], tonumber(r[i + 1]) - now) end
   end
+  if which == 'ready' and n > #out / 6 then gpeek(n - #out / 6, add) end
   return out
 end
 
 -- add queues one message and returns 1, or 0 if its id is pending already.
-local function add(id, body, delay, p)
+local function add(id, body, delay, p, g)
   if redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
   redis.call('HSET', KEYS[3], 'n:' .. id, 0)
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
+  if g then return gnew(id, g, p, now + delay) end
   redis.call('ZADD', readyKey(p), now + delay, id)
   return 1
 end
@@ -136,7 +348,8 @@ end
 -- KEYS[3], only a pending one is in a ready set or in flight.
 local function dead(id)
   if redis.call('HEXISTS', KEYS[3], id) == 0 then return false end
-  for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+  local _, g = meta(id)
+  for _, k in ipairs(g and {gready(g, 1), gready(g, 0), gready(g, -1), KEYS[2]} or {KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
     if redis.call('ZSCORE', k, id) then return false end
   end
   return true
@@ -150,7 +363,7 @@ if op == 'enqueue' then
   end
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
-  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'))
+  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), gname(ARGV[8]))
   signal(1)
   keep()
   return {id, 1}
@@ -158,7 +371,7 @@ end
 
 if op == 'enqueuemany' then
   local maxlen, seen, new, deads = tonumber(ARGV[3]), {}, 0, {-2}
-  for i = 4, #ARGV, 4 do
+  for i = 4, #ARGV, 5 do
     local id = ARGV[i]
     if id == '' then
       new = new + 1
@@ -174,11 +387,11 @@ if op == 'enqueuemany' then
   if #deads > 1 then return deads end
   if full(maxlen, new) then return -1 end
   local out = {}
-  for i = 4, #ARGV, 4 do
+  for i = 4, #ARGV, 5 do
     local id = ARGV[i]
     if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
     out[#out + 1] = id
-    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), gname(ARGV[i + 4]))
   end
   if new > 0 then
     signal(new)
@@ -188,6 +401,8 @@ if op == 'enqueuemany' then
 end
 
 local function bury(id)
+  local _, g = meta(id)
+  if g then gleft(g, id) end
   redis.call('RPUSH', KEYS[4], id)
   redis.call('HDEL', KEYS[3], 't:' .. id)
 end
@@ -201,7 +416,7 @@ if op == 'dequeue' then
     if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
       bury(id)
     else
-      redis.call('ZADD', readyKey(prio(id)), now, id)
+      requeue(id, now)
     end
   end
   local out = {}
@@ -217,13 +432,15 @@ if op == 'dequeue' then
       redis.call('HSET', KEYS[3], 't:' .. id, ARGV[5])
     end
   end
+  local grouped = #out < 3 * n and redis.call('EXISTS', KG, KW) > 0
+  if grouped then gserve(n, out, vis, ARGV[5]) end
   if #out == 0 then
     local wait = -1
-    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2], KW}) do
       local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
       if #first > 0 and (wait < 0 or tonumber(first[2]) - now < wait) then wait = tonumber(first[2]) - now end
     end
-    if #expired > 0 then keep() end
+    if #expired > 0 or grouped then keep() end
     return {'', math.max(wait, -1)}
   end
   keep()
@@ -245,9 +462,9 @@ if op == 'redrive' or op == 'purgedead' then
     if op == 'redrive' then
       redis.call('HSET', KEYS[3], 'n:' .. id, 0)
       redis.call('HDEL', KEYS[3], 't:' .. id)
-      redis.call('ZADD', readyKey(prio(id)), now, id)
+      requeue(id, now)
     else
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
     end
   end
   if #ids > 0 then
@@ -277,8 +494,10 @@ end
 -- message is in flight, or back in its ready set, not delivered again.
 local function ack(id, token)
   if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
-  if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(prio(id)), id) == 0 then return 0 end
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id)
+  local p, g = meta(id)
+  if redis.call('ZREM', KEYS[2], id) + unready(id, p, g) == 0 then return 0 end
+  if g then gleft(g, id) end
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
   return 1
 end
 
@@ -307,13 +526,14 @@ if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not deadline or tonumber(
 end
 if op == 'extend' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
+  gextend(id, now + tonumber(ARGV[5]))
 elseif op == 'nack' then
   redis.call('ZREM', KEYS[2], id)
   if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id)) >= tonumber(ARGV[6]) then
     bury(id)
   else
     redis.call('HDEL', KEYS[3], 't:' .. id)
-    redis.call('ZADD', readyKey(prio(id)), now + tonumber(ARGV[5]), id)
+    requeue(id, now + tonumber(ARGV[5]))
     signal(1)
   end
 else

@@ -74,6 +74,37 @@ if nk == 1 and #ARGV == 1 then
   return d2
 end
 
+-- begin: token bucket
+-- tb_read and tb_write are the bucket of one key, for this script's general
+-- path and for the queue's group rate limit (embed.go puts this section in
+-- scripts/queue.lua at its "-- include: rl_token_bucket token bucket" line).
+-- tb_read returns the key's E and X (nil X: no bucket yet) and d, how far
+-- the bucket is from full at now, for a limit of rate r.
+local function tb_read(k, now, r)
+  local v = redis.call('GET', k)
+  local e, x, d = 0, nil, 0
+  if v and #v == 16 then
+    e, x = struct.unpack('<dd', v)
+    d = (e - now) * r - x
+    if d < 0 then d = 0 end
+  end
+  return e, x, d
+end
+
+-- tb_write leaves the bucket read as e, x d2 from full (d + c of an
+-- admitted request), for a limit of rate r and capacity cap.
+local function tb_write(k, now, e, x, d2, r, cap)
+  local pr = (e - now) * r
+  if x and pr >= d2 then
+    redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
+  else
+    local ttl = math.ceil((d2 + cap) / r)
+    e = now + ttl
+    redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
+  end
+end
+-- end: token bucket
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- Several limits, Peek, or text arguments: read every bucket, decide, then
@@ -93,13 +124,7 @@ end
 local es, xs, ds, out = {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
-  local v = redis.call('GET', KEYS[i])
-  local e, x, d = 0, nil, 0
-  if v and #v == 16 then
-    e, x = struct.unpack('<dd', v)
-    d = (e - now) * rs[i] - x
-    if d < 0 then d = 0 end
-  end
+  local e, x, d = tb_read(KEYS[i], now, rs[i])
   es[i], xs[i], ds[i] = e, x, d
   if d + cs[i] > caps[i] then ok = false end
 end
@@ -108,15 +133,7 @@ for i = 1, nk do
 end
 if ok and not peek then
   for i = 1, nk do
-    local k, e, d2, r = KEYS[i], es[i], out[i], rs[i]
-    local pr = (e - now) * r
-    if xs[i] and pr >= d2 then
-      redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
-    else
-      local ttl = math.ceil((d2 + caps[i]) / r)
-      e = now + ttl
-      redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
-    end
+    tb_write(KEYS[i], now, es[i], xs[i], out[i], rs[i], caps[i])
   end
 end
 if nk == 1 then return out[1] end
