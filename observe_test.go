@@ -559,6 +559,8 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("Queue.PurgeDead", func() { _, _ = q.PurgeDead(ctx, "") }, "queue.purge-dead invalid")
 	do("Queue.Pause", func() { _, _ = q.Pause(ctx) }, "queue.pause ok")
 	do("Queue.Resume", func() { _, _ = q.Resume(ctx) }, "queue.resume ok")
+	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 10) }, "queue.groups ok")
+	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 0) }, "queue.groups invalid")
 
 	// Streams.
 	st, err := NewStreamTopic[string](c, "events", nil)

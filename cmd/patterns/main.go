@@ -65,8 +65,8 @@ func usage(w io.Writer) {
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
-  patterns queue stats|peek|redrive|purge [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
-                                      a queue's stats, messages, dead letters
+  patterns queue stats|peek|redrive|purge|groups [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+                                      a queue's stats, messages, dead letters, groups
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
 `)

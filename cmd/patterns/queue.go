@@ -13,12 +13,13 @@ import (
 	"github.com/redispatterns/patterns"
 )
 
-const queueUsage = `usage: patterns queue stats|peek|redrive|purge [flags] NAME [ID...]
+const queueUsage = `usage: patterns queue stats|peek|redrive|purge|groups [flags] NAME [ID...]
   stats NAME            counts, the age of the oldest due message, paused or not
   peek [-state S] [-n N] NAME
                         up to N messages (ready, inflight or dead) without leasing them
   redrive NAME [ID...]  dead letters back to the consumers, deliveries reset (all without ids)
   purge NAME ID...      delete dead letters; purge -all NAME deletes every one
+  groups [-n N] NAME    up to N groups with ready messages: ready, in flight, next turn
 `
 
 // cmdQueue is `patterns queue`.
@@ -41,7 +42,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	retention := fs.Duration("retention", 7*24*time.Hour, "the queue's QueueOptions.Retention (the TTL a write renews)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	state := fs.String("state", "ready", "peek: ready, inflight or dead")
-	n := fs.Int("n", 10, "peek: how many messages at most")
+	n := fs.Int("n", 10, "peek, groups: how many messages or groups at most")
 	all := fs.Bool("all", false, "purge: every dead letter")
 	tf := addTLSFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -49,7 +50,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	rest := fs.Args()
 	switch sub {
-	case "stats", "peek", "redrive", "purge":
+	case "stats", "peek", "redrive", "purge", "groups":
 	default:
 		fmt.Fprint(w, queueUsage)
 		return fmt.Errorf("queue: unknown subcommand %q", sub)
@@ -89,6 +90,8 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 		return nil
 	}
 	switch sub {
+	case "groups":
+		return queueGroups(ctx, in, name, *n, w, out)
 	case "stats":
 		st, err := in.Queue(ctx, name, 0)
 		if err != nil {
