@@ -28,7 +28,7 @@ func FuzzQueueGroups(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := QueuePriority(prio%2) // -1, 0 or 1
+		p := QueuePriority(prio % 2) // -1, 0 or 1
 		per = per%5 + 1
 		if len(g1) > MaxIDLen || len(g2) > MaxIDLen {
 			_, err := q.EnqueueMany(ctx, []QueueItem{{EnqueueOptions: EnqueueOptions{Group: g1}}, {EnqueueOptions: EnqueueOptions{Group: g2}}})
