@@ -167,7 +167,8 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
 	}
 	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
-		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"groups"}, {"groups", "wait"}, {"groups", "count"}} {
+		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"groups"}, {"groups", "wait"}, {"groups", "count"},
+		{"groups", "ready"}, {"groups", "busy"}, {"groups", "rate"}} {
 		q.keys = append(q.keys, c.key("q", name, s...))
 	}
 	if err := q.groupArgs(); err != nil {

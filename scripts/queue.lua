@@ -16,10 +16,9 @@
 --                      in serving order (round-robin; see Groups below)
 -- KEYS[11] groups:wait: sorted set group -> ms when to look at it again
 -- KEYS[12] groups:count: hash group -> its ready messages, "" -> all groups' ones
---                      (per group, KEYS[10]..":"..group..":ready", ":ready:high",
---                      ":ready:low" as KEYS[1], KEYS[7], KEYS[8], ":inflight" id ->
---                      lease deadline, ":rate" its token bucket; "g:"..id in
---                      KEYS[3] names a message's group)
+-- KEYS[13] groups:ready: sorted set of the groups' ready messages, by bytes (see Groups)
+-- KEYS[14] groups:busy: hash group -> its messages in flight
+-- KEYS[15] groups:rate: hash group -> its token bucket (as rl_token_bucket's keys hold it)
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
 --          stats | peek | redrive | purgedead | pause | resume | groups
 -- ARGV[2]  retention in ms: every key's TTL, renewed on every write
@@ -70,7 +69,7 @@
 -- than drop the new body as a duplicate or overwrite the dead one.
 --
 -- Groups (fair queues): a message with a group waits in its group's ready
--- sets. Messages without a group are served first, exactly as above; what a
+-- set. Messages without a group are served first, exactly as above; what a
 -- dequeue takes beyond them comes from the groups in turn, one message per
 -- turn, the group then going to the back of the rotation (KEYS[10]). A group
 -- whose next message is not due, that has ARGV[7] messages in flight, or
@@ -80,7 +79,7 @@
 -- limit runs rl_token_bucket's tb_read and tb_write (the library includes
 -- them at the include line below; run by hand, dequeue without a rate).
 --
--- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:groups patterns:q:{demo}:groups:wait patterns:q:{demo}:groups:count , enqueue 604800000 "" hello 0
+-- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:groups patterns:q:{demo}:groups:wait patterns:q:{demo}:groups:count patterns:q:{demo}:groups:ready patterns:q:{demo}:groups:busy patterns:q:{demo}:groups:rate , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -92,8 +91,11 @@ local function readyKey(p)
 end
 local function prio(id) return tonumber(redis.call('HGET', KEYS[3], 'p:' .. id) or '0') end
 
+local gtouched = false -- a group key was written (Groups, below): renew them too
 local function keep()
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], retention) end
+  for i = 1, #KEYS do
+    if gtouched or i < 10 or i > 15 then redis.call('PEXPIRE', KEYS[i], retention) end
+  end
 end
 
 local function signal(n)
@@ -110,119 +112,139 @@ local function readyCount()
 end
 
 -- Groups ----------------------------------------------------------------
+-- Every key is declared (KEYS[10] to KEYS[15]): a script that reached an
+-- undeclared key could stop half-way during a slot migration. A group's
+-- ready messages are members of KEYS[13], all of score 0, ordered by
+-- bytes: gk(group) (the group's length in two bytes, then the group), the
+-- priority ("0" high, "1" normal, "2" low), the due time in ms (15 digits),
+-- the id. "g:"..id in KEYS[3] holds a grouped message's member.
 -- include: rl_token_bucket token bucket
-local KG, KW, KC = KEYS[10], KEYS[11], KEYS[12]
+local KG, KW, KC, KR, KB, KT = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local gprio = {[1] = '0', [0] = '1', [-1] = '2'}
+local function gk(g) return string.char(math.floor(#g / 256), #g % 256) .. g end
+local function gmember(g, p, at, id) return gk(g) .. gprio[p] .. string.format('%015d', at) .. id end
+-- meta returns a message's priority, group (nil: none) and member of KR.
+local function meta(id)
+  local m = redis.call('HMGET', KEYS[3], 'p:' .. id, 'g:' .. id)
+  local mem = m[2]
+  if not mem then return tonumber(m[1] or '0'), nil, nil end
+  local n = mem:byte(1) * 256 + mem:byte(2)
+  return tonumber(m[1] or '0'), mem:sub(3, 2 + n), mem
+end
 local function gname(s)
   if s == nil or s == '' then return nil end
   return s
 end
-local function gkey(g, s) return KG .. ':' .. g .. ':' .. s end
-local function gready(g, p)
-  if p == 1 then return gkey(g, 'ready:high') elseif p == -1 then return gkey(g, 'ready:low') end
-  return gkey(g, 'ready')
-end
--- meta returns a message's priority and group (nil: none).
-local function meta(id)
-  local m = redis.call('HMGET', KEYS[3], 'p:' .. id, 'g:' .. id)
-  return tonumber(m[1] or '0'), m[2] or nil
-end
 local function gcount(g, by)
+  gtouched = true
   redis.call('HINCRBY', KC, '', by)
   if redis.call('HINCRBY', KC, g, by) <= 0 then redis.call('HDEL', KC, g) end
 end
 -- gwake makes sure group g is looked at again by at, unless it is in the
--- rotation already.
+-- rotation already; it reports whether g waits for its turn.
 local function gwake(g, at)
-  if not redis.call('ZSCORE', KG, g) then redis.call('ZADD', KW, 'LT', at, g) end
+  if redis.call('ZSCORE', KG, g) then return false end
+  redis.call('ZADD', KW, 'LT', at, g)
+  return true
 end
--- gadd puts id in g's ready set of priority p, due at.
+-- gadd puts id of group g among the ready messages of priority p, due at.
 local function gadd(g, p, at, id)
-  local k = gready(g, p)
-  if redis.call('ZADD', k, at, id) == 1 then gcount(g, 1) end
-  redis.call('PEXPIRE', k, retention)
+  local mem = gmember(g, p, at, id)
+  redis.call('HSET', KEYS[3], 'g:' .. id, mem)
+  if redis.call('ZADD', KR, 0, mem) == 1 then gcount(g, 1) end
   gwake(g, at)
 end
--- gnew queues the new message id in group g.
-local function gnew(id, g, p, at)
-  redis.call('HSET', KEYS[3], 'g:' .. id, g)
-  gadd(g, p, at, id)
-  return 1
+-- gleft is called when a message of group g leaves the in-flight set: a
+-- group held back by GroupConcurrency may go on.
+local function gleft(g)
+  gtouched = true
+  if redis.call('HINCRBY', KB, g, -1) <= 0 then redis.call('HDEL', KB, g) end
+  if redis.call('HEXISTS', KC, g) == 1 and gwake(g, now) then signal(1) end
 end
--- gleft is called when id of group g leaves the in-flight set: a group
--- held back by its in-flight limit may go on.
-local function gleft(g, id)
-  if redis.call('ZREM', gkey(g, 'inflight'), id) == 1 and redis.call('HEXISTS', KC, g) == 1 then
-    gwake(g, now)
-    signal(1)
-  end
-end
--- gextend moves the lease deadline of id in its group's in-flight set.
-local function gextend(id, at)
-  local g = redis.call('HGET', KEYS[3], 'g:' .. id)
-  if g then redis.call('ZADD', gkey(g, 'inflight'), 'XX', at, id) end
-end
--- requeue puts id back among the ready messages, due at.
-local function requeue(id, at)
-  local p, g = meta(id)
+-- requeue puts id back among the ready messages, due at; busy: it was in
+-- flight.
+local function requeue(id, at, busy)
+  local p, g, mem = meta(id)
   if not g then return redis.call('ZADD', readyKey(p), at, id) end
-  gleft(g, id)
+  if busy then gleft(g) end
   gadd(g, p, at, id)
 end
 -- unready removes id from the ready messages, returning 1 if it was there.
-local function unready(id, p, g)
+local function unready(id, p, g, mem)
   if not g then return redis.call('ZREM', readyKey(p), id) end
-  local n = redis.call('ZREM', gready(g, p), id)
+  local n = redis.call('ZREM', KR, mem)
   if n == 1 then gcount(g, -1) end
   return n
+end
+-- gack is ack (below) for id of group g, its token checked.
+local function gack(id, p, g, mem)
+  if redis.call('ZREM', KEYS[2], id) == 1 then
+    gleft(g)
+  elseif unready(id, p, g, mem) == 0 then
+    return 0
+  end
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
+  return 1
 end
 local function gtail()
   local last = redis.call('ZRANGE', KG, -1, -1, 'WITHSCORES')
   if #last == 0 then return 0 end
   return tonumber(last[2])
 end
+-- ghead returns the first ready member of group g at priority code pc.
+local function ghead(g, pc, n)
+  local lo = gk(g) .. pc
+  return redis.call('ZRANGEBYLEX', KR, '[' .. lo, '(' .. lo .. ':', 'LIMIT', 0, n or 1)
+end
 -- gturn gives group g its turn: it delivers g's next due message into out
 -- and moves g to the back of the rotation, or takes g out of the rotation
--- until it may be served (not at all if it has no ready message).
+-- until it may be served (for good if it has no ready message).
 local function gturn(g, out, vis, token, limit, rc, rr, rcap)
-  local pick, from, wait
-  for _, p in ipairs({1, 0, -1}) do
-    local r = redis.call('ZRANGE', gready(g, p), 0, 0, 'WITHSCORES')
-    if #r > 0 then
-      local at = tonumber(r[2])
-      if at <= now then
-        pick, from = r[1], p
-        break
+  gtouched = true
+  local pick, wait, pl
+  if redis.call('HEXISTS', KC, g) == 1 then
+    local skip = #g + 3 -- gk(g) and the priority
+    for _, pc in ipairs({'0', '1', '2'}) do
+      local r = ghead(g, pc)
+      if #r > 0 then
+        local at = tonumber(r[1]:sub(skip + 1, skip + 15))
+        if at <= now then
+          pick, pl = r[1], skip + 16
+          break
+        end
+        if not wait or at < wait then wait = at end
       end
-      if not wait or at < wait then wait = at end
     end
   end
-  local fk = gkey(g, 'inflight')
-  if pick and limit > 0 then
-    redis.call('ZREMRANGEBYSCORE', fk, '-inf', now)
-    if redis.call('ZCARD', fk) >= limit then
-      -- Full: until its first lease ends at the latest (gleft wakes it sooner).
-      pick, wait = nil, tonumber(redis.call('ZRANGE', fk, 0, 0, 'WITHSCORES')[2])
-    end
+  if pick and limit > 0 and tonumber(redis.call('HGET', KB, g) or '0') >= limit then
+    -- Full: gleft wakes it; at the latest, look again in a visibility timeout.
+    pick, wait = nil, now + vis
   end
-  local rk, e, x, d = gkey(g, 'rate')
+  local e, x, d
   if pick and rr > 0 then
-    e, x, d = tb_read(rk, now, rr)
+    e, x, d = tb_state(redis.call('HGET', KT, g), now, rr)
     if d + rc > rcap then pick, wait = nil, now + math.ceil((d + rc - rcap) / rr) end
   end
   if not pick then
     redis.call('ZREM', KG, g)
-    if wait then redis.call('ZADD', KW, wait, g) end
+    if wait then
+      redis.call('ZADD', KW, wait, g)
+    elseif rr > 0 then
+      local _, _, dd = tb_state(redis.call('HGET', KT, g), now, rr)
+      if dd == 0 then redis.call('HDEL', KT, g) end -- a full bucket is no bucket
+    end
     return
   end
-  if rr > 0 then tb_write(rk, now, e, x, d + rc, rr, rcap) end
-  unready(pick, from, g)
-  redis.call('ZADD', KEYS[2], now + vis, pick)
-  redis.call('ZADD', fk, now + vis, pick)
-  redis.call('PEXPIRE', fk, retention)
-  out[#out + 1] = pick
-  out[#out + 1] = redis.call('HGET', KEYS[3], pick)
-  out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. pick, 1)
-  redis.call('HSET', KEYS[3], 't:' .. pick, token)
+  if rr > 0 then redis.call('HSET', KT, g, (tb_next(now, e, x, d + rc, rr, rcap))) end
+  local id = pick:sub(pl)
+  redis.call('ZREM', KR, pick)
+  gcount(g, -1)
+  redis.call('HINCRBY', KB, g, 1)
+  redis.call('ZADD', KEYS[2], now + vis, id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id)
+  out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
+  redis.call('HSET', KEYS[3], 't:' .. id, token)
   redis.call('ZADD', KG, gtail() + 1, g)
 end
 -- gserve fills out up to n messages from the groups, in turn.
@@ -231,6 +253,7 @@ local function gserve(n, out, vis, token)
     tonumber(ARGV[9] or '0'), tonumber(ARGV[10] or '0')
   local due = redis.call('ZRANGEBYSCORE', KW, '-inf', now, 'LIMIT', 0, 100)
   if #due > 0 then
+    gtouched = true
     local tail = gtail()
     for i, g in ipairs(due) do redis.call('ZADD', KG, 'NX', tail + i, g) end
     redis.call('ZREM', KW, unpack(due))
@@ -248,12 +271,10 @@ local function gpeek(n, add)
   local seen = 0
   for _, k in ipairs({KG, KW}) do
     for _, g in ipairs(redis.call('ZRANGE', k, 0, n - 1)) do
-      for _, p in ipairs({1, 0, -1}) do
-        local left = n - seen
-        if left <= 0 then return end
-        local r = redis.call('ZRANGE', gready(g, p), 0, left - 1, 'WITHSCORES')
-        for i = 1, #r, 2 do
-          add(r[i], tonumber(r[i + 1]) - now)
+      for _, pc in ipairs({'0', '1', '2'}) do
+        if seen >= n then return end
+        for _, mem in ipairs(ghead(g, pc, n - seen)) do
+          add(mem:sub(#g + 19), tonumber(mem:sub(#g + 4, #g + 18)) - now)
           seen = seen + 1
         end
       end
@@ -265,9 +286,12 @@ end
 local function goldest(oldest)
   for _, k in ipairs({KG, KW}) do
     for _, g in ipairs(redis.call('ZRANGE', k, 0, 999)) do
-      for _, p in ipairs({1, 0, -1}) do
-        local first = redis.call('ZRANGE', gready(g, p), 0, 0, 'WITHSCORES')
-        if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+      for _, pc in ipairs({'0', '1', '2'}) do
+        local r = ghead(g, pc)
+        if #r > 0 then
+          local at = tonumber(r[1]:sub(#g + 4, #g + 18))
+          if not oldest or at < oldest then oldest = at end
+        end
       end
     end
   end
@@ -284,7 +308,7 @@ if op == 'groups' then
       if k == KW then wait = math.max(tonumber(r[i + 1]) - now, 0) end
       out[#out + 1] = r[i]
       out[#out + 1] = tonumber(redis.call('HGET', KC, r[i]) or '0')
-      out[#out + 1] = redis.call('ZCOUNT', gkey(r[i], 'inflight'), '(' .. now, '+inf')
+      out[#out + 1] = tonumber(redis.call('HGET', KB, r[i]) or '0')
       out[#out + 1] = wait
     end
   end
@@ -312,7 +336,8 @@ if op == 'peek' then
     out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0')
     out[#out + 1] = prio(id)
     out[#out + 1] = at
-    out[#out + 1] = redis.call('HGET', KEYS[3], 'g:' .. id) or ''
+    local _, g = meta(id)
+    out[#out + 1] = g or ''
   end
   if which == 'dead' then
     for _, id in ipairs(redis.call('LRANGE', KEYS[4], 0, n - 1)) do add(id, 0) end
@@ -335,7 +360,10 @@ local function add(id, body, delay, p, g)
   if redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
   redis.call('HSET', KEYS[3], 'n:' .. id, 0)
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
-  if g then return gnew(id, g, p, now + delay) end
+  if g then
+    gadd(g, p, now + delay, id)
+    return 1
+  end
   redis.call('ZADD', readyKey(p), now + delay, id)
   return 1
 end
@@ -348,8 +376,9 @@ end
 -- KEYS[3], only a pending one is in a ready set or in flight.
 local function dead(id)
   if redis.call('HEXISTS', KEYS[3], id) == 0 then return false end
-  local _, g = meta(id)
-  for _, k in ipairs(g and {gready(g, 1), gready(g, 0), gready(g, -1), KEYS[2]} or {KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+  local _, g, mem = meta(id)
+  if g then return not redis.call('ZSCORE', KR, mem) and not redis.call('ZSCORE', KEYS[2], id) end
+  for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
     if redis.call('ZSCORE', k, id) then return false end
   end
   return true
@@ -402,7 +431,7 @@ end
 
 local function bury(id)
   local _, g = meta(id)
-  if g then gleft(g, id) end
+  if g then gleft(g) end
   redis.call('RPUSH', KEYS[4], id)
   redis.call('HDEL', KEYS[3], 't:' .. id)
 end
@@ -416,7 +445,7 @@ if op == 'dequeue' then
     if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
       bury(id)
     else
-      requeue(id, now)
+      requeue(id, now, true)
     end
   end
   local out = {}
@@ -494,9 +523,9 @@ end
 -- message is in flight, or back in its ready set, not delivered again.
 local function ack(id, token)
   if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
-  local p, g = meta(id)
-  if redis.call('ZREM', KEYS[2], id) + unready(id, p, g) == 0 then return 0 end
-  if g then gleft(g, id) end
+  local p, g, mem = meta(id)
+  if g then return gack(id, p, g, mem) end
+  if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(p), id) == 0 then return 0 end
   redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
   return 1
 end
@@ -526,14 +555,13 @@ if redis.call('HGET', KEYS[3], 't:' .. id) ~= token or not deadline or tonumber(
 end
 if op == 'extend' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
-  gextend(id, now + tonumber(ARGV[5]))
 elseif op == 'nack' then
   redis.call('ZREM', KEYS[2], id)
   if tonumber(redis.call('HGET', KEYS[3], 'n:' .. id)) >= tonumber(ARGV[6]) then
     bury(id)
   else
     redis.call('HDEL', KEYS[3], 't:' .. id)
-    requeue(id, now + tonumber(ARGV[5]))
+    requeue(id, now + tonumber(ARGV[5]), true)
     signal(1)
   end
 else

@@ -75,13 +75,13 @@ if nk == 1 and #ARGV == 1 then
 end
 
 -- begin: token bucket
--- tb_read and tb_write are the bucket of one key, for this script's general
--- path and for the queue's group rate limit (embed.go puts this section in
+-- tb_state and tb_next are the bucket's arithmetic, apart from where it is
+-- kept: this script's general path keeps it in a key, the queue's group
+-- rate limit in a hash field (embed.go puts this section in
 -- scripts/queue.lua at its "-- include: rl_token_bucket token bucket" line).
--- tb_read returns the key's E and X (nil X: no bucket yet) and d, how far
--- the bucket is from full at now, for a limit of rate r.
-local function tb_read(k, now, r)
-  local v = redis.call('GET', k)
+-- tb_state reads a stored value v (nil or anything else: no bucket yet) as
+-- E, X and d, how far the bucket is from full at now, for a limit of rate r.
+local function tb_state(v, now, r)
   local e, x, d = 0, nil, 0
   if v and #v == 16 then
     e, x = struct.unpack('<dd', v)
@@ -91,17 +91,15 @@ local function tb_read(k, now, r)
   return e, x, d
 end
 
--- tb_write leaves the bucket read as e, x d2 from full (d + c of an
--- admitted request), for a limit of rate r and capacity cap.
-local function tb_write(k, now, e, x, d2, r, cap)
+-- tb_next returns the value to store for a bucket read as e, x and left d2
+-- from full (d + c of an admitted request), for a limit of rate r and
+-- capacity cap, and its new E, or nil when E stays (KEEPTTL).
+local function tb_next(now, e, x, d2, r, cap)
   local pr = (e - now) * r
-  if x and pr >= d2 then
-    redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
-  else
-    local ttl = math.ceil((d2 + cap) / r)
-    e = now + ttl
-    redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
-  end
+  if x and pr >= d2 then return struct.pack('<dd', e, pr - d2), nil end
+  local ttl = math.ceil((d2 + cap) / r)
+  e = now + ttl
+  return struct.pack('<dd', e, ttl * r - d2), e
 end
 -- end: token bucket
 
@@ -124,7 +122,7 @@ end
 local es, xs, ds, out = {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
-  local e, x, d = tb_read(KEYS[i], now, rs[i])
+  local e, x, d = tb_state(redis.call('GET', KEYS[i]), now, rs[i])
   es[i], xs[i], ds[i] = e, x, d
   if d + cs[i] > caps[i] then ok = false end
 end
@@ -133,7 +131,12 @@ for i = 1, nk do
 end
 if ok and not peek then
   for i = 1, nk do
-    tb_write(KEYS[i], now, es[i], xs[i], out[i], rs[i], caps[i])
+    local v, e = tb_next(now, es[i], xs[i], out[i], rs[i], caps[i])
+    if e then
+      redis.call('SET', KEYS[i], v, 'PXAT', e)
+    else
+      redis.call('SET', KEYS[i], v, 'KEEPTTL')
+    end
   end
 end
 if nk == 1 then return out[1] end
