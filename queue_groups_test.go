@@ -14,6 +14,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// The fault batteries (restart, network, ACL) run a grouped queue with
+// both group limits: enqueue in two groups, dequeue and ack.
+func init() {
+	moreFaultOps = append(moreFaultOps, func(t testing.TB, c *Client) []faultOp {
+		q, err := c.Queue("fault-fair", &QueueOptions{Visibility: time.Second, Retention: time.Hour,
+			GroupConcurrency: 4, GroupRate: Limit{Rate: 100000, Period: time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n atomic.Int64
+		return []faultOp{{name: "queue-groups", run: func(ctx context.Context) error {
+			g := fmt.Sprint("tenant", n.Add(1)%2)
+			if _, _, err := q.Enqueue(ctx, []byte(g), &EnqueueOptions{Group: g}); err != nil {
+				return err
+			}
+			ms, _, err := q.tryDequeue(ctx, 2)
+			if err != nil || len(ms) == 0 {
+				return err
+			}
+			_, err = q.AckMany(ctx, ms)
+			return err
+		}}}
+	})
+}
+
 // drainOrder takes every due message with TryDequeue and acks it, returning
 // the bodies in delivery order.
 func drainOrder(t *testing.T, q *Queue) []string {

@@ -141,3 +141,57 @@ func fairRun(b *testing.B, q *patterns.Queue, withGroups bool, big, small, small
 	}
 	return d, worst, done
 }
+
+// BenchmarkQueuePlainPath moves messages without a group through a queue,
+// one Enqueue, TryDequeue and Ack each, and reports what the server spent:
+// the microseconds per script call (INFO commandstats) and the Redis
+// commands the scripts ran per message (every command but EVALSHA, a count
+// that does not depend on the machine's load). Run it on two versions of
+// the library to compare their plain paths:
+//
+//	cd bench && go test -run '^$' -bench BenchmarkQueuePlainPath -benchtime 5000x
+func BenchmarkQueuePlainPath(b *testing.B) {
+	ctx := context.Background()
+	rdb, pc := benchRedis(b)
+	q, err := pc.Queue("plain", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte("a message body of some forty bytes......")
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := q.Enqueue(ctx, body, nil); err != nil {
+			b.Fatal(err)
+		}
+		m, _, err := q.TryDequeue(ctx)
+		if err != nil || m == nil {
+			b.Fatal(m, err)
+		}
+		if err := m.Ack(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cmds int64
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
+		name, stats, _ := strings.Cut(rest, ":")
+		if !ok || name == "evalsha" || name == "eval" || name == "config|resetstat" || name == "info" {
+			continue
+		}
+		var calls int64
+		if _, err := fmt.Sscanf(stats, "calls=%d", &calls); err != nil {
+			b.Fatalf("INFO commandstats: %q: %v", line, err)
+		}
+		cmds += calls
+	}
+	b.ReportMetric(serverUsecPerCall(b, rdb, "evalsha"), "srv-us/call")
+	b.ReportMetric(float64(cmds)/float64(b.N), "cmds/msg")
+}
