@@ -118,11 +118,200 @@ end
 -- bytes: gk(group) (the group's length in two bytes, then the group), the
 -- priority ("0" high, "1" normal, "2" low), the due time in ms (15 digits),
 -- the id. "g:"..id in KEYS[3] holds a grouped message's member.
--- include: rl_token_bucket token bucket
 local KG, KW, KC, KR, KB, KT = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local gprio = {[1] = '0', [0] = '1', [-1] = '2'}
-local function gk(g) return string.char(math.floor(#g / 256), #g % 256) .. g end
-local function gmember(g, p, at, id) return gk(g) .. gprio[p] .. string.format('%015d', at) .. id end
+-- groups returns the group functions, made on its first call: a function
+-- defined in a script is made anew on every call, and the plain path (no
+-- group) makes none of these.
+local G
+local function groups()
+  if G then return G end
+-- include: rl_token_bucket token bucket
+  local gprio = {[1] = '0', [0] = '1', [-1] = '2'}
+  local function gk(g) return string.char(math.floor(#g / 256), #g % 256) .. g end
+  local function gmember(g, p, at, id) return gk(g) .. gprio[p] .. string.format('%015d', at) .. id end
+  local function gcount(g, by)
+    gtouched = true
+    redis.call('HINCRBY', KC, '', by)
+    if redis.call('HINCRBY', KC, g, by) <= 0 then redis.call('HDEL', KC, g) end
+  end
+  -- gwake makes sure group g is looked at again by at, unless it is in the
+  -- rotation already; it reports whether g waits for its turn.
+  local function gwake(g, at)
+    if redis.call('ZSCORE', KG, g) then return false end
+    redis.call('ZADD', KW, 'LT', at, g)
+    return true
+  end
+  -- gadd puts id of group g among the ready messages of priority p, due at.
+  local function gadd(g, p, at, id)
+    local mem = gmember(g, p, at, id)
+    redis.call('HSET', KEYS[3], 'g:' .. id, mem)
+    if redis.call('ZADD', KR, 0, mem) == 1 then gcount(g, 1) end
+    gwake(g, at)
+  end
+  -- gleft is called when a message of group g leaves the in-flight set: a
+  -- group held back by GroupConcurrency may go on.
+  local function gleft(g)
+    gtouched = true
+    if redis.call('HINCRBY', KB, g, -1) <= 0 then redis.call('HDEL', KB, g) end
+    if redis.call('HEXISTS', KC, g) == 1 and gwake(g, now) then signal(1) end
+  end
+  -- grequeue is requeue (below) for id of group g.
+  local function grequeue(id, p, g, at, busy)
+    if busy then gleft(g) end
+    gadd(g, p, at, id)
+  end
+  -- unready removes id from the ready messages, returning 1 if it was there.
+  local function unready(id, p, g, mem)
+    if not g then return redis.call('ZREM', readyKey(p), id) end
+    local n = redis.call('ZREM', KR, mem)
+    if n == 1 then gcount(g, -1) end
+    return n
+  end
+  -- gack is ack (below) for id of group g, its token checked.
+  local function gack(id, p, g, mem)
+    if redis.call('ZREM', KEYS[2], id) == 1 then
+      gleft(g)
+    elseif unready(id, p, g, mem) == 0 then
+      return 0
+    end
+    redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
+    return 1
+  end
+  local function gtail()
+    local last = redis.call('ZRANGE', KG, -1, -1, 'WITHSCORES')
+    if #last == 0 then return 0 end
+    return tonumber(last[2])
+  end
+  -- ghead returns the first ready member of group g at priority code pc.
+  local function ghead(g, pc, n)
+    local lo = gk(g) .. pc
+    return redis.call('ZRANGEBYLEX', KR, '[' .. lo, '(' .. lo .. ':', 'LIMIT', 0, n or 1)
+  end
+  -- gturn gives group g its turn: it delivers g's next due message into out
+  -- and moves g to the back of the rotation, or takes g out of the rotation
+  -- until it may be served (for good if it has no ready message).
+  local function gturn(g, out, vis, token, limit, rc, rr, rcap)
+    gtouched = true
+    local pick, wait, pl
+    if redis.call('HEXISTS', KC, g) == 1 then
+      local skip = #g + 3 -- gk(g) and the priority
+      for _, pc in ipairs({'0', '1', '2'}) do
+        local r = ghead(g, pc)
+        if #r > 0 then
+          local at = tonumber(r[1]:sub(skip + 1, skip + 15))
+          if at <= now then
+            pick, pl = r[1], skip + 16
+            break
+          end
+          if not wait or at < wait then wait = at end
+        end
+      end
+    end
+    if pick and limit > 0 and tonumber(redis.call('HGET', KB, g) or '0') >= limit then
+      -- Full: gleft wakes it; at the latest, look again in a visibility timeout.
+      pick, wait = nil, now + vis
+    end
+    local e, x, d
+    if pick and rr > 0 then
+      e, x, d = tb_state(redis.call('HGET', KT, g), now, rr)
+      if d + rc > rcap then pick, wait = nil, now + math.ceil((d + rc - rcap) / rr) end
+    end
+    if not pick then
+      redis.call('ZREM', KG, g)
+      if wait then
+        redis.call('ZADD', KW, wait, g)
+      elseif rr > 0 then
+        local _, _, dd = tb_state(redis.call('HGET', KT, g), now, rr)
+        if dd == 0 then redis.call('HDEL', KT, g) end -- a full bucket is no bucket
+      end
+      return
+    end
+    if rr > 0 then redis.call('HSET', KT, g, (tb_next(now, e, x, d + rc, rr, rcap))) end
+    local id = pick:sub(pl)
+    redis.call('ZREM', KR, pick)
+    gcount(g, -1)
+    redis.call('HINCRBY', KB, g, 1)
+    redis.call('ZADD', KEYS[2], now + vis, id)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[3], id)
+    out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
+    redis.call('HSET', KEYS[3], 't:' .. id, token)
+    redis.call('ZADD', KG, gtail() + 1, g)
+  end
+  -- gserve fills out up to n messages from the groups, in turn.
+  local function gserve(n, out, vis, token)
+    local limit, rc, rr, rcap = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0'),
+      tonumber(ARGV[9] or '0'), tonumber(ARGV[10] or '0')
+    local due = redis.call('ZRANGEBYSCORE', KW, '-inf', now, 'LIMIT', 0, 100)
+    if #due > 0 then
+      gtouched = true
+      local tail = gtail()
+      for i, g in ipairs(due) do redis.call('ZADD', KG, 'NX', tail + i, g) end
+      redis.call('ZREM', KW, unpack(due))
+    end
+    for _ = 1, n + 100 do
+      if #out >= 3 * n then break end
+      local head = redis.call('ZRANGE', KG, 0, 0)
+      if #head == 0 then break end
+      gturn(head[1], out, vis, token, limit, rc, rr, rcap)
+    end
+  end
+  -- gpeek adds up to n ready messages of the groups with add, the groups in
+  -- the rotation first.
+  local function gpeek(n, add)
+    local seen = 0
+    for _, k in ipairs({KG, KW}) do
+      for _, g in ipairs(redis.call('ZRANGE', k, 0, n - 1)) do
+        for _, pc in ipairs({'0', '1', '2'}) do
+          if seen >= n then return end
+          for _, mem in ipairs(ghead(g, pc, n - seen)) do
+            add(mem:sub(#g + 19), tonumber(mem:sub(#g + 4, #g + 18)) - now)
+            seen = seen + 1
+          end
+        end
+      end
+    end
+  end
+  -- goldest returns the earlier of oldest and the due time of the first
+  -- message of the first 1000 groups.
+  local function goldest(oldest)
+    for _, k in ipairs({KG, KW}) do
+      for _, g in ipairs(redis.call('ZRANGE', k, 0, 999)) do
+        for _, pc in ipairs({'0', '1', '2'}) do
+          local r = ghead(g, pc)
+          if #r > 0 then
+            local at = tonumber(r[1]:sub(#g + 4, #g + 18))
+            if not oldest or at < oldest then oldest = at end
+          end
+        end
+      end
+    end
+    return oldest
+  end
+
+  -- glist is op groups.
+  local function glist(n)
+    local out = {}
+    for _, k in ipairs({KG, KW}) do
+      local r = redis.call('ZRANGE', k, 0, n - 1, 'WITHSCORES')
+      for i = 1, #r, 2 do
+        if #out >= 4 * n then return out end
+        local wait = 0
+        if k == KW then wait = math.max(tonumber(r[i + 1]) - now, 0) end
+        out[#out + 1] = r[i]
+        out[#out + 1] = tonumber(redis.call('HGET', KC, r[i]) or '0')
+        out[#out + 1] = tonumber(redis.call('HGET', KB, r[i]) or '0')
+        out[#out + 1] = wait
+      end
+    end
+    return out
+  end
+  G = {gadd = gadd, gleft = gleft, grequeue = grequeue, gack = gack, gserve = gserve,
+    gpeek = gpeek, goldest = goldest, glist = glist}
+  return G
+end
+
+if op == 'groups' then return groups().glist(tonumber(ARGV[3])) end
 -- meta returns a message's priority, group (nil: none) and member of KR.
 local function meta(id)
   local m = redis.call('HMGET', KEYS[3], 'p:' .. id, 'g:' .. id)
@@ -131,188 +320,12 @@ local function meta(id)
   local n = mem:byte(1) * 256 + mem:byte(2)
   return tonumber(m[1] or '0'), mem:sub(3, 2 + n), mem
 end
-local function gname(s)
-  if s == nil or s == '' then return nil end
-  return s
-end
-local function gcount(g, by)
-  gtouched = true
-  redis.call('HINCRBY', KC, '', by)
-  if redis.call('HINCRBY', KC, g, by) <= 0 then redis.call('HDEL', KC, g) end
-end
--- gwake makes sure group g is looked at again by at, unless it is in the
--- rotation already; it reports whether g waits for its turn.
-local function gwake(g, at)
-  if redis.call('ZSCORE', KG, g) then return false end
-  redis.call('ZADD', KW, 'LT', at, g)
-  return true
-end
--- gadd puts id of group g among the ready messages of priority p, due at.
-local function gadd(g, p, at, id)
-  local mem = gmember(g, p, at, id)
-  redis.call('HSET', KEYS[3], 'g:' .. id, mem)
-  if redis.call('ZADD', KR, 0, mem) == 1 then gcount(g, 1) end
-  gwake(g, at)
-end
--- gleft is called when a message of group g leaves the in-flight set: a
--- group held back by GroupConcurrency may go on.
-local function gleft(g)
-  gtouched = true
-  if redis.call('HINCRBY', KB, g, -1) <= 0 then redis.call('HDEL', KB, g) end
-  if redis.call('HEXISTS', KC, g) == 1 and gwake(g, now) then signal(1) end
-end
 -- requeue puts id back among the ready messages, due at; busy: it was in
 -- flight.
 local function requeue(id, at, busy)
-  local p, g, mem = meta(id)
+  local p, g = meta(id)
   if not g then return redis.call('ZADD', readyKey(p), at, id) end
-  if busy then gleft(g) end
-  gadd(g, p, at, id)
-end
--- unready removes id from the ready messages, returning 1 if it was there.
-local function unready(id, p, g, mem)
-  if not g then return redis.call('ZREM', readyKey(p), id) end
-  local n = redis.call('ZREM', KR, mem)
-  if n == 1 then gcount(g, -1) end
-  return n
-end
--- gack is ack (below) for id of group g, its token checked.
-local function gack(id, p, g, mem)
-  if redis.call('ZREM', KEYS[2], id) == 1 then
-    gleft(g)
-  elseif unready(id, p, g, mem) == 0 then
-    return 0
-  end
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
-  return 1
-end
-local function gtail()
-  local last = redis.call('ZRANGE', KG, -1, -1, 'WITHSCORES')
-  if #last == 0 then return 0 end
-  return tonumber(last[2])
-end
--- ghead returns the first ready member of group g at priority code pc.
-local function ghead(g, pc, n)
-  local lo = gk(g) .. pc
-  return redis.call('ZRANGEBYLEX', KR, '[' .. lo, '(' .. lo .. ':', 'LIMIT', 0, n or 1)
-end
--- gturn gives group g its turn: it delivers g's next due message into out
--- and moves g to the back of the rotation, or takes g out of the rotation
--- until it may be served (for good if it has no ready message).
-local function gturn(g, out, vis, token, limit, rc, rr, rcap)
-  gtouched = true
-  local pick, wait, pl
-  if redis.call('HEXISTS', KC, g) == 1 then
-    local skip = #g + 3 -- gk(g) and the priority
-    for _, pc in ipairs({'0', '1', '2'}) do
-      local r = ghead(g, pc)
-      if #r > 0 then
-        local at = tonumber(r[1]:sub(skip + 1, skip + 15))
-        if at <= now then
-          pick, pl = r[1], skip + 16
-          break
-        end
-        if not wait or at < wait then wait = at end
-      end
-    end
-  end
-  if pick and limit > 0 and tonumber(redis.call('HGET', KB, g) or '0') >= limit then
-    -- Full: gleft wakes it; at the latest, look again in a visibility timeout.
-    pick, wait = nil, now + vis
-  end
-  local e, x, d
-  if pick and rr > 0 then
-    e, x, d = tb_state(redis.call('HGET', KT, g), now, rr)
-    if d + rc > rcap then pick, wait = nil, now + math.ceil((d + rc - rcap) / rr) end
-  end
-  if not pick then
-    redis.call('ZREM', KG, g)
-    if wait then
-      redis.call('ZADD', KW, wait, g)
-    elseif rr > 0 then
-      local _, _, dd = tb_state(redis.call('HGET', KT, g), now, rr)
-      if dd == 0 then redis.call('HDEL', KT, g) end -- a full bucket is no bucket
-    end
-    return
-  end
-  if rr > 0 then redis.call('HSET', KT, g, (tb_next(now, e, x, d + rc, rr, rcap))) end
-  local id = pick:sub(pl)
-  redis.call('ZREM', KR, pick)
-  gcount(g, -1)
-  redis.call('HINCRBY', KB, g, 1)
-  redis.call('ZADD', KEYS[2], now + vis, id)
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[3], id)
-  out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
-  redis.call('HSET', KEYS[3], 't:' .. id, token)
-  redis.call('ZADD', KG, gtail() + 1, g)
-end
--- gserve fills out up to n messages from the groups, in turn.
-local function gserve(n, out, vis, token)
-  local limit, rc, rr, rcap = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0'),
-    tonumber(ARGV[9] or '0'), tonumber(ARGV[10] or '0')
-  local due = redis.call('ZRANGEBYSCORE', KW, '-inf', now, 'LIMIT', 0, 100)
-  if #due > 0 then
-    gtouched = true
-    local tail = gtail()
-    for i, g in ipairs(due) do redis.call('ZADD', KG, 'NX', tail + i, g) end
-    redis.call('ZREM', KW, unpack(due))
-  end
-  for _ = 1, n + 100 do
-    if #out >= 3 * n then break end
-    local head = redis.call('ZRANGE', KG, 0, 0)
-    if #head == 0 then break end
-    gturn(head[1], out, vis, token, limit, rc, rr, rcap)
-  end
-end
--- gpeek adds up to n ready messages of the groups with add, the groups in
--- the rotation first.
-local function gpeek(n, add)
-  local seen = 0
-  for _, k in ipairs({KG, KW}) do
-    for _, g in ipairs(redis.call('ZRANGE', k, 0, n - 1)) do
-      for _, pc in ipairs({'0', '1', '2'}) do
-        if seen >= n then return end
-        for _, mem in ipairs(ghead(g, pc, n - seen)) do
-          add(mem:sub(#g + 19), tonumber(mem:sub(#g + 4, #g + 18)) - now)
-          seen = seen + 1
-        end
-      end
-    end
-  end
-end
--- goldest returns the earlier of oldest and the due time of the first
--- message of the first 1000 groups.
-local function goldest(oldest)
-  for _, k in ipairs({KG, KW}) do
-    for _, g in ipairs(redis.call('ZRANGE', k, 0, 999)) do
-      for _, pc in ipairs({'0', '1', '2'}) do
-        local r = ghead(g, pc)
-        if #r > 0 then
-          local at = tonumber(r[1]:sub(#g + 4, #g + 18))
-          if not oldest or at < oldest then oldest = at end
-        end
-      end
-    end
-  end
-  return oldest
-end
-
-if op == 'groups' then
-  local out, n = {}, tonumber(ARGV[3])
-  for _, k in ipairs({KG, KW}) do
-    local r = redis.call('ZRANGE', k, 0, n - 1, 'WITHSCORES')
-    for i = 1, #r, 2 do
-      if #out >= 4 * n then return out end
-      local wait = 0
-      if k == KW then wait = math.max(tonumber(r[i + 1]) - now, 0) end
-      out[#out + 1] = r[i]
-      out[#out + 1] = tonumber(redis.call('HGET', KC, r[i]) or '0')
-      out[#out + 1] = tonumber(redis.call('HGET', KB, r[i]) or '0')
-      out[#out + 1] = wait
-    end
-  end
-  return out
+  groups().grequeue(id, p, g, at, busy)
 end
 -- End of groups ---------------------------------------------------------
 
@@ -322,7 +335,7 @@ if op == 'stats' then
     local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
   end
-  oldest = goldest(oldest)
+  if redis.call('EXISTS', KG, KW) > 0 then oldest = groups().goldest(oldest) end
   local age = 0
   if oldest and oldest < now then age = now - oldest end
   return {readyCount(), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[4]), age, redis.call('EXISTS', KEYS[9])}
@@ -351,7 +364,7 @@ if op == 'peek' then
     local r = redis.call('ZRANGE', k, 0, left - 1, 'WITHSCORES')
     for i = 1, #r, 2 do add(r[i], tonumber(r[i + 1]) - now) end
   end
-  if which == 'ready' and n > #out / 6 then gpeek(n - #out / 6, add) end
+  if which == 'ready' and n > #out / 6 then groups().gpeek(n - #out / 6, add) end
   return out
 end
 
@@ -361,7 +374,7 @@ local function add(id, body, delay, p, g)
   redis.call('HSET', KEYS[3], 'n:' .. id, 0)
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
   if g then
-    gadd(g, p, now + delay, id)
+    groups().gadd(g, p, now + delay, id)
     return 1
   end
   redis.call('ZADD', readyKey(p), now + delay, id)
@@ -392,7 +405,7 @@ if op == 'enqueue' then
   end
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
-  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), gname(ARGV[8]))
+  add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), ARGV[8] ~= '' and ARGV[8] or nil)
   signal(1)
   keep()
   return {id, 1}
@@ -420,7 +433,7 @@ if op == 'enqueuemany' then
     local id = ARGV[i]
     if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
     out[#out + 1] = id
-    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), gname(ARGV[i + 4]))
+    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4] ~= '' and ARGV[i + 4] or nil)
   end
   if new > 0 then
     signal(new)
@@ -431,7 +444,7 @@ end
 
 local function bury(id)
   local _, g = meta(id)
-  if g then gleft(g) end
+  if g then groups().gleft(g) end
   redis.call('RPUSH', KEYS[4], id)
   redis.call('HDEL', KEYS[3], 't:' .. id)
 end
@@ -462,7 +475,7 @@ if op == 'dequeue' then
     end
   end
   local grouped = #out < 3 * n and redis.call('EXISTS', KG, KW) > 0
-  if grouped then gserve(n, out, vis, ARGV[5]) end
+  if grouped then groups().gserve(n, out, vis, ARGV[5]) end
   if #out == 0 then
     local wait = -1
     for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2], KW}) do
@@ -524,7 +537,7 @@ end
 local function ack(id, token)
   if redis.call('HGET', KEYS[3], 't:' .. id) ~= token then return 0 end
   local p, g, mem = meta(id)
-  if g then return gack(id, p, g, mem) end
+  if g then return groups().gack(id, p, g, mem) end
   if redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', readyKey(p), id) == 0 then return 0 end
   redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'g:' .. id)
   return 1
