@@ -478,7 +478,7 @@ if op == 'dequeue' then
   if grouped then groups().gserve(n, out, vis, ARGV[5]) end
   if #out == 0 then
     local wait = -1
-    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2], KW}) do
+    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2], grouped and KW or nil}) do
       local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
       if #first > 0 and (wait < 0 or tonumber(first[2]) - now < wait) then wait = tonumber(first[2]) - now end
     end
