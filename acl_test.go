@@ -221,6 +221,40 @@ func TestACL(t *testing.T) {
 		if _, err := sg.Read(ctx, 10, 20*time.Millisecond); err != nil {
 			t.Error("blocking stream group read:", err)
 		}
+		// Dead letters: a nack to them, listed, redriven, read again
+		// (claimed past MaxDeliveries by stream_read), counted, purged; a
+		// read that removes idle consumers.
+		dg, err := st.Group(ctx, "dead", "w1", &StreamGroupOptions{FromStart: true, MaxDeliveries: 1, ClaimTimeout: time.Millisecond, ConsumerIdle: time.Millisecond})
+		if err != nil {
+			t.Fatal("stream group:", err)
+		}
+		if msgs, err := dg.Read(ctx, 1, 0); err != nil || len(msgs) != 1 {
+			t.Fatalf("stream group read: %d messages, %v", len(msgs), err)
+		} else if dead, err := dg.Nack(ctx, msgs[0].ID, errors.New("poison")); err != nil || !dead {
+			t.Errorf("stream nack: %v, %v", dead, err)
+		}
+		if d, err := dg.DeadLetters(ctx, 10); err != nil || len(d) != 1 {
+			t.Errorf("stream dead letters: %d, %v", len(d), err)
+		}
+		if n, err := dg.Redrive(ctx); err != nil || n != 1 {
+			t.Errorf("stream redrive: %d, %v", n, err)
+		}
+		if _, err := dg.Read(ctx, 10, 0); err != nil {
+			t.Error("stream group read:", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if _, err := dg.Read(ctx, 10, 0); err != nil {
+			t.Error("stream group read past MaxDeliveries:", err)
+		}
+		if s, err := dg.Stats(ctx); err != nil || s.Dead != 1 {
+			t.Errorf("stream stats: %+v, %v", s, err)
+		}
+		if _, err := dg.PurgeDead(ctx); err != nil {
+			t.Error("stream purge:", err)
+		}
+		if _, err := c.Inspector().Stream(ctx, "acl-stream"); err != nil {
+			t.Error("inspect stream:", err)
+		}
 
 		// WAIT: a lock write acknowledged by replicas (ErrNotReplicated is
 		// an answer; NOPERM is not).

@@ -39,6 +39,7 @@ import (
 type coalescing struct {
 	redis.UniversalClient
 	cluster *redis.ClusterClient // nil unless rdb is one
+	d       *dialect             // EVALSHA (nil) or FCALL: see dialect
 	one     *coalescer           // the queue of a single server (or Ring)
 	nodes   sync.Map             // *redis.Client (a cluster master) → *coalescer
 
@@ -281,7 +282,7 @@ func (q *coalescer) send(batch []*pcall) {
 			}
 			continue
 		}
-		p.cmd = newEvalCmd(ctx, p.line)
+		p.cmd = newEvalCmd(ctx, q.co.d.line(p.s, p.line))
 		_ = pr.Process(ctx, onceCmd{p.cmd})
 	}
 	if pipe != nil {
@@ -289,20 +290,28 @@ func (q *coalescer) send(batch []*pcall) {
 	}
 	var again []*pcall
 	for _, p := range live {
-		if p.s != nil && p.line != nil && isNoScript(p.cmd.Err()) {
+		if p.line != nil && q.co.d.missing(p.s, p.cmd.Err()) {
 			again = append(again, p)
+		}
+	}
+	if len(again) > 0 {
+		if err := q.co.d.restore(ctx, again[0].s); err != nil {
+			for _, p := range again {
+				p.cmd.SetErr(err)
+			}
+			return
 		}
 	}
 	switch len(again) {
 	case 0:
 	case 1:
 		p := again[0]
-		p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+		p.cmd = newEvalCmd(ctx, q.co.d.resend(p.s, p.line))
 		_ = process(ctx, q.co.UniversalClient, p.cmd)
 	default:
 		pipe = q.co.Pipeline()
 		for _, p := range again {
-			p.cmd = newEvalCmd(ctx, p.s.evalArgs(p.line))
+			p.cmd = newEvalCmd(ctx, q.co.d.resend(p.s, p.line))
 			_ = pipe.Process(ctx, onceCmd{p.cmd})
 		}
 		_, _ = pipe.Exec(ctx)

@@ -142,11 +142,17 @@ func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any)
 	if co, ok := rdb.(*coalescing); ok {
 		return co.run(ctx, s, evalsha)
 	}
+	d := dialectOf(rdb)
 	for attempt := 1; ; attempt++ {
-		cmd := newEvalCmd(ctx, evalsha)
+		cmd := newEvalCmd(ctx, d.line(s, evalsha))
 		_ = process(ctx, rdb, cmd)
-		if isNoScript(cmd.Err()) {
-			cmd = newEvalCmd(ctx, s.evalArgs(evalsha))
+		if d.missing(s, cmd.Err()) {
+			line, err := d.again(ctx, s, evalsha)
+			if err != nil {
+				cmd.SetErr(err)
+				return cmd
+			}
+			cmd = newEvalCmd(ctx, line)
 			_ = process(ctx, rdb, cmd)
 		}
 		if !retryNotRun(ctx, cmd.Err(), attempt) {
@@ -157,7 +163,7 @@ func (s *script) runArgs(ctx context.Context, rdb redis.Scripter, evalsha []any)
 
 // Retries of a script call whose reply proves it did not run. Every script
 // call goes through retryNotRun: single calls, batches (runBatch), the
-// coalescer's queue, the foreign scripts of onceScripter and runReplicated.
+// coalescer's queue, and runReplicated.
 const (
 	// scriptAttempts bounds the sends of one call, the first included.
 	scriptAttempts = 24
@@ -173,7 +179,9 @@ const (
 // command was not run and may succeed on a later try: "MOVED" and "ASK" (the
 // slot is, or is being, served by another node), "TRYAGAIN" (a multi-key call
 // during a slot migration, with its keys split between the two nodes) and
-// "CLUSTERDOWN" (the slot has no node for now). It returns "" for anything
+// "CLUSTERDOWN" (the slot has no node for now), and "FUNCTION" for FCALL's
+// "Function not found" that persists after the library was loaded (a
+// replica that has not received it yet). It returns "" for anything
 // else, nil, a network error or a timeout included: those may come after the
 // script ran, so the call must never be sent again.
 func notRunReply(err error) string {
@@ -189,6 +197,9 @@ func notRunReply(err error) string {
 		if rest, ok := strings.CutPrefix(msg, kind); ok && (rest == "" || rest[0] == ' ') {
 			return kind
 		}
+	}
+	if isFunctionNotFound(err) {
+		return "FUNCTION"
 	}
 	return ""
 }
@@ -262,39 +273,6 @@ func process(ctx context.Context, rdb redis.Scripter, cmd *redis.Cmd) error {
 	return p.Process(ctx, onceCmd{cmd})
 }
 
-// onceScripter is rdb for a library that runs scripts of its own
-// (redis_rate, behind GCRA): its EVAL and EVALSHA are sent as onceCmds, at
-// most once, like the package's scripts; everything else goes to rdb as is.
-// With coalescing (co set) they go through its queue.
-type onceScripter struct {
-	redis.UniversalClient
-	co *coalescing
-}
-
-// Eval runs EVAL at most once.
-func (o onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return o.once(ctx, "eval", script, keys, args)
-}
-
-// EvalSha runs EVALSHA at most once.
-func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return o.once(ctx, "evalsha", sha1, keys, args)
-}
-
-func (o onceScripter) once(ctx context.Context, verb, body string, keys []string, args []any) *redis.Cmd {
-	line := evalLine(verb, body, keys, args)
-	if o.co != nil {
-		return o.co.run(ctx, nil, line)
-	}
-	for attempt := 1; ; attempt++ {
-		cmd := newEvalCmd(ctx, line)
-		_ = process(ctx, o.UniversalClient, cmd)
-		if !retryNotRun(ctx, cmd.Err(), attempt) {
-			return cmd
-		}
-	}
-}
-
 // call is one script invocation of a batch; runBatch sets cmd.
 type call struct {
 	script *script
@@ -342,27 +320,35 @@ func (c *Client) runBatch(ctx context.Context, calls []call) error {
 	return nil
 }
 
-// sendBatch sends the calls of index pending in one pipeline with EVALSHA,
-// then those answered NOSCRIPT with EVAL in a second one.
+// sendBatch sends the calls of index pending in one pipeline with EVALSHA
+// (or FCALL, see dialect), then those answered NOSCRIPT (function not found)
+// with EVAL (FCALL, once the library is loaded) in a second one.
 func (c *Client) sendBatch(ctx context.Context, calls []call, pending []int) {
+	d := dialectOf(c.scr)
 	pipe := c.rdb.Pipeline()
 	for _, i := range pending {
-		calls[i].cmd = newEvalCmd(ctx, calls[i].line)
+		calls[i].cmd = newEvalCmd(ctx, d.line(calls[i].script, calls[i].line))
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, _ = pipe.Exec(ctx)
 	var again []int
 	for _, i := range pending {
-		if isNoScript(calls[i].cmd.Err()) {
+		if d.missing(calls[i].script, calls[i].cmd.Err()) {
 			again = append(again, i)
 		}
 	}
 	if len(again) == 0 {
 		return
 	}
+	if err := d.restore(ctx, calls[again[0]].script); err != nil {
+		for _, i := range again {
+			calls[i].cmd.SetErr(err)
+		}
+		return
+	}
 	pipe = c.rdb.Pipeline()
 	for _, i := range again {
-		calls[i].cmd = newEvalCmd(ctx, calls[i].script.evalArgs(calls[i].line))
+		calls[i].cmd = newEvalCmd(ctx, d.resend(calls[i].script, calls[i].line))
 		_ = pipe.Process(ctx, onceCmd{calls[i].cmd})
 	}
 	_, _ = pipe.Exec(ctx)
@@ -396,7 +382,7 @@ func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, tim
 			}
 			node = n
 		}
-		cmd, acked, err := runWithWait(ctx, node, s, line, askAt != "", replicas, timeout)
+		cmd, acked, err := runWithWait(ctx, dialectOf(c.scr), node, s, line, askAt != "", replicas, timeout)
 		askAt = ""
 		if cmd == nil || !retryNotRun(ctx, cmd.Err(), attempt) {
 			return cmd, acked, err
@@ -414,14 +400,18 @@ func (c *Client) runReplicated(ctx context.Context, s *script, replicas int, tim
 	}
 }
 
-// runWithWait sends the script (with EVALSHA, then EVAL on NOSCRIPT) and
-// WAIT in one pipeline to node, after ASKING when asking.
-func runWithWait(ctx context.Context, node redis.UniversalClient, s *script, line []any, asking bool, replicas int, timeout time.Duration) (*redis.Cmd, int64, error) {
-	for _, verb := range []string{"evalsha", "eval"} {
+// runWithWait sends the script (with EVALSHA, then EVAL on NOSCRIPT; or
+// FCALL, see dialect) and WAIT in one pipeline to node, after ASKING when
+// asking.
+func runWithWait(ctx context.Context, d *dialect, node redis.UniversalClient, s *script, line []any, asking bool, replicas int, timeout time.Duration) (*redis.Cmd, int64, error) {
+	for try := 0; try < 2; try++ {
 		pipe := node.Pipeline()
-		cmdLine := line
-		if verb == "eval" {
-			cmdLine = s.evalArgs(line)
+		cmdLine := d.line(s, line)
+		if try > 0 {
+			var err error
+			if cmdLine, err = d.again(ctx, s, line); err != nil {
+				return nil, 0, err
+			}
 		}
 		if asking {
 			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "asking"))
@@ -431,7 +421,7 @@ func runWithWait(ctx context.Context, node redis.UniversalClient, s *script, lin
 		wait := redis.NewIntCmd(ctx, "wait", replicas, timeout.Milliseconds())
 		_ = pipe.Process(ctx, wait)
 		_, _ = pipe.Exec(ctx)
-		if isNoScript(cmd.Err()) {
+		if d.missing(s, cmd.Err()) {
 			continue
 		}
 		if err := cmd.Err(); err != nil {

@@ -56,3 +56,28 @@ func ExampleLimiter_Middleware() {
 	// 200 0 false
 	// 429 0 true
 }
+
+func ExampleLimiterOptions_denyLocally() {
+	ctx := context.Background()
+	pc := exampleClient("ratelimit-local")
+	// Floods are denied in this process until the RetryAfter Redis gave;
+	// while Redis cannot be reached, each of 4 processes admits a quarter of
+	// the limit.
+	limiter, err := pc.Limiter("api", &patterns.LimiterOptions{DenyLocally: true, FallbackInstances: 4})
+	if err != nil {
+		panic(err)
+	}
+	defer limiter.Reset(ctx, "user:42", patterns.PerMinute(2))
+	for i := 0; i < 4; i++ {
+		res, err := limiter.Allow(ctx, "user:42", patterns.PerMinute(2))
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("allowed=%t local=%t\n", res.Allowed, res.Local)
+	}
+	// Output:
+	// allowed=true local=false
+	// allowed=true local=false
+	// allowed=false local=false
+	// allowed=false local=true
+}

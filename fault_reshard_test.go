@@ -202,6 +202,35 @@ func TestFaultReshard(t *testing.T) {
 		})
 	}
 
+	// A calendar quota, and a token bucket whose limit alternates between
+	// two rates (a changed limit keeps its tokens): neither passes the
+	// larger.
+	var quotaAdmitted, flipAdmitted atomic.Int64
+	quota, err := c.Limiter("rl-quota", &LimiterOptions{Algorithm: FixedWindow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip, err := c.Limiter("rl-flip", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop(1, func(_, i int) {
+		ctx, cancel := callCtx()
+		defer cancel()
+		res, err := quota.Allow(ctx, "k", PerCalendarMonth(limit, time.UTC))
+		if tally.record("limiter calendar", err) && res.Allowed {
+			quotaAdmitted.Add(1)
+		}
+		l := lim
+		if i%2 == 1 {
+			l = Limit{Rate: limit / 2, Period: lim.Period}
+		}
+		res, err = flip.Allow(ctx, "k", l)
+		if tally.record("limiter changing", err) && res.Allowed {
+			flipAdmitted.Add(1)
+		}
+	})
+
 	// Locks, single and multi: a critical section counts who is inside it;
 	// a second holder is an overlap. Single locks also check their fencing
 	// tokens grow.
@@ -295,8 +324,9 @@ func TestFaultReshard(t *testing.T) {
 		}
 	})
 
-	// Queue: every enqueued id must be acked exactly once.
-	q, err := c.Queue("q", &QueueOptions{Visibility: time.Minute})
+	// Queue: every enqueued id must be acked exactly once, its result and
+	// its reservation kept (checked after the run).
+	q, err := c.Queue("q", &QueueOptions{Visibility: time.Minute, ResultRetention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +337,7 @@ func TestFaultReshard(t *testing.T) {
 		ctx, cancel := callCtx()
 		defer cancel()
 		// A third without a group, the others in two groups (fair queues).
-		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), &EnqueueOptions{Group: []string{"", "g1", "g2"}[i%3]})
+		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), &EnqueueOptions{UniqueFor: time.Hour, Group: []string{"", "g1", "g2"}[i%3]})
 		if tally.record("queue", err) {
 			qmu.Lock()
 			enqueued[id] = true
@@ -319,7 +349,7 @@ func TestFaultReshard(t *testing.T) {
 		if err != nil || m == nil {
 			return false, err
 		}
-		err = m.Ack(ctx)
+		err = m.Complete(ctx, m.Body)
 		if err == nil {
 			qmu.Lock()
 			acked[m.ID]++
@@ -435,6 +465,33 @@ func TestFaultReshard(t *testing.T) {
 		}
 	})
 
+	// Stream group that gives up at once (MaxDeliveries 1): every entry it
+	// reads is nacked to its dead letters, each once (a read or nack whose
+	// reply was lost: the entry is claimed after the ClaimTimeout and dead
+	// then).
+	dg, err := topic.Group(context.Background(), "dl", "w", &StreamGroupOptions{FromStart: true, MaxDeliveries: 1, ClaimTimeout: time.Second, DeadMaxLen: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadOnce := func(ctx context.Context) (int, error) {
+		msgs, err := dg.Read(ctx, 100, 0)
+		if !tally.record("stream dead letters", err) {
+			return 0, err
+		}
+		for _, m := range msgs {
+			_, err := dg.Nack(ctx, m.ID, errors.New("poison"))
+			tally.record("stream dead letters", err)
+		}
+		return len(msgs), nil
+	}
+	loop(1, func(_, _ int) {
+		ctx, cancel := callCtx()
+		defer cancel()
+		if n, _ := deadOnce(ctx); n == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+
 	// Reshard while the loops run, for the run time and at least two
 	// rounds over the slots.
 	rs := &resharder{cl: cl, rdb: rdb, prefix: c.prefix}
@@ -484,7 +541,41 @@ func TestFaultReshard(t *testing.T) {
 			break
 		}
 	}
-	var lost, dup, streamLost, streamDup int
+	// The dead-letter group: until every entry is dead (some may wait for
+	// the ClaimTimeout).
+	var deadLetters []StreamDeadLetter[int]
+	for ctx.Err() == nil {
+		n, err := deadOnce(ctx)
+		if err == nil && n == 0 {
+			if st, err := dg.Stats(ctx); err == nil && st.Pending == 0 && st.Lag == 0 {
+				deadLetters, err = dg.DeadLetters(ctx, 1_000_000)
+				tally.record("stream dead letters", err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	deadSeen := map[string]int{}
+	for _, d := range deadLetters {
+		deadSeen[d.EntryID]++
+	}
+	var lost, dup, streamLost, streamDup, resultsLost, unreserved int
+	checked := 0
+	for id := range acked {
+		if checked == 200 || ctx.Err() != nil {
+			break
+		}
+		checked++
+		r, err := q.Result(ctx, id)
+		if err != nil || r.State != QueueJobCompleted || len(r.Result) == 0 {
+			resultsLost++
+			t.Logf("Result(%s) = %+v %v", id, r, err)
+		}
+		if _, queued, err := q.Enqueue(ctx, []byte("again"), &EnqueueOptions{ID: id}); queued || err != nil {
+			unreserved++
+			t.Logf("Enqueue(%s) again = %v %v", id, queued, err)
+		}
+	}
 	for id := range enqueued {
 		if acked[id] == 0 {
 			lost++
@@ -503,6 +594,17 @@ func TestFaultReshard(t *testing.T) {
 	for _, n := range read {
 		if n > 1 {
 			streamDup++
+		}
+	}
+	var deadLost, deadDup int
+	for id := range published {
+		if deadSeen[id] == 0 {
+			deadLost++
+		}
+	}
+	for _, n := range deadSeen {
+		if n > 1 {
+			deadDup++
 		}
 	}
 
@@ -533,9 +635,18 @@ func TestFaultReshard(t *testing.T) {
 			t.Errorf("limiter %s admitted %d, over its limit of %d", algo, admitted[ai].Load(), limit)
 		}
 	}
+	t.Logf("queue records: %d checked, %d results lost, %d reservations lost", checked, resultsLost, unreserved)
+	t.Logf("calendar quota: admitted %d of %d; changing limit: admitted %d of %d", quotaAdmitted.Load(), limit, flipAdmitted.Load(), limit)
+	if quotaAdmitted.Load() > limit || flipAdmitted.Load() > limit {
+		t.Errorf("calendar quota admitted %d, changing limit %d, over %d", quotaAdmitted.Load(), flipAdmitted.Load(), limit)
+	}
 	t.Logf("overlapping locks %d, semaphore over-admission %d, queue: %d enqueued, %d lost, %d acked twice; stream: %d published, %d lost, %d read twice; idempotency: %d ran twice, %d not replayed; sessions lost %d",
 		overlaps.Load(), semOver.Load(), len(enqueued), lost, dup, len(published), streamLost, streamDup, idemTwice.Load(), idemNotReplayed.Load(), sessLost.Load())
-	if overlaps.Load() != 0 || semOver.Load() != 0 || lost != 0 || dup != 0 || streamLost != 0 || streamDup != 0 ||
+	t.Logf("stream dead letters: %d entries dead, %d published not dead, %d dead twice", len(deadLetters), deadLost, deadDup)
+	if deadLost != 0 || deadDup != 0 {
+		t.Error("a stream entry was lost or dead twice while slots moved")
+	}
+	if overlaps.Load() != 0 || semOver.Load() != 0 || lost != 0 || dup != 0 || streamLost != 0 || streamDup != 0 || resultsLost != 0 || unreserved != 0 ||
 		idemTwice.Load() != 0 || idemNotReplayed.Load() != 0 || sessLost.Load() != 0 {
 		t.Error("a guarantee broke while slots moved (figures above)")
 	}

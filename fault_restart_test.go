@@ -79,6 +79,13 @@ func faultOps(t testing.TB, c *Client) []faultOp {
 		return err
 	})
 
+	quota, err := c.Limiter("api-quota", &LimiterOptions{Algorithm: FixedWindow})
+	must(err)
+	add("rl-calendar", func(ctx context.Context) error {
+		_, err := quota.Allow(ctx, "fault-rl", PerCalendarMonth(1_000_000, time.UTC), big)
+		return err
+	})
+
 	cache, err := NewCache[string](c, "fault-cache", &CacheOptions{FailClosed: true, TTL: time.Minute})
 	must(err)
 	var cacheN atomic.Int64
@@ -178,7 +185,8 @@ func faultKind(err error) string {
 	case errors.Is(err, ErrUnexpectedReply), errors.Is(err, ErrInvalidArgument):
 		return "other"
 	case errors.Is(err, ErrNotObtained), errors.Is(err, ErrNotHeld), errors.Is(err, ErrSessionNotFound),
-		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrCacheNotFound):
+		errors.Is(err, ErrQueueLeaseLost), errors.Is(err, ErrNotOnBoard), errors.Is(err, ErrCacheNotFound),
+		errors.Is(err, ErrStreamNotPending):
 		return "sentinel"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "context"

@@ -46,6 +46,9 @@ type netFault struct {
 	// stall is set: the commands do not reach the server at all (the
 	// connections stay open, so a client waits for its read timeout).
 	stall bool
+	// refuse makes the server unreachable: open connections are cut at
+	// their next request, new ones at once, and nothing reaches the server.
+	refuse bool
 }
 
 func newFaultProxy(t testing.TB, upstream string) *faultProxy {
@@ -114,6 +117,11 @@ func (p *faultProxy) serve() {
 			c.Close()
 			continue
 		}
+		if f := p.fault.Load(); f != nil && f.refuse {
+			c.Close()
+			u.Close()
+			continue
+		}
 		if !p.track(c, u) {
 			c.Close()
 			u.Close()
@@ -140,6 +148,9 @@ func (p *faultProxy) requests(c, u net.Conn) {
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
+		}
+		if f := p.fault.Load(); n > 0 && f != nil && f.refuse {
+			return
 		}
 		if n > 0 {
 			if _, werr := u.Write(buf[:n]); werr != nil {

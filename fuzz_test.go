@@ -505,7 +505,6 @@ func FuzzPatternsOnCluster(f *testing.F) {
 		seen := 0
 		var mu sync.Mutex
 		err = rdb.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			// GCRA keys carry redis_rate's own "rate:" in front of the prefix.
 			iter := node.Scan(ctx, 0, "*"+c.prefix+":*", 1000).Iterator()
 			for iter.Next(ctx) {
 				k := iter.Val()

@@ -260,10 +260,15 @@ func forEachPrimary(ctx context.Context, rdb redis.UniversalClient, fn func(ctx 
 // PATTERNS_COALESCE=1: the fault batteries and the rest then run coalesced.
 var coalesceTests = os.Getenv("PATTERNS_COALESCE") == "1"
 
+// functionsTests runs the Clients of newClient with Options.Functions when
+// PATTERNS_FUNCTIONS=1: every pattern test then calls the Functions library
+// with FCALL instead of EVALSHA, and must get the same results.
+var functionsTests = os.Getenv("PATTERNS_FUNCTIONS") == "1"
+
 func newClient(t testing.TB, rdb redis.UniversalClient, longLived ...func(key string) bool) *Client {
 	t.Helper()
 	prefix := uniquePrefix(t)
-	c, err := New(rdb, &Options{Prefix: prefix, Coalesce: coalesceTests})
+	c, err := New(rdb, &Options{Prefix: prefix, Coalesce: coalesceTests, Functions: functionsTests})
 	if err != nil {
 		t.Fatal(err)
 	}

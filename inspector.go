@@ -982,9 +982,11 @@ type StreamGroupInfo struct {
 	Name      string // the group's name
 	Consumers int64  // consumers known to the group
 	Pending   int64  // delivered, not acknowledged
-	// Lag is how many entries the group has yet to read; -1 when Redis
-	// cannot tell.
+	// Lag is how many entries the group has yet to read (as
+	// StreamGroup.Stats counts it).
 	Lag int64
+	// Dead counts the group's dead letters.
+	Dead int64
 }
 
 // StreamInfo is the state of a stream topic.
@@ -1009,9 +1011,58 @@ func (in *Inspector) Stream(ctx context.Context, name string) (StreamInfo, error
 	}
 	si := StreamInfo{Name: name, Length: n.Val(), TTL: ttlOf(ttl)}
 	for _, g := range groups.Val() { // no stream: no groups
-		si.Groups = append(si.Groups, StreamGroupInfo{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag})
+		gi := StreamGroupInfo{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag}
+		// The lag counted when the server has none, and the dead letters.
+		st, ok, err := streamStats(ctx, in.c, k, streamDeadKey(in.c, name, g.Name), g.Name)
+		if err != nil {
+			return StreamInfo{}, fmt.Errorf("patterns: inspect stream: %w", err)
+		}
+		if ok {
+			gi.Lag, gi.Dead = st.Lag, st.Dead
+		}
+		si.Groups = append(si.Groups, gi)
 	}
 	return si, nil
+}
+
+// StreamDeadInfo is a dead letter of a stream topic's group.
+type StreamDeadInfo struct {
+	ID         string // the dead letter's id in the dead-letter stream
+	EntryID    string // the entry's id in the topic
+	Deliveries int    // how many times it was delivered
+	LastError  string // the last error given to Nack, "" when none
+	Size       int    // the size of the entry's encoded value, in bytes
+}
+
+// StreamDeadLetters reads up to n dead letters, oldest first, of the group
+// of the stream topic name (StreamGroup.DeadLetters): their ids, delivery
+// counts, last errors and sizes, not their values.
+func (in *Inspector) StreamDeadLetters(ctx context.Context, name, group string, n int) ([]StreamDeadInfo, error) {
+	if err := checkID("stream topic name", name); err != nil {
+		return nil, err
+	}
+	if err := checkID("stream group name", group); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, invalidf("count %d: want at least 1", n)
+	}
+	ms, err := in.c.rdb.XRangeN(ctx, streamDeadKey(in.c, name, group), "-", "+", int64(n)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("patterns: inspect stream dead letters: %w", err)
+	}
+	out := make([]StreamDeadInfo, 0, len(ms))
+	for _, m := range ms {
+		d := StreamDeadInfo{ID: m.ID}
+		d.EntryID, _ = m.Values["id"].(string)
+		d.LastError, _ = m.Values["err"].(string)
+		cnt, _ := m.Values["n"].(string)
+		d.Deliveries, _ = strconv.Atoi(cnt)
+		v, _ := m.Values["d"].(string)
+		d.Size = len(v)
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // LimiterInfo is the state of one limit of a rate limiter for one key.
@@ -1020,7 +1071,7 @@ type LimiterInfo struct {
 	RedisKey  string
 	Limiter   string        // the limiter's name
 	Algorithm Algorithm     // the limiter's algorithm
-	Limit     Limit         // the limit (rate, period, burst), read from the key
+	Limit     Limit         // the limit (rate, period, burst) the key was last written under; a calendar quota's Location is not stored (nil)
 	TTL       time.Duration // the key's TTL left
 	// Used is what the limit counts now: events in the window (FixedWindow,
 	// SlidingWindowLog), the estimate over the last period (SlidingWindow),
@@ -1049,25 +1100,23 @@ func (in *Inspector) RateLimits(ctx context.Context, key string) ([]LimiterInfo,
 		}
 		return iter.Err()
 	}
-	for _, pre := range []string{tagged, "rate:" + tagged} { // GCRA's keys: redis_rate puts "rate:" first
-		var err error
-		if cl, ok := in.c.rdb.(*redis.ClusterClient); ok {
-			var m *redis.Client
-			if m, err = cl.MasterForKey(ctx, pre); err == nil {
-				err = scan(m, pre)
-			}
-		} else {
-			nodes, perr := in.primaries(ctx)
-			err = perr
-			for _, n := range nodes {
-				if err == nil {
-					err = scan(n, pre)
-				}
+	var err error
+	if cl, ok := in.c.rdb.(*redis.ClusterClient); ok {
+		var m *redis.Client
+		if m, err = cl.MasterForKey(ctx, tagged); err == nil {
+			err = scan(m, tagged)
+		}
+	} else {
+		nodes, perr := in.primaries(ctx)
+		err = perr
+		for _, n := range nodes {
+			if err == nil {
+				err = scan(n, tagged)
 			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("patterns: inspect rate limits: %w", err)
-		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("patterns: inspect rate limits: %w", err)
 	}
 	slices.Sort(found)
 	out := make([]LimiterInfo, 0, len(found))
@@ -1083,12 +1132,14 @@ func (in *Inspector) RateLimits(ctx context.Context, key string) ([]LimiterInfo,
 	return out, nil
 }
 
-// rateLimit decodes one limit's key, prefix:rl:{id}:NAME:ALGO:RATE:PERIODms[:BURST]
-// (Limiter.limitArgs), from what its algorithm's script stores.
+// rateLimit decodes one limit's key, prefix:rl:{id}:NAME:ALGO:PERIODms[:K]
+// or, for a calendar quota, prefix:rl:{id}:NAME:fw:day|month[:K]
+// (Limiter.limitKey), from what its algorithm's script stores, the limit's
+// rate (and burst) included.
 func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool, error) {
-	_, _, rest, ok := in.ParseKey(strings.TrimPrefix(k, "rate:"))
+	_, _, rest, ok := in.ParseKey(k)
 	parts := strings.Split(rest, ":")
-	if !ok || len(parts) < 4 {
+	if !ok || len(parts) < 3 || len(parts) > 4 {
 		return LimiterInfo{}, false, nil
 	}
 	li := LimiterInfo{RedisKey: k, Limiter: unescapeKeyPart(parts[0])}
@@ -1097,16 +1148,19 @@ func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool
 			li.Algorithm = a
 		}
 	}
-	rate, err1 := strconv.Atoi(parts[2])
-	periodMs, err2 := strconv.ParseInt(parts[3], 10, 64)
-	if li.Algorithm == 0 || err1 != nil || err2 != nil || rate < 1 || periodMs < 1 {
+	periodMs, err := strconv.ParseInt(parts[2], 10, 64)
+	for u, name := range calendarNames {
+		if parts[2] == name && li.Algorithm == FixedWindow {
+			// A calendar quota (its Location is not stored): the key
+			// expires at the end of the period under way.
+			li.Limit.Calendar, periodMs, err = u, 1, nil
+		}
+	}
+	if li.Algorithm == 0 || err != nil || periodMs < 1 {
 		return LimiterInfo{}, false, nil
 	}
-	li.Limit = Limit{Rate: rate, Period: time.Duration(periodMs) * time.Millisecond, Burst: rate}
-	if len(parts) >= 5 {
-		if li.Limit.Burst, err1 = strconv.Atoi(parts[4]); err1 != nil || li.Limit.Burst < 1 {
-			return LimiterInfo{}, false, nil
-		}
+	if li.Limit.Calendar == 0 {
+		li.Limit.Period = time.Duration(periodMs) * time.Millisecond
 	}
 	clock, err := in.serverTime(ctx, k)
 	if err != nil {
@@ -1134,70 +1188,91 @@ func (in *Inspector) rateLimit(ctx context.Context, k string) (LimiterInfo, bool
 	}
 	li.TTL = ttl
 	ms := ttl.Milliseconds()
-	full := li.Limit.capacity(li.Algorithm)
-	var v string
+	var v []byte
 	if get != nil {
-		v = get.Val()
+		v = []byte(get.Val())
+	}
+	f := func(i int) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(v[8*i:])) }
+	rate := func(r float64) bool { // sets the limit's rate and burst
+		if r < 1 || r > maxScaled || r != math.Trunc(r) {
+			return false
+		}
+		li.Limit.Rate, li.Limit.Burst = int(r), int(r)
+		return true
 	}
 	switch li.Algorithm {
 	case FixedWindow:
-		// rl_fixed_window.lua: the window's count; expires when it ends.
-		li.Used, _ = strconv.Atoi(v)
+		// rl_fixed_window.lua: the window's count and the rate; expires
+		// when the window ends.
+		if len(v) != 16 || !rate(f(1)) {
+			return LimiterInfo{}, false, nil
+		}
+		li.Used = int(f(0))
 		if li.Used > 0 {
 			li.ResetAfter = ttl
 		}
 	case SlidingWindowLog:
+		// The newest member ends with the rate it was admitted under.
+		z := newest.Val()
+		if len(z) != 1 {
+			return LimiterInfo{}, false, nil
+		}
+		m, _ := z[0].Member.(string)
+		r, err := strconv.ParseFloat(m[strings.LastIndexByte(m, ':')+1:], 64)
+		if err != nil || !rate(r) {
+			return LimiterInfo{}, false, nil
+		}
 		li.Used = int(count.Val())
-		if z := newest.Val(); li.Used > 0 && len(z) == 1 {
+		if li.Used > 0 {
 			li.ResetAfter = ceilMsOf(z[0].Score/1000 + float64(periodMs) - float64(now))
 		}
 	case SlidingWindow:
-		// rl_sliding_window.lua: c and p, two doubles; the key expires when
-		// the window after c's ends.
-		if len(v) == 16 {
-			c := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v)))
-			prev := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[8:])))
-			elapsed := 2*periodMs - ms
-			if ms <= periodMs { // the next window: c is the previous one's
-				c, prev, elapsed = 0, c, periodMs-ms
-			}
-			li.Used = int(math.Ceil(prev*float64(periodMs-elapsed)/float64(periodMs)) + c)
-			switch {
-			case c > 0:
-				li.ResetAfter = time.Duration(2*periodMs-elapsed) * time.Millisecond
-			case prev > 0:
-				li.ResetAfter = time.Duration(periodMs-elapsed) * time.Millisecond
-			}
+		// rl_sliding_window.lua: c, p and the rate, three doubles; the key
+		// expires when the window after c's ends.
+		if len(v) != 24 || !rate(f(2)) {
+			return LimiterInfo{}, false, nil
+		}
+		c, prev := f(0), f(1)
+		elapsed := 2*periodMs - ms
+		if ms <= periodMs { // the next window: c is the previous one's
+			c, prev, elapsed = 0, c, periodMs-ms
+		}
+		li.Used = int(math.Ceil(prev*float64(periodMs-elapsed)/float64(periodMs)) + c)
+		switch {
+		case c > 0:
+			li.ResetAfter = time.Duration(2*periodMs-elapsed) * time.Millisecond
+		case prev > 0:
+			li.ResetAfter = time.Duration(periodMs-elapsed) * time.Millisecond
 		}
 	case TokenBucket:
-		// rl_token_bucket.lua: E, the key's expiry (server ms), and X, two
-		// doubles; the bucket is d = (E - now) * rate - X units (1/rate ms)
-		// from full, a token being period units. The key's PTTL is E - now.
-		if len(v) == 16 {
-			x := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[8:])))
-			d := math.Max(0, float64(ms)*float64(rate)-x)
-			li.Used = int(math.Ceil(d / float64(periodMs)))
-			li.Remaining = int(math.Floor((float64(int64(li.Limit.Burst)*periodMs) - d) / float64(periodMs)))
-			li.ResetAfter = time.Duration(math.Ceil(d/float64(rate))) * time.Millisecond
-			return li, true, nil
+		// rl_token_bucket.lua: E, the key's expiry (server ms), X, the rate
+		// R and the capacity C, four doubles; the bucket is d = (E - now) *
+		// R - X units (1/R ms) from full, a token being period units. The
+		// key's PTTL is E - now.
+		if len(v) != 32 || !rate(f(2)) {
+			return LimiterInfo{}, false, nil
 		}
+		li.Limit.Burst = int(f(3)) / int(periodMs)
+		d := math.Max(0, float64(ms)*f(2)-f(1))
+		li.Used = int(math.Ceil(d / float64(periodMs)))
+		li.Remaining = max(0, int(math.Floor((f(3)-d)/float64(periodMs))))
+		li.ResetAfter = time.Duration(math.Ceil(d/f(2))) * time.Millisecond
+		return li, true, nil
 	case GCRA:
-		// redis_rate: the theoretical arrival time, in seconds since
-		// 2017-01-01 (server clock); a cell is period/rate seconds, the burst
-		// burst cells.
-		tat, err := strconv.ParseFloat(v, 64)
-		if err == nil {
-			const jan2017 = 1483228800
-			nowS := float64(clock.UnixMicro())/1e6 - jan2017 // as the script reads TIME
-			diff := math.Max(0, tat-nowS)
-			cell := float64(periodMs) / 1000 / float64(rate)
-			li.Used = int(math.Ceil(diff/cell - 1e-9))
-			li.Remaining = int(math.Floor((float64(li.Limit.Burst)*cell-diff)/cell + 1e-9))
-			li.ResetAfter = ceilMs(time.Duration(diff * float64(time.Second)))
-			return li, true, nil
+		// rl_gcra.lua: the theoretical arrival time (server ms, to the µs),
+		// the rate and the burst; a cell is period/rate ms.
+		if len(v) != 24 || !rate(f(1)) || f(2) < 1 {
+			return LimiterInfo{}, false, nil
 		}
+		li.Limit.Burst = int(f(2))
+		diff := math.Max(0, f(0)-float64(clock.UnixMicro())/1000)
+		cell := float64(periodMs) / f(1)
+		li.Used = int(math.Ceil(diff/cell - 1e-9))
+		li.Remaining = max(0, int(math.Floor((f(2)*cell-diff)/cell+1e-9)))
+		li.ResetAfter = ceilMs(time.Duration(diff * float64(time.Millisecond)))
+		return li, true, nil
 	}
-	li.Remaining = max(0, full-li.Used)
+	li.Remaining = max(0, li.Limit.capacity(li.Algorithm)-li.Used)
 	return li, true, nil
 }
 

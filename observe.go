@@ -36,7 +36,8 @@ type ObserveEnd struct {
 	// (enqueue-many, dequeue-many, ack-many) the messages enqueued,
 	// delivered or acked, 0 when none (a DequeueMany that found none, an
 	// empty or failed batch); 1 for every single-item operation, whatever
-	// its outcome, and for the other patterns' batches.
+	// its outcome, and for the other patterns' batches; for a stream
+	// group's stats (StreamGroup.Stats), the group's lag.
 	Count int
 }
 
@@ -191,6 +192,11 @@ const (
 	OpActiveOnAny  ObserveOperation = "active-on-any"
 	OpRetention    ObserveOperation = "retention"
 	OpDo           ObserveOperation = "do"
+	OpWork         ObserveOperation = "work" // one message run by Queue.Work
+	OpComplete     ObserveOperation = "complete"
+	OpCompleteMany ObserveOperation = "complete-many"
+	OpResult       ObserveOperation = "result"
+	OpCancel       ObserveOperation = "cancel"
 	OpGroups       ObserveOperation = "groups" // Queue.Groups
 )
 
@@ -241,6 +247,16 @@ const (
 	OutcomeReplayed    ObserveOutcome = "replayed"
 	OutcomeInProgress  ObserveOutcome = "in-progress"
 	OutcomeMismatch    ObserveOutcome = "mismatch"
+	OutcomeRetry       ObserveOutcome = "retry"   // a worker's handler failed: retried after the backoff
+	OutcomeTimeout     ObserveOutcome = "timeout" // a worker's handler ran past its Timeout: retried
+	OutcomePanic       ObserveOutcome = "panic"   // a worker's handler panicked: retried
+	// OutcomeLocalFallback is a request the limiter's local fallback
+	// admitted while Redis could not be reached.
+	OutcomeLocalFallback ObserveOutcome = "local-fallback"
+	// OutcomeLocalDenied is a request the limiter denied in this process,
+	// without a round trip: a key still within the RetryAfter Redis gave
+	// it (DenyLocally), or over its share in the local fallback.
+	OutcomeLocalDenied ObserveOutcome = "local-denied"
 )
 
 // sharedOutcomes end any operation.
@@ -269,7 +285,7 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 		PatternConcurrency: permits,
 		PatternRWLock:      {OpRLock: obtain, OpLock: obtain, OpRelease: release, OpRefresh: refresh, OpTTL: ttl, OpWatchdog: watchdog},
 		PatternElect:       {OpElect: o(OutcomeResigned), OpLeader: found},
-		PatternRateLimit: {OpAllow: decision, OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
+		PatternRateLimit: {OpAllow: o(OutcomeAllowed, OutcomeDenied, OutcomeLocalFallback, OutcomeLocalDenied), OpPeek: decision, OpWait: decision, OpAllowAtMost: decision,
 			OpBatch: ok, OpReset: ok},
 		PatternCache: {
 			OpGet:    o(OutcomeHit, OutcomeLocalHit, OutcomeMiss, OutcomeStale, OutcomeNegative),
@@ -287,9 +303,14 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpNack:        o(OutcomeNacked, OutcomeDead, OutcomeLeaseLost),
 			OpExtend:      o(OutcomeOK, OutcomeLeaseLost),
 			OpPeek:        ok, OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok, OpPause: ok, OpResume: ok,
+			OpRun:  nil,
+			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog,
+			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
+			OpResult: found, OpCancel: found,
 			OpGroups: ok},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
-			OpGroup: ok, OpGroupRead: ok, OpAck: ok},
+			OpGroup: ok, OpGroupRead: o(OutcomeOK, OutcomeDead), OpAck: ok,
+			OpNack: o(OutcomeNacked, OutcomeDead, OutcomeNotHeld), OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok},
 		PatternTopic: {OpPublish: ok, OpSubscribe: nil},
 		PatternSessions: {OpCreate: o(OutcomeCreated), OpGet: found, OpFields: found, OpSet: found, OpUnset: found,
 			OpDestroy: o(OutcomeDestroyed), OpRotate: o(OutcomeRotated, OutcomeNotFound), OpList: ok, OpDestroyAll: ok},
@@ -401,6 +422,10 @@ func outcome(ok ObserveOutcome, err error) ObserveOutcome {
 		return OutcomeFull
 	case errors.Is(err, ErrQueueLeaseLost):
 		return OutcomeLeaseLost
+	case errors.Is(err, ErrQueueNotFound):
+		return OutcomeNotFound
+	case errors.Is(err, ErrQueueCanceled):
+		return OutcomeCanceled // the message was canceled (Queue.Cancel)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return OutcomeCanceled
 	}
@@ -440,6 +465,12 @@ func (l *Limiter) observedDecide(ctx context.Context, op ObserveOperation, key s
 }
 
 func decisionOutcome(res LimitResult, err error) ObserveOutcome {
+	if err == nil && res.Local {
+		if res.Allowed {
+			return OutcomeLocalFallback
+		}
+		return OutcomeLocalDenied
+	}
 	if err == nil && !res.Allowed {
 		return OutcomeDenied
 	}

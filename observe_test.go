@@ -559,6 +559,48 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("Queue.PurgeDead", func() { _, _ = q.PurgeDead(ctx, "") }, "queue.purge-dead invalid")
 	do("Queue.Pause", func() { _, _ = q.Pause(ctx) }, "queue.pause ok")
 	do("Queue.Resume", func() { _, _ = q.Resume(ctx) }, "queue.resume ok")
+	do("Queue.Enqueue", func() { _, _, _ = q.Enqueue(ctx, []byte("x"), &EnqueueOptions{ID: "j"}) }, "queue.enqueue enqueued")
+	do("Queue.Cancel", func() { _, _ = q.Cancel(ctx, "j") }, "queue.cancel ok")
+	do("Queue.Cancel", func() { _, _ = q.Cancel(ctx, "j") }, "queue.cancel not-found")
+	do("Queue.Cancel", func() { _, _ = q.Cancel(ctx, "") }, "queue.cancel invalid")
+	do("Queue.Result", func() { _, _ = q.Result(ctx, "j") }, "queue.result not-found")
+	do("Queue.Result", func() { _, _ = q.Result(ctx, "") }, "queue.result invalid")
+	do("Queue.Enqueue", func() { _, _, _ = q.Enqueue(ctx, []byte("x"), &EnqueueOptions{ID: "j"}) }, "queue.enqueue enqueued")
+	do("Queue.TryDequeue", func() { m, _, _ = q.TryDequeue(ctx) }, "queue.dequeue delivered")
+	do("Queue.Result", func() { _, _ = q.Result(ctx, m.ID) }, "queue.result ok")
+	do("QueueMessage.Complete", func() { _ = m.Complete(ctx, []byte("r")) }, "queue.complete acked")
+	do("QueueMessage.Complete", func() { _ = m.Complete(ctx, []byte("r")) }, "queue.complete lease-lost")
+	do("Queue.CompleteMany", func() { _, _ = q.CompleteMany(ctx, []*QueueMessage{m}, nil) }, "queue.complete-many lease-lost")
+	do("Queue.CompleteMany", func() { _, _ = q.CompleteMany(ctx, []*QueueMessage{nil}, nil) }, "queue.complete-many invalid")
+	wq, err := c.Queue("worked", nil)
+	must(err)
+	do("Queue.Enqueue", func() { _, _, _ = wq.Enqueue(ctx, []byte("x"), nil) }, "queue.enqueue enqueued")
+	do("Queue.Work", func() {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		ran := make(chan error)
+		go func() {
+			ran <- wq.Work(wctx, func(context.Context, *QueueMessage) ([]byte, error) {
+				stop()
+				return nil, nil
+			}, nil)
+		}()
+		select {
+		case <-ran:
+		case <-time.After(20 * time.Second):
+			t.Error("Work did not return in 20 s")
+		}
+	}, "queue.work ok", "queue.run canceled")
+	do("Queue.Work", func() { _ = wq.Work(ctx, nil, nil) }, "queue.run invalid")
+	jq, err := NewJobQueue[int](c, "typed", nil, nil)
+	must(err)
+	do("JobQueue.Enqueue", func() { _, _, _ = jq.Enqueue(ctx, 7, nil) }, "queue.enqueue enqueued")
+	do("JobQueue.Work", func() {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		_ = jq.Work(wctx, func(context.Context, int, *QueueMessage) error { stop(); return nil }, &QueueWorkOptions{Heartbeat: -1})
+	}, "queue.work ok", "queue.run canceled")
+	do("JobQueue.Work", func() { _ = jq.Work(ctx, nil, nil) }, "queue.run invalid")
 	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 10) }, "queue.groups ok")
 	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 0) }, "queue.groups invalid")
 
@@ -590,6 +632,25 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 		_, _ = g.Ack(ctx, msgs[0].ID)
 	}, "stream.ack ok")
 	do("StreamGroup.Ack", func() { _, _ = g.Ack(ctx, "bad") }, "stream.ack invalid")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, msgs[1].ID, errors.New("failed")) }, "stream.nack nacked")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, "1-1", nil) }, "stream.nack not-held")
+	do("StreamGroup.Nack", func() { _, _ = g.Nack(ctx, "bad", nil) }, "stream.nack invalid")
+	var once *StreamGroup[string]
+	do("StreamTopic.Group", func() {
+		once, _ = st.Group(ctx, "once", "w1", &StreamGroupOptions{FromStart: true, MaxDeliveries: 1, ClaimTimeout: time.Millisecond})
+	}, "stream.group ok")
+	do("StreamGroup.Read", func() { msgs, _ = once.Read(ctx, 1, 0) }, "stream.group-read ok")
+	do("StreamGroup.Nack", func() { _, _ = once.Nack(ctx, msgs[0].ID, errors.New("poison")) }, "stream.nack dead")
+	do("StreamGroup.Read", func() { _, _ = once.Read(ctx, 1, 0) }, "stream.group-read ok") // not acked
+	time.Sleep(5 * time.Millisecond)
+	do("StreamGroup.Read", func() { _, _ = once.Read(ctx, 1, 0) }, "stream.group-read dead") // claimed past MaxDeliveries
+	do("StreamGroup.Stats", func() { _, _ = once.Stats(ctx) }, "stream.stats ok")
+	do("StreamGroup.DeadLetters", func() { _, _ = once.DeadLetters(ctx, 10) }, "stream.dead-letters ok")
+	do("StreamGroup.DeadLetters", func() { _, _ = once.DeadLetters(ctx, 0) }, "stream.dead-letters invalid")
+	do("StreamGroup.Redrive", func() { _, _ = once.Redrive(ctx) }, "stream.redrive ok")
+	do("StreamGroup.Redrive", func() { _, _ = once.Redrive(ctx, "bad") }, "stream.redrive invalid")
+	do("StreamGroup.PurgeDead", func() { _, _ = once.PurgeDead(ctx, "1-1") }, "stream.purge-dead ok")
+	do("StreamGroup.PurgeDead", func() { _, _ = once.PurgeDead(ctx, "bad") }, "stream.purge-dead invalid")
 
 	// Pub/sub topics.
 	tp, err := NewTopic[string](c, "news", nil)
@@ -687,9 +748,9 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 	do("IdempotencyDo", func() { _, _, _ = IdempotencyDo[string](ctx, idem, "p2", "f", nil) }, "idempotency.do invalid")
 
 	// Every exported method that takes a context was driven.
-	notPatterns := map[string]bool{"Client.Load": true} // loads the scripts: no pattern's operation
+	notPatterns := map[string]bool{"Client.Load": true, "Client.LoadFunctions": true, "Client.ReplaceFunctions": true} // load the scripts: no pattern's operation
 	ctxType := reflect.TypeFor[context.Context]()
-	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem} {
+	for _, v := range []any{c, lock, ml, rw, rl, sem, p, cl, lim, cache, wb, q, m, st, g, tp, ss, b, u, a, idem, jq} {
 		typ := reflect.TypeOf(v)
 		name := typ.Elem().Name()
 		if i := strings.IndexByte(name, '['); i >= 0 {

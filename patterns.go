@@ -99,9 +99,7 @@ const maxPrefixLen = 64
 // Options configure a Client. A nil *Options means all defaults.
 type Options struct {
 	// Prefix is the first segment of every key the client writes. It must not
-	// contain '{', '}', white space or control bytes. The one exception is
-	// the GCRA limiter: redis_rate puts "rate:" before the key it is given,
-	// so its keys read "rate:prefix:rl:{id}:...".
+	// contain '{', '}', white space or control bytes.
 	//
 	// default: "patterns"
 	Prefix string
@@ -133,6 +131,19 @@ type Options struct {
 	//
 	// default: false, each call on its own
 	Coalesce bool
+
+	// Functions runs every pattern's scripts as the functions of the
+	// library Functions describes, with FCALL (FCALL_RO for the calls that
+	// only read) instead of EVALSHA: the same replies, the library the
+	// services in other languages call by name (docs/other-languages.md).
+	// A server without the library (a restart without persistence, a new
+	// node, FUNCTION FLUSH) gets it on first use, loaded on every primary,
+	// and the call is sent again; every other guarantee of EVALSHA holds
+	// (each call sent at most once, in pipelines and coalesced batches too).
+	// Needs Redis 7 or Valkey 7.2 and later.
+	//
+	// default: false, EVALSHA
+	Functions bool
 }
 
 // Client runs the patterns against one Redis deployment. Make it with New.
@@ -160,6 +171,7 @@ func New(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 			c.scr = newCoalescing(rdb)
 		}
 	}
+	c.scr = withDialect(c.scr, rdb, newDialect(rdb, opt != nil && opt.Functions))
 	if err := validPrefix(c.prefix); err != nil {
 		return nil, err
 	}

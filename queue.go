@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+// ErrQueueNotFound is returned by Queue.Result when nothing is known of the
+// id: never enqueued, or finished without a record (QueueOptions.
+// ResultRetention, EnqueueOptions.UniqueFor) or with one that expired.
+var ErrQueueNotFound = errors.New("patterns: message not found")
+
+// ErrQueueCanceled is returned by QueueMessage.Extend and Nack when the
+// message was canceled (Queue.Cancel) while in flight: it is removed, not
+// delivered again, and its handler should stop.
+var ErrQueueCanceled = errors.New("patterns: message canceled")
+
 // ErrQueueLeaseLost is returned by QueueMessage.Nack and Extend once the
 // message's visibility timeout ran out on the server's clock (it is due for
 // another delivery, maybe to another consumer), and by Ack, AckMany, Nack
@@ -72,8 +82,9 @@ type QueueOptions struct {
 	// default: 1s, 2s, 4s, ... capped at 5 minutes
 	Backoff func(deliveries int) time.Duration
 
-	// Retention is the TTL of every key of the queue, renewed by every write:
-	// a queue nobody writes to for that long disappears.
+	// Retention is the TTL of every key of the queue, renewed by writes (all
+	// keys together, at least every sixteenth of it): a queue nobody writes
+	// to for that long disappears (from 15/16 of it on).
 	//
 	// default: 7 days
 	Retention time.Duration
@@ -89,7 +100,8 @@ type QueueOptions struct {
 	// GroupConcurrency is the most messages of one group
 	// (EnqueueOptions.Group) in flight at a time, across the queue's
 	// consumers: a group at the limit is skipped until one of its messages
-	// is acked, nacked or its lease runs out. See docs/queue-groups.md.
+	// leaves flight (acked, completed, nacked, given back, failed, canceled,
+	// dead-lettered or its lease runs out). See docs/queue-groups.md.
 	//
 	// default: 0 (no limit)
 	GroupConcurrency int
@@ -101,6 +113,15 @@ type QueueOptions struct {
 	//
 	// default: none (the zero Limit)
 	GroupRate Limit
+
+	// ResultRetention is how long a completed message's record (its result,
+	// given to QueueMessage.Complete, its delivery count, when it finished)
+	// is kept for Queue.Result, and a canceled message's record. It may
+	// outlast Retention: the keys holding the records live as long as their
+	// longest record.
+	//
+	// default: 0 (no results kept)
+	ResultRetention time.Duration
 }
 
 // Queue is a reliable queue: a message is delivered to one consumer at a
@@ -111,11 +132,16 @@ type QueueOptions struct {
 // MaxQueueBatch dead letters).
 //
 // Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
-// :inflight, :msgs, :dead, :signal, :seq and :paused, all with the hash tag
+// :inflight, :msgs, :dead, :signal, :seq, :paused, :done and :results, and
+// for groups (EnqueueOptions.Group) :groups, :groups:wait, :groups:count,
+// :groups:ready, :groups:busy and :groups:rate, all with the hash tag
 // {name} (one slot; a queue is one shard's work) and the retention as TTL,
-// renewed by every write. The blocking Dequeue and DequeueMany of one Client
-// on one queue share one BLPOP on :signal, which holds one connection of the
-// pool while they wait.
+// renewed by writes (:seq, :done and :results, which hold the records of
+// finished messages, live at least as long as their longest record:
+// EnqueueOptions.UniqueFor, QueueOptions.ResultRetention; the group keys
+// are renewed by the calls that write one of them). The blocking Dequeue
+// and DequeueMany of one Client on one queue share one BLPOP on :signal,
+// which holds one connection of the pool while they wait.
 type Queue struct {
 	c     *Client
 	name  string
@@ -163,12 +189,17 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 	if o.MaxDeliveries < 1 {
 		return nil, invalidf("MaxDeliveries %d: want at least 1", o.MaxDeliveries)
 	}
+	if o.ResultRetention != 0 {
+		if err := checkTTL("result retention", o.ResultRetention); err != nil {
+			return nil, err
+		}
+	}
 	if o.MaxLen < 0 {
 		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
 	}
 	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
-		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"groups"}, {"groups", "wait"}, {"groups", "count"},
-		{"groups", "ready"}, {"groups", "busy"}, {"groups", "rate"}} {
+		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"done"}, {"results"}, {"groups"}, {"groups", "wait"},
+		{"groups", "count"}, {"groups", "ready"}, {"groups", "busy"}, {"groups", "rate"}} {
 		q.keys = append(q.keys, c.key("q", name, s...))
 	}
 	if err := q.groupArgs(); err != nil {
@@ -196,7 +227,7 @@ type EnqueueOptions struct {
 	// ID deduplicates: enqueuing an id that is still pending (ready or in
 	// flight) is a no-op that reports queued false; enqueuing the id of a
 	// dead letter returns ErrQueueDeadLetter and writes nothing. Once the
-	// message is acked or purged, the id is free again.
+	// message is acked (after UniqueFor) or purged, the id is free again.
 	//
 	// default: "" (an id is generated)
 	ID string
@@ -215,6 +246,13 @@ type EnqueueOptions struct {
 	//
 	// default: "" (no group)
 	Group string
+	// UniqueFor keeps ID reserved for this long after the message was
+	// acked or completed: enqueuing it meanwhile is a no-op that reports
+	// queued false, as while it is pending. A canceled, dead or purged
+	// message reserves nothing.
+	//
+	// default: 0 (reserved only while pending)
+	UniqueFor time.Duration
 }
 
 // bad returns what is wrong with body under o, or "".
@@ -224,6 +262,8 @@ func (o *EnqueueOptions) bad(body []byte) string {
 		return fmt.Sprintf("message of %d bytes, over %d", len(body), MaxMessageBytes)
 	case len(o.ID) > MaxIDLen || o.Delay < 0:
 		return fmt.Sprintf("message id of %d bytes or negative delay %v", len(o.ID), o.Delay)
+	case o.UniqueFor < 0 || o.UniqueFor > 0 && o.UniqueFor < time.Millisecond:
+		return fmt.Sprintf("UniqueFor %v: want 0 or at least 1ms", o.UniqueFor)
 	case o.Priority < QueuePriorityLow || o.Priority > QueuePriorityHigh:
 		return fmt.Sprintf("priority %d", o.Priority)
 	case len(o.Group) > MaxIDLen:
@@ -258,7 +298,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.Group)
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds(), o.Group)
 	if err != nil {
 		return "", false, err
 	}
@@ -322,7 +362,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 			return nil, invalidf("item %d: %s", i, bad)
 		}
 		size += len(it.Body)
-		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.Group)
+		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.UniqueFor.Milliseconds(), it.Group)
 	}
 	if size > maxQueueBatchBytes {
 		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)
@@ -373,7 +413,7 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := q.run(ctx, append([]any{"dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n}, q.group...)...)
+	v, err := q.run(ctx, append([]any{"dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n, q.opt.ResultRetention.Milliseconds()}, q.group...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -437,32 +477,43 @@ func (q *Queue) dequeue(ctx context.Context, n int) ([]*QueueMessage, error) {
 		if err != nil || len(ms) > 0 {
 			return ms, err
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, err)
-		}
-		if wait < 0 || wait > time.Second {
-			wait = time.Second
-		}
-		wait = max(wait, lockWakeMinBlock)
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
-		// The shared BLPOP may have been started by a waiter with a longer
-		// wait: the timer ends ours on time.
-		w := q.c.watchSignal(q.keys[4], q.c.blockCap(wait))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
-		case <-timer.C:
-		case <-w.done:
-			if w.err != nil {
-				return nil, fmt.Errorf("patterns: queue %q: wait: %w", q.name, w.err)
-			}
-			timer.Stop() // Reset discards a fire that raced with Stop (Go 1.23 timers)
+		if err := q.waitDue(ctx, wait, &timer); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// waitDue waits until a message may be due, after a tryDequeue that found
+// none due for wait (-1: none known): on the queue's signal list (one BLPOP
+// shared by the Client's waiters on the queue) for at most wait, and at
+// most a second. *timer is created on first use; the caller stops it.
+func (q *Queue) waitDue(ctx context.Context, wait time.Duration, timer **time.Timer) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("patterns: queue %q: %w", q.name, err)
+	}
+	if wait < 0 || wait > time.Second {
+		wait = time.Second
+	}
+	wait = max(wait, lockWakeMinBlock)
+	if *timer == nil {
+		*timer = time.NewTimer(wait)
+	} else {
+		(*timer).Reset(wait)
+	}
+	// The shared BLPOP may have been started by a waiter with a longer
+	// wait: the timer ends ours on time.
+	w := q.c.watchSignal(q.keys[4], q.c.blockCap(wait))
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("patterns: queue %q: %w", q.name, ctx.Err())
+	case <-(*timer).C:
+	case <-w.done:
+		if w.err != nil {
+			return fmt.Errorf("patterns: queue %q: wait: %w", q.name, w.err)
+		}
+		(*timer).Stop() // Reset discards a fire that raced with Stop (Go 1.23 timers)
+	}
+	return nil
 }
 
 func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error {
@@ -472,6 +523,9 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 	v, err := m.q.run(ctx, append([]any{op, m.ID, m.token}, extra...)...)
 	if err != nil {
 		return err
+	}
+	if len(v) == 1 && v[0] == int64(-1) {
+		return fmt.Errorf("patterns: queue %q: message %q: %w", m.q.name, m.ID, ErrQueueCanceled)
 	}
 	if len(v) != 1 || v[0] != int64(1) {
 		return ErrQueueLeaseLost
@@ -488,14 +542,15 @@ func (m *QueueMessage) lease(ctx context.Context, op string, extra ...any) error
 // due. A nil error thus also says that nobody else received the message
 // after this delivery.
 func (m *QueueMessage) Ack(ctx context.Context) error {
-	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack") })
+	return m.observedLease(ctx, OpAck, OutcomeAcked, func(ctx context.Context) error { return m.lease(ctx, "ack", m.retention()) })
 }
 
 // Nack gives the message back, to be delivered again after the backoff (or
 // moved to the dead-letter list after MaxDeliveries). It needs the lease:
 // once the visibility timeout ran out on the server's clock it returns
 // ErrQueueLeaseLost and changes nothing (the message is due for delivery
-// again, without the backoff).
+// again, without the backoff). A message canceled while in flight
+// (Queue.Cancel) is removed instead, and Nack returns ErrQueueCanceled.
 func (m *QueueMessage) Nack(ctx context.Context) error {
 	if m == nil || m.q == nil {
 		return ErrQueueLeaseLost
@@ -505,7 +560,7 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 		ok = OutcomeDead
 	}
 	return m.observedLease(ctx, OpNack, ok, func(ctx context.Context) error {
-		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries)
+		return m.lease(ctx, "nack", m.q.opt.Backoff(m.Deliveries).Milliseconds(), m.q.opt.MaxDeliveries, m.retention())
 	})
 }
 
@@ -515,14 +570,16 @@ func (m *QueueMessage) Nack(ctx context.Context) error {
 // took the message yet: the message was free for any consumer to take from
 // the deadline on, so a consumer that missed it must not go on as if it had
 // held the message all along (it may still finish and Ack, which wins if
-// nobody took the message meanwhile). Extend well before the deadline
+// nobody took the message meanwhile). A message canceled while in flight
+// (Queue.Cancel) is removed instead, and Extend returns ErrQueueCanceled:
+// its handler should stop. Extend well before the deadline
 // (every Visibility/3, say).
 func (m *QueueMessage) Extend(ctx context.Context, d time.Duration) error {
 	return m.observedLease(ctx, OpExtend, OutcomeOK, func(ctx context.Context) error {
 		if err := checkTTL("extension", d); err != nil {
 			return err
 		}
-		return m.lease(ctx, "extend", d.Milliseconds())
+		return m.lease(ctx, "extend", d.Milliseconds(), m.retention())
 	})
 }
 
@@ -545,25 +602,7 @@ func (q *Queue) AckMany(ctx context.Context, msgs []*QueueMessage) (acked int, e
 		}
 		args = append(args, m.ID, m.token)
 	}
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	v, err := q.run(ctx, args...)
-	if err != nil {
-		return 0, err
-	}
-	if len(v) != len(msgs) {
-		return 0, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
-	}
-	for _, x := range v {
-		if x == int64(1) {
-			acked++
-		}
-	}
-	if acked < len(msgs) {
-		return acked, fmt.Errorf("patterns: queue %q: %d of %d: %w", q.name, len(msgs)-acked, len(msgs), ErrQueueLeaseLost)
-	}
-	return acked, nil
+	return q.runMany(ctx, args, len(msgs))
 }
 
 // QueueStats counts a queue's messages.

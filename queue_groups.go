@@ -10,7 +10,7 @@ import (
 // group in turn (scripts/queue.lua, section Groups).
 
 // groupArgs validates the group options and sets q.group, dequeue's ARGV
-// from ARGV[7] on: the in-flight limit, then the rate limit as
+// from ARGV[8] on: the in-flight limit, then the rate limit as
 // rl_token_bucket's c, rate and capacity for one message (rate 0: none).
 func (q *Queue) groupArgs() error {
 	o := &q.opt

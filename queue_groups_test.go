@@ -478,3 +478,25 @@ func TestQueueGroupsBadInput(t *testing.T) {
 		},
 	})
 }
+
+// TestFunctionsIncludeSections: the queue's script and its function in the
+// Functions library carry rl_token_bucket's bucket section in place of the
+// include line, the one copy of the bucket arithmetic both run.
+func TestFunctionsIncludeSections(t *testing.T) {
+	code := Functions().Code
+	_, q, ok := strings.Cut(code, "\n-- scripts/queue.lua\n")
+	if !ok {
+		t.Fatal("no queue function in the library")
+	}
+	q, _, _ = strings.Cut(q, "\nredis.register_function")
+	for _, src := range []string{q, scriptQueue.src} {
+		if strings.Contains(src, "\n-- include: ") {
+			t.Error("an include line left in the queue's code")
+		}
+		for _, f := range []string{"local function tb_state(", "local function tb_next("} {
+			if strings.Count(src, f) != 1 {
+				t.Errorf("%d copies of %q in the queue's code, want 1", strings.Count(src, f), f)
+			}
+		}
+	}
+}

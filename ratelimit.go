@@ -8,9 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,9 +37,10 @@ const (
 	// Period, in whole-number arithmetic (no drift).
 	TokenBucket
 
-	// GCRA is the generic cell rate algorithm of
-	// github.com/go-redis/redis_rate/v10, wrapped: one limit per call,
-	// RetryAfter rounded up, n above the burst rejected (see Limiter.AllowN).
+	// GCRA is the generic cell rate algorithm as
+	// github.com/go-redis/redis_rate/v10 decides it, in a script of the
+	// library's own: one limit per call, RetryAfter rounded up, n above the
+	// burst rejected (see Limiter.AllowN).
 	GCRA
 )
 
@@ -62,6 +63,7 @@ var (
 	scriptRLSlidingWindow    = newScript("rl_sliding_window")
 	scriptRLTokenBucket      = newScript("rl_token_bucket")
 	scriptRLTokenBucketBatch = newScript("rl_token_bucket_batch")
+	scriptRLGCRA             = newScript("rl_gcra")
 )
 
 // maxScaled bounds Burst*Period(ms) for the token bucket (twice it plus the
@@ -81,6 +83,19 @@ type Limit struct {
 	//
 	// default: Rate
 	Burst int
+	// Calendar makes the limit a calendar quota (FixedWindow only): Rate
+	// events per day or month of Location, reset at its midnight or on the
+	// first of its month, on the server's clock. Period must then be 0.
+	// See PerCalendarMonth.
+	//
+	// default: 0 (windows of Period)
+	Calendar Calendar
+	// Location is the time zone of a calendar quota's boundaries. A quota
+	// whose Location changes keeps its count until the period under way
+	// ends (at the old zone's boundary); the next one follows the new zone.
+	//
+	// default: nil (UTC)
+	Location *time.Location
 }
 
 // PerSecond returns a limit of rate events per second, burst rate.
@@ -95,8 +110,12 @@ func PerHour(rate int) Limit { return Limit{Rate: rate, Period: time.Hour, Burst
 // PerDay returns a limit of rate events per 24 hours, burst rate.
 func PerDay(rate int) Limit { return Limit{Rate: rate, Period: 24 * time.Hour, Burst: rate} }
 
-// String returns e.g. "10/1s (burst 10)".
+// String returns e.g. "10/1s (burst 10)", or for a calendar quota
+// "10000/month (Europe/Paris)".
 func (l Limit) String() string {
+	if l.Calendar != 0 {
+		return fmt.Sprintf("%d/%v (%v)", l.Rate, l.Calendar, l.location())
+	}
 	return fmt.Sprintf("%d/%v (burst %d)", l.Rate, l.Period, l.burst())
 }
 
@@ -116,6 +135,9 @@ func (l Limit) capacity(a Algorithm) int {
 }
 
 func (l Limit) validate(a Algorithm) error {
+	if l.Calendar != 0 {
+		return l.validateCalendar(a)
+	}
 	if l.Rate < 1 {
 		return invalidf("limit rate %d: want at least 1", l.Rate)
 	}
@@ -156,41 +178,57 @@ type LimitResult struct {
 	// ResetAfter is how long until every limit is back to its full capacity
 	// (if nothing else consumes meanwhile).
 	ResetAfter time.Duration
+	// Local reports a decision this process made without Redis: by the
+	// fallback while Redis could not be reached (LimiterOptions.
+	// FallbackInstances; Remaining and the times are then this process's
+	// share's), or a denial repeated until the RetryAfter Redis gave
+	// (LimiterOptions.DenyLocally).
+	Local bool
 }
 
 // Limiter makes rate-limit decisions with one algorithm. Each decision is one
 // script and one round trip, on the server's clock. Keys: every limit of an
-// id has a key of its own, prefix:rl:{id}:NAME:ALGO:RATE:PERIODms[:BURST], all in
-// the id's slot, each with a TTL of at most two periods (the token bucket: at
-// least the time until the bucket is full, at most that plus one window of
-// Burst/Rate periods).
+// id has a key of its own, named by its period, prefix:rl:{id}:NAME:ALGO:PERIODms,
+// all in the id's slot, each with a TTL of at most two periods (the token
+// bucket: at least the time until the bucket is full, at most that plus one
+// window of Burst/Rate periods; GCRA: the time until no cell is in use).
+// Limits of one period in one call are told apart by their order: the
+// second has a key of its own, prefix:rl:{id}:NAME:ALGO:PERIODms:2, and so on.
 //
 // Decisions are not idempotent: like every script call of the library they
 // are sent at most once (see the package doc), so a lost reply is an error,
 // never a second consumption.
 //
-// A changed limit starts afresh, with every algorithm: since the key names
-// the limit (its rate and period, and its burst for TokenBucket and GCRA),
-// a call with another limit for the same id finds a full budget, and what
-// was used under the old limit does not count against the new one (its key
-// expires with its TTL). Raising an id from 100 to 1000 an hour admits 1000
-// more at once, whatever it used of the 100; lowering it from 1000 to 100
-// admits 100 more, even after 900. Back to the old limit within its period,
-// the id finds what it used under it. The window algorithms ignore Burst: a
-// limit that changes only its Burst keeps their count.
+// A limit whose rate or burst changes keeps what was used, with every
+// algorithm: its key is named by its period alone, and the first call under
+// the new limit carries the state over in the same script. The window
+// algorithms keep their count: lowering an id from 1000 to 100 an hour
+// after 900 were used admits nothing more until they leave the window;
+// raising 100 to 1000 after 90 admits 910. The token bucket and GCRA keep
+// the tokens (cells) in use, not the fraction: the same number of tokens is
+// missing from the new bucket and refills at the new rate. A customer moved
+// from 60 to 6000 a minute with 59 used has 5941 left (a fraction would
+// leave 99); moved from 6000 down to 60 with 3000 used, the bucket stays
+// empty until the 2940 over its capacity have refilled at 60 a minute (a
+// fraction would give 30 at once). Tokens are never created by a change, so
+// limits that alternate on one key (two plans, a rolling deploy) cannot
+// mint a budget, where a fraction or a cap at the new capacity would. A
+// limit of another period is another limit, with a key of its own.
 type Limiter struct {
 	c    *Client
 	name string // escaped
 	algo Algorithm
-	gcra *redis_rate.Limiter
 
 	mu     sync.RWMutex
 	limits map[Limit]*limitArgs // validated limits, their key suffix and boxed ARGV
+
+	calSkew atomic.Int64  // server clock - local clock, ms, as a stale calendar reply told
+	local   *limiterLocal // the in-process layer (ratelimit_local.go); nil when off
 }
 
 // limitArgs is what a validated Limit contributes to a call, built once.
 type limitArgs struct {
-	suffix string // NAME:ALGO:RATE:PERIODms[:BURST]
+	suffix string // NAME:ALGO:PERIODms
 	argv   [2]any // the window scripts' ARGV: rate, period in ms
 	// tb is the token bucket's packed argument for n = 1 (see tbRecord).
 	tb any
@@ -206,6 +244,47 @@ type LimiterOptions struct {
 	//
 	// default: TokenBucket
 	Algorithm Algorithm
+
+	// FallbackInstances turns on the local fallback: while Redis cannot be
+	// reached (a network error, a timeout that is not the caller's
+	// context's, a server that refuses to serve: never invalid input or an
+	// ended context), AllowN decides in this process, admitting each key at
+	// Rate/FallbackInstances per Period with a burst of
+	// capacity/FallbackInstances (at least 1), starting from what Redis last
+	// reported for the key. Set it to the number of processes that share the
+	// limits. Once Redis answers, each key's next decision first consumes in
+	// Redis what the key's local share still holds of the events admitted
+	// locally, so the processes find no fresh budget on top of what they
+	// admitted. See docs/rate-limits.md, "During an outage".
+	//
+	// default: 0 (no fallback: AllowN returns Redis's error)
+	FallbackInstances int
+
+	// FallbackProbeInterval is, during an outage, how often one call tries
+	// Redis again (the others decide locally without a round trip): the
+	// longest the fallback outlasts the outage.
+	//
+	// default: 100ms
+	FallbackProbeInterval time.Duration
+
+	// DenyLocally turns on the local deny: once Redis denies a key with a
+	// RetryAfter d, AllowN denies the same key (for as many events or
+	// more) in this process, without a round trip, until d has passed;
+	// then one call at a time asks Redis (all do once the key has been
+	// quiet until Redis said it would be full again). Redis's own answers
+	// in that time could differ only if the key's budget came back sooner
+	// than d says (a Reset, a changed limit), or by the one round trip
+	// another call spends at Redis. See docs/rate-limits.md, "Floods".
+	//
+	// default: false (every decision is a round trip)
+	DenyLocally bool
+
+	// LocalKeys bounds the keys the fallback and the local deny hold in
+	// memory (the least recently used beyond it are forgotten: a key
+	// forgotten during an outage is handed back without what it admitted).
+	//
+	// default: 10,000
+	LocalKeys int
 }
 
 func (o *LimiterOptions) algorithm() Algorithm {
@@ -228,10 +307,11 @@ func (c *Client) Limiter(name string, opt *LimiterOptions) (*Limiter, error) {
 	if _, ok := algorithmNames[algo]; !ok {
 		return nil, invalidf("unknown algorithm %d", int(algo))
 	}
-	l := &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}}
-	if algo == GCRA {
-		l.gcra = redis_rate.NewLimiter(onceScripter{c.rdb, c.coalescing()}) // decisions are sent at most once
+	local, err := newLimiterLocal(opt)
+	if err != nil {
+		return nil, err
 	}
+	l := &Limiter{c: c, name: escapePart(name), algo: algo, limits: map[Limit]*limitArgs{}, local: local}
 	return l, nil
 }
 
@@ -255,15 +335,17 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits ...Limit) (Limit
 // admit at once (its rate, or its burst for TokenBucket and GCRA): such a
 // request would otherwise be denied forever. GCRA takes exactly one limit.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
+	if l.local != nil {
+		return l.allowLocal(ctx, key, n, limits)
+	}
 	if l.c.observer != nil {
 		return l.observedDecide(ctx, OpAllow, key, n, true, limits)
 	}
 	return l.decide(ctx, key, n, true, limits)
 }
 
-// Peek reports whether n events would be admitted now, consuming nothing.
-// For GCRA it is redis_rate's AllowN with n = 0, which consumes nothing but
-// may write the key.
+// Peek reports whether n events would be admitted now, consuming nothing
+// and writing nothing.
 func (l *Limiter) Peek(ctx context.Context, key string, n int, limits ...Limit) (LimitResult, error) {
 	if l.c.observer != nil {
 		return l.observedDecide(ctx, OpPeek, key, n, false, limits)
@@ -278,9 +360,6 @@ func (l *Limiter) Reset(ctx context.Context, key string, limits ...Limit) (err e
 	keys, err := l.keys(key, limits)
 	if err != nil {
 		return err
-	}
-	if l.algo == GCRA {
-		return l.gcra.Reset(ctx, keys[0])
 	}
 	if err := l.c.rdb.Del(ctx, keys...).Err(); err != nil {
 		return fmt.Errorf("patterns: rate limit reset %q: %w", key, err)
@@ -316,10 +395,10 @@ func (l *Limiter) limitArgs(lim Limit) (*limitArgs, error) {
 	var buf [128]byte
 	b := append(append(buf[:0], l.name...), ':')
 	b = append(b, algoSuffix[l.algo]...)
-	b = strconv.AppendInt(append(b, ':'), int64(lim.Rate), 10)
-	b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
-	if l.algo == TokenBucket || l.algo == GCRA {
-		b = strconv.AppendInt(append(b, ':'), int64(lim.burst()), 10)
+	if lim.Calendar != 0 {
+		b = append(append(b, ':'), lim.Calendar.String()...)
+	} else {
+		b = strconv.AppendInt(append(b, ':'), lim.Period.Milliseconds(), 10)
 	}
 	la = &limitArgs{suffix: string(b), argv: [2]any{lim.Rate, lim.Period.Milliseconds()}}
 	if l.algo == TokenBucket {
@@ -347,6 +426,23 @@ func (l *Limiter) check(key string, limits []Limit) error {
 	return nil
 }
 
+// limitKey returns the key of limits[i], whose suffix is la's, for id: the
+// limit's period names it, and the k-th limit (k >= 2) of one period in a
+// call has ":k" after it.
+func (l *Limiter) limitKey(id string, la *limitArgs, limits []Limit, i int) string {
+	k := l.c.key("rl", id, la.suffix)
+	same := 1
+	for _, prev := range limits[:i] {
+		if prev.Period == limits[i].Period && prev.Calendar == limits[i].Calendar {
+			same++
+		}
+	}
+	if same > 1 {
+		k += ":" + strconv.Itoa(same)
+	}
+	return k
+}
+
 // keys validates key and limits and returns one key per limit.
 func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
 	if err := l.check(key, limits); err != nil {
@@ -358,7 +454,7 @@ func (l *Limiter) keys(key string, limits []Limit) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys[i] = l.c.key("rl", key, la.suffix)
+		keys[i] = l.limitKey(key, la, limits, i)
 	}
 	return keys, nil
 }
@@ -399,8 +495,10 @@ func (l *Limiter) prepare(key string, n int, consume bool, limits []Limit) (call
 		if c := lim.capacity(l.algo); n > c {
 			return call{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, c)
 		}
-		line[3+i] = l.c.key("rl", key, la.suffix)
+		line[3+i] = l.limitKey(key, la, limits, i)
 		switch {
+		case lim.Calendar != 0:
+			line = append(line, lim.Rate, calendarBounds(lim, l.calendarClock()))
 		case !tb:
 			line = append(line, la.argv[:]...)
 		case n == 1 && len(limits) == 1:
@@ -438,6 +536,13 @@ func (l *Limiter) decide(ctx context.Context, key string, n int, consume bool, l
 		return LimitResult{}, err
 	}
 	res, err := l.parse(cl.script.runArgs(ctx, l.c.scr, cl.line), limits, n)
+	if l.calendarRetry(err) {
+		// Calendar boundaries around the server's clock this time.
+		if cl, err = l.prepare(key, n, consume, limits); err != nil {
+			return LimitResult{}, err
+		}
+		res, err = l.parse(cl.script.runArgs(ctx, l.c.scr, cl.line), limits, n)
+	}
 	if err != nil {
 		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
@@ -514,6 +619,9 @@ func parseFixedWindow(cmd *redis.Cmd, limits []Limit, n int) (LimitResult, error
 	v, err := cmd.Slice()
 	if err != nil {
 		return LimitResult{}, err
+	}
+	if now, ok := v[0].(int64); ok && len(v) == 1 {
+		return LimitResult{}, errCalendarStale{now}
 	}
 	if len(v) != 2*len(limits) {
 		return LimitResult{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
@@ -616,13 +724,15 @@ func parseResult(cmd *redis.Cmd, limits []Limit) (LimitResult, error) {
 	}, nil
 }
 
-// decideGCRA wraps redis_rate. It rejects n above the burst (redis_rate would
-// deny such a request forever, reporting a RetryAfter that never comes true),
-// rounds RetryAfter up to the millisecond (redis_rate truncates a float of
-// seconds, so waiting exactly RetryAfter can still be denied), reports
-// RetryAfter 0, not -1, when admitted, and recomputes Remaining (redis_rate
-// truncates a float: one cell left can read as none; and a denied request
-// reads as none left, where the other algorithms report what is left).
+// decideGCRA runs rl_gcra, GCRA as redis_rate decides it, with what the
+// library corrects in redis_rate's: n above the burst is rejected (redis_rate
+// would deny such a request forever, reporting a RetryAfter that never comes
+// true), RetryAfter is rounded up to the millisecond (redis_rate truncates a
+// float of seconds, so waiting exactly RetryAfter can still be denied), 0
+// and not -1 when admitted, and Remaining is computed from the cells in use
+// (redis_rate truncates a float: one cell left can read as none; and a
+// denied request reads as none left, where the other algorithms report what
+// is left).
 func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume bool, limits []Limit) (LimitResult, error) {
 	keys, err := l.keys(key, limits)
 	if err != nil {
@@ -635,37 +745,76 @@ func (l *Limiter) decideGCRA(ctx context.Context, key string, n int, consume boo
 	if n > lim.burst() {
 		return LimitResult{}, invalidf("n = %d is more than limit %v can ever admit at once (%d)", n, lim, lim.burst())
 	}
-	rl := redis_rate.Limit{Rate: lim.Rate, Burst: lim.burst(), Period: lim.Period}
 	cost := n
 	if !consume {
 		cost = 0
 	}
-	r, err := l.gcra.AllowN(ctx, keys[0], rl, cost)
+	r, err := l.runGCRA(ctx, keys[0], lim, cost, "n")
 	if err != nil {
 		return LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
-	// redis_rate computes Remaining in floating point and truncates it
-	// (1 left can come back as 0.9999 -> 0): derive it from ResetAfter, the
-	// time the cells in use take to drain, instead.
-	interval := lim.Period / time.Duration(lim.Rate)
-	used := int(math.Ceil(float64(r.ResetAfter)/float64(interval) - 1e-3))
-	res := LimitResult{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
+	res := r.result(lim)
 	if consume {
-		res.Allowed = r.Allowed == n
+		res.Allowed = r.allowed == n
 	} else if res.Allowed = res.Remaining >= n; res.Allowed {
 		res.Remaining -= n // as the other algorithms: what is left after it
 	}
 	if !res.Allowed {
-		res.RetryAfter = ceilMs(r.RetryAfter)
+		res.RetryAfter = ceilMs(r.retryAfter)
 		if !consume {
 			// Time until n more cells fit: one emission interval per missing one.
+			interval := lim.Period / time.Duration(lim.Rate)
 			res.RetryAfter = ceilMs(time.Duration(n-res.Remaining) * interval)
 		}
 	}
 	return res, nil
 }
 
-// ceilMs rounds d, a reading of redis_rate's float arithmetic, to the
+// gcraReply is rl_gcra's reply.
+type gcraReply struct {
+	allowed                int
+	resetAfter, retryAfter time.Duration
+}
+
+// result is the LimitResult of r but for Allowed and RetryAfter: Remaining
+// from the cells in use (the time they take to drain, in emission
+// intervals), ResetAfter rounded up.
+func (r gcraReply) result(lim Limit) LimitResult {
+	interval := lim.Period / time.Duration(lim.Rate)
+	used := int(math.Ceil(float64(r.resetAfter)/float64(interval) - 1e-3))
+	return LimitResult{Limit: lim, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.resetAfter)}
+}
+
+// runGCRA runs rl_gcra for n cells of lim at k, in mode "n" or "most".
+func (l *Limiter) runGCRA(ctx context.Context, k string, lim Limit, n int, mode string) (gcraReply, error) {
+	line := []any{"evalsha", scriptRLGCRA.sha, 1, k, lim.Rate, lim.burst(), lim.Period.Milliseconds(), n, mode}
+	v, err := scriptRLGCRA.runArgs(ctx, l.c.scr, line).Slice()
+	if err != nil {
+		return gcraReply{}, err
+	}
+	var r gcraReply
+	ms := func(x any) (time.Duration, bool) {
+		s, ok := x.(string)
+		f, err := strconv.ParseFloat(s, 64)
+		if !ok || err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, false
+		}
+		return time.Duration(f * float64(time.Millisecond)), true
+	}
+	allowed, ok1 := v[0].(int64)
+	var ok2, ok3 bool
+	if len(v) == 3 {
+		r.resetAfter, ok2 = ms(v[1])
+		r.retryAfter, ok3 = ms(v[2])
+	}
+	if !ok1 || !ok2 || !ok3 || allowed < 0 || allowed > int64(n) {
+		return gcraReply{}, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
+	}
+	r.allowed = int(allowed)
+	return r, nil
+}
+
+// ceilMs rounds d, a reading of rl_gcra's float arithmetic, to the
 // microsecond (the resolution of the server's TIME; the float error is a few
 // hundred ns at most), then up to a whole millisecond when a fraction of one
 // is left: an exact 60s stays 60s.
@@ -722,6 +871,10 @@ func (l *Limiter) AllowBatch(ctx context.Context, reqs []LimitRequest) (res []Li
 	out := make([]LimitResult, len(reqs))
 	for i, cmd := range cmds {
 		res, rerr := l.parse(cmd, reqs[i].Limits, reqs[i].N)
+		if l.calendarRetry(rerr) {
+			// Calendar boundaries around the server's clock, alone.
+			res, rerr = l.decide(ctx, reqs[i].Key, reqs[i].N, true, reqs[i].Limits)
+		}
 		if rerr != nil {
 			if err == nil {
 				err = rerr

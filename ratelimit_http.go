@@ -2,6 +2,7 @@ package patterns
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -11,10 +12,47 @@ import (
 	"time"
 )
 
-// LimiterMiddlewareOptions configure Limiter.Middleware. Limits is required.
+// RatePlan is a named set of limits, such as an API plan: "free", 60 a
+// minute; "pro", 6000 a minute and 1,000,000 a day.
+type RatePlan struct {
+	// Name names the plan's policy in the RateLimit-Policy and RateLimit
+	// headers, as LimiterMiddlewareOptions.Policy does.
+	//
+	// default: LimiterMiddlewareOptions.Policy
+	Name string
+	// Limits are checked together for a request of the plan.
+	Limits []Limit
+}
+
+// LimiterMiddlewareOptions configure Limiter.Middleware. Limits or Plan is
+// required.
 type LimiterMiddlewareOptions struct {
 	// Limits are checked together for each request (all must admit it).
+	//
+	// default: none; required unless Plan is set
 	Limits []Limit
+
+	// Plan returns the plan a request is limited by, read from the request
+	// or its context (the customer's tier, say), in place of Limits and
+	// Policy. Plans of one key share its state: a limit of the same period
+	// (or calendar unit) in two plans counts in one place, so a customer
+	// moved from one plan to another keeps what was used (see Limiter). A
+	// plan the limiter refuses (no limit, an invalid limit, a name a header
+	// cannot carry) answers 500; any other error of Plan is a failed
+	// decision, as an unreachable Redis is: 503 with FailClosed, else the
+	// request runs unlimited. OnError sees both. It must be safe for
+	// concurrent use.
+	//
+	// default: nil (Limits and Policy for every request)
+	Plan func(r *http.Request) (RatePlan, error)
+
+	// Cost returns what a request costs, at least 1 and at most what every
+	// limit admits at once (an export may cost 10 where a read costs 1). A
+	// cost out of range answers 500; any other error of Cost is a failed
+	// decision, as for Plan. Responses then carry X-RateLimit-Cost.
+	//
+	// default: nil (every request costs 1)
+	Cost func(r *http.Request) (int, error)
 
 	// Key returns the id a request is limited by. An error answers 400, and
 	// so does an id the limiter refuses (empty, or over MaxIDLen bytes: a
@@ -72,49 +110,56 @@ type LimiterMiddlewareOptions struct {
 	Policy string
 }
 
-// Middleware limits the requests next serves. Each request costs 1. Admitted
+// Middleware limits the requests next serves. Each request costs 1, or what
+// Cost says, under Limits, or the limits of the request's Plan. Admitted
 // requests carry X-RateLimit-Limit, X-RateLimit-Remaining and
 // X-RateLimit-Reset (seconds), and the IETF RateLimit-Policy and RateLimit
 // headers (draft-ietf-httpapi-ratelimit-headers: `"default";q=100;w=60` and
 // `"default";r=42;t=30`; with several limits the policy lists each, as
 // `"default-1";q=10;w=1, "default-2";q=1000;w=86400`, and RateLimit names the
 // one with the least left); denied ones get 429 Too Many Requests with
-// Retry-After. Seconds are rounded up when fractional. See LimiterMiddlewareOptions
-// for the key, the proxies trusted and what happens when Redis is
-// unreachable.
+// Retry-After. Seconds are rounded up when fractional. With Plan, the
+// headers name the request's plan and list its limits; with Cost, Remaining
+// is what is left after the request's cost and X-RateLimit-Cost reports it.
+// See LimiterMiddlewareOptions for the key, the proxies trusted and what
+// happens when Redis is unreachable.
 //
-// It returns ErrInvalidArgument when opt has no valid limit or a policy name
-// that a header cannot carry.
+// It returns ErrInvalidArgument when opt has neither a valid limit nor a
+// Plan, or a policy name that a header cannot carry.
 func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (http.Handler, error) {
-	if opt == nil || len(opt.Limits) == 0 {
+	if opt == nil || (len(opt.Limits) == 0 && opt.Plan == nil) {
 		return nil, invalidf("middleware: no limit")
-	}
-	_, err := l.keys("probe", opt.Limits)
-	if err != nil {
-		return nil, err
 	}
 	o := *opt
 	o.Limits = slices.Clone(o.Limits)
 	if o.Policy == "" {
 		o.Policy = "default"
 	}
+	var err error
 	if o.Key == nil {
 		if o.Key, err = clientNetworkKey(o.TrustedProxies, o.IPv4PrefixLen, o.IPv6PrefixLen); err != nil {
 			return nil, err
 		}
 	}
-	names, err := policyNames(o.Policy, len(o.Limits))
-	if err != nil {
+	var fixed *planHeaders
+	if len(o.Limits) > 0 {
+		if fixed, err = l.planHeaders(RatePlan{Name: o.Policy, Limits: o.Limits}); err != nil {
+			return nil, err
+		}
+	} else if _, err := policyNames(o.Policy, 1); err != nil {
 		return nil, err
 	}
-	policy := rateLimitPolicy(names, o.Limits)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := o.Key(r)
 		if err != nil {
 			http.Error(w, "rate limit: no client key", http.StatusBadRequest)
 			return
 		}
-		res, err := l.Allow(r.Context(), key, o.Limits...)
+		ph, cost, err := l.requestPlan(r, &o, fixed)
+		var res LimitResult
+		if err == nil {
+			res, err = l.AllowN(r.Context(), key, cost, ph.limits...)
+		}
 		if err != nil {
 			if !decisionFailed(w, r, "rate limit", key, err, o.FailClosed, o.OnError) {
 				next.ServeHTTP(w, r)
@@ -126,8 +171,11 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		h.Set("X-RateLimit-Limit", strconv.Itoa(res.Limit.Rate))
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
-		h.Set("RateLimit-Policy", policy)
-		h.Set("RateLimit", names[limitIndex(o.Limits, res.Limit)]+";r="+strconv.Itoa(res.Remaining)+";t="+strconv.FormatInt(reset, 10))
+		if o.Cost != nil {
+			h.Set("X-RateLimit-Cost", strconv.Itoa(cost))
+		}
+		h.Set("RateLimit-Policy", ph.policy)
+		h.Set("RateLimit", ph.names[limitIndex(ph.limits, res.Limit)]+";r="+strconv.Itoa(res.Remaining)+";t="+strconv.FormatInt(reset, 10))
 		if !res.Allowed {
 			h.Set("Retry-After", strconv.FormatInt(seconds(res.RetryAfter), 10))
 			http.Error(w, "too many requests", http.StatusTooManyRequests)
@@ -135,6 +183,55 @@ func (l *Limiter) Middleware(opt *LimiterMiddlewareOptions, next http.Handler) (
 		}
 		next.ServeHTTP(w, r)
 	}), nil
+}
+
+// planHeaders is a plan checked by the limiter, with its header values.
+type planHeaders struct {
+	limits []Limit
+	names  []string // encoded policy name of each limit
+	policy string   // the RateLimit-Policy value
+}
+
+// planHeaders checks p's limits and name and renders its headers.
+func (l *Limiter) planHeaders(p RatePlan) (*planHeaders, error) {
+	if _, err := l.keys("probe", p.Limits); err != nil {
+		return nil, err
+	}
+	names, err := policyNames(p.Name, len(p.Limits))
+	if err != nil {
+		return nil, err
+	}
+	return &planHeaders{limits: p.Limits, names: names, policy: rateLimitPolicy(names, p.Limits)}, nil
+}
+
+// requestPlan returns the plan and cost of r: o's Plan and Cost, or the
+// fixed plan and 1. An error of a plan the limiter refuses, or of a cost
+// out of range, is ErrInvalidArgument.
+func (l *Limiter) requestPlan(r *http.Request, o *LimiterMiddlewareOptions, fixed *planHeaders) (*planHeaders, int, error) {
+	ph, cost := fixed, 1
+	if o.Plan != nil {
+		p, err := o.Plan(r)
+		if err != nil {
+			return nil, 0, fmt.Errorf("patterns: rate limit plan: %w", err)
+		}
+		if p.Name == "" {
+			p.Name = o.Policy
+		}
+		if ph, err = l.planHeaders(p); err != nil {
+			return nil, 0, fmt.Errorf("patterns: rate limit plan %q: %w", p.Name, err)
+		}
+	}
+	if o.Cost != nil {
+		var err error
+		if cost, err = o.Cost(r); err != nil {
+			return nil, 0, fmt.Errorf("patterns: rate limit cost: %w", err)
+		}
+		// AllowN checks the cost against each limit's capacity.
+		if cost < 1 {
+			return nil, 0, invalidf("rate limit cost %d: want at least 1", cost)
+		}
+	}
+	return ph, cost, nil
 }
 
 // decisionFailed answers a request whose rate or concurrency decision for
@@ -215,7 +312,7 @@ func limitIndex(limits []Limit, lim Limit) int {
 func rateLimitPolicy(names []string, limits []Limit) string {
 	parts := make([]string, len(limits))
 	for i, lim := range limits {
-		parts[i] = names[i] + ";q=" + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.Period), 10)
+		parts[i] = names[i] + ";q=" + strconv.Itoa(lim.Rate) + ";w=" + strconv.FormatInt(seconds(lim.window()), 10)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
-
-	"github.com/go-redis/redis_rate/v10"
 )
 
 // ErrWaitDeadline is returned by Limiter.Wait and WaitN, at once and without
@@ -67,7 +64,7 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 // none was, RetryAfter is for one event). n above what a limit can ever hold
 // at once is cut to that.
 //
-// For GCRA it is redis_rate's AllowAtMost: one atomic step. For the
+// For GCRA it is one atomic step, as redis_rate's AllowAtMost. For the
 // counting algorithms (FixedWindow, SlidingWindowLog, SlidingWindow,
 // TokenBucket), where the room left is a whole number of events, it asks
 // AllowN for the room the last decision reported, so it takes one round
@@ -80,6 +77,11 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int, limits ...Limit)
 func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...Limit) (k int, res LimitResult, err error) {
 	ctx, done := l.observe(ctx, OpAllowAtMost)
 	defer func() { done.end(decisionOutcome(res, err), err) }()
+	return l.allowAtMost(ctx, key, n, limits)
+}
+
+// allowAtMost is AllowAtMost, not observed.
+func (l *Limiter) allowAtMost(ctx context.Context, key string, n int, limits []Limit) (k int, res LimitResult, err error) {
 	if n < 1 {
 		return 0, LimitResult{}, invalidf("n = %d: want at least 1", n)
 	}
@@ -111,17 +113,14 @@ func (l *Limiter) AllowAtMost(ctx context.Context, key string, n int, limits ...
 }
 
 func (l *Limiter) allowAtMostGCRA(ctx context.Context, key, rkey string, lim Limit, n int) (int, LimitResult, error) {
-	rl := redis_rate.Limit{Rate: lim.Rate, Burst: lim.burst(), Period: lim.Period}
-	r, err := l.gcra.AllowAtMost(ctx, rkey, rl, n)
+	r, err := l.runGCRA(ctx, rkey, lim, n, "most")
 	if err != nil {
 		return 0, LimitResult{}, fmt.Errorf("patterns: rate limit %q: %w", key, err)
 	}
-	// As decideGCRA: Remaining from ResetAfter, RetryAfter rounded up.
-	interval := lim.Period / time.Duration(lim.Rate)
-	used := int(math.Ceil(float64(r.ResetAfter)/float64(interval) - 1e-3))
-	res := LimitResult{Limit: lim, Allowed: r.Allowed > 0, Remaining: max(lim.burst()-used, 0), ResetAfter: ceilMs(r.ResetAfter)}
-	if r.Allowed == 0 {
-		res.RetryAfter = ceilMs(r.RetryAfter)
+	res := r.result(lim)
+	res.Allowed = r.allowed > 0
+	if r.allowed == 0 {
+		res.RetryAfter = ceilMs(r.retryAfter)
 	}
-	return r.Allowed, res, nil
+	return r.allowed, res, nil
 }

@@ -179,12 +179,12 @@ func TestLimiterWaitSleeps(t *testing.T) {
 	})
 }
 
-// scriptCalls is a redis.Hook that counts the script calls (EVAL, EVALSHA)
-// sent, pipelined or not.
+// scriptCalls is a redis.Hook that counts the script calls (EVAL, EVALSHA,
+// FCALL and their _RO forms) sent, pipelined or not.
 type scriptCalls struct{ n atomic.Int64 }
 
 func (h *scriptCalls) count(cmd redis.Cmder) {
-	if name := cmd.Name(); name == "evalsha" || name == "eval" {
+	if isScriptCall(cmd.Name()) {
 		h.n.Add(1)
 	}
 }

@@ -15,6 +15,8 @@ var (
 	scriptStreamPublish = newScript("stream_publish")
 	scriptStreamGroup   = newScript("stream_group")
 	scriptStreamRead    = newScript("stream_read")
+	scriptStreamAck     = newScript("stream_ack")
+	scriptStreamStats   = newScript("stream_stats")
 )
 
 // StreamLatest, passed as the id to StreamTopic.Read or Subscribe, starts
@@ -97,8 +99,9 @@ func (o *StreamTopicOptions) retention() time.Duration {
 //     back to resume;
 //   - consumer groups (Group): the readers of one group share the events,
 //     each delivered to one of them and kept pending until acknowledged;
-//     one left unacknowledged for the group's ClaimTimeout is delivered
-//     again to another reader.
+//     one left unacknowledged for the group's ClaimTimeout, or nacked, is
+//     delivered again to another reader, up to MaxDeliveries times, then
+//     moved to the group's dead letters.
 //
 // Publish is one script, sent at most once. Blocking reads hold a
 // connection of the pool while they wait.
@@ -122,6 +125,10 @@ type StreamMessage[T any] struct {
 	// Err is set when the entry did not decode: the id still counts as
 	// delivered (skip it, or acknowledge it in a group).
 	Err error
+	// Deliveries is, for a group read, how many times the entry has been
+	// delivered to the group, this delivery included: 1 the first time,
+	// more after a ClaimTimeout or a Nack. 0 for a fan-out read.
+	Deliveries int
 }
 
 // NewStreamTopic returns the durable topic named name. It returns
@@ -299,19 +306,39 @@ func (t *StreamTopic[T]) Read(ctx context.Context, afterID string, count int, bl
 }
 
 func (t *StreamTopic[T]) read(ctx context.Context, from string, count int, block time.Duration) ([]StreamMessage[T], error) {
-	return waitLoop(ctx, block, func(wait time.Duration) ([]StreamMessage[T], error) {
-		streams, err := t.c.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{t.key, from}, Count: int64(count), Block: wait}).Result()
-		if err == redis.Nil {
-			return nil, nil
-		}
-		if err != nil {
-			if e := ctxEnded(ctx, err); e != nil {
-				return nil, t.errorf("%w", e)
+	msgs, _, err := t.readFrom(ctx, from, count, block)
+	return msgs, err
+}
+
+// readFrom is read that also returns the id of the last entry it went past
+// ("" when none): entries a Redrive published for a group are not events
+// for fan-out readers and are skipped, without a wait when some follow.
+func (t *StreamTopic[T]) readFrom(ctx context.Context, from string, count int, block time.Duration) ([]StreamMessage[T], string, error) {
+	last := ""
+	msgs, err := waitLoop(ctx, block, func(wait time.Duration) ([]StreamMessage[T], error) {
+		for {
+			streams, err := t.c.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{t.key, from}, Count: int64(count), Block: wait}).Result()
+			if err == redis.Nil {
+				return nil, nil
 			}
-			return nil, t.errorf("%w", err)
+			if err != nil {
+				if e := ctxEnded(ctx, err); e != nil {
+					return nil, t.errorf("%w", e)
+				}
+				return nil, t.errorf("%w", err)
+			}
+			msgs, _, end := t.decode(streams, "")
+			if end == "" {
+				return nil, nil
+			}
+			from, last = end, end
+			if len(msgs) > 0 {
+				return msgs, nil
+			}
+			wait = -1 // skipped redriven entries only: read on at once
 		}
-		return t.decode(streams), nil
 	}, t.errorf)
+	return msgs, last, err
 }
 
 // waitLoop calls read with a blocking time (-1: none) until it returns
@@ -343,14 +370,27 @@ func waitLoop[M any](ctx context.Context, block time.Duration, read func(wait ti
 	}
 }
 
-func (t *StreamTopic[T]) decode(streams []redis.XStream) []StreamMessage[T] {
-	var out []StreamMessage[T]
+// decode decodes what XREAD or XREADGROUP returned. Entries a Redrive
+// published for a group other than group ("" for a fan-out reader: any
+// group) are left out and their ids returned in skipped; last is the id of
+// the last entry ("" when none). Each message has 1 delivery when group is
+// set.
+func (t *StreamTopic[T]) decode(streams []redis.XStream, group string) (out []StreamMessage[T], skipped []string, last string) {
 	for _, s := range streams {
 		for _, m := range s.Messages {
-			out = append(out, t.decodeOne(m))
+			last = m.ID
+			if g, ok := m.Values["g"].(string); ok && g != group {
+				skipped = append(skipped, m.ID)
+				continue
+			}
+			msg := t.decodeOne(m)
+			if group != "" {
+				msg.Deliveries = 1
+			}
+			out = append(out, msg)
 		}
 	}
-	return out
+	return out, skipped, last
 }
 
 func (t *StreamTopic[T]) decodeOne(m redis.XMessage) StreamMessage[T] {
@@ -420,7 +460,7 @@ func (t *StreamTopic[T]) Subscribe(ctx context.Context, afterID string, ready ch
 		close(ready)
 	}
 	for {
-		msgs, err := t.read(ctx, from, 100, maxStreamWait)
+		msgs, last, err := t.readFrom(ctx, from, 100, maxStreamWait)
 		if err != nil {
 			if err := failed(err); err != nil {
 				return err
@@ -431,6 +471,9 @@ func (t *StreamTopic[T]) Subscribe(ctx context.Context, afterID string, ready ch
 		for _, m := range msgs {
 			handle(m)
 			from = m.ID
+		}
+		if last != "" {
+			from = last
 		}
 		if err := ctx.Err(); err != nil {
 			return t.errorf("%w", context.Cause(ctx))
@@ -455,6 +498,33 @@ type StreamGroupOptions struct {
 	//
 	// default: false
 	FromStart bool
+
+	// MaxDeliveries moves an entry to the group's dead-letter stream once
+	// it has been delivered that many times without an ack: the read that
+	// would claim it once more, or the Nack of its last delivery, moves it
+	// instead, with its delivery count and the last error given to Nack.
+	// The other entries are not held up. -1: never (an entry nobody acks is
+	// delivered again after every ClaimTimeout).
+	//
+	// default: 5
+	MaxDeliveries int
+
+	// DeadMaxLen bounds the group's dead-letter stream (XADD MAXLEN ~, which
+	// may keep up to about a hundred more): past it, the oldest dead letters
+	// are dropped. The dead-letter stream's TTL is the topic's Retention,
+	// renewed by every dead letter. -1: no bound.
+	//
+	// default: 10000
+	DeadMaxLen int64
+
+	// ConsumerIdle removes the group's consumers that hold no pending entry
+	// and have not read for that long (XINFO CONSUMERS idle, on the
+	// server's clock): the reads of the group's consumers check, each
+	// consumer at most every ConsumerIdle/4. A consumer removed that reads
+	// again is known again. -1: never.
+	//
+	// default: 24 hours
+	ConsumerIdle time.Duration
 }
 
 func (o *StreamGroupOptions) claimTimeout() time.Duration {
@@ -464,28 +534,61 @@ func (o *StreamGroupOptions) claimTimeout() time.Duration {
 	return o.ClaimTimeout
 }
 
+func (o *StreamGroupOptions) maxDeliveries() int {
+	if o == nil || o.MaxDeliveries == 0 {
+		return 5
+	}
+	return o.MaxDeliveries
+}
+
+func (o *StreamGroupOptions) deadMaxLen() int64 {
+	if o == nil || o.DeadMaxLen == 0 {
+		return 10000
+	}
+	return o.DeadMaxLen
+}
+
+func (o *StreamGroupOptions) consumerIdle() time.Duration {
+	if o == nil || o.ConsumerIdle == 0 {
+		return 24 * time.Hour
+	}
+	return o.ConsumerIdle
+}
+
 // StreamGroup is one consumer of a consumer group of a StreamTopic: the
 // consumers of a group share its events, each delivered to one of them,
 // pending until acknowledged with Ack. Delivery is at least once: an entry
 // left unacknowledged for ClaimTimeout (its consumer crashed or is stuck)
-// is delivered again to the next consumer that reads. The group lives in
-// the stream's key and shares its TTL. Safe for concurrent use.
+// is delivered again to the next consumer that reads, up to MaxDeliveries
+// times: then it goes to the group's dead-letter stream (DeadLetters,
+// Redrive, PurgeDead). Each delivery carries its count
+// (StreamMessage.Deliveries); Nack reports a failure with its error. The
+// group lives in the stream's key and shares its TTL; its dead letters are
+// the stream prefix:st:{name}:dead:GROUP, and the last errors of its
+// pending entries the hash prefix:st:{name}:err:GROUP (both with the
+// Retention as TTL, renewed by each write). Safe for concurrent use.
 type StreamGroup[T any] struct {
 	t        *StreamTopic[T]
 	group    string
 	consumer string
 	claim    time.Duration
 	start    string
+	maxDel   int   // 0: never
+	deadMax  int64 // 0: no bound
+	idle     time.Duration
+	deadKey  string
+	errKey   string
 
 	mu     sync.Mutex
-	cursor string // XAUTOCLAIM's cursor
+	cursor string    // XAUTOCLAIM's cursor
+	swept  time.Time // when a read last removed idle consumers
 }
 
 // Group creates the consumer group named group if it does not exist
 // (XGROUP CREATE ... MKSTREAM, which also creates an empty stream) and
 // returns the consumer named consumer of it. Consumers are told apart by
 // name: two processes must not share one. An empty or too long group or
-// consumer name, or a negative ClaimTimeout, is ErrInvalidArgument.
+// consumer name, or a bad option, is ErrInvalidArgument.
 func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt *StreamGroupOptions) (_ *StreamGroup[T], err error) {
 	ctx, done := t.c.observe(ctx, PatternStream, OpGroup, t.name)
 	defer func() { done.end(outcome(OutcomeOK, err), err) }()
@@ -495,10 +598,24 @@ func (t *StreamTopic[T]) Group(ctx context.Context, group, consumer string, opt 
 	if err := checkID("stream consumer name", consumer); err != nil {
 		return nil, err
 	}
-	g := &StreamGroup[T]{t: t, group: group, consumer: consumer, claim: opt.claimTimeout(), start: "$", cursor: "0-0"}
+	g := &StreamGroup[T]{t: t, group: group, consumer: consumer, claim: opt.claimTimeout(), start: "$", cursor: "0-0",
+		maxDel: opt.maxDeliveries(), deadMax: opt.deadMaxLen(), idle: opt.consumerIdle(),
+		deadKey: streamDeadKey(t.c, t.name, group), errKey: streamErrKey(t.c, t.name, group)}
 	if err := checkTTL("ClaimTimeout", g.claim); err != nil {
 		return nil, err
 	}
+	if g.maxDel < -1 {
+		return nil, invalidf("MaxDeliveries %d: want -1 or at least 1", g.maxDel)
+	}
+	if g.deadMax < -1 {
+		return nil, invalidf("DeadMaxLen %d: want -1 or at least 1", g.deadMax)
+	}
+	if g.idle != -1 {
+		if err := checkTTL("ConsumerIdle", g.idle); err != nil {
+			return nil, err
+		}
+	}
+	g.maxDel, g.deadMax, g.idle = max(g.maxDel, 0), max(g.deadMax, 0), max(g.idle, 0)
 	if opt != nil && opt.FromStart {
 		g.start = "0"
 	}
@@ -523,8 +640,9 @@ func isNoGroup(err error) bool {
 }
 
 // Read returns up to count entries for this consumer: first entries of any
-// consumer left unacknowledged for ClaimTimeout (claimed now for this
-// one), else new entries, waiting for them up to block (0: not at all) and
+// consumer left unacknowledged for ClaimTimeout or nacked (claimed now for
+// this one; those already delivered MaxDeliveries times go to the dead
+// letters instead), else new entries, waiting for them up to block (0: not at all) and
 // at most until ctx is done (then ctx's error). The claim and the read of
 // new entries are one script call: a read that needs no wait is one round
 // trip. Acknowledge each with Ack once handled. When the group is gone (the
@@ -532,12 +650,17 @@ func isNoGroup(err error) bool {
 // the options said.
 func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duration) (msgs []StreamMessage[T], err error) {
 	ctx, done := g.t.c.observe(ctx, PatternStream, OpGroupRead, g.t.name)
-	defer func() { done.end(outcome(OutcomeOK, err), err) }()
+	ok := OutcomeOK // dead when the read moved entries to the dead letters
+	defer func() { done.end(outcome(ok, err), err) }()
 	if err := checkRead(count, block); err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		msgs, err = g.read(ctx, count, block)
+		var dead int64
+		msgs, dead, err = g.read(ctx, count, block)
+		if dead > 0 {
+			ok = OutcomeDead
+		}
 		if attempt > 0 || !isNoGroup(err) {
 			return msgs, err
 		}
@@ -549,19 +672,19 @@ func (g *StreamGroup[T]) Read(ctx context.Context, count int, block time.Duratio
 
 // read claims or reads without blocking in one script call (stream_read),
 // and only when that found nothing waits up to block with XREADGROUP BLOCK.
-func (g *StreamGroup[T]) read(ctx context.Context, count int, block time.Duration) ([]StreamMessage[T], error) {
-	msgs, err := g.claimOrRead(ctx, count)
+func (g *StreamGroup[T]) read(ctx context.Context, count int, block time.Duration) ([]StreamMessage[T], int64, error) {
+	msgs, dead, err := g.claimOrRead(ctx, count)
 	if err != nil || len(msgs) > 0 {
-		return msgs, err
+		return msgs, dead, err
 	}
 	t := g.t
 	if block == 0 {
 		if err := ctx.Err(); err != nil {
-			return nil, t.errorf("%w", context.Cause(ctx))
+			return nil, dead, t.errorf("%w", context.Cause(ctx))
 		}
-		return nil, nil
+		return nil, dead, nil
 	}
-	return waitLoop(ctx, block, func(wait time.Duration) ([]StreamMessage[T], error) {
+	msgs, err = waitLoop(ctx, block, func(wait time.Duration) ([]StreamMessage[T], error) {
 		streams, err := t.c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: g.group, Consumer: g.consumer,
 			Streams: []string{t.key, ">"}, Count: int64(count), Block: wait}).Result()
 		if err == redis.Nil {
@@ -573,90 +696,122 @@ func (g *StreamGroup[T]) read(ctx context.Context, count int, block time.Duratio
 			}
 			return nil, t.errorf("group %q: %w", g.group, err)
 		}
-		return t.decode(streams), nil
+		msgs, skipped, _ := t.decode(streams, g.group)
+		if len(skipped) > 0 {
+			// Redriven for another group: not this group's to handle.
+			if err := t.c.rdb.XAck(ctx, t.key, g.group, skipped...).Err(); err != nil {
+				return nil, t.errorf("group %q: %w", g.group, err)
+			}
+		}
+		return msgs, nil
 	}, t.errorf)
+	return msgs, dead, err
 }
 
 // claimOrRead runs stream_read: it claims up to count entries idle for the
 // claim timeout, going round the pending list with a cursor kept between
-// calls, and when it claimed none reads up to count new entries, without
-// blocking, all in one round trip.
-func (g *StreamGroup[T]) claimOrRead(ctx context.Context, count int) ([]StreamMessage[T], error) {
+// calls, moves those past MaxDeliveries to the dead letters, and when it
+// has none left to deliver reads up to count new entries, without
+// blocking, all in one round trip; now and then it removes idle consumers
+// too. dead is how many entries it moved to the dead letters.
+func (g *StreamGroup[T]) claimOrRead(ctx context.Context, count int) (_ []StreamMessage[T], dead int64, err error) {
 	g.mu.Lock()
 	start := g.cursor
+	var sweep int64
+	if g.idle > 0 && time.Since(g.swept) >= g.idle/4 {
+		sweep, g.swept = g.idle.Milliseconds(), time.Now()
+	}
 	g.mu.Unlock()
 	// Sent at most once, as every script: entries claimed or read by a call
 	// whose reply was lost stay pending for this consumer, and are
 	// delivered again after the claim timeout.
-	v, err := scriptStreamRead.run(ctx, g.t.c.scr, []string{g.t.key},
-		g.group, g.consumer, g.claim.Milliseconds(), start, count).Result()
+	v, err := scriptStreamRead.run(ctx, g.t.c.scr, []string{g.t.key, g.deadKey, g.errKey},
+		g.group, g.consumer, g.claim.Milliseconds(), start, count,
+		g.maxDel, sweep, g.deadMax, g.t.retention.Milliseconds()).Result()
 	if err != nil {
 		if e := ctxEnded(ctx, err); e != nil {
-			return nil, g.t.errorf("%w", e)
+			return nil, 0, g.t.errorf("%w", e)
 		}
-		return nil, g.t.errorf("group %q: read: %w", g.group, err)
+		return nil, 0, g.t.errorf("group %q: read: %w", g.group, err)
 	}
-	next, msgs, err := g.t.decodeRead(v)
+	next, msgs, dead, err := g.t.decodeRead(v)
 	if err != nil {
-		return nil, g.t.errorf("group %q: read: %w", g.group, err)
+		return nil, 0, g.t.errorf("group %q: read: %w", g.group, err)
 	}
 	g.mu.Lock()
 	g.cursor = next
 	g.mu.Unlock()
-	return msgs, nil
+	return msgs, dead, nil
 }
 
 // decodeRead decodes stream_read's reply, {next cursor, {{id, {field,
-// value, ...}}, ...}}. An entry without fields (deleted from the stream
-// while pending) is skipped.
-func (t *StreamTopic[T]) decodeRead(v any) (next string, msgs []StreamMessage[T], err error) {
+// value, ...}, deliveries}, ...}, dead, removed}. An entry without fields
+// (deleted from the stream while pending) is skipped.
+func (t *StreamTopic[T]) decodeRead(v any) (next string, msgs []StreamMessage[T], dead int64, err error) {
 	reply, ok := v.([]any)
-	if !ok || len(reply) != 2 {
-		return "", nil, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, v, v)
+	if !ok || len(reply) != 4 {
+		return "", nil, 0, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, v, v)
 	}
 	if next, ok = reply[0].(string); !ok {
-		return "", nil, fmt.Errorf("%w: cursor %T", ErrUnexpectedReply, reply[0])
+		return "", nil, 0, fmt.Errorf("%w: cursor %T", ErrUnexpectedReply, reply[0])
+	}
+	if dead, ok = reply[2].(int64); !ok {
+		return "", nil, 0, fmt.Errorf("%w: dead %T", ErrUnexpectedReply, reply[2])
 	}
 	if reply[1] == nil { // an empty Lua table may come back as nil
-		return next, nil, nil
+		return next, nil, dead, nil
 	}
 	entries, ok := reply[1].([]any)
 	if !ok {
-		return "", nil, fmt.Errorf("%w: entries %T", ErrUnexpectedReply, reply[1])
+		return "", nil, 0, fmt.Errorf("%w: entries %T", ErrUnexpectedReply, reply[1])
 	}
 	msgs = make([]StreamMessage[T], 0, len(entries))
 	for _, e := range entries {
 		entry, ok := e.([]any)
-		if !ok || len(entry) != 2 {
-			return "", nil, fmt.Errorf("%w: entry %T %v", ErrUnexpectedReply, e, e)
+		if !ok || len(entry) != 3 {
+			return "", nil, 0, fmt.Errorf("%w: entry %T %v", ErrUnexpectedReply, e, e)
 		}
 		id, ok := entry[0].(string)
-		if !ok {
-			return "", nil, fmt.Errorf("%w: entry id %T", ErrUnexpectedReply, entry[0])
+		n, ok2 := entry[2].(int64)
+		if !ok || !ok2 {
+			return "", nil, 0, fmt.Errorf("%w: entry id %T, deliveries %T", ErrUnexpectedReply, entry[0], entry[2])
 		}
 		if entry[1] == nil {
 			continue // deleted
 		}
-		fields, ok := entry[1].([]any)
-		if !ok || len(fields)%2 != 0 {
-			return "", nil, fmt.Errorf("%w: entry %s: fields %T %v", ErrUnexpectedReply, id, entry[1], entry[1])
+		m, err := xmessage(id, entry[1])
+		if err != nil {
+			return "", nil, 0, err
 		}
-		m := redis.XMessage{ID: id, Values: make(map[string]any, len(fields)/2)}
-		for i := 0; i < len(fields); i += 2 {
-			f, ok := fields[i].(string)
-			if !ok {
-				return "", nil, fmt.Errorf("%w: entry %s: field %T", ErrUnexpectedReply, id, fields[i])
-			}
-			m.Values[f] = fields[i+1]
-		}
-		msgs = append(msgs, t.decodeOne(m))
+		msg := t.decodeOne(m)
+		msg.Deliveries = int(n)
+		msgs = append(msgs, msg)
 	}
-	return next, msgs, nil
+	return next, msgs, dead, nil
+}
+
+// xmessage builds the entry id from its fields as a script returns them,
+// {field, value, ...}.
+func xmessage(id string, v any) (redis.XMessage, error) {
+	fields, ok := v.([]any)
+	if !ok || len(fields)%2 != 0 {
+		return redis.XMessage{}, fmt.Errorf("%w: entry %s: fields %T %v", ErrUnexpectedReply, id, v, v)
+	}
+	m := redis.XMessage{ID: id, Values: make(map[string]any, len(fields)/2)}
+	for i := 0; i < len(fields); i += 2 {
+		f, ok := fields[i].(string)
+		if !ok {
+			return redis.XMessage{}, fmt.Errorf("%w: entry %s: field %T", ErrUnexpectedReply, id, fields[i])
+		}
+		m.Values[f] = fields[i+1]
+	}
+	return m, nil
 }
 
 // Ack acknowledges entries by id: they leave the group's pending list and
-// are not delivered again. It returns how many were pending. A bad id is
-// ErrInvalidArgument.
+// are not delivered again (and the errors Nack kept for them are dropped).
+// It returns how many were pending. A bad id is ErrInvalidArgument. One
+// script call.
 func (g *StreamGroup[T]) Ack(ctx context.Context, ids ...string) (n int64, err error) {
 	ctx, done := g.t.c.observe(ctx, PatternStream, OpAck, g.t.name)
 	defer func() { done.end(outcome(OutcomeOK, err), err) }()
@@ -668,9 +823,21 @@ func (g *StreamGroup[T]) Ack(ctx context.Context, ids ...string) (n int64, err e
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	n, err = g.t.c.rdb.XAck(ctx, g.t.key, g.group, ids...).Result()
-	if err != nil && !isNoGroup(err) {
+	args := make([]any, 0, 2+len(ids))
+	args = append(args, "ack", g.group)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	n, err = scriptStreamAck.run(ctx, g.t.c.scr, g.keys(), args...).Int64()
+	if err != nil {
+		if isNoGroup(err) {
+			return 0, nil
+		}
 		return 0, g.t.errorf("group %q: ack: %w", g.group, err)
 	}
 	return n, nil
 }
+
+// keys are the keys of the group's scripts: the stream, the dead letters
+// and the last errors.
+func (g *StreamGroup[T]) keys() []string { return []string{g.t.key, g.deadKey, g.errKey} }

@@ -29,7 +29,7 @@ func streamFaultOps(t testing.TB, c *Client) []faultOp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g atomic.Pointer[StreamGroup[string]]
+	var g, dead atomic.Pointer[StreamGroup[string]]
 	return []faultOp{{name: "stream", run: func(ctx context.Context) error {
 		// (A restart may lose what was published: reads are not checked
 		// for content here.)
@@ -59,6 +59,36 @@ func streamFaultOps(t testing.TB, c *Client) []faultOp {
 			}
 		}
 		_, err = topic.Len(ctx)
+		return err
+	}}, {name: "stream-dead", run: func(ctx context.Context) error {
+		// A group that gives up at once: every entry it reads is nacked
+		// to the dead letters, which are redriven and read again.
+		dg := dead.Load()
+		if dg == nil {
+			if dg, err = topic.Group(ctx, "dead", "w1", &StreamGroupOptions{MaxDeliveries: 1, ConsumerIdle: time.Second}); err != nil {
+				return err
+			}
+			dead.Store(dg)
+		}
+		if _, err := topic.Publish(ctx, "poison"); err != nil {
+			return err
+		}
+		got, err := dg.Read(ctx, 10, 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range got {
+			if _, err := dg.Nack(ctx, m.ID, errors.New("poison")); err != nil {
+				return err
+			}
+		}
+		if _, err := dg.DeadLetters(ctx, 10); err != nil {
+			return err
+		}
+		if _, err := dg.Redrive(ctx); err != nil {
+			return err
+		}
+		_, err = dg.Stats(ctx)
 		return err
 	}}}
 }
@@ -517,7 +547,7 @@ func TestStreamGroupReadOneCall(t *testing.T) {
 		if err != nil || len(msgs) != 0 {
 			t.Fatalf("blocking read: %q, %v", streamValues(msgs), err)
 		}
-		if len(calls) < 2 || calls[0] != "evalsha" && calls[0] != "pipeline" || calls[1] != "xreadgroup" {
+		if len(calls) < 2 || !isScriptCall(calls[0]) && calls[0] != "pipeline" || calls[1] != "xreadgroup" {
 			t.Fatalf("blocking read: round trips %v, want the script then xreadgroup", calls)
 		}
 
@@ -632,6 +662,15 @@ func TestStreamInvalid(t *testing.T) {
 	check("empty consumer", err)
 	_, err = topic.Group(ctx, "g", "w", &StreamGroupOptions{ClaimTimeout: -time.Second})
 	check("negative ClaimTimeout", err)
+	for what, opt := range map[string]*StreamGroupOptions{
+		"MaxDeliveries -2":       {MaxDeliveries: -2},
+		"DeadMaxLen -2":          {DeadMaxLen: -2},
+		"negative ConsumerIdle":  {ConsumerIdle: -time.Second},
+		"ConsumerIdle under 1ms": {ConsumerIdle: time.Microsecond},
+	} {
+		_, err = topic.Group(ctx, "g", "w", opt)
+		check(what, err)
+	}
 	if n, err := rdb.Exists(ctx, topic.key).Result(); err != nil || n != 0 {
 		t.Fatalf("bad input wrote the stream: exists %d, %v", n, err)
 	}
@@ -643,6 +682,19 @@ func TestStreamInvalid(t *testing.T) {
 	check("ack of a bad id", err)
 	_, err = g.Read(ctx, 0, 0)
 	check("group read of 0", err)
+	_, err = g.Nack(ctx, "nope", errors.New("x"))
+	check("nack of a bad id", err)
+	_, err = g.DeadLetters(ctx, 0)
+	check("dead letters, 0", err)
+	_, err = g.Redrive(ctx, "1-0", "nope")
+	check("redrive of a bad id", err)
+	_, err = g.Redrive(ctx, make([]string, MaxStreamBatch+1)...)
+	check("redrive of too many ids", err)
+	_, err = g.PurgeDead(ctx, "nope")
+	check("purge of a bad id", err)
+	if n, _ := rdb.Exists(ctx, g.deadKey, g.errKey).Result(); n != 0 {
+		t.Fatalf("bad input wrote %d dead-letter or error keys", n)
+	}
 	if n, _ := rdb.XLen(ctx, topic.key).Result(); n != 0 {
 		t.Fatalf("bad input wrote %d entries", n)
 	}

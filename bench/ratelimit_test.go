@@ -4,6 +4,9 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,7 +288,7 @@ func serverCost(b *testing.B, algo patterns.Algorithm, lim patterns.Limit, nkeys
 	b.ReportMetric(us[1], "redis_rate-srv-us/call")
 	b.ReportMetric(us[0]/us[1], name+"/redis_rate")
 	if algo == patterns.SlidingWindowLog {
-		key := "patterns:rl:{" + keys[0] + "}:api:sl:" + strconv.Itoa(lim.Rate) + ":" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
+		key := "patterns:rl:{" + keys[0] + "}:api:sl:" + strconv.FormatInt(lim.Period.Milliseconds(), 10)
 		members, err := pRdb.ZCard(ctx, key).Result()
 		if err != nil || members == 0 {
 			b.Fatalf("ZCARD %s: %d, %v", key, members, err)
@@ -375,4 +378,88 @@ func BenchmarkRateLimitBatchServerCost(b *testing.B) {
 	b.ReportMetric(us[2], "floor-srv-us/call")
 	b.ReportMetric(us[0]/us[2], "srv-ratio")
 	b.ReportMetric(us[1]/us[2], "srv-ratio-per-call")
+}
+
+// One key flooded by 64 goroutines, far over its limit (100 a second), with
+// and without LimiterOptions.DenyLocally: round trips per denied request
+// (rt/denied), the server's time per request from INFO commandstats
+// (srv-us/op) and the server's CPU (INFO cpu, user and system) per request
+// (redis-cpu-us/op) and over the run's wall time (redis-cpu-%, which a short
+// run leaves to the server's own timers).
+//
+//	go test -run '^$' -bench RateLimitFlood -benchtime 200000x
+func BenchmarkRateLimitFlood(b *testing.B) {
+	ctx := context.Background()
+	lim := patterns.PerSecond(100)
+	for _, deny := range []bool{false, true} {
+		name := "round-trip"
+		if deny {
+			name = "deny-locally"
+		}
+		b.Run(name, func(b *testing.B) {
+			rdb, pc := benchRedis(b)
+			l, err := pc.Limiter("api", &patterns.LimiterOptions{DenyLocally: deny})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rt := &rtCounter{}
+			rdb.AddHook(rt)
+			rdb.ConfigResetStat(ctx)
+			cpu0 := serverCPU(b, rdb)
+			const workers = 64
+			var denied atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for w := range workers {
+				wg.Go(func() {
+					no := int64(0)
+					for i := w; i < b.N; i += workers {
+						res, err := l.Allow(ctx, "user:42", lim)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if !res.Allowed {
+							no++
+						}
+					}
+					denied.Add(no)
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			cpu := serverCPU(b, rdb) - cpu0
+			if d := denied.Load(); d > 0 {
+				b.ReportMetric(float64(rt.n.Load())/float64(d), "rt/denied")
+			}
+			_, usec := commandStats(b, rdb, "evalsha")
+			b.ReportMetric(float64(usec)/float64(b.N), "srv-us/op")
+			b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "redis-cpu-%")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "redis-cpu-us/op")
+		})
+	}
+}
+
+// serverCPU returns the server's CPU time so far (INFO cpu: used_cpu_user
+// plus used_cpu_sys).
+func serverCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %q: %v", line, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }

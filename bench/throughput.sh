@@ -39,3 +39,5 @@ sha=$(redis-cli -p "$port" script load 'return 1')
 } | tee throughput.txt
 go run ./cmd/throughputplot -o throughput.png < throughput.txt > throughput.md
 cat throughput.md
+# The queue's jobs beside asynq: queue_throughput.{txt,md,png}.
+./queue_throughput.sh

@@ -415,11 +415,10 @@ func BenchmarkThroughputRatios(b *testing.B) {
 
 // tbKey is the key the library's token bucket uses for id under the client
 // prefix prefix, the limiter named "tp" and tpLimit: prefix:rl:{id}:tp:tb:
-// RATE:PERIODms:BURST (see Limiter.limitArgs and Client.key in the root
-// package; ids of tpID need no escaping).
+// PERIODms (see Limiter.limitKey and Client.key in the root package; ids of
+// tpID need no escaping).
 func tbKey(prefix, id string) string {
-	ms := tpLimit.Period.Milliseconds()
-	return fmt.Sprintf("%s:rl:{%s}:tp:tb:%d:%d:%d", prefix, id, tpLimit.Rate, ms, tpLimit.Rate)
+	return fmt.Sprintf("%s:rl:{%s}:tp:tb:%d", prefix, id, tpLimit.Period.Milliseconds())
 }
 
 // tokenBucketSHA is the SHA1 of rl_token_bucket.

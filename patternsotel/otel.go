@@ -15,7 +15,7 @@
 // _total and unit suffixes):
 //
 //	patterns.operation.duration     histogram, s: every operation, by pattern, operation, name, outcome
-//	patterns.ratelimit.decisions    counter: Allow decisions by name, algorithm, outcome (allowed, denied)
+//	patterns.ratelimit.decisions    counter: Allow decisions by name, algorithm, outcome (allowed, denied, local-fallback, local-denied)
 //	patterns.lock.wait.duration     histogram, s: Obtain (including retries), by outcome
 //	patterns.lock.hold.duration     histogram, s: from Obtain to Release
 //	patterns.lock.lost              counter: locks, permits and leases found lost, by pattern
@@ -27,6 +27,8 @@
 //	patterns.queue.in_flight        gauge: leased messages
 //	patterns.queue.dead             gauge: dead letters
 //	patterns.queue.oldest_ready     gauge, s: how long the oldest due message has waited (QueueStats.OldestReady)
+//	patterns.queue.jobs             counter: messages run by Queue.Work, by name and outcome (ok, retry, dead, timeout, panic, lost, canceled, error)
+//	patterns.queue.job.duration     histogram, s: from a Work handler's start to its message's verdict, by name and outcome
 package patternsotel
 
 import (
@@ -82,6 +84,8 @@ type Observer struct {
 	cacheLoad metric.Float64Histogram
 	queueMsgs metric.Int64Counter
 	sessions  metric.Int64Counter
+	jobs      metric.Int64Counter
+	jobTime   metric.Float64Histogram
 
 	mu     sync.Mutex
 	queues []*patterns.Queue
@@ -105,7 +109,7 @@ func New(opt *Options) (*Observer, error) {
 	o := &Observer{tracer: tp.Tracer(ScopeName), meter: mp.Meter(ScopeName)}
 	m := o.meter
 	secs := []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-	var errs [13]error
+	var errs [15]error
 	o.duration, errs[0] = m.Float64Histogram("patterns.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of the library's operations."), metric.WithExplicitBucketBoundaries(secs...))
 	o.decisions, errs[1] = m.Int64Counter("patterns.ratelimit.decisions", metric.WithDescription("Rate limit decisions."))
@@ -124,6 +128,10 @@ func New(opt *Options) (*Observer, error) {
 	o.gauges[2], errs[11] = m.Int64ObservableGauge("patterns.queue.dead", metric.WithDescription("Dead letters."))
 	o.age, errs[12] = m.Float64ObservableGauge("patterns.queue.oldest_ready", metric.WithUnit("s"),
 		metric.WithDescription("How long the oldest due message has waited for a consumer."))
+	o.jobs, errs[13] = m.Int64Counter("patterns.queue.jobs", metric.WithDescription("Messages run by Queue.Work, by outcome."))
+	o.jobTime, errs[14] = m.Float64Histogram("patterns.queue.job.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of Queue.Work's jobs, from the handler's start to the verdict."),
+		metric.WithExplicitBucketBoundaries(append(secs[:len(secs):len(secs)], 30, 60, 300)...))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -193,7 +201,11 @@ func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, e patterns
 	o.duration.Record(ctx, d, metric.WithAttributes(AttrPattern.String(string(op.Pattern)), AttrOperation.String(string(op.Operation)), name, out))
 	switch op.Pattern {
 	case patterns.PatternRateLimit:
-		if op.Operation == patterns.OpAllow && (outcome == patterns.OutcomeAllowed || outcome == patterns.OutcomeDenied) {
+		switch outcome {
+		case patterns.OutcomeAllowed, patterns.OutcomeDenied, patterns.OutcomeLocalFallback, patterns.OutcomeLocalDenied:
+			if op.Operation != patterns.OpAllow {
+				break
+			}
 			o.decisions.Add(ctx, 1, metric.WithAttributes(name, AttrAlgorithm.String(op.Algorithm), out))
 		}
 	case patterns.PatternCache:
@@ -204,6 +216,10 @@ func (o *Observer) record(ctx context.Context, op patterns.ObserveOp, e patterns
 			o.cacheLoad.Record(ctx, d, metric.WithAttributes(name, out))
 		}
 	case patterns.PatternQueue:
+		if op.Operation == patterns.OpWork {
+			o.jobs.Add(ctx, 1, metric.WithAttributes(name, out))
+			o.jobTime.Record(ctx, d, metric.WithAttributes(name, out))
+		}
 		switch outcome {
 		case patterns.OutcomeEnqueued, patterns.OutcomeDelivered, patterns.OutcomeAcked, patterns.OutcomeNacked, patterns.OutcomeDead:
 			if e.Count > 0 {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +206,27 @@ func TestPrometheusScrape(t *testing.T) {
 	if n, err := bq.AckMany(ctx, ms); n != 2 || !errors.Is(err, patterns.ErrQueueLeaseLost) {
 		t.Fatal(n, err)
 	}
+	// A worker runs two jobs: one fails (retried), one succeeds.
+	wq, err := pc.Queue("work", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"fail", "ok"} {
+		if _, _, err := wq.Enqueue(ctx, []byte(b), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, stopWork := context.WithCancel(ctx)
+	var handled atomic.Int32
+	_ = wq.Work(wctx, func(ctx context.Context, m *patterns.QueueMessage) ([]byte, error) {
+		if handled.Add(1) == 2 {
+			defer stopWork()
+		}
+		if string(m.Body) == "fail" {
+			return nil, errors.New("failed")
+		}
+		return nil, nil
+	}, &patterns.QueueWorkOptions{Concurrency: 1, Prefetch: -1})
 	time.Sleep(100 * time.Millisecond) // the oldest ready message ages
 	lock, err := pc.Obtain(ctx, "invoice:42", time.Minute, nil)
 	if err != nil {
@@ -227,6 +249,9 @@ func TestPrometheusScrape(t *testing.T) {
 		`patterns_queue_depth{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs"} 4`,
 		`patterns_queue_in_flight{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="jobs"} 1`,
 		`patterns_lock_hold_duration_seconds_count{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version=""} 1`,
+		`patterns_queue_jobs_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="work",patterns_outcome="ok"} 1`,
+		`patterns_queue_jobs_total{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="work",patterns_outcome="retry"} 1`,
+		`patterns_queue_job_duration_seconds_count{otel_scope_name="` + ScopeName + `",otel_scope_schema_url="",otel_scope_version="",patterns_name="work",patterns_outcome="ok"} 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("no line\n%s\nin the scrape", want)
@@ -329,14 +354,14 @@ func TestDashboard(t *testing.T) {
 func exportedSeries() map[string]bool {
 	exported := map[string]bool{}
 	for _, base := range []string{"patterns_operation_duration_seconds", "patterns_lock_wait_duration_seconds",
-		"patterns_lock_hold_duration_seconds", "patterns_cache_load_duration_seconds"} {
+		"patterns_lock_hold_duration_seconds", "patterns_cache_load_duration_seconds", "patterns_queue_job_duration_seconds"} {
 		for _, s := range []string{"_bucket", "_sum", "_count"} {
 			exported[base+s] = true
 		}
 	}
 	for _, n := range []string{"patterns_ratelimit_decisions_total", "patterns_lock_lost_total", "patterns_cache_requests_total",
 		"patterns_queue_messages_total", "patterns_sessions_events_total", "patterns_queue_depth", "patterns_queue_in_flight", "patterns_queue_dead",
-		"patterns_queue_oldest_ready_seconds"} {
+		"patterns_queue_oldest_ready_seconds", "patterns_queue_jobs_total"} {
 		exported[n] = true
 	}
 	return exported

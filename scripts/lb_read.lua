@@ -15,6 +15,8 @@
 -- (O(log n)); dense rank is one plus the distinct better scores (O(members
 -- above) for the first entry returned).
 --
+-- Read-only: every call
+--
 -- Example: redis-cli --eval scripts/lb_read.lua patterns:lb:{demo}:s patterns:lb:{demo}:r patterns:lb:{demo}:h , desc ordinal range 0 9
 local desc, mode, op = ARGV[1] == 'desc', ARGV[2], ARGV[3]
 local S, R, H = KEYS[1], KEYS[2], KEYS[3]

@@ -1,14 +1,15 @@
 -- rl_sliding_log: exact sliding-window rate limit (a log of events in a
 -- sorted set) over one or more limits, atomically.
 --
--- KEYS[i]  one sorted set per limit (prefix:rl:{id}:NAME:sl:RATE:PERIODms), all in one slot
+-- KEYS[i]  one sorted set per limit (prefix:rl:{id}:NAME:sl:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
 -- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
 --
 -- Each admitted event is a member scored with the server time in
--- microseconds (the member: the time as TIME gives it and a sequence
--- number, unique within the set). A request is admitted only if, for every
+-- microseconds (the member: the time as TIME gives it, a sequence number,
+-- unique within the set, and the rate it was admitted under, which tells an
+-- inspector the limit: a changed rate counts the events of the last period). A request is admitted only if, for every
 -- limit, the events of the last period plus n stay within the rate: no
 -- window of the period ever holds more than rate events. A denied request
 -- consumes nothing (when consuming, it may still drop expired events).
@@ -24,7 +25,7 @@
 -- an integer (the rest is known: it is admitted, and full again one period
 -- from now).
 --
--- Example: redis-cli --eval scripts/rl_sliding_log.lua patterns:rl:{demo}:api:sl:10:1000 , 1 1 10 1000
+-- Example: redis-cli --eval scripts/rl_sliding_log.lua patterns:rl:{demo}:api:sl:1000 , 1 1 10 1000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[1])
@@ -40,7 +41,7 @@ if nk == 1 and consume then
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ms * 1000)
   c1 = redis.call('ZCARD', key)
   if n == 1 and c1 < rate then
-    redis.call('ZADD', key, now, t[1] .. '.' .. t[2] .. ':' .. (c1 + 1))
+    redis.call('ZADD', key, now, t[1] .. '.' .. t[2] .. ':' .. (c1 + 1) .. ':' .. ARGV[3])
     redis.call('PEXPIRE', key, ARGV[4])
     return rate - c1 - 1
   end
@@ -87,12 +88,13 @@ if allowed == 1 and consume then
   local reset = 0
   for i = 1, nk do
     local key, c = KEYS[i], counts[i]
+    local tail = ':' .. ARGV[2 * i + 1]
     if n == 1 then
-      redis.call('ZADD', key, now, stamp .. (c + 1))
+      redis.call('ZADD', key, now, stamp .. (c + 1) .. tail)
     else
       local args, m = {}, 0
       for j = 1, n do
-        args[m + 1], args[m + 2], m = now, stamp .. (c + j), m + 2
+        args[m + 1], args[m + 2], m = now, stamp .. (c + j) .. tail, m + 2
         if m == 1000 or j == n then
           redis.call('ZADD', key, unpack(args, 1, m))
           m = 0

@@ -1,14 +1,15 @@
 -- rl_sliding_window: sliding-window-counter rate limit (two weighted fixed
 -- windows, constant memory) over one or more limits, atomically.
 --
--- KEYS[i]  one hash per limit (prefix:rl:{id}:NAME:sw:RATE:PERIODms), all in one slot
+-- KEYS[i]  one hash per limit (prefix:rl:{id}:NAME:sw:PERIODms), all in one slot
 -- ARGV[1]  n, the cost of this request (>= 1)
 -- ARGV[2]  1 to consume when admitted, 0 to only look (Peek)
 -- ARGV[2*i+1], ARGV[2*i+2]  limit i: rate, period in ms
 --
 -- Windows are aligned to the server clock. Each key holds c (events in the
--- window it was last written in) and p (events in the window before), packed
--- as two little-endian doubles, and expires when the window after it ends, so
+-- window it was last written in), p (events in the window before) and the
+-- rate it was last written under (for an inspector: a changed rate counts
+-- what the windows hold), packed as three little-endian doubles, and expires when the window after it ends, so
 -- that its PTTL tells the time: above one period, the same window, with
 -- 2 * period - PTTL ms elapsed; up to one period, the next window (c becomes
 -- p). Only a key missing or two windows old needs TIME. The count over the
@@ -23,7 +24,7 @@
 -- retry_after_ms is 0 when admitted, else the longest wait of the limits
 -- that deny; reset_after_ms the longest time until a limit is full again.
 --
--- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:api:sw:10:1000 , 1 1 10 1000
+-- Example: redis-cli --eval scripts/rl_sliding_window.lua patterns:rl:{demo}:api:sw:1000 , 1 1 10 1000
 local n = tonumber(ARGV[1])
 local nk = #KEYS
 local allowed = 1
@@ -36,7 +37,7 @@ for i = 1, nk do
   -- pcall: a key of another type (or format) counts as missing.
   local v = ttl > 0 and redis.pcall('GET', k)
   local c, p, elapsed, mode = 0, 0, 0, 'new'
-  if type(v) == 'string' and #v == 16 then
+  if type(v) == 'string' and #v == 24 then
     local sc, sp = struct.unpack('<dd', v)
     if ttl > period then
       c, p, elapsed, mode = sc, sp, 2 * period - ttl, 'same'
@@ -95,7 +96,7 @@ if allowed == 1 and ARGV[2] == '1' then
   for i = 1, nk do
     local k, period = KEYS[i], tonumber(ARGV[2 * i + 2])
     local s = state[i]
-    local v = struct.pack('<dd', s[1] + n, s[2])
+    local v = struct.pack('<ddd', s[1] + n, s[2], tonumber(ARGV[2 * i + 1]))
     if s[3] == 'same' then
       redis.call('SET', k, v, 'KEEPTTL')
     elseif s[3] == 'next' then

@@ -1,7 +1,7 @@
 -- rl_token_bucket: token-bucket rate limit (capacity burst, refilled
 -- continuously at rate per period) over one or more limits, atomically.
 --
--- KEYS[i]  one string per limit (prefix:rl:{id}:NAME:tb:RATE:PERIODms:BURST), all in one slot
+-- KEYS[i]  one string per limit (prefix:rl:{id}:NAME:tb:PERIODms), all in one slot
 -- ARGV     per limit i, three whole numbers: c, the cost of this request
 --          (n * period_ms); the rate; and the capacity (burst * period_ms).
 --          Either as text, ARGV[3i-2], ARGV[3i-1], ARGV[3i], or packed in
@@ -13,13 +13,23 @@
 -- Time is counted per limit in units of 1/rate ms: a token is period_ms
 -- units, a full bucket capacity units, and every quantity is a whole number
 -- below 2^53 (checked by the caller), so exact in Lua's doubles. A key holds
--- two little-endian doubles, E and X: it expires at E (absolute server ms,
--- its TTL), and the bucket is full again at TAT = E - X/rate. With now from
--- TIME (whole ms) and p = E - now, d = p * rate - X is how far the bucket is
--- from full, in units. No key, or d <= 0, is a full bucket (d = 0). Holding
--- E in the value spares a PTTL per key: a decision is one GET, and a SET if
+-- four little-endian doubles, E, X, R and C: it expires at E (absolute
+-- server ms, its TTL), the bucket is full again at TAT = E - X/R, and R and
+-- C are the rate and capacity it was written under. With now from TIME
+-- (whole ms) and p = E - now, d = p * R - X is how far the bucket is from
+-- full, in units. No key, or d <= 0, is a full bucket (d = 0). Holding E in
+-- the value spares a PTTL per key: a decision is one GET, and a SET if
 -- admitted. A request is admitted if d + c fits in the capacity for every
--- limit; a denied request writes nothing. An admitted one leaves d + c,
+-- limit; a denied request consumes nothing.
+--
+-- A limit that changed (R or C is not this call's rate or capacity) keeps
+-- its tokens: a unit is 1/period of a token whatever the rate (the period
+-- is in the key), so d, the tokens missing, carries over exactly, even
+-- beyond the new capacity (the bucket then stays empty until the excess has
+-- refilled): tokens are never created by a change, so limits that
+-- alternate cannot mint a budget. The call that sees the change writes the
+-- bucket under the new limit, even when it denies (it still consumes
+-- nothing), so that it refills at the new rate from then on. An admitted one leaves d + c,
 -- keeping E (KEEPTTL) while TAT stays before it, else moving E to TAT plus
 -- one window (capacity / rate ms): a key's TTL is always at least the time
 -- until its bucket is full, and at most that plus one window and a
@@ -33,7 +43,7 @@
 -- period_ms), full again in ceil(d / rate) ms, and a denied request could
 -- pass in ceil((d + c - capacity) / rate) ms.
 --
--- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:api:tb:10:1000:20 , 1000 10 20000
+-- Example: redis-cli --eval scripts/rl_token_bucket.lua patterns:rl:{demo}:api:tb:1000 , 1000 10 20000
 local nk = #KEYS
 if nk == 1 and #ARGV == 1 then
   -- One limit, packed, consuming: the library's common call, inline. It
@@ -44,34 +54,39 @@ if nk == 1 and #ARGV == 1 then
   local k = KEYS[1]
   local c, r, cap = struct.unpack('<ddd', ARGV[1])
   local p = redis.call('PTTL', k)
-  local e, x, d = 0, nil, 0
+  local e, x, d, changed = 0, nil, 0, false
   if p >= 0 then
     local v = redis.call('GET', k)
-    if v and #v == 16 then
-      e, x = struct.unpack('<dd', v)
-      d = p * r - x
-      if d < 0 then
-        d = 0
+    if v and #v == 32 then
+      local r0, cap0
+      e, x, r0, cap0 = struct.unpack('<dddd', v)
+      d = p * r0 - x
+      if d < 0 then d = 0 end
+      if r0 ~= r or cap0 ~= cap then
+        changed = true
       elseif d + c > cap then
         return -d
       end
     end
   end
   local d2 = d + c
+  local ok = d2 <= cap
+  if not ok then d2 = d end -- a changed limit denies: write it, consume nothing
   local pr = p * r
   if x and pr >= d2 then
-    redis.call('SET', k, struct.pack('<dd', e, pr - d2), 'KEEPTTL')
-    return d2
-  end
-  local ttl = math.ceil((d2 + cap) / r)
-  if x then
-    e = e - p + ttl -- E - p is now, on the clock of PTTL
+    redis.call('SET', k, struct.pack('<dddd', e, pr - d2, r, cap), 'KEEPTTL')
   else
-    local t = redis.call('TIME')
-    e = t[1] * 1000 + math.floor(t[2] / 1000) + ttl
+    local ttl = math.ceil((d2 + cap) / r)
+    if x then
+      e = e - p + ttl -- E - p is now, on the clock of PTTL
+    else
+      local t = redis.call('TIME')
+      e = t[1] * 1000 + math.floor(t[2] / 1000) + ttl
+    end
+    redis.call('SET', k, struct.pack('<dddd', e, ttl * r - d2, r, cap), 'PXAT', e)
   end
-  redis.call('SET', k, struct.pack('<dd', e, ttl * r - d2), 'PXAT', e)
-  return d2
+  if ok then return d2 end
+  return -d
 end
 
 -- begin: token bucket
@@ -80,26 +95,29 @@ end
 -- rate limit in a hash field (embed.go puts this section in
 -- scripts/queue.lua at its "-- include: rl_token_bucket token bucket" line).
 -- tb_state reads a stored value v (nil or anything else: no bucket yet) as
--- E, X and d, how far the bucket is from full at now, for a limit of rate r.
-local function tb_state(v, now, r)
-  local e, x, d = 0, nil, 0
-  if v and #v == 16 then
-    e, x = struct.unpack('<dd', v)
-    d = (e - now) * r - x
+-- E, X and d, how far the bucket is from full at now, and whether it was
+-- written under another rate or capacity than r and cap (changed).
+local function tb_state(v, now, r, cap)
+  local e, x, d, changed = 0, nil, 0, false
+  if v and #v == 32 then
+    local r0, cap0
+    e, x, r0, cap0 = struct.unpack('<dddd', v)
+    d = (e - now) * r0 - x
     if d < 0 then d = 0 end
+    changed = r0 ~= r or cap0 ~= cap
   end
-  return e, x, d
+  return e, x, d, changed
 end
 
 -- tb_next returns the value to store for a bucket read as e, x and left d2
--- from full (d + c of an admitted request), for a limit of rate r and
--- capacity cap, and its new E, or nil when E stays (KEEPTTL).
+-- from full (d + c of an admitted request, d of a denied one), for a limit
+-- of rate r and capacity cap, and its new E, or nil when E stays (KEEPTTL).
 local function tb_next(now, e, x, d2, r, cap)
   local pr = (e - now) * r
-  if x and pr >= d2 then return struct.pack('<dd', e, pr - d2), nil end
+  if x and pr >= d2 then return struct.pack('<dddd', e, pr - d2, r, cap), nil end
   local ttl = math.ceil((d2 + cap) / r)
   e = now + ttl
-  return struct.pack('<dd', e, ttl * r - d2), e
+  return struct.pack('<dddd', e, ttl * r - d2, r, cap), e
 end
 -- end: token bucket
 
@@ -119,23 +137,28 @@ else
   end
   peek = ARGV[3 * nk + 1]
 end
-local es, xs, ds, out = {}, {}, {}, {}
+local es, xs, ds, changed, out = {}, {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
-  local e, x, d = tb_state(redis.call('GET', KEYS[i]), now, rs[i])
+  local e, x, d, ch = tb_state(redis.call('GET', KEYS[i]), now, rs[i], caps[i])
+  changed[i] = ch
   es[i], xs[i], ds[i] = e, x, d
   if d + cs[i] > caps[i] then ok = false end
 end
 for i = 1, nk do
   if ok then out[i] = ds[i] + cs[i] else out[i] = -ds[i] end
 end
-if ok and not peek then
+if not peek then
   for i = 1, nk do
-    local v, e = tb_next(now, es[i], xs[i], out[i], rs[i], caps[i])
-    if e then
-      redis.call('SET', KEYS[i], v, 'PXAT', e)
-    else
-      redis.call('SET', KEYS[i], v, 'KEEPTTL')
+    if ok or changed[i] then
+      local d2 = ds[i]
+      if ok then d2 = out[i] end
+      local v, e = tb_next(now, es[i], xs[i], d2, rs[i], caps[i])
+      if e then
+        redis.call('SET', KEYS[i], v, 'PXAT', e)
+      else
+        redis.call('SET', KEYS[i], v, 'KEEPTTL')
+      end
     end
   end
 end

@@ -2,7 +2,7 @@
 -- call, each atomic on its own, exactly as rl_token_bucket decides one.
 --
 -- KEYS[i]  one string per limit of each request, request after request
---          (prefix:rl:{id}:NAME:tb:RATE:PERIODms:BURST); on a cluster all in one slot
+--          (prefix:rl:{id}:NAME:tb:PERIODms); on a cluster all in one slot
 -- ARGV[1]  per key, three little-endian doubles (24 bytes): c, the cost of
 --          the request (n * period_ms); the rate; the capacity (burst * period_ms)
 -- ARGV[2]  one byte per request: how many of the keys, in order, are its limits
@@ -12,12 +12,13 @@
 -- One call saves the server the cost of a command and of a script call per
 -- decision (argument parsing, KEYS and ARGV tables, the call itself), and
 -- reads TIME once for all: a decision is one GET, and a SET if admitted.
--- Keys hold E and X as rl_token_bucket describes.
+-- Keys hold E, X, R and C as rl_token_bucket describes, and a changed limit
+-- carries its tokens over as there.
 --
 -- Returns one integer per key, as rl_token_bucket for each request: d + c
 -- (> 0) if the request was admitted, else -d (< 0).
 --
--- Example: redis-cli --eval scripts/rl_token_bucket_batch.lua patterns:rl:{a}:api:tb:10:1000:10 patterns:rl:{b}:api:tb:10:1000:10 , text 1 1000 10 10000 1 1000 10 10000
+-- Example: redis-cli --eval scripts/rl_token_bucket_batch.lua patterns:rl:{a}:api:tb:1000 patterns:rl:{b}:api:tb:1000 , text 1 1000 10 10000 1 1000 10 10000
 local recs, layout = ARGV[1], ARGV[2]
 if recs == 'text' then
   -- Text (redis-cli): packed here as the library sends it.
@@ -41,44 +42,52 @@ local base = 0
 for q = 1, #layout do
   local m = byte(layout, q)
   if m == 1 then
-    -- One limit: rl_token_bucket's common call, inline, without tables.
+    -- One limit: as below, inline, without tables.
     local i = base + 1
     local k = KEYS[i]
     local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
     local v = redis.call('GET', k)
-    local e, x, d = 0, nil, 0
-    if v and #v == 16 then
-      e, x = unpack('<dd', v)
-      d = (e - now) * r - x
+    local e, x, d, changed = 0, nil, 0, false
+    if v and #v == 32 then
+      local r0, cap0
+      e, x, r0, cap0 = unpack('<dddd', v)
+      d = (e - now) * r0 - x
       if d < 0 then d = 0 end
+      if r0 ~= r or cap0 ~= cap then
+        changed = true
+      end
     end
     local d2 = d + c
-    local pr = (e - now) * r
-    if d2 > cap then
-      out[i] = -d
-    elseif x and pr >= d2 then
-      redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
-      out[i] = d2
-    else
-      local ttl = ceil((d2 + cap) / r)
-      e = now + ttl
-      redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
-      out[i] = d2
+    local ok = d2 <= cap
+    if ok then out[i] = d2 else out[i], d2 = -d, d end
+    if ok or changed then
+      local pr = (e - now) * r
+      if x and pr >= d2 then
+        redis.call('SET', k, pack('<dddd', e, pr - d2, r, cap), 'KEEPTTL')
+      else
+        local ttl = ceil((d2 + cap) / r)
+        e = now + ttl
+        redis.call('SET', k, pack('<dddd', e, ttl * r - d2, r, cap), 'PXAT', e)
+      end
     end
+    base = base + 1
   else
-    local es, xs, ds, cs, rs, caps = {}, {}, {}, {}, {}, {}
+    local es, xs, ds, cs, rs, caps, changed = {}, {}, {}, {}, {}, {}, {}
     local ok = true
     for j = 1, m do
       local i = base + j
-      local k = KEYS[i]
       local c, r, cap = unpack('<ddd', recs, 24 * i - 23)
       cs[j], rs[j], caps[j] = c, r, cap
-      local v = redis.call('GET', k)
+      local v = redis.call('GET', KEYS[i])
       local e, x, d = 0, nil, 0
-      if v and #v == 16 then
-        e, x = unpack('<dd', v)
-        d = (e - now) * r - x
+      if v and #v == 32 then
+        local r0, cap0
+        e, x, r0, cap0 = unpack('<dddd', v)
+        d = (e - now) * r0 - x
         if d < 0 then d = 0 end
+        if r0 ~= r or cap0 ~= cap then
+          changed[j] = true
+        end
       end
       es[j], xs[j], ds[j] = e, x, d
       if d + c > cap then ok = false end
@@ -86,21 +95,25 @@ for q = 1, #layout do
     for j = 1, m do
       if ok then out[base + j] = ds[j] + cs[j] else out[base + j] = -ds[j] end
     end
-    if ok then
-      for j = 1, m do
+    for j = 1, m do
+      if ok or changed[j] then
+        -- Admitted, or a changed limit written under the new one (consuming
+        -- nothing when denied).
         local i = base + j
-        local k, e, d2, r = KEYS[i], es[j], out[i], rs[j]
+        local k, e, r, cap = KEYS[i], es[j], rs[j], caps[j]
+        local d2 = ds[j]
+        if ok then d2 = out[i] end
         local pr = (e - now) * r
         if xs[j] and pr >= d2 then
-          redis.call('SET', k, pack('<dd', e, pr - d2), 'KEEPTTL')
+          redis.call('SET', k, pack('<dddd', e, pr - d2, r, cap), 'KEEPTTL')
         else
-          local ttl = ceil((d2 + caps[j]) / r)
+          local ttl = ceil((d2 + cap) / r)
           e = now + ttl
-          redis.call('SET', k, pack('<dd', e, ttl * r - d2), 'PXAT', e)
+          redis.call('SET', k, pack('<dddd', e, ttl * r - d2, r, cap), 'PXAT', e)
         end
       end
     end
+    base = base + m
   end
-  base = base + m
 end
 return out

@@ -219,6 +219,7 @@ func doctor(ctx context.Context, rdb redis.UniversalClient, pings int, want *acl
 		checkTracking(ctx, rep, node, n)
 		checkACL(ctx, rep, node, n, want)
 		checkScripts(ctx, rep, node, n)
+		checkFunctions(ctx, rep, node, n)
 		checkLatency(ctx, rep, node, n, pings)
 		checkSlowlog(ctx, rep, node, n)
 	}

@@ -46,7 +46,6 @@ var aclUsers = map[string]struct{ drop, add []string }{
 	"nodry":   {add: []string{"+acl|whoami"}},
 	"noblpop": {drop: []string{"+blpop"}},
 	"notrack": {drop: []string{"+client|tracking"}},
-	"norate":  {drop: []string{"~rate:shop:*"}},
 	"nochan":  {drop: []string{"&__redis__:invalidate"}},
 }
 
@@ -99,7 +98,7 @@ func expectACL(t *testing.T, nodes int, url string, status string, args []string
 func testDoctorACL(t *testing.T, nodes int, admin string, user func(name string) string, extra ...string) {
 	args := func(a ...string) []string { return append(append([]string{}, extra...), a...) }
 	// The rule exactly: OK, checked by an admin or by the user itself.
-	expectACL(t, nodes, admin, verdictOK, args("-acl-user", "exact"), "user exact may run the ", "~shop:* ~rate:shop:*", "&__redis__:invalidate")
+	expectACL(t, nodes, admin, verdictOK, args("-acl-user", "exact"), "user exact may run the ", "on keys ~shop:* and channels", "&__redis__:invalidate")
 	expectACL(t, nodes, user("self"), verdictOK, args(), "user self may run the ")
 	// A user that may not run ACL WHOAMI cannot be checked by itself.
 	expectACL(t, nodes, user("exact"), verdictWarn, args(), "not checked: ACL WHOAMI refused", "-acl-user")
@@ -107,10 +106,8 @@ func testDoctorACL(t *testing.T, nodes int, admin string, user func(name string)
 	// Something missing: FAIL naming it, and the command that prints the fix.
 	expectACL(t, nodes, admin, verdictFail, args("-acl-user", "noblpop"), "user noblpop lacks commands blpop: `patterns acl -user noblpop -prefix shop`")
 	expectACL(t, nodes, admin, verdictFail, args("-acl-user", "notrack"), "lacks commands client|tracking: ")
-	expectACL(t, nodes, admin, verdictFail, args("-acl-user", "norate"), "lacks keys ~rate:shop:*: ")
 	expectACL(t, nodes, admin, verdictFail, args("-acl-user", "nochan"), "lacks channels &__redis__:invalidate: ")
-	// The patterns the application uses: a lock needs neither tracking nor
-	// the rate limiters' keys.
+	// The patterns the application uses: a lock needs no tracking.
 	expectACL(t, nodes, admin, verdictOK, args("-acl-user", "notrack", "-patterns", "lock"), "`patterns acl -user notrack -prefix shop -patterns lock`")
 	expectACL(t, nodes, admin, verdictFail, args("-acl-user", "noblpop", "-patterns", "lock,ratelimit"), "lacks commands blpop: `patterns acl -user noblpop -prefix shop -patterns lock,ratelimit`")
 	// Another prefix than the user's: every key is refused.

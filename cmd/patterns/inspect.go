@@ -290,6 +290,9 @@ func limiterView(l patterns.LimiterInfo) limiterKey {
 	lk := limiterKey{Key: l.RedisKey, Limiter: l.Limiter, Algorithm: algoNames[l.Algorithm], Type: "string",
 		TTLms: l.TTL.Milliseconds(), State: map[string]string{}}
 	lk.Limit = fmt.Sprintf("%d per %v", l.Limit.Rate, l.Limit.Period)
+	if l.Limit.Calendar != 0 {
+		lk.Limit = fmt.Sprintf("%d per calendar %v", l.Limit.Rate, l.Limit.Calendar)
+	}
 	switch l.Algorithm {
 	case patterns.SlidingWindowLog:
 		lk.Type = "zset"
@@ -465,7 +468,17 @@ func inspectStreams(ctx context.Context, rep *inspectReport, in *patterns.Inspec
 		}
 		si := streamInfo{Name: name, Length: s.Length, TTLms: s.TTL.Milliseconds()}
 		for _, g := range s.Groups {
-			si.Groups = append(si.Groups, streamGroupInfo(g))
+			gi := streamGroupInfo{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag, Dead: g.Dead}
+			if g.Dead > 0 {
+				dead, err := in.StreamDeadLetters(ctx, name, g.Name, o.show)
+				if err != nil {
+					return err
+				}
+				for _, d := range dead {
+					gi.DeadLetters = append(gi.DeadLetters, streamDeadInfo(d))
+				}
+			}
+			si.Groups = append(si.Groups, gi)
 		}
 		rep.Streams = append(rep.Streams, si)
 	}
@@ -644,7 +657,10 @@ func printDetails(w io.Writer, rep *inspectReport) {
 	for _, s := range rep.Streams {
 		fmt.Fprintf(w, "\nstream %s: %s, ttl %s\n", s.Name, plural(s.Length, "entry", "entries"), msString(s.TTLms))
 		for _, g := range s.Groups {
-			fmt.Fprintf(w, "  group %s: %d consumers, %d pending, lag %d\n", g.Name, g.Consumers, g.Pending, g.Lag)
+			fmt.Fprintf(w, "  group %s: %d consumers, %d pending, lag %d, %d dead\n", g.Name, g.Consumers, g.Pending, g.Lag, g.Dead)
+			for _, d := range g.DeadLetters {
+				fmt.Fprintf(w, "    dead %s  entry %s  %s  %db  last error %q\n", d.ID, d.EntryID, plural(int64(d.Deliveries), "delivery", "deliveries"), d.Size, d.LastError)
+			}
 		}
 	}
 }
@@ -767,10 +783,20 @@ type electionInfo struct {
 }
 
 type streamGroupInfo struct {
-	Name      string `json:"name"`
-	Consumers int64  `json:"consumers"`
-	Pending   int64  `json:"pending"`
-	Lag       int64  `json:"lag"`
+	Name        string           `json:"name"`
+	Consumers   int64            `json:"consumers"`
+	Pending     int64            `json:"pending"`
+	Lag         int64            `json:"lag"`
+	Dead        int64            `json:"dead"`
+	DeadLetters []streamDeadInfo `json:"dead_letters,omitempty"`
+}
+
+type streamDeadInfo struct {
+	ID         string `json:"id"`
+	EntryID    string `json:"entry_id"`
+	Deliveries int    `json:"deliveries"`
+	LastError  string `json:"last_error"`
+	Size       int    `json:"size"`
 }
 
 type streamInfo struct {

@@ -6,10 +6,11 @@
 //	patterns scripts           list the embedded scripts with their SHA1s
 //	patterns scripts NAME      print one script
 //	patterns load              preload every script into the server
+//	patterns functions         print the Functions library; name, list, load
 //	patterns doctor            check the server against the patterns' needs
 //	patterns inspect           show what the patterns keep under a prefix
 //	patterns acl               print the least-privilege ACL rule for a prefix
-//	patterns queue             stats, peek, redrive or purge a queue
+//	patterns queue             stats, peek, redrive or purge a queue; its workers
 //
 // demo and load use REDIS_URL (e.g. redis://localhost:6379/0, or
 // redis://host1:6379,host2:6379 with -cluster; rediss:// for TLS, where
@@ -59,14 +60,17 @@ func usage(w io.Writer) {
   patterns demo [-cluster] [NAME...]  show each pattern working
   patterns scripts [NAME]             list the embedded scripts, or print one
   patterns load [-cluster] [TLS]      preload every script into REDIS_URL's server
+  patterns functions [name|list]      print the Functions library, its name or its functions
+  patterns functions load [-replace] [-cluster|-sentinel MASTER] [TLS]
+                                      load the Functions library on every primary
   patterns doctor [-cluster|-sentinel MASTER] [-json] [-prefix P] [-patterns ...] [-acl-user U] [TLS]
                                       check REDIS_URL's server against the patterns' needs
   patterns inspect [-cluster] [-json] -prefix P [...] [TLS]
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
-  patterns queue stats|peek|redrive|purge|groups [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
-                                      a queue's stats, messages, dead letters, groups
+  patterns queue stats|peek|redrive|purge|result|workers|groups [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+                                      a queue's stats, messages, dead letters, results, live workers, groups
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
 `)
@@ -84,6 +88,8 @@ func run(args []string, w io.Writer) error {
 		return cmdScripts(args[1:], w)
 	case "doctor":
 		return cmdDoctor(ctx, args[1:], w)
+	case "functions":
+		return cmdFunctions(ctx, args[1:], w)
 	case "inspect":
 		return cmdInspect(ctx, args[1:], w)
 	case "acl":

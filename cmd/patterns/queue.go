@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,12 +14,14 @@ import (
 	"github.com/redispatterns/patterns"
 )
 
-const queueUsage = `usage: patterns queue stats|peek|redrive|purge|groups [flags] NAME [ID...]
+const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers|groups [flags] NAME [ID...]
   stats NAME            counts, the age of the oldest due message, paused or not
+  workers NAME          the live workers (Queue.Work) and the messages each runs
   peek [-state S] [-n N] NAME
                         up to N messages (ready, inflight or dead) without leasing them
   redrive NAME [ID...]  dead letters back to the consumers, deliveries reset (all without ids)
   purge NAME ID...      delete dead letters; purge -all NAME deletes every one
+  result NAME ID...     each message's state; its result and deliveries once finished
   groups [-n N] NAME    up to N groups with ready messages: ready, in flight, next turn
 `
 
@@ -50,7 +53,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	rest := fs.Args()
 	switch sub {
-	case "stats", "peek", "redrive", "purge", "groups":
+	case "stats", "peek", "redrive", "purge", "result", "workers", "groups":
 	default:
 		fmt.Fprint(w, queueUsage)
 		return fmt.Errorf("queue: unknown subcommand %q", sub)
@@ -59,8 +62,11 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 		return fmt.Errorf("queue %s: no queue NAME", sub)
 	}
 	name, ids := rest[0], rest[1:]
-	if len(ids) > 0 && sub != "redrive" && sub != "purge" {
+	if len(ids) > 0 && sub != "redrive" && sub != "purge" && sub != "result" {
 		return fmt.Errorf("queue %s: unexpected arguments %q", sub, ids)
+	}
+	if sub == "result" && len(ids) == 0 {
+		return fmt.Errorf("queue result: give the message ids")
 	}
 	if sub == "purge" && (len(ids) == 0) == !*all {
 		return fmt.Errorf("queue purge: give the ids to delete, or -all (and no ids)")
@@ -90,6 +96,8 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 		return nil
 	}
 	switch sub {
+	case "result":
+		return queueResults(ctx, in, name, ids, w, out)
 	case "groups":
 		return queueGroups(ctx, in, name, *n, w, out)
 	case "stats":
@@ -109,6 +117,12 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 			}
 			fmt.Fprintln(w)
 		})
+	case "workers":
+		ws, err := in.QueueWorkers(ctx, name)
+		if err != nil {
+			return err
+		}
+		return out(ws, func() { printQueueWorkers(w, name, ws) })
 	case "peek":
 		ps, err := in.QueueMessages(ctx, name, patterns.QueueState(*state), *n)
 		if err != nil {
@@ -154,4 +168,60 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 			fmt.Fprintf(w, "queue %s: %d dead letter(s) %s\n", name, moved, verb)
 		})
 	}
+}
+
+// printQueueWorkers writes the live workers of queue name, one line each
+// and one more per message it runs.
+func printQueueWorkers(w io.Writer, name string, ws []patterns.QueueWorkerInfo) {
+	fmt.Fprintf(w, "queue %s: %d live worker(s)\n", name, len(ws))
+	for _, x := range ws {
+		fmt.Fprintf(w, "  %s  host %s  pid %d  running %d/%d  processed %d  failed %d  expires in %v\n",
+			x.ID, x.Host, x.PID, len(x.Running), x.Concurrency, x.Processed, x.Failed, x.Expires.Round(time.Millisecond))
+		for _, j := range x.Running {
+			fmt.Fprintf(w, "    %s  delivery %d  for %v\n", j.ID, j.Deliveries, j.Running.Round(time.Millisecond))
+		}
+	}
+}
+
+// queueResults is `patterns queue result NAME ID...`: what the Inspector
+// knows of each id (an unknown one is reported as not found, not an error).
+func queueResults(ctx context.Context, in *patterns.Inspector, name string, ids []string, w io.Writer, out func(any, func()) error) error {
+	type result struct {
+		ID         string
+		State      string
+		Deliveries int
+		Finished   string `json:",omitempty"`
+		Result     string `json:",omitempty"`
+	}
+	var rs []result
+	for _, id := range ids {
+		r, err := in.QueueResult(ctx, name, id)
+		if errors.Is(err, patterns.ErrQueueNotFound) {
+			rs = append(rs, result{ID: id, State: "not found"})
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		x := result{ID: id, State: string(r.State), Deliveries: r.Deliveries, Result: string(r.Result)}
+		if !r.Finished.IsZero() {
+			x.Finished = r.Finished.UTC().Format(time.RFC3339Nano)
+		}
+		rs = append(rs, x)
+	}
+	return out(rs, func() {
+		for _, r := range rs {
+			fmt.Fprintf(w, "queue %s: %s %s", name, r.ID, r.State)
+			if r.State != "not found" {
+				fmt.Fprintf(w, "  deliveries %d", r.Deliveries)
+			}
+			if r.Finished != "" {
+				fmt.Fprintf(w, "  finished %s", r.Finished)
+			}
+			if r.Result != "" {
+				fmt.Fprintf(w, "  result %s", strconv.Quote(r.Result))
+			}
+			fmt.Fprintln(w)
+		}
+	})
 }

@@ -124,3 +124,61 @@ func TestQueueCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQueueWorkersCommand: a running worker is listed with the message it
+// runs, in text and JSON.
+func TestQueueWorkersCommand(t *testing.T) {
+	t.Parallel()
+	srv, rdb := startProc(t)
+	url := "redis://" + srv.Addr
+	ctx := context.Background()
+	pc, err := patterns.New(rdb, &patterns.Options{Prefix: "qwcli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := pc.Queue("mail", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.Enqueue(ctx, []byte("x"), &patterns.EnqueueOptions{ID: "mail-1"}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	release := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- q.Work(wctx, func(ctx context.Context, m *patterns.QueueMessage) ([]byte, error) {
+			<-release
+			return nil, nil
+		}, &patterns.QueueWorkOptions{ID: "box-7", Concurrency: 2, Heartbeat: 20 * time.Millisecond})
+	}()
+	defer func() { close(release); stop(); <-ran }()
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := queueMain(ctx, url, append(args[:1:1], append([]string{"-prefix", "qwcli"}, args[1:]...)...), &out); err != nil {
+			t.Fatalf("queue %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	var ws []patterns.QueueWorkerInfo
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ws = nil
+		if err := json.Unmarshal([]byte(cli("workers", "-json", "mail")), &ws); err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) == 1 && len(ws[0].Running) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers: %+v", ws)
+		}
+	}
+	if ws[0].ID != "box-7" || ws[0].Concurrency != 2 || ws[0].Running[0].ID != "mail-1" {
+		t.Fatalf("workers: %+v", ws)
+	}
+	out := cli("workers", "mail")
+	if !strings.Contains(out, "queue mail: 1 live worker(s)") || !strings.Contains(out, "box-7") || !strings.Contains(out, "mail-1  delivery 1") {
+		t.Fatalf("workers text: %q", out)
+	}
+}

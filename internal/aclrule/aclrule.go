@@ -16,7 +16,6 @@ type pattern struct {
 	commands []string // commands it sends itself
 	channels bool     // Pub/Sub on prefix:* channels
 	tracking bool     // client-side caching: the invalidation channel
-	rate     bool     // redis_rate's "rate:" keys (GCRA)
 }
 
 // patterns by the name `patterns acl -patterns` takes.
@@ -25,25 +24,28 @@ var patterns = map[string]pattern{
 	"elect":       {scripts: []string{"lock_obtain", "lock_release", "lock_touch"}, commands: []string{"get", "wait", "blpop"}},
 	"rwlock":      {scripts: []string{"rw"}, commands: []string{"blpop"}},
 	"semaphore":   {scripts: []string{"sem_acquire", "sem_release", "sem_permits", "sem_touch"}, commands: []string{"blpop"}},
-	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket", "rl_token_bucket_batch"}, commands: []string{"del", "get", "set", "time"}, rate: true},
+	"ratelimit":   {scripts: []string{"rl_fixed_window", "rl_sliding_log", "rl_sliding_window", "rl_token_bucket", "rl_token_bucket_batch", "rl_gcra"}, commands: []string{"del", "get", "set", "time"}},
 	"cache":       {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release"}, commands: []string{"get", "mget", "set", "del", "hmget", "pttl", "publish", "subscribe", "ping", "info", "client|id", "client|tracking"}, channels: true, tracking: true},
 	"writebehind": {scripts: []string{"cache_get", "cache_set", "cache_invalidate", "lock_release", "queue"}, commands: []string{"get", "set", "del", "hmget", "pttl", "publish", "multi", "exec", "lrange", "blpop"}, channels: true},
 	"session":     {scripts: []string{"session"}},
 	"leaderboard": {scripts: []string{"lb_submit", "lb_read", "lb_remove"}, commands: []string{"del", "pexpire", "zcard", "zunionstore", "multi", "exec"}},
 	"uniques":     {scripts: []string{"bucket_add"}, commands: []string{"pfcount", "pfmerge", "pexpire", "multi", "exec"}},
 	"activity":    {scripts: []string{"bucket_add", "bitop_count"}, commands: []string{"getbit", "bitcount"}},
-	"queue":       {scripts: []string{"queue"}, commands: []string{"lrange", "blpop"}},
+	"queue":       {scripts: []string{"queue", "queue_workers"}, commands: []string{"lrange", "blpop"}},
 	"pubsub":      {commands: []string{"publish", "subscribe", "ping"}, channels: true},
 	"idempotency": {scripts: []string{"idem_begin", "idem_end"}, commands: []string{"blpop"}},
-	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack"}},
+	"stream":      {scripts: []string{"stream_publish", "stream_group", "stream_read", "stream_ack", "stream_stats"}, commands: []string{"xread", "xrevrange", "xlen", "xreadgroup", "xack", "xrange"}},
 }
 
 // common are sent whatever the pattern: scripts by digest, falling back to
-// the source, SCRIPT LOAD (Client.Load), and a cluster client's slot map
-// and command table (COMMAND, read once).
+// the source, SCRIPT LOAD (Client.Load), their read-only forms (a client
+// that reads from replicas), the Functions library's calls and its load
+// (Options.Functions, Client.LoadFunctions), and a cluster client's slot
+// map and command table (COMMAND, read once).
 // (go-redis's CLIENT SETINFO on Redis 7.2 and later is left out: go-redis
 // ignores its refusal, and Redis 7.0 does not know the command.)
-var common = []string{"evalsha", "eval", "script|load", "ping", "cluster|slots", "command"}
+var common = []string{"evalsha", "eval", "script|load", "ping", "cluster|slots", "command",
+	"evalsha_ro", "eval_ro", "fcall", "fcall_ro", "function|load"}
 
 // InvalidationChannel is where Redis sends client-side caching invalidations.
 const InvalidationChannel = "__redis__:invalidate"
@@ -92,7 +94,7 @@ func Rule(user, password, prefix string, pats []string, scripts map[string]strin
 	for _, c := range common {
 		cmds[c] = true
 	}
-	var channels, tracking, rate bool
+	var channels, tracking bool
 	for _, name := range pats {
 		p, ok := patterns[name]
 		if !ok {
@@ -112,13 +114,9 @@ func Rule(user, password, prefix string, pats []string, scripts map[string]strin
 		}
 		channels = channels || p.channels
 		tracking = tracking || p.tracking
-		rate = rate || p.rate
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ACL SETUSER %s reset on >%s ~%s:*", user, password, prefix)
-	if rate {
-		fmt.Fprintf(&b, " ~rate:%s:*", prefix)
-	}
 	if channels {
 		fmt.Fprintf(&b, " &%s:*", prefix)
 	}
