@@ -1,12 +1,14 @@
 package patterns
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +43,7 @@ func newScript(name string) *script {
 	if err != nil {
 		panic("patterns: missing script " + name + ": " + err.Error())
 	}
+	src = includeSections(src)
 	s := &script{name: name, src: string(src), Script: redis.NewScript(string(src))}
 	s.sha = s.Hash()
 	registry[name] = s
@@ -446,4 +449,32 @@ func masterAt(ctx context.Context, rdb *redis.ClusterClient, addr string) (*redi
 		err = fmt.Errorf("patterns: no cluster master at %s", addr)
 	}
 	return found, err
+}
+
+// includeSections replaces each line "-- include: FILE SECTION" of a script
+// by the lines from "-- begin: SECTION" to "-- end: SECTION" of
+// scripts/FILE.lua: one script's code shared by another (the queue's group
+// rate limit runs rl_token_bucket's bucket), still one script call. Run by
+// hand (redis-cli --eval), a script with an include lacks those functions:
+// its header says which operations need them.
+func includeSections(src []byte) []byte {
+	const mark = "\n-- include: "
+	for {
+		i := bytes.Index(src, []byte(mark))
+		if i < 0 {
+			return src
+		}
+		line, rest, _ := bytes.Cut(src[i+len(mark):], []byte("\n"))
+		file, section, _ := strings.Cut(string(line), " ")
+		from, err := scriptFiles.ReadFile(path.Join("scripts", file+".lua"))
+		if err != nil {
+			panic("patterns: missing script " + file + ": " + err.Error())
+		}
+		_, body, ok1 := bytes.Cut(from, []byte("-- begin: "+section+"\n"))
+		body, _, ok2 := bytes.Cut(body, []byte("-- end: "+section+"\n"))
+		if !ok1 || !ok2 {
+			panic("patterns: no section " + section + " in script " + file)
+		}
+		src = slices.Concat(src[:i+1], body, rest)
+	}
 }

@@ -43,5 +43,5 @@ func ExampleClient_LoadFunctions() {
 	// Output:
 	// true 8
 	// ready: 1
-	// _queue_ro [peek stats]
+	// _queue_ro [groups peek stats]
 }

@@ -336,7 +336,8 @@ func TestFaultReshard(t *testing.T) {
 	loop(1, func(_, i int) {
 		ctx, cancel := callCtx()
 		defer cancel()
-		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), &EnqueueOptions{UniqueFor: time.Hour})
+		// A third without a group, the others in two groups (fair queues).
+		id, _, err := q.Enqueue(ctx, []byte(strconv.Itoa(i)), &EnqueueOptions{UniqueFor: time.Hour, Group: []string{"", "g1", "g2"}[i%3]})
 		if tally.record("queue", err) {
 			qmu.Lock()
 			enqueued[id] = true

@@ -200,7 +200,8 @@ const (
 	OpCompleteMany ObserveOperation = "complete-many"
 	OpResult       ObserveOperation = "result"
 	OpCancel       ObserveOperation = "cancel"
-	OpTick         ObserveOperation = "tick" // a Scheduler's claim of due ticks, in Run
+	OpTick         ObserveOperation = "tick"   // a Scheduler's claim of due ticks, in Run
+	OpGroups       ObserveOperation = "groups" // Queue.Groups
 )
 
 // ObserveOutcome is how an operation ended, in ObserveEnd.Outcome.
@@ -310,7 +311,8 @@ var vocabulary = func() map[ObservePattern]map[ObserveOperation][]ObserveOutcome
 			OpRun:  nil,
 			OpWork: o(OutcomeOK, OutcomeRetry, OutcomeDead, OutcomeTimeout, OutcomePanic, OutcomeLost), OpWatchdog: watchdog,
 			OpComplete: o(OutcomeAcked, OutcomeLeaseLost), OpCompleteMany: o(OutcomeAcked, OutcomeLeaseLost),
-			OpResult: found, OpCancel: found},
+			OpResult: found, OpCancel: found,
+			OpGroups: ok},
 		PatternStream: {OpPublish: ok, OpPublishBatch: ok, OpRead: ok, OpLen: ok, OpSubscribe: nil,
 			OpGroup: ok, OpGroupRead: o(OutcomeOK, OutcomeDead), OpAck: ok,
 			OpNack: o(OutcomeNacked, OutcomeDead, OutcomeNotHeld), OpStats: ok, OpDeadLetters: ok, OpRedrive: ok, OpPurgeDead: ok},

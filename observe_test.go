@@ -601,6 +601,8 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 		_ = jq.Work(wctx, func(context.Context, int, *QueueMessage) error { stop(); return nil }, &QueueWorkOptions{Heartbeat: -1})
 	}, "queue.work ok", "queue.run canceled")
 	do("JobQueue.Work", func() { _ = jq.Work(ctx, nil, nil) }, "queue.run invalid")
+	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 10) }, "queue.groups ok")
+	do("Queue.Groups", func() { _, _ = q.Groups(ctx, 0) }, "queue.groups invalid")
 
 	// Streams.
 	st, err := NewStreamTopic[string](c, "events", nil)

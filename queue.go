@@ -97,6 +97,23 @@ type QueueOptions struct {
 	// default: 0 (unlimited)
 	MaxLen int64
 
+	// GroupConcurrency is the most messages of one group
+	// (EnqueueOptions.Group) in flight at a time, across the queue's
+	// consumers: a group at the limit is skipped until one of its messages
+	// leaves flight (acked, completed, nacked, given back, failed, canceled,
+	// dead-lettered or its lease runs out). See docs/queue-groups.md.
+	//
+	// default: 0 (no limit)
+	GroupConcurrency int
+
+	// GroupRate limits how often messages of one group are delivered, per
+	// group, as a token bucket (the Limiter's TokenBucket): a group whose
+	// bucket is empty is skipped until it has a token again. Redeliveries
+	// count too.
+	//
+	// default: none (the zero Limit)
+	GroupRate Limit
+
 	// ResultRetention is how long a completed message's record (its result,
 	// given to QueueMessage.Complete, its delivery count, when it finished)
 	// is kept for Queue.Result, and a canceled message's record. It may
@@ -115,18 +132,22 @@ type QueueOptions struct {
 // MaxQueueBatch dead letters).
 //
 // Keys: prefix:q:{name}:ready (normal priority), :ready:high, :ready:low,
-// :inflight, :msgs, :dead, :signal, :seq, :paused, :done and :results, all
-// with the hash tag {name} (one slot; a queue is one shard's work) and the
-// retention as TTL, renewed by writes (:seq, :done and :results, which
-// hold the records of finished messages, live at least as long as their
-// longest record: EnqueueOptions.UniqueFor, QueueOptions.ResultRetention). The blocking Dequeue and DequeueMany of one Client
-// on one queue share one BLPOP on :signal, which holds one connection of the
-// pool while they wait.
+// :inflight, :msgs, :dead, :signal, :seq, :paused, :done and :results, and
+// for groups (EnqueueOptions.Group) :groups, :groups:wait, :groups:count,
+// :groups:ready, :groups:busy and :groups:rate, all with the hash tag
+// {name} (one slot; a queue is one shard's work) and the retention as TTL,
+// renewed by writes (:seq, :done and :results, which hold the records of
+// finished messages, live at least as long as their longest record:
+// EnqueueOptions.UniqueFor, QueueOptions.ResultRetention; the group keys
+// are renewed by the calls that write one of them). The blocking Dequeue
+// and DequeueMany of one Client on one queue share one BLPOP on :signal,
+// which holds one connection of the pool while they wait.
 type Queue struct {
-	c    *Client
-	name string
-	opt  QueueOptions
-	keys []string
+	c     *Client
+	name  string
+	opt   QueueOptions
+	keys  []string
+	group []any // dequeue's group arguments (groupArgs)
 }
 
 // Queue returns the queue named name.
@@ -177,8 +198,12 @@ func (c *Client) Queue(name string, opt *QueueOptions) (*Queue, error) {
 		return nil, invalidf("MaxLen %d: want 0 (unlimited) or more", o.MaxLen)
 	}
 	for _, s := range [][]string{{"ready"}, {"inflight"}, {"msgs"}, {"dead"}, {"signal"}, {"seq"},
-		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"done"}, {"results"}} {
+		{"ready", "high"}, {"ready", "low"}, {"paused"}, {"done"}, {"results"}, {"groups"}, {"groups", "wait"},
+		{"groups", "count"}, {"groups", "ready"}, {"groups", "busy"}, {"groups", "rate"}} {
 		q.keys = append(q.keys, c.key("q", name, s...))
+	}
+	if err := q.groupArgs(); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
@@ -214,6 +239,13 @@ type EnqueueOptions struct {
 	//
 	// default: QueuePriorityNormal
 	Priority QueuePriority
+	// Group names the message's group (a tenant, say), up to MaxIDLen
+	// bytes: the queue serves groups in turn, one message each, so a group
+	// with many messages does not delay one with few; messages without a
+	// group are served before the groups' ones. See docs/queue-groups.md.
+	//
+	// default: "" (no group)
+	Group string
 	// UniqueFor keeps ID reserved for this long after the message was
 	// acked or completed: enqueuing it meanwhile is a no-op that reports
 	// queued false, as while it is pending. A canceled, dead or purged
@@ -234,6 +266,8 @@ func (o *EnqueueOptions) bad(body []byte) string {
 		return fmt.Sprintf("UniqueFor %v: want 0 or at least 1ms", o.UniqueFor)
 	case o.Priority < QueuePriorityLow || o.Priority > QueuePriorityHigh:
 		return fmt.Sprintf("priority %d", o.Priority)
+	case len(o.Group) > MaxIDLen:
+		return fmt.Sprintf("group of %d bytes, over %d", len(o.Group), MaxIDLen)
 	}
 	return ""
 }
@@ -264,7 +298,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds())
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds(), o.Group)
 	if err != nil {
 		return "", false, err
 	}
@@ -328,7 +362,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 			return nil, invalidf("item %d: %s", i, bad)
 		}
 		size += len(it.Body)
-		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.UniqueFor.Milliseconds())
+		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.UniqueFor.Milliseconds(), it.Group)
 	}
 	if size > maxQueueBatchBytes {
 		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)
@@ -379,7 +413,7 @@ func (q *Queue) tryDequeue(ctx context.Context, n int) ([]*QueueMessage, time.Du
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := q.run(ctx, "dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n, q.opt.ResultRetention.Milliseconds())
+	v, err := q.run(ctx, append([]any{"dequeue", q.opt.Visibility.Milliseconds(), q.opt.MaxDeliveries, token, n, q.opt.ResultRetention.Milliseconds()}, q.group...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -642,11 +676,14 @@ type QueuePeek struct {
 	// has been due for that long); for one in flight, until its lease ends;
 	// 0 for a dead letter.
 	Until time.Duration
+	// Group is the message's group ("" for none).
+	Group string
 }
 
 // Peek returns up to n (at most MaxQueueBatch) messages in state without
 // taking leases, in one script call: ready ones in serving order (by
-// priority, then due time), in-flight ones by lease deadline, dead letters
+// priority, then due time; then the groups' ones, group after group in
+// their turns' order), in-flight ones by lease deadline, dead letters
 // oldest first.
 func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePeek, err error) {
 	ctx, done := q.c.observe(ctx, PatternQueue, OpPeek, q.name)
@@ -661,10 +698,10 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 	if err != nil {
 		return nil, err
 	}
-	if len(v)%5 != 0 || len(v)/5 > n {
+	if len(v)%6 != 0 || len(v)/6 > n {
 		return nil, fmt.Errorf("%w: %v", ErrUnexpectedReply, v)
 	}
-	for i := 0; i < len(v); i += 5 {
+	for i := 0; i < len(v); i += 6 {
 		var p QueuePeek
 		p.ID, _ = v[i].(string)
 		body, _ := v[i+1].(string)
@@ -673,6 +710,7 @@ func (q *Queue) Peek(ctx context.Context, state QueueState, n int) (ps []QueuePe
 		pr, _ := v[i+3].(int64)
 		ms, _ := v[i+4].(int64)
 		p.Deliveries, p.Priority, p.Until = int(d), QueuePriority(pr), time.Duration(ms)*time.Millisecond
+		p.Group, _ = v[i+5].(string)
 		ps = append(ps, p)
 	}
 	return ps, nil

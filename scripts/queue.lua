@@ -17,23 +17,35 @@
 --                      completed (c) or canceled (x) message, "r:"..id -> its result
 --                      (KEYS[6], KEYS[10] and KEYS[11] live as long as their longest record,
 --                      at least the retention)
+-- KEYS[12] groups:     sorted set group -> turn: the groups that may be served now,
+--                      in serving order (round-robin; see Groups below)
+-- KEYS[13] groups:wait: sorted set group -> ms when to look at it again
+-- KEYS[14] groups:count: hash group -> its ready messages, "" -> all groups' ones
+-- KEYS[15] groups:ready: sorted set of the groups' ready messages, by bytes (see Groups)
+-- KEYS[16] groups:busy: hash group -> its messages in flight
+-- KEYS[17] groups:rate: hash group -> its token bucket (as rl_token_bucket's keys hold it)
 -- (tick only) then, as the LAST two keys after all of the queue's own: a
 -- Scheduler's schedules and due keys (see sched.lua), read as KEYS[#KEYS-1]
 -- and KEYS[#KEYS] so that tick does not depend on how many keys the queue
 -- has; they live until removed: keep never gives them a TTL
 -- ARGV[1]  op: enqueue | enqueuemany | dequeue | ack | ackmany | nack | extend |
 --          stats | peek | redrive | purgedead | pause | resume | giveback | fail |
---          complete | completemany | result | cancel | tick
+--          complete | completemany | result | cancel | groups | tick
 -- ARGV[2]  retention in ms: every key's TTL, renewed on writes (all keys
---          together, at least every sixteenth of it; see touch)
+--          together, at least every sixteenth of it; see touch; the group
+--          keys only by the calls that write one of them)
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
 --              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
---              ARGV[8] ms the id stays reserved after completion (0 or absent: none)
+--              ARGV[8] ms the id stays reserved after completion (0 or absent: none),
+--              ARGV[9] group ("" or absent: none)
 -- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority,
---              ms reserved after completion per message
+--              ms reserved after completion, group ("": none) per message
 -- dequeue:     ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token,
 --              ARGV[6] how many messages at most (default 1), ARGV[7] result retention ms
---              (for canceled messages whose lease ran out; default 0)
+--              (for canceled messages whose lease ran out; default 0), ARGV[8] most
+--              messages of a group in flight (0 or absent: no limit), ARGV[9..11] a
+--              group's rate limit as rl_token_bucket's c, rate, capacity for one message
+--              (rate 0 or absent: none)
 -- ack, complete: ARGV[3] id, ARGV[4] lease token, ARGV[5] result retention ms (default 0),
 --              ARGV[6] result (absent: none)
 -- ackmany:     id, lease token per message from ARGV[3]
@@ -45,6 +57,7 @@
 -- result:      ARGV[3] id
 -- cancel:      ARGV[3] id, ARGV[4] result retention ms
 -- peek:        ARGV[3] ready | inflight | dead, ARGV[4] how many at most
+-- groups:      ARGV[3] how many groups at most
 -- redrive, purgedead: ARGV[3] how many at most when no id follows, then the ids (none: the oldest dead)
 -- giveback:    id, lease token per message from ARGV[3]: back to ready, due now, this
 --              delivery not counted (a worker shutting down)
@@ -70,7 +83,8 @@
 -- flight) marked, 0 if not; stats
 -- -> {ready, inflight, dead, ms since the oldest ready message was due (0:
 -- none is), 1 if paused | 0}; peek -> {id, body, deliveries, priority, ms
--- until due or until the lease ends (0 for dead), ...}; redrive, purgedead
+-- until due or until the lease ends (0 for dead), group, ...}; groups ->
+-- {group, ready, in flight, ms until it may be served (0: now), ...}; redrive, purgedead
 -- -> how many dead letters were moved or deleted; pause, resume -> 1 if the
 -- state changed, 0 if not; giveback -> how many messages were given back;
 -- fail -> {1, failures, delay ms} retried, {2, failures} moved to the dead
@@ -115,9 +129,22 @@
 -- (which return -1) or when its lease runs out; its ack still completes it.
 -- A canceled message is recorded for the result retention only, its id free.
 --
--- Read-only: ARGV[1] is stats | peek
+-- Groups (fair queues): a message with a group waits in its group's ready
+-- set. Messages without a group are served first, exactly as above; what a
+-- dequeue takes beyond them comes from the groups in turn, one message per
+-- turn, the group then going to the back of the rotation (KEYS[12]). A group
+-- whose next message is not due, that has ARGV[8] messages in flight, or
+-- whose token bucket is empty leaves the rotation for KEYS[13] until the time
+-- it may be served, or until one of its messages leaves the in-flight set
+-- (acked, completed, nacked, given back, failed, canceled, buried or its
+-- lease ran out); due waiters rejoin the rotation at the back at the next
+-- dequeue. The rate limit runs rl_token_bucket's tb_state and tb_next (the
+-- library includes them at the include line below; run by hand, dequeue
+-- without a rate).
 --
--- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:done patterns:q:{demo}:results , enqueue 604800000 "" hello 0
+-- Read-only: ARGV[1] is stats | peek | groups
+--
+-- Example: redis-cli --eval scripts/queue.lua patterns:q:{demo}:ready patterns:q:{demo}:inflight patterns:q:{demo}:msgs patterns:q:{demo}:dead patterns:q:{demo}:signal patterns:q:{demo}:seq patterns:q:{demo}:ready:high patterns:q:{demo}:ready:low patterns:q:{demo}:paused patterns:q:{demo}:done patterns:q:{demo}:results patterns:q:{demo}:groups patterns:q:{demo}:groups:wait patterns:q:{demo}:groups:count patterns:q:{demo}:groups:ready patterns:q:{demo}:groups:busy patterns:q:{demo}:groups:rate , enqueue 604800000 "" hello 0
 local op, retention = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -129,6 +156,7 @@ local function readyKey(p)
 end
 local function prio(id) return tonumber(redis.call('HGET', KEYS[3], 'p:' .. id) or '0') end
 
+local gtouched = false -- a group key was written (Groups, below): renew them too
 -- longer makes key live ms from now at least, never shorter.
 local function longer(key, ms)
   if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end
@@ -143,11 +171,19 @@ local lasting = {[6] = true, [10] = true, [11] = true}
 local nkeys = #KEYS
 if op == 'tick' then nkeys = #KEYS - 2 end
 
+-- The group keys (KEYS[12] to KEYS[17]) are renewed only by the calls that
+-- write one of them (gtouched): the plain path pays nothing for them. When
+-- renewed, they get the same end as the others; otherwise they keep theirs,
+-- at or before the others', the retention after the last group write.
+local function grouping(i) return i >= 12 and i <= 17 end
+
 local function keep()
   redis.call('HSET', KEYS[11], '', now) -- when the keys were all renewed (see touch)
   local last = redis.call('PTTL', KEYS[10])
   for i = 1, nkeys do
-    if lasting[i] and last > tonumber(retention) then
+    if grouping(i) and not gtouched then
+      -- not written by this call: left as they are
+    elseif lasting[i] and last > tonumber(retention) then
       longer(KEYS[i], last)
     else
       redis.call('PEXPIRE', KEYS[i], retention)
@@ -169,6 +205,9 @@ local function touch(...)
     return
   end
   local left = last + r - now
+  if gtouched then
+    for i = 12, 17 do redis.call('PEXPIRE', KEYS[i], left) end
+  end
   for _, k in ipairs({...}) do
     if k == KEYS[6] then
       longer(k, math.max(left, redis.call('PTTL', KEYS[10])))
@@ -214,7 +253,7 @@ end
 -- (completed only) or ret > 0.
 local function finish(id, state, ret, result)
   local f = redis.call('HMGET', KEYS[3], 'n:' .. id, 'u:' .. id)
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id)
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id, 'g:' .. id)
   local u = tonumber(f[2] or '0')
   if state ~= 'c' then u = 0 end
   if u > 0 or ret > 0 then remember(id, state, f[1] or '0', u, ret, result) end
@@ -228,8 +267,242 @@ local function signal(n)
 end
 
 local function readyCount()
-  return redis.call('ZCARD', KEYS[7]) + redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[8])
+  return redis.call('ZCARD', KEYS[7]) + redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[8]) +
+    tonumber(redis.call('HGET', KEYS[14], '') or '0')
 end
+
+-- Groups ----------------------------------------------------------------
+-- Every key is declared (KEYS[12] to KEYS[17]): a script that reached an
+-- undeclared key could stop half-way during a slot migration. A group's
+-- ready messages are members of KEYS[15], all of score 0, ordered by
+-- bytes: gk(group) (the group's length in two bytes, then the group), the
+-- priority ("0" high, "1" normal, "2" low), the due time in ms (15 digits),
+-- the id. "g:"..id in KEYS[3] holds a grouped message's member.
+local KG, KW, KC, KR, KB, KT = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+-- groups returns the group functions, made on its first call: a function
+-- defined in a script is made anew on every call, and the plain path (no
+-- group) makes none of these.
+local G
+local function groups()
+  if G then return G end
+-- include: rl_token_bucket token bucket
+  local gprio = {[1] = '0', [0] = '1', [-1] = '2'}
+  local function gk(g) return string.char(math.floor(#g / 256), #g % 256) .. g end
+  local function gmember(g, p, at, id) return gk(g) .. gprio[p] .. string.format('%015d', at) .. id end
+  local function gcount(g, by)
+    gtouched = true
+    redis.call('HINCRBY', KC, '', by)
+    if redis.call('HINCRBY', KC, g, by) <= 0 then redis.call('HDEL', KC, g) end
+  end
+  -- gwake makes sure group g is looked at again by at, unless it is in the
+  -- rotation already; it reports whether g waits for its turn.
+  local function gwake(g, at)
+    if redis.call('ZSCORE', KG, g) then return false end
+    redis.call('ZADD', KW, 'LT', at, g)
+    return true
+  end
+  -- gadd puts id of group g among the ready messages of priority p, due at.
+  local function gadd(g, p, at, id)
+    local mem = gmember(g, p, at, id)
+    redis.call('HSET', KEYS[3], 'g:' .. id, mem)
+    if redis.call('ZADD', KR, 0, mem) == 1 then gcount(g, 1) end
+    gwake(g, at)
+  end
+  -- gleft is called when a message of group g leaves the in-flight set: a
+  -- group held back by GroupConcurrency may go on.
+  local function gleft(g)
+    gtouched = true
+    if redis.call('HINCRBY', KB, g, -1) <= 0 then redis.call('HDEL', KB, g) end
+    if redis.call('HEXISTS', KC, g) == 1 and gwake(g, now) then signal(1) end
+  end
+  -- grequeue is requeue (below) for id of group g.
+  local function grequeue(id, p, g, at, busy)
+    if busy then gleft(g) end
+    gadd(g, p, at, id)
+  end
+  -- unready removes id from the ready messages, returning 1 if it was there.
+  local function unready(id, p, g, mem)
+    if not g then return redis.call('ZREM', readyKey(p), id) end
+    local n = redis.call('ZREM', KR, mem)
+    if n == 1 then gcount(g, -1) end
+    return n
+  end
+  -- gack takes id of group g out of flight (or, its lease run out, out of
+  -- the ready messages) for ack (below), its token checked: 1 if it was
+  -- there, else 0.
+  local function gack(id, p, g, mem)
+    if redis.call('ZREM', KEYS[2], id) == 1 then
+      gleft(g)
+      return 1
+    end
+    return unready(id, p, g, mem)
+  end
+  local function gtail()
+    local last = redis.call('ZRANGE', KG, -1, -1, 'WITHSCORES')
+    if #last == 0 then return 0 end
+    return tonumber(last[2])
+  end
+  -- ghead returns the first ready member of group g at priority code pc.
+  local function ghead(g, pc, n)
+    local lo = gk(g) .. pc
+    return redis.call('ZRANGEBYLEX', KR, '[' .. lo, '(' .. lo .. ':', 'LIMIT', 0, n or 1)
+  end
+  -- gturn gives group g its turn: it delivers g's next due message into out
+  -- and moves g to the back of the rotation, or takes g out of the rotation
+  -- until it may be served (for good if it has no ready message).
+  local function gturn(g, out, vis, token, limit, rc, rr, rcap)
+    gtouched = true
+    local pick, wait, pl
+    if redis.call('HEXISTS', KC, g) == 1 then
+      local skip = #g + 3 -- gk(g) and the priority
+      for _, pc in ipairs({'0', '1', '2'}) do
+        local r = ghead(g, pc)
+        if #r > 0 then
+          local at = tonumber(r[1]:sub(skip + 1, skip + 15))
+          if at <= now then
+            pick, pl = r[1], skip + 16
+            break
+          end
+          if not wait or at < wait then wait = at end
+        end
+      end
+    end
+    if pick and limit > 0 and tonumber(redis.call('HGET', KB, g) or '0') >= limit then
+      -- Full: gleft wakes it; at the latest, look again in a visibility timeout.
+      pick, wait = nil, now + vis
+    end
+    local e, x, d, changed
+    if pick and rr > 0 then
+      e, x, d, changed = tb_state(redis.call('HGET', KT, g), now, rr, rcap)
+      if d + rc > rcap then
+        pick, wait = nil, now + math.ceil((d + rc - rcap) / rr)
+        -- A changed GroupRate: as rl_token_bucket, written under the new
+        -- limit even when it denies, nothing consumed.
+        if changed then redis.call('HSET', KT, g, (tb_next(now, e, x, d, rr, rcap))) end
+      end
+    end
+    if not pick then
+      redis.call('ZREM', KG, g)
+      if wait then
+        redis.call('ZADD', KW, wait, g)
+      elseif rr > 0 then
+        local _, _, dd = tb_state(redis.call('HGET', KT, g), now, rr, rcap)
+        if dd == 0 then redis.call('HDEL', KT, g) end -- a full bucket is no bucket
+      end
+      return
+    end
+    if rr > 0 then redis.call('HSET', KT, g, (tb_next(now, e, x, d + rc, rr, rcap))) end
+    local id = pick:sub(pl)
+    redis.call('ZREM', KR, pick)
+    gcount(g, -1)
+    redis.call('HINCRBY', KB, g, 1)
+    redis.call('ZADD', KEYS[2], now + vis, id)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[3], id)
+    out[#out + 1] = redis.call('HINCRBY', KEYS[3], 'n:' .. id, 1)
+    redis.call('HSET', KEYS[3], 't:' .. id, token)
+    redis.call('ZADD', KG, gtail() + 1, g)
+  end
+  -- gserve fills out up to n messages from the groups, in turn.
+  local function gserve(n, out, vis, token)
+    local limit, rc, rr, rcap = tonumber(ARGV[8] or '0'), tonumber(ARGV[9] or '0'),
+      tonumber(ARGV[10] or '0'), tonumber(ARGV[11] or '0')
+    local due = redis.call('ZRANGEBYSCORE', KW, '-inf', now, 'LIMIT', 0, 100)
+    if #due > 0 then
+      gtouched = true
+      local tail = gtail()
+      for i, g in ipairs(due) do redis.call('ZADD', KG, 'NX', tail + i, g) end
+      redis.call('ZREM', KW, unpack(due))
+    end
+    for _ = 1, n + 100 do
+      if #out >= 3 * n then break end
+      local head = redis.call('ZRANGE', KG, 0, 0)
+      if #head == 0 then break end
+      gturn(head[1], out, vis, token, limit, rc, rr, rcap)
+    end
+  end
+  -- gpeek adds up to n ready messages of the groups with add, the groups in
+  -- the rotation first.
+  local function gpeek(n, add)
+    local seen = 0
+    for _, k in ipairs({KG, KW}) do
+      for _, g in ipairs(redis.call('ZRANGE', k, 0, n - 1)) do
+        for _, pc in ipairs({'0', '1', '2'}) do
+          if seen >= n then return end
+          for _, mem in ipairs(ghead(g, pc, n - seen)) do
+            add(mem:sub(#g + 19), tonumber(mem:sub(#g + 4, #g + 18)) - now)
+            seen = seen + 1
+          end
+        end
+      end
+    end
+  end
+  -- goldest returns the earlier of oldest and the due time of the first
+  -- message of the first 1000 groups.
+  local function goldest(oldest)
+    for _, k in ipairs({KG, KW}) do
+      for _, g in ipairs(redis.call('ZRANGE', k, 0, 999)) do
+        for _, pc in ipairs({'0', '1', '2'}) do
+          local r = ghead(g, pc)
+          if #r > 0 then
+            local at = tonumber(r[1]:sub(#g + 4, #g + 18))
+            if not oldest or at < oldest then oldest = at end
+          end
+        end
+      end
+    end
+    return oldest
+  end
+
+  -- glist is op groups.
+  local function glist(n)
+    local out = {}
+    for _, k in ipairs({KG, KW}) do
+      local r = redis.call('ZRANGE', k, 0, n - 1, 'WITHSCORES')
+      for i = 1, #r, 2 do
+        if #out >= 4 * n then return out end
+        local wait = 0
+        if k == KW then wait = math.max(tonumber(r[i + 1]) - now, 0) end
+        out[#out + 1] = r[i]
+        out[#out + 1] = tonumber(redis.call('HGET', KC, r[i]) or '0')
+        out[#out + 1] = tonumber(redis.call('HGET', KB, r[i]) or '0')
+        out[#out + 1] = wait
+      end
+    end
+    return out
+  end
+  G = {gadd = gadd, gleft = gleft, grequeue = grequeue, gack = gack, gserve = gserve,
+    gpeek = gpeek, goldest = goldest, glist = glist, unready = unready}
+  return G
+end
+
+if op == 'groups' then return groups().glist(tonumber(ARGV[3])) end
+-- gof returns the group of member mem of KR.
+local function gof(mem)
+  return mem:sub(3, 2 + mem:byte(1) * 256 + mem:byte(2))
+end
+-- meta returns a message's priority, group (nil: none) and member of KR.
+local function meta(id)
+  local m = redis.call('HMGET', KEYS[3], 'p:' .. id, 'g:' .. id)
+  local mem = m[2]
+  if not mem then return tonumber(m[1] or '0'), nil, nil end
+  return tonumber(m[1] or '0'), gof(mem), mem
+end
+-- requeue puts id back among the ready messages, due at; busy: it was in
+-- flight.
+local function requeue(id, at, busy)
+  local p, g = meta(id)
+  if not g then return redis.call('ZADD', readyKey(p), at, id) end
+  groups().grequeue(id, p, g, at, busy)
+end
+-- dropCanceled finishes the canceled message id, just taken out of the
+-- in-flight set (its group may go on), recorded for ret ms.
+local function dropCanceled(id, ret)
+  local _, g = meta(id)
+  if g then groups().gleft(g) end
+  finish(id, 'x', ret)
+end
+-- End of groups ---------------------------------------------------------
 
 if op == 'stats' then
   local oldest
@@ -237,6 +510,7 @@ if op == 'stats' then
     local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if #first > 0 and (not oldest or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
   end
+  if redis.call('EXISTS', KG, KW) > 0 then oldest = groups().goldest(oldest) end
   local age = 0
   if oldest and oldest < now then age = now - oldest end
   return {readyCount(), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[4]), age, redis.call('EXISTS', KEYS[9])}
@@ -250,6 +524,8 @@ if op == 'peek' then
     out[#out + 1] = tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0')
     out[#out + 1] = prio(id)
     out[#out + 1] = at
+    local _, g = meta(id)
+    out[#out + 1] = g or ''
   end
   if which == 'dead' then
     for _, id in ipairs(redis.call('LRANGE', KEYS[4], 0, n - 1)) do add(id, 0) end
@@ -258,21 +534,26 @@ if op == 'peek' then
   local sets = levels
   if which == 'inflight' then sets = {KEYS[2]} end
   for _, k in ipairs(sets) do
-    local left = n - #out / 5
+    local left = n - #out / 6
     if left <= 0 then break end
     local r = redis.call('ZRANGE', k, 0, left - 1, 'WITHSCORES')
     for i = 1, #r, 2 do add(r[i], tonumber(r[i + 1]) - now) end
   end
+  if which == 'ready' and n > #out / 6 then groups().gpeek(n - #out / 6, add) end
   return out
 end
 
 -- add queues one message and returns 1, or 0 if its id is pending or
 -- reserved already.
-local function add(id, body, delay, p, u)
+local function add(id, body, delay, p, u, g)
   if reserved(id) or redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
   -- n:id (deliveries) is absent until the first delivery: 0.
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
   if u > 0 then redis.call('HSET', KEYS[3], 'u:' .. id, u) end
+  if g then
+    groups().gadd(g, p, now + delay, id)
+    return 1
+  end
   redis.call('ZADD', readyKey(p), now + delay, id)
   return 1
 end
@@ -285,6 +566,8 @@ end
 -- KEYS[3], only a pending one is in a ready set or in flight.
 local function dead(id)
   if redis.call('HEXISTS', KEYS[3], id) == 0 then return false end
+  local _, g, mem = meta(id)
+  if g then return not redis.call('ZSCORE', KR, mem) and not redis.call('ZSCORE', KEYS[2], id) end
   for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
     if redis.call('ZSCORE', k, id) then return false end
   end
@@ -300,7 +583,8 @@ if op == 'enqueue' then
   if id ~= '' and reserved(id) then return {id, 0} end
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
-  if add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), tonumber(ARGV[8] or '0')) == 0 then
+  if add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), tonumber(ARGV[8] or '0'),
+      (ARGV[9] or '') ~= '' and ARGV[9] or nil) == 0 then
     return {id, 0} -- a generated id taken by an EnqueueOptions.ID
   end
   signal(1)
@@ -310,7 +594,7 @@ end
 
 if op == 'enqueuemany' then
   local maxlen, seen, new, deads = tonumber(ARGV[3]), {}, 0, {-2}
-  for i = 4, #ARGV, 5 do
+  for i = 4, #ARGV, 6 do
     local id = ARGV[i]
     if id == '' then
       new = new + 1
@@ -328,11 +612,12 @@ if op == 'enqueuemany' then
   if #deads > 1 then return deads end
   if full(maxlen, new) then return -1 end
   local out = {}
-  for i = 4, #ARGV, 5 do
+  for i = 4, #ARGV, 6 do
     local id = ARGV[i]
     if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
     out[#out + 1] = id
-    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
+    out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
+      ARGV[i + 5] ~= '' and ARGV[i + 5] or nil)
   end
   if new > 0 then
     signal(new)
@@ -369,6 +654,8 @@ if op == 'tick' then
 end
 
 local function bury(id)
+  local _, g = meta(id)
+  if g then groups().gleft(g) end
   redis.call('RPUSH', KEYS[4], id)
   redis.call('HDEL', KEYS[3], 't:' .. id)
 end
@@ -380,11 +667,11 @@ if op == 'dequeue' then
   for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[2], id)
     if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
-      finish(id, 'x', tonumber(ARGV[7] or '0'))
+      dropCanceled(id, tonumber(ARGV[7] or '0'))
     elseif tonumber(redis.call('HGET', KEYS[3], 'n:' .. id) or '0') >= maxd then
       bury(id)
     else
-      redis.call('ZADD', readyKey(prio(id)), now, id)
+      requeue(id, now, true)
     end
   end
   local out = {}
@@ -400,13 +687,15 @@ if op == 'dequeue' then
       redis.call('HSET', KEYS[3], 't:' .. id, ARGV[5])
     end
   end
+  local grouped = #out < 3 * n and redis.call('EXISTS', KG, KW) > 0
+  if grouped then groups().gserve(n, out, vis, ARGV[5]) end
   if #out == 0 then
     local wait = -1
-    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2]}) do
+    for _, k in ipairs({KEYS[7], KEYS[1], KEYS[8], KEYS[2], grouped and KW or nil}) do
       local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
       if #first > 0 and (wait < 0 or tonumber(first[2]) - now < wait) then wait = tonumber(first[2]) - now end
     end
-    if #expired > 0 then keep() end
+    if #expired > 0 or grouped then keep() end
     return {'', math.max(wait, -1)}
   end
   if #expired > 0 then keep() else touch(KEYS[2], KEYS[3]) end
@@ -428,9 +717,9 @@ if op == 'redrive' or op == 'purgedead' then
     if op == 'redrive' then
       redis.call('HSET', KEYS[3], 'n:' .. id, 0)
       redis.call('HDEL', KEYS[3], 't:' .. id, 'f:' .. id)
-      redis.call('ZADD', readyKey(prio(id)), now, id)
+      requeue(id, now)
     else
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id)
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id, 'g:' .. id)
     end
   end
   if #ids > 0 then
@@ -460,9 +749,14 @@ end
 -- message is in flight, or back in its ready set, not delivered again.
 -- ret and result: a result retention and the result, for completions.
 local function ack(id, token, ret, result)
-  local f = redis.call('HMGET', KEYS[3], 't:' .. id, 'p:' .. id)
+  local f = redis.call('HMGET', KEYS[3], 't:' .. id, 'p:' .. id, 'g:' .. id)
   if f[1] ~= token then return 0 end
-  if redis.call('ZREM', KEYS[2], id) == 0 and redis.call('ZREM', readyKey(tonumber(f[2] or '0')), id) == 0 then return 0 end
+  local p = tonumber(f[2] or '0')
+  if f[3] then
+    if groups().gack(id, p, gof(f[3]), f[3]) == 0 then return 0 end
+  elseif redis.call('ZREM', KEYS[2], id) == 0 and redis.call('ZREM', readyKey(p), id) == 0 then
+    return 0
+  end
   finish(id, 'c', ret, result)
   return 1
 end
@@ -490,7 +784,7 @@ if op == 'result' then
     local state = 'dead'
     if redis.call('ZSCORE', KEYS[2], id) then
       state = 'inflight'
-    elseif redis.call('ZSCORE', readyKey(prio(id)), id) then
+    elseif not dead(id) then
       state = 'ready'
     end
     return {state, tonumber(f[2] or '0'), 0}
@@ -508,9 +802,10 @@ end
 if op == 'cancel' then
   local id = ARGV[3]
   if redis.call('HEXISTS', KEYS[3], id) == 0 then return 0 end
+  local p, g, mem = meta(id)
   if redis.call('ZSCORE', KEYS[2], id) then
-    redis.call('HSET', KEYS[3], 'x:' .. id, 1)
-  elseif redis.call('ZREM', readyKey(prio(id)), id) == 1 then
+    redis.call('HSET', KEYS[3], 'x:' .. id, 1) -- its group's count drops when it leaves flight
+  elseif (g and groups().unready(id, p, g, mem) or redis.call('ZREM', readyKey(p), id)) == 1 then
     finish(id, 'x', tonumber(ARGV[4]))
   else
     return 0 -- a dead letter
@@ -528,11 +823,11 @@ if op == 'giveback' then
     local id = ARGV[i]
     if redis.call('HGET', KEYS[3], 't:' .. id) == ARGV[i + 1] and redis.call('ZREM', KEYS[2], id) == 1 then
       if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
-        finish(id, 'x', 0) -- canceled: not given back
+        dropCanceled(id, 0) -- canceled: not given back
       else
         redis.call('HINCRBY', KEYS[3], 'n:' .. id, -1)
         redis.call('HDEL', KEYS[3], 't:' .. id)
-        redis.call('ZADD', readyKey(prio(id)), now, id)
+        requeue(id, now, true)
         back = back + 1
       end
     end
@@ -552,7 +847,7 @@ if op == 'fail' then
   end
   redis.call('ZREM', KEYS[2], id)
   if redis.call('HEXISTS', KEYS[3], 'x:' .. id) == 1 then
-    finish(id, 'x', 0) -- canceled: not retried
+    dropCanceled(id, 0) -- canceled: not retried
     keep()
     return -1
   end
@@ -565,7 +860,7 @@ if op == 'fail' then
   local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ math.min(f - 1, 40))
   delay = math.floor(delay * tonumber(ARGV[7]))
   redis.call('HDEL', KEYS[3], 't:' .. id)
-  redis.call('ZADD', readyKey(prio(id)), now + delay, id)
+  requeue(id, now + delay, true)
   signal(1)
   keep()
   return {1, f, delay}
@@ -588,7 +883,7 @@ if (op == 'extend' or op == 'nack') and redis.call('HEXISTS', KEYS[3], 'x:' .. i
   redis.call('ZREM', KEYS[2], id)
   local ret = ARGV[6]
   if op == 'nack' then ret = ARGV[7] end
-  finish(id, 'x', tonumber(ret or '0'))
+  dropCanceled(id, tonumber(ret or '0'))
   keep()
   return -1
 end
@@ -600,7 +895,7 @@ elseif op == 'nack' then
     bury(id)
   else
     redis.call('HDEL', KEYS[3], 't:' .. id)
-    redis.call('ZADD', readyKey(prio(id)), now + tonumber(ARGV[5]), id)
+    requeue(id, now + tonumber(ARGV[5]), true)
     signal(1)
   end
 else

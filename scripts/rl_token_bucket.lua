@@ -89,6 +89,38 @@ if nk == 1 and #ARGV == 1 then
   return -d
 end
 
+-- begin: token bucket
+-- tb_state and tb_next are the bucket's arithmetic, apart from where it is
+-- kept: this script's general path keeps it in a key, the queue's group
+-- rate limit in a hash field (embed.go puts this section in
+-- scripts/queue.lua at its "-- include: rl_token_bucket token bucket" line).
+-- tb_state reads a stored value v (nil or anything else: no bucket yet) as
+-- E, X and d, how far the bucket is from full at now, and whether it was
+-- written under another rate or capacity than r and cap (changed).
+local function tb_state(v, now, r, cap)
+  local e, x, d, changed = 0, nil, 0, false
+  if v and #v == 32 then
+    local r0, cap0
+    e, x, r0, cap0 = struct.unpack('<dddd', v)
+    d = (e - now) * r0 - x
+    if d < 0 then d = 0 end
+    changed = r0 ~= r or cap0 ~= cap
+  end
+  return e, x, d, changed
+end
+
+-- tb_next returns the value to store for a bucket read as e, x and left d2
+-- from full (d + c of an admitted request, d of a denied one), for a limit
+-- of rate r and capacity cap, and its new E, or nil when E stays (KEEPTTL).
+local function tb_next(now, e, x, d2, r, cap)
+  local pr = (e - now) * r
+  if x and pr >= d2 then return struct.pack('<dddd', e, pr - d2, r, cap), nil end
+  local ttl = math.ceil((d2 + cap) / r)
+  e = now + ttl
+  return struct.pack('<dddd', e, ttl * r - d2, r, cap), e
+end
+-- end: token bucket
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 -- Several limits, Peek, or text arguments: read every bucket, decide, then
@@ -108,17 +140,8 @@ end
 local es, xs, ds, changed, out = {}, {}, {}, {}, {}
 local ok = true
 for i = 1, nk do
-  local v = redis.call('GET', KEYS[i])
-  local e, x, d = 0, nil, 0
-  if v and #v == 32 then
-    local r0, cap0
-    e, x, r0, cap0 = struct.unpack('<dddd', v)
-    d = (e - now) * r0 - x
-    if d < 0 then d = 0 end
-    if r0 ~= rs[i] or cap0 ~= caps[i] then
-      changed[i] = true
-    end
-  end
+  local e, x, d, ch = tb_state(redis.call('GET', KEYS[i]), now, rs[i], caps[i])
+  changed[i] = ch
   es[i], xs[i], ds[i] = e, x, d
   if d + cs[i] > caps[i] then ok = false end
 end
@@ -128,16 +151,13 @@ end
 if not peek then
   for i = 1, nk do
     if ok or changed[i] then
-      local k, e, r = KEYS[i], es[i], rs[i]
       local d2 = ds[i]
       if ok then d2 = out[i] end
-      local pr = (e - now) * r
-      if xs[i] and pr >= d2 then
-        redis.call('SET', k, struct.pack('<dddd', e, pr - d2, r, caps[i]), 'KEEPTTL')
+      local v, e = tb_next(now, es[i], xs[i], d2, rs[i], caps[i])
+      if e then
+        redis.call('SET', KEYS[i], v, 'PXAT', e)
       else
-        local ttl = math.ceil((d2 + caps[i]) / r)
-        e = now + ttl
-        redis.call('SET', k, struct.pack('<dddd', e, ttl * r - d2, r, caps[i]), 'PXAT', e)
+        redis.call('SET', KEYS[i], v, 'KEEPTTL')
       end
     end
   end

@@ -64,7 +64,9 @@ def main(argv):
     elif op == "enqueue":
         q, body = args
         suffixes = [["ready"], ["inflight"], ["msgs"], ["dead"], ["signal"], ["seq"],
-                    ["ready", "high"], ["ready", "low"], ["paused"], ["done"], ["results"]]
+                    ["ready", "high"], ["ready", "low"], ["paused"], ["done"], ["results"],
+                    ["groups"], ["groups", "wait"], ["groups", "count"], ["groups", "ready"],
+                    ["groups", "busy"], ["groups", "rate"]]
         keys = [key("q", q, *s) for s in suffixes]
         out = fcall("queue", keys, "enqueue", 7 * 24 * 3600 * 1000, "", body, 0)[0]
     else:

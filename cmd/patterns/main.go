@@ -69,8 +69,8 @@ func usage(w io.Writer) {
                                       show what the patterns keep under a prefix
   patterns acl [-prefix P] [-patterns lock,ratelimit,...] [-user U] [-password P]
                                       print the least-privilege ACL rule for the library
-  patterns queue stats|peek|redrive|purge|result|workers|schedules [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
-                                      a queue's stats, messages, dead letters, results, live workers, schedules
+  patterns queue stats|peek|redrive|purge|result|workers|groups|schedules [-cluster] [-prefix P] [...] [TLS] NAME [ID...]
+                                      a queue's stats, messages, dead letters, results, live workers, groups, schedules
 TLS: a rediss:// REDIS_URL, with -tls-ca FILE for a private CA and
 -tls-cert FILE -tls-key FILE for mutual TLS.
 `)

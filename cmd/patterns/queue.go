@@ -14,7 +14,7 @@ import (
 	"github.com/redispatterns/patterns"
 )
 
-const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers|schedules [flags] NAME [ID...]
+const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|workers|groups|schedules [flags] NAME [ID...]
   stats NAME            counts, the age of the oldest due message, paused or not
   workers NAME          the live workers (Queue.Work) and the messages each runs
   peek [-state S] [-n N] NAME
@@ -22,6 +22,7 @@ const queueUsage = `usage: patterns queue stats|peek|redrive|purge|result|worker
   redrive NAME [ID...]  dead letters back to the consumers, deliveries reset (all without ids)
   purge NAME ID...      delete dead letters; purge -all NAME deletes every one
   result NAME ID...     each message's state; its result and deliveries once finished
+  groups [-n N] NAME    up to N groups with ready messages: ready, in flight, next turn
   schedules NAME        the schedules that enqueue to it (Scheduler): next and last tick, counts
 `
 
@@ -45,7 +46,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	retention := fs.Duration("retention", 7*24*time.Hour, "the queue's QueueOptions.Retention (the TTL a write renews)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	state := fs.String("state", "ready", "peek: ready, inflight or dead")
-	n := fs.Int("n", 10, "peek: how many messages at most")
+	n := fs.Int("n", 10, "peek, groups: how many messages or groups at most")
 	all := fs.Bool("all", false, "purge: every dead letter")
 	tf := addTLSFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -53,7 +54,7 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	}
 	rest := fs.Args()
 	switch sub {
-	case "stats", "peek", "redrive", "purge", "result", "workers", "schedules":
+	case "stats", "peek", "redrive", "purge", "result", "workers", "groups", "schedules":
 	default:
 		fmt.Fprint(w, queueUsage)
 		return fmt.Errorf("queue: unknown subcommand %q", sub)
@@ -98,6 +99,8 @@ func queueMain(ctx context.Context, url string, args []string, w io.Writer) erro
 	switch sub {
 	case "result":
 		return queueResults(ctx, in, name, ids, w, out)
+	case "groups":
+		return queueGroups(ctx, in, name, *n, w, out)
 	case "stats":
 		st, err := in.Queue(ctx, name, 0)
 		if err != nil {
