@@ -45,7 +45,7 @@ func ExampleJobQueue() {
 		Image string
 		Width int
 	}
-	resizes, err := patterns.NewJobQueue[Resize](pc, "resize", nil, nil) // JSON
+	resizes, err := patterns.NewJobQueue[Resize](pc, "resize", nil) // JSON
 	if err != nil {
 		panic(err)
 	}

@@ -592,7 +592,7 @@ func TestObserverReportsEveryOperation(t *testing.T) {
 		}
 	}, "queue.work ok", "queue.run canceled")
 	do("Queue.Work", func() { _ = wq.Work(ctx, nil, nil) }, "queue.run invalid")
-	jq, err := NewJobQueue[int](c, "typed", nil, nil)
+	jq, err := NewJobQueue[int](c, "typed", nil)
 	must(err)
 	do("JobQueue.Enqueue", func() { _, _, _ = jq.Enqueue(ctx, 7, nil) }, "queue.enqueue enqueued")
 	do("JobQueue.Work", func() {

@@ -13,17 +13,38 @@ type JobQueue[T any] struct {
 	codec Codec
 }
 
-// NewJobQueue returns the queue name of c (Client.Queue, with opt) for
-// values of type T encoded with codec (nil: JSON).
-func NewJobQueue[T any](c *Client, name string, opt *QueueOptions, codec Codec) (*JobQueue[T], error) {
-	q, err := c.Queue(name, opt)
+// JobQueueOptions configures a JobQueue.
+type JobQueueOptions struct {
+	// Queue configures the queue underneath, as Client.Queue takes it.
+	// default: nil, the queue's defaults
+	Queue *QueueOptions
+	// Codec encodes the values, as CacheOptions.Codec does.
+	// default: JSON
+	Codec Codec
+}
+
+func (o *JobQueueOptions) getQueue() *QueueOptions {
+	if o == nil {
+		return nil
+	}
+	return o.Queue
+}
+
+func (o *JobQueueOptions) getCodec() Codec {
+	if o == nil || o.Codec == nil {
+		return JSON
+	}
+	return o.Codec
+}
+
+// NewJobQueue returns the queue name of c (Client.Queue, with opt.Queue)
+// for values of type T encoded with opt.Codec.
+func NewJobQueue[T any](c *Client, name string, opt *JobQueueOptions) (*JobQueue[T], error) {
+	q, err := c.Queue(name, opt.getQueue())
 	if err != nil {
 		return nil, err
 	}
-	if codec == nil {
-		codec = JSON
-	}
-	return &JobQueue[T]{q: q, codec: codec}, nil
+	return &JobQueue[T]{q: q, codec: opt.getCodec()}, nil
 }
 
 // Queue returns the underlying queue, for its other operations (stats,

@@ -626,7 +626,7 @@ func TestJobQueue(t *testing.T) {
 	rec := &recorder{}
 	c.observer = rec
 	type job struct{ N int }
-	jq, err := NewJobQueue[job](c, "typed", nil, Msgpack)
+	jq, err := NewJobQueue[job](c, "typed", &JobQueueOptions{Codec: Msgpack})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +666,7 @@ func TestJobQueue(t *testing.T) {
 	rec.mu.Lock()
 	rec.ops = nil
 	rec.mu.Unlock()
-	bad, _ := NewJobQueue[func()](c, "typed", nil, nil)
+	bad, _ := NewJobQueue[func()](c, "typed", nil)
 	if _, _, err := bad.Enqueue(ctx, func() {}, nil); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("unencodable: %v", err)
 	}
