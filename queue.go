@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -253,6 +254,28 @@ type EnqueueOptions struct {
 	//
 	// default: 0 (reserved only while pending)
 	UniqueFor time.Duration
+	// Retry overrides the worker's retry policy (QueueWorkOptions.Retry)
+	// for this message, field by field: a zero field is the worker's. It is
+	// stored with the message and applies whichever worker runs it.
+	//
+	// default: nil (the worker's)
+	Retry *QueueRetry
+}
+
+// retryArg is the message's retry policy as the queue script stores it,
+// "max attempts:base ms:cap ms:jitter", or "" for none.
+func (o *EnqueueOptions) retryArg() string {
+	r := o.Retry
+	if r == nil {
+		return ""
+	}
+	ms := func(d time.Duration) int64 {
+		if d > 0 {
+			return max(d.Milliseconds(), 1)
+		}
+		return 0
+	}
+	return fmt.Sprintf("%d:%d:%d:%s", r.MaxAttempts, ms(r.Base), ms(r.Cap), strconv.FormatFloat(r.Jitter, 'f', -1, 64))
 }
 
 // bad returns what is wrong with body under o, or "".
@@ -268,6 +291,8 @@ func (o *EnqueueOptions) bad(body []byte) string {
 		return fmt.Sprintf("priority %d", o.Priority)
 	case len(o.Group) > MaxIDLen:
 		return fmt.Sprintf("group of %d bytes, over %d", len(o.Group), MaxIDLen)
+	case o.Retry != nil:
+		return o.Retry.bad()
 	}
 	return ""
 }
@@ -298,7 +323,7 @@ func (q *Queue) Enqueue(ctx context.Context, body []byte, opt *EnqueueOptions) (
 	if bad := o.bad(body); bad != "" {
 		return "", false, invalidf("%s", bad)
 	}
-	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds(), o.Group)
+	v, err := q.run(ctx, "enqueue", o.ID, body, o.Delay.Milliseconds(), int(o.Priority), q.opt.MaxLen, o.UniqueFor.Milliseconds(), o.Group, o.retryArg())
 	if err != nil {
 		return "", false, err
 	}
@@ -327,7 +352,8 @@ func enqueueOutcome(queued bool, err error) ObserveOutcome {
 type QueueItem struct {
 	// Body is the message's payload, stored as given.
 	Body []byte
-	// Options: ID (deduplicates, "" to generate one), Delay, Priority.
+	// Options: ID (deduplicates, "" to generate one), Delay, Priority,
+	// Group, UniqueFor, Retry.
 	EnqueueOptions
 }
 
@@ -354,8 +380,15 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 		return nil, invalidf("%d items, over %d", len(items), MaxQueueBatch)
 	}
 	size := 0
-	args := make([]any, 0, 2+5*len(items))
-	args = append(args, "enqueuemany", q.opt.MaxLen)
+	op, retry := "enqueuemany", false // enqueuemanyretry: a 7th argument per item
+	for i := range items {
+		if items[i].Retry != nil {
+			op, retry = "enqueuemanyretry", true
+			break
+		}
+	}
+	args := make([]any, 0, 2+7*len(items))
+	args = append(args, op, q.opt.MaxLen)
 	for i := range items {
 		it := &items[i]
 		if bad := it.bad(it.Body); bad != "" {
@@ -363,6 +396,9 @@ func (q *Queue) EnqueueMany(ctx context.Context, items []QueueItem) (res []Queue
 		}
 		size += len(it.Body)
 		args = append(args, it.ID, it.Body, it.Delay.Milliseconds(), int(it.Priority), it.UniqueFor.Milliseconds(), it.Group)
+		if retry {
+			args = append(args, it.retryArg())
+		}
 	}
 	if size > maxQueueBatchBytes {
 		return nil, invalidf("%d bytes of bodies, over %d", size, maxQueueBatchBytes)

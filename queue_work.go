@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -60,7 +61,9 @@ type QueueHandler func(ctx context.Context, m *QueueMessage) ([]byte, error)
 // QueueRetry is the retry policy of Queue.Work: after the n-th failure of
 // its handler a message waits min(Cap, Base * 2^(n-1)), less a random share
 // of up to Jitter of that, on the server's clock; after MaxAttempts failures
-// it goes to the dead letters. A nil *QueueRetry means all defaults.
+// it goes to the dead letters. A nil *QueueRetry means all defaults. A
+// message enqueued with its own (EnqueueOptions.Retry) has that one's
+// non-zero fields instead of the worker's.
 type QueueRetry struct {
 	// MaxAttempts is how many times the handler may fail (return an error,
 	// panic or time out) before the message goes to the dead letters.
@@ -85,6 +88,17 @@ type QueueRetry struct {
 	//
 	// default: 0.5
 	Jitter float64
+}
+
+// bad returns what is wrong with r, or "".
+func (r *QueueRetry) bad() string {
+	switch {
+	case r.MaxAttempts < 0 || r.Base < 0 || r.Cap < 0:
+		return fmt.Sprintf("retry: max attempts %d, base %v, cap %v: want 0 (default) or more", r.MaxAttempts, r.Base, r.Cap)
+	case r.Jitter != -1 && (r.Jitter < 0 || r.Jitter > 1) || math.IsNaN(r.Jitter):
+		return fmt.Sprintf("retry: jitter %v: want -1, or 0 (default) to 1", r.Jitter)
+	}
+	return ""
 }
 
 // QueueWorkOptions configure Queue.Work. A nil *QueueWorkOptions means all
@@ -117,7 +131,8 @@ type QueueWorkOptions struct {
 	//
 	// default: Concurrency
 	Prefetch int
-	// Retry is the retry policy.
+	// Retry is the retry policy (a message's own, EnqueueOptions.Retry,
+	// overrides it field by field).
 	//
 	// default: the QueueRetry defaults
 	Retry *QueueRetry
@@ -235,10 +250,8 @@ func (q *Queue) newWorker(h QueueHandler, opt *QueueWorkOptions) (*queueWorker, 
 		return nil, invalidf("heartbeat %v: want -1, 0 (default) or at least 10ms", o.Heartbeat)
 	case len(o.ID) > MaxIDLen:
 		return nil, invalidf("worker id of %d bytes", len(o.ID))
-	case r.MaxAttempts < 0 || r.Base < 0 || r.Cap < 0:
-		return nil, invalidf("retry: max attempts %d, base %v, cap %v: want 0 (default) or more", r.MaxAttempts, r.Base, r.Cap)
-	case r.Jitter != -1 && (r.Jitter < 0 || r.Jitter > 1):
-		return nil, invalidf("retry: jitter %v: want -1, or 0 (default) to 1", r.Jitter)
+	case r.bad() != "":
+		return nil, invalidf("%s", r.bad())
 	}
 	o.Concurrency = max(o.Concurrency, 1)
 	switch o.ShutdownTimeout {
@@ -564,11 +577,12 @@ func (w *queueWorker) call(ctx context.Context, m *QueueMessage) (res []byte, er
 // lost: nothing changed) or -1 (the message was canceled: it is removed),
 // and the backoff of a retry.
 func (w *queueWorker) fail(m *QueueMessage, attempts int) (verdict int64, backoff time.Duration, err error) {
-	jitter := 1 - w.retry.Jitter*rand.Float64()
+	r := rand.Float64() // also for a message's own jitter (EnqueueOptions.Retry)
+	jitter := 1 - w.retry.Jitter*r
 	ctx, cancel := context.WithTimeout(w.wctx, w.q.c.releaseTimeout)
 	defer cancel()
 	v, err := w.q.run(ctx, "fail", m.ID, m.token, w.retry.Base.Milliseconds(), w.retry.Cap.Milliseconds(),
-		fmt.Sprintf("%.6f", jitter), attempts)
+		fmt.Sprintf("%.6f", jitter), attempts, fmt.Sprintf("%.6f", r))
 	if err != nil {
 		return 0, 0, err
 	}

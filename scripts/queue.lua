@@ -4,7 +4,9 @@
 -- KEYS[1]  ready:      sorted set id -> time it may be delivered (ms), normal priority
 -- KEYS[2]  inflight:   sorted set id -> lease deadline (ms)
 -- KEYS[3]  messages:   hash id -> body, "n:"..id -> deliveries, "t:"..id -> lease token,
---                      "p:"..id -> priority (1 high, -1 low; absent: normal)
+--                      "p:"..id -> priority (1 high, -1 low; absent: normal),
+--                      "r:"..id -> retry policy "max failures:base ms:cap ms:jitter"
+--                      (each 0: the worker's; jitter -1: none; absent: all the worker's)
 -- KEYS[4]  dead:       list of ids that failed too often (bodies stay in messages;
 --                      a dead letter is the id in messages and in no sorted set)
 -- KEYS[5]  signal:     list pushed on every enqueue, for blocking consumers
@@ -37,9 +39,12 @@
 -- enqueue:     ARGV[3] id ("" to generate one), ARGV[4] body, ARGV[5] delay ms,
 --              ARGV[6] priority (1, 0, -1; default 0), ARGV[7] max length (0 or absent: none),
 --              ARGV[8] ms the id stays reserved after completion (0 or absent: none),
---              ARGV[9] group ("" or absent: none)
+--              ARGV[9] group ("" or absent: none), ARGV[10] retry policy as "r:"..id
+--              above ("" or absent: none)
 -- enqueuemany: ARGV[3] max length (0: none), then id, body, delay ms, priority,
 --              ms reserved after completion, group ("": none) per message
+-- enqueuemanyretry: as enqueuemany, with a seventh argument per message, its retry
+--              policy ("": none)
 -- dequeue:     ARGV[3] visibility timeout ms, ARGV[4] max deliveries, ARGV[5] lease token,
 --              ARGV[6] how many messages at most (default 1), ARGV[7] result retention ms
 --              (for canceled messages whose lease ran out; default 0), ARGV[8] most
@@ -63,13 +68,16 @@
 --              delivery not counted (a worker shutting down)
 -- fail:        ARGV[3] id, ARGV[4] lease token, ARGV[5] backoff base ms, ARGV[6] backoff
 --              cap ms, ARGV[7] jitter factor (0 to 1, the share of the backoff kept),
---              ARGV[8] max failures (0: dead now, a permanent failure)
+--              ARGV[8] max failures (0: dead now, a permanent failure), ARGV[9] a
+--              random number in [0, 1) (absent: 0), for a message's own jitter; a
+--              message's own retry policy ("r:"..id) replaces ARGV[5..8] field by field
+--              (not a permanent failure's 0)
 -- tick:        ARGV[3] max length (0: none), ARGV[4] schedule id, ARGV[5] its version,
 --              ARGV[6] its due score as read, ARGV[7] its next due score, ARGV[8] ticks
 --              missed, then the ticks to enqueue (ms, rising, none in the future)
 --
 -- Returns: enqueue -> {id, 1 if queued | 0 if that id is already pending |
--- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany ->
+-- -1 if the queue is full | -2 if that id is a dead letter}; enqueuemany(retry) ->
 -- {id, 1|0, ...} per message, or -1 if the queue is full, or {-2, id, ...}
 -- naming the ids that are dead letters (nothing written either way);
 -- dequeue -> {id, body, deliveries, ...} per message delivered, or {"", wait
@@ -253,7 +261,7 @@ end
 -- (completed only) or ret > 0.
 local function finish(id, state, ret, result)
   local f = redis.call('HMGET', KEYS[3], 'n:' .. id, 'u:' .. id)
-  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id, 'g:' .. id)
+  redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'u:' .. id, 'x:' .. id, 'f:' .. id, 'g:' .. id, 'r:' .. id)
   local u = tonumber(f[2] or '0')
   if state ~= 'c' then u = 0 end
   if u > 0 or ret > 0 then remember(id, state, f[1] or '0', u, ret, result) end
@@ -545,11 +553,12 @@ end
 
 -- add queues one message and returns 1, or 0 if its id is pending or
 -- reserved already.
-local function add(id, body, delay, p, u, g)
+local function add(id, body, delay, p, u, g, r)
   if reserved(id) or redis.call('HSETNX', KEYS[3], id, body) == 0 then return 0 end
   -- n:id (deliveries) is absent until the first delivery: 0.
   if p ~= 0 then redis.call('HSET', KEYS[3], 'p:' .. id, p) end
   if u > 0 then redis.call('HSET', KEYS[3], 'u:' .. id, u) end
+  if r and r ~= '' then redis.call('HSET', KEYS[3], 'r:' .. id, r) end
   if g then
     groups().gadd(g, p, now + delay, id)
     return 1
@@ -584,7 +593,7 @@ if op == 'enqueue' then
   if full(maxlen, 1) then return {'', -1} end
   if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
   if add(id, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6] or '0'), tonumber(ARGV[8] or '0'),
-      (ARGV[9] or '') ~= '' and ARGV[9] or nil) == 0 then
+      (ARGV[9] or '') ~= '' and ARGV[9] or nil, ARGV[10]) == 0 then
     return {id, 0} -- a generated id taken by an EnqueueOptions.ID
   end
   signal(1)
@@ -592,9 +601,10 @@ if op == 'enqueue' then
   return {id, 1}
 end
 
-if op == 'enqueuemany' then
-  local maxlen, seen, new, deads = tonumber(ARGV[3]), {}, 0, {-2}
-  for i = 4, #ARGV, 6 do
+if op == 'enqueuemany' or op == 'enqueuemanyretry' then
+  local maxlen, seen, new, deads, step = tonumber(ARGV[3]), {}, 0, {-2}, 6
+  if op == 'enqueuemanyretry' then step = 7 end
+  for i = 4, #ARGV, step do
     local id = ARGV[i]
     if id == '' then
       new = new + 1
@@ -612,12 +622,12 @@ if op == 'enqueuemany' then
   if #deads > 1 then return deads end
   if full(maxlen, new) then return -1 end
   local out = {}
-  for i = 4, #ARGV, 6 do
+  for i = 4, #ARGV, step do
     local id = ARGV[i]
     if id == '' then id = tostring(redis.call('INCR', KEYS[6])) end
     out[#out + 1] = id
     out[#out + 1] = add(id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
-      ARGV[i + 5] ~= '' and ARGV[i + 5] or nil)
+      ARGV[i + 5] ~= '' and ARGV[i + 5] or nil, step == 7 and ARGV[i + 6] or nil)
   end
   if new > 0 then
     signal(new)
@@ -719,7 +729,7 @@ if op == 'redrive' or op == 'purgedead' then
       redis.call('HDEL', KEYS[3], 't:' .. id, 'f:' .. id)
       requeue(id, now)
     else
-      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id, 'g:' .. id)
+      redis.call('HDEL', KEYS[3], id, 'n:' .. id, 't:' .. id, 'p:' .. id, 'f:' .. id, 'u:' .. id, 'g:' .. id, 'r:' .. id)
     end
   end
   if #ids > 0 then
@@ -852,13 +862,23 @@ if op == 'fail' then
     return -1
   end
   local f = redis.call('HINCRBY', KEYS[3], 'f:' .. id, 1)
-  if f >= tonumber(ARGV[8]) then
+  local base, cap, jit, most = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  local own = redis.call('HGET', KEYS[3], 'r:' .. id)
+  if own then
+    local m, b, c, j = string.match(own, '^(%d+):(%d+):(%d+):([-%d.]+)$')
+    m, b, c, j = tonumber(m or '0'), tonumber(b or '0'), tonumber(c or '0'), tonumber(j or '0')
+    if m > 0 and most > 0 then most = m end
+    if b > 0 then base = b end
+    if c > 0 then cap = c end
+    if j ~= 0 then jit = 1 - math.max(j, 0) * tonumber(ARGV[9] or '0') end
+  end
+  if f >= most then
     bury(id)
     keep()
     return {2, f}
   end
-  local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ math.min(f - 1, 40))
-  delay = math.floor(delay * tonumber(ARGV[7]))
+  local delay = math.min(cap, base * 2 ^ math.min(f - 1, 40))
+  delay = math.floor(delay * jit)
   redis.call('HDEL', KEYS[3], 't:' .. id)
   requeue(id, now + delay, true)
   signal(1)
