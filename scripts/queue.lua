@@ -194,7 +194,9 @@ local function keep()
     elseif lasting[i] and last > tonumber(retention) then
       longer(KEYS[i], last)
     else
-      redis.call('PEXPIRE', KEYS[i], retention)
+      -- At a time, not after a span: every key ends at the same ms, whatever
+      -- ms the server's command clock reads while the script runs.
+      redis.call('PEXPIREAT', KEYS[i], now + tonumber(retention))
     end
   end
 end
@@ -214,13 +216,13 @@ local function touch(...)
   end
   local left = last + r - now
   if gtouched then
-    for i = 12, 17 do redis.call('PEXPIRE', KEYS[i], left) end
+    for i = 12, 17 do redis.call('PEXPIREAT', KEYS[i], last + r) end
   end
   for _, k in ipairs({...}) do
     if k == KEYS[6] then
       longer(k, math.max(left, redis.call('PTTL', KEYS[10])))
     else
-      redis.call('PEXPIRE', k, left)
+      redis.call('PEXPIREAT', k, last + r)
     end
   end
 end
